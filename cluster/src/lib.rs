@@ -1,1 +1,209 @@
+//! Herald's cluster layer: the Raft-replicated config store and the node-to-node API.
+//!
+//! Layout and message flow:
+//! - [`storage`]: durable Raft log, hard state, conf state and snapshots on redb (fsync per write).
+//! - [`state`]: the replicated state machine: config objects, validation, derived objects, digest.
+//! - [`raft_loop`]: the one owner loop per node (a dedicated thread) holding the raft-rs
+//!   `RawNode`; inputs arrive on one channel, outputs leave through a [`transport::Transport`] and
+//!   two `watch` channels (status, applied state).
+//! - [`transport`]: Raft messages over gRPC streams (real) or an in-memory hub (simulation).
+//! - [`handle`]: [`handle::ClusterHandle`], what the node uses: writes (forwarded to the leader),
+//!   linearizable read barriers, membership changes, status of every member.
+//! - [`service`]: the node-to-node gRPC service (Raft stream, Propose, Join, Status, Removed).
+//! - [`start`] wires them together for one node: bootstrap or join on an empty data dir, resume
+//!   otherwise.
 
+pub mod client;
+pub mod handle;
+pub mod metrics;
+pub mod placement;
+pub mod raft_loop;
+pub mod service;
+pub mod state;
+pub mod storage;
+pub mod transport;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_grpc::cluster::{JoinRequest, RemovedNotice};
+use herald_grpc::config::NodeInfo;
+
+pub use handle::{ClusterHandle, Written};
+pub use raft_loop::{Applied, RaftConfig, RaftStatus, Role};
+
+use crate::client::PeerOptions;
+use crate::raft_loop::{bootstrap_snapshot, Event, LoopError, RaftLoop};
+use crate::state::StateMachine;
+use crate::storage::DiskStorage;
+use crate::transport::grpc::GrpcTransport;
+
+/// How one node takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub raft: RaftConfig,
+    /// Where `raft.redb` lives.
+    pub data_dir: PathBuf,
+    /// This node's identity and addresses, as other nodes should use them.
+    pub me: NodeInfo,
+    /// Local domains of a brand-new cluster (bootstrap only).
+    pub bootstrap_domains: Vec<String>,
+    /// host:port of any member's node-to-node API to join through; None: bootstrap when empty.
+    pub join: Option<String>,
+    pub peer: PeerOptions,
+}
+
+/// Why the cluster layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Loop(#[from] LoopError),
+    #[error("invalid bootstrap config: {0}")]
+    Bootstrap(herald_grpc::config::ErrorDetail),
+    #[error("cannot start the raft thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running cluster member.
+pub struct Cluster {
+    pub handle: ClusterHandle,
+    /// The owner loop's thread; joins when the loop stops.
+    pub thread: std::thread::JoinHandle<Result<(), LoopError>>,
+}
+
+/// Starts this node's Raft group. Call inside a tokio runtime (the transport spawns its tasks
+/// there). The node-to-node service must then be served with
+/// [`service::NodeApiService::grpc`] over the returned handle.
+pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, StartError> {
+    metrics::describe();
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let mut storage = DiskStorage::open(&cfg.data_dir.join("raft.redb"))?;
+    let fresh = storage.is_empty();
+    if fresh && cfg.join.is_none() {
+        let state = StateMachine::bootstrap(&cfg.bootstrap_domains, cfg.me.clone())
+            .map_err(StartError::Bootstrap)?;
+        storage.apply_snapshot(bootstrap_snapshot(cfg.me.node_id, &state))?;
+        tracing::info!(node = cfg.me.node_id, "bootstrapped a new cluster");
+    } else if !fresh {
+        tracing::info!(
+            node = cfg.me.node_id,
+            commit = storage.hard_state().commit,
+            voters = ?storage.conf_state().voters,
+            "resuming from the data dir"
+        );
+    }
+    let is_member = storage.conf_state().voters.contains(&cfg.me.node_id);
+    let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(65_536);
+    let rt = tokio::runtime::Handle::current();
+    let transport = Arc::new(GrpcTransport::new(
+        cfg.me.node_id,
+        cfg.me.cluster_address.clone(),
+        rt.clone(),
+        inbox_tx.clone(),
+        cfg.peer.clone(),
+    ));
+    let (raft_loop, outputs) =
+        RaftLoop::new(cfg.raft.clone(), storage, inbox_rx, transport, logger)?;
+    let thread = std::thread::Builder::new()
+        .name(format!("raft-{}", cfg.me.node_id))
+        .spawn(move || raft_loop.run())
+        .map_err(StartError::Thread)?;
+    let handle = ClusterHandle::new(
+        cfg.me.clone(),
+        inbox_tx,
+        outputs.status,
+        outputs.applied,
+        cfg.peer.clone(),
+    );
+    rt.spawn(notify_removed(handle.clone(), outputs.events));
+    if let (Some(target), false) = (cfg.join.clone(), is_member) {
+        rt.spawn(join_loop(handle.clone(), target));
+    }
+    Ok(Cluster { handle, thread })
+}
+
+/// Tells removed peers that they were removed, so that they stop (a few tries each).
+async fn notify_removed(
+    handle: ClusterHandle,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) {
+    while let Some(Event::PeerRemoved(node)) = events.recv().await {
+        let h = handle.clone();
+        tokio::spawn(async move {
+            for attempt in 0..5u32 {
+                let res = match h.peer_at(&node.cluster_address) {
+                    Ok(mut c) => c
+                        .removed(RemovedNotice {
+                            node_id: node.node_id,
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| s.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match res {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::debug!(node = node.node_id, attempt, error = %e,
+                            "could not tell a removed node; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    }
+                }
+            }
+            tracing::warn!(
+                node = node.node_id,
+                "removed node did not acknowledge its removal"
+            );
+        });
+    }
+}
+
+/// Asks `target` to add this node as a voter, until it is one (with backoff, logging each failure).
+async fn join_loop(handle: ClusterHandle, target: String) {
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt = 0u64;
+    loop {
+        let st = handle.status();
+        if st.stopped || st.voters.contains(&handle.node_id()) {
+            return;
+        }
+        attempt += 1;
+        let me = handle.me().clone();
+        let res = match handle.peer_at(&target) {
+            Ok(mut c) => {
+                let mut req = tonic::Request::new(JoinRequest {
+                    node_id: me.node_id,
+                    cluster_address: me.cluster_address.clone(),
+                    admin_address: me.admin_address.clone(),
+                });
+                req.set_timeout(Duration::from_secs(15));
+                c.join(req).await.map_err(|s| s.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match res {
+            Ok(r) => {
+                tracing::info!(%target, leader = r.into_inner().leader_id, "joined the cluster");
+                return;
+            }
+            Err(e) => {
+                if attempt % 5 == 1 {
+                    tracing::warn!(%target, attempt, error = %e, "join failed; retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(3));
+            }
+        }
+    }
+}

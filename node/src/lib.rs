@@ -1,1 +1,19 @@
+//! The `herald` node: composition root, admin API, admin CLI, metrics and health.
+//!
+//! - [`config`]: `herald agent` flags, `herald.toml`, `HERALD_*` variables, validated.
+//! - [`agent`]: [`agent::run`] starts a node on bound listeners: cluster layer, node-to-node,
+//!   admin and HTTP servers, readiness, graceful shutdown.
+//! - [`admin`]: the admin gRPC service over the replicated store.
+//! - [`cli`]: the admin client (`herald <object> <verb>`).
+//! - [`tls`], [`telemetry`], [`metrics`], [`http`]: certificates, logs, Prometheus, health.
+//! - [`scram`]: salted SCRAM secrets, so that no password is ever stored.
 
+pub mod admin;
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod scram;
+pub mod telemetry;
+pub mod tls;

@@ -140,7 +140,10 @@ mod tests {
         }));
         assert_eq!(o.kind(), ObjectKind::Domain);
         assert_eq!(o.key(), "example.test");
-        assert_eq!(calendar_credentials_key(CalendarKind::ExchangeEws), "exchange_ews");
+        assert_eq!(
+            calendar_credentials_key(CalendarKind::ExchangeEws),
+            "exchange_ews"
+        );
         assert_eq!(ConfigObject::default().kind(), ObjectKind::Unspecified);
     }
 }

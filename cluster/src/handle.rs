@@ -1,0 +1,356 @@
+//! [`ClusterHandle`]: what the rest of a node uses to read and change the replicated config.
+//!
+//! Writes go to the leader: proposed locally when this node leads, forwarded over the
+//! node-to-node API otherwise, and retried while there is no leader (until a deadline). A write
+//! returns once applied on the node that proposed it, so an acknowledged write is committed on a
+//! majority and durable there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use herald_grpc::cluster::{MembershipChange, ProposeRequest, StatusReply, StatusRequest};
+use herald_grpc::config::{write_outcome, Command, ErrorCode, ErrorDetail, NodeInfo, WriteOutcome};
+use prost::Message as _;
+use tokio::sync::{oneshot, watch};
+
+use crate::client::{peer_client, PeerClient, PeerOptions};
+use crate::metrics as m;
+use crate::raft_loop::{Applied, Input, RaftStatus, Role};
+
+/// Message of the retryable error a non-leader gives.
+pub const NOT_LEADER: &str = "not the leader";
+
+/// How long a write or read waits for a leader before giving up with UNAVAILABLE.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A successful write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub revision: u64,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct ClusterHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: NodeInfo,
+    inbox: Sender<Input>,
+    status: watch::Receiver<RaftStatus>,
+    applied: watch::Receiver<Arc<Applied>>,
+    peer_opts: PeerOptions,
+    clients: Mutex<HashMap<String, PeerClient>>,
+}
+
+fn unavailable(msg: impl Into<String>) -> ErrorDetail {
+    ErrorDetail::new(ErrorCode::Unavailable, msg)
+}
+
+fn is_not_leader(e: &ErrorDetail) -> bool {
+    e.code() == ErrorCode::Unavailable && (e.message == NOT_LEADER || e.message == "no leader")
+}
+
+impl ClusterHandle {
+    pub fn new(
+        me: NodeInfo,
+        inbox: Sender<Input>,
+        status: watch::Receiver<RaftStatus>,
+        applied: watch::Receiver<Arc<Applied>>,
+        peer_opts: PeerOptions,
+    ) -> Self {
+        ClusterHandle {
+            inner: Arc::new(Inner {
+                me,
+                inbox,
+                status,
+                applied,
+                peer_opts,
+                clients: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.me.node_id
+    }
+
+    pub fn me(&self) -> &NodeInfo {
+        &self.inner.me
+    }
+
+    /// This node's Raft status now.
+    pub fn status(&self) -> RaftStatus {
+        self.inner.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change (for readiness and shutdown).
+    pub fn watch_status(&self) -> watch::Receiver<RaftStatus> {
+        self.inner.status.clone()
+    }
+
+    /// The applied config state on this node (a local, possibly stale read).
+    pub fn applied(&self) -> Arc<Applied> {
+        self.inner.applied.borrow().clone()
+    }
+
+    /// A receiver that sees every newly applied state (config watch).
+    pub fn watch_applied(&self) -> watch::Receiver<Arc<Applied>> {
+        self.inner.applied.clone()
+    }
+
+    /// Asks the owner loop to stop after its current round.
+    pub fn shutdown(&self) {
+        let _ = self.inner.inbox.send(Input::Shutdown);
+    }
+
+    pub(crate) fn inbox(&self) -> &Sender<Input> {
+        &self.inner.inbox
+    }
+
+    /// The owner loop's inbox, for simulated-cluster tests that drive the loop directly.
+    #[doc(hidden)]
+    pub fn inbox_for_tests(&self) -> &Sender<Input> {
+        &self.inner.inbox
+    }
+
+    fn submit(&self, input: Input) -> Result<(), ErrorDetail> {
+        match self.inner.inbox.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(unavailable("raft inbox is full; retry")),
+            Err(TrySendError::Disconnected(_)) => Err(unavailable("raft loop has stopped")),
+        }
+    }
+
+    /// Proposes on this node, which must be the leader; answers once applied here.
+    pub async fn propose_local(&self, command: Vec<u8>) -> Result<WriteOutcome, ErrorDetail> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Input::Propose { command, reply: tx })?;
+        rx.await
+            .map_err(|_| unavailable("raft loop stopped before answering"))?
+    }
+
+    /// Membership change on this node, which must be the leader.
+    pub async fn change_membership_local(
+        &self,
+        add: bool,
+        node: NodeInfo,
+    ) -> Result<Vec<u64>, ErrorDetail> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Input::ConfChange {
+            add,
+            node,
+            reply: tx,
+        })?;
+        rx.await
+            .map_err(|_| unavailable("raft loop stopped before answering"))?
+    }
+
+    /// A client for a member's node-to-node API, by node id.
+    pub fn peer(&self, node_id: u64) -> Result<PeerClient, ErrorDetail> {
+        let addr = self
+            .applied()
+            .state
+            .nodes()
+            .into_iter()
+            .find(|n| n.node_id == node_id)
+            .map(|n| n.cluster_address)
+            .ok_or_else(|| unavailable(format!("no address known for node {node_id}")))?;
+        self.peer_at(&addr)
+    }
+
+    /// A client for a node-to-node API at `address`, cached.
+    pub fn peer_at(&self, address: &str) -> Result<PeerClient, ErrorDetail> {
+        let mut clients = self.inner.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(address) {
+            return Ok(c.clone());
+        }
+        let c = peer_client(address, &self.inner.peer_opts)
+            .map_err(|s| ErrorDetail::from_status(&s))?;
+        clients.insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Waits (bounded) until the status changes.
+    async fn wait_change(&self, deadline: Instant) {
+        let mut rx = self.inner.status.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), rx.changed()).await;
+    }
+
+    /// Writes a command through the leader. `Ok` carries the revision; a validation failure
+    /// comes back as the state machine's error.
+    pub async fn write(&self, cmd: &Command) -> Result<Written, ErrorDetail> {
+        let bytes = cmd.encode_to_vec();
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let st = self.status();
+            if st.stopped {
+                return Err(unavailable("this node has stopped"));
+            }
+            let res = if st.role == Role::Leader {
+                self.propose_local(bytes.clone()).await
+            } else if st.leader_id != 0 {
+                self.forward(st.leader_id, bytes.clone()).await
+            } else {
+                Err(unavailable("no leader"))
+            };
+            match res {
+                Ok(outcome) => return outcome_result(outcome),
+                Err(e) if is_not_leader(&e) && Instant::now() < deadline => {
+                    self.wait_change(deadline).await;
+                }
+                Err(e) => {
+                    let reason = if is_not_leader(&e) {
+                        "no_leader"
+                    } else {
+                        "error"
+                    };
+                    metrics::counter!(m::PROPOSALS_FAILED, "reason" => reason).increment(1);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn forward(&self, leader: u64, command: Vec<u8>) -> Result<WriteOutcome, ErrorDetail> {
+        metrics::counter!(m::FORWARDED_WRITES).increment(1);
+        let mut client = self.peer(leader)?;
+        let mut req = tonic::Request::new(ProposeRequest {
+            command,
+            origin_node: self.node_id(),
+        });
+        req.set_timeout(PEER_CALL_TIMEOUT);
+        match client.propose(req).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) => {
+                let e = ErrorDetail::from_status(&s);
+                if e.message == NOT_LEADER {
+                    return Err(e);
+                }
+                tracing::warn!(leader, status = %s, "forwarding a write to the leader failed");
+                Err(ErrorDetail::new(
+                    ErrorCode::Unavailable,
+                    format!("forwarding to leader {leader} failed: {}", s.message()),
+                ))
+            }
+        }
+    }
+
+    /// Adds or removes a voter through the leader.
+    pub async fn change_membership(
+        &self,
+        add: bool,
+        node: NodeInfo,
+    ) -> Result<Vec<u64>, ErrorDetail> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let st = self.status();
+            let res = if st.role == Role::Leader {
+                self.change_membership_local(add, node.clone()).await
+            } else if st.leader_id != 0 {
+                match self.peer(st.leader_id) {
+                    Ok(mut c) => {
+                        let mut req = tonic::Request::new(MembershipChange {
+                            add,
+                            node: Some(node.clone()),
+                        });
+                        req.set_timeout(PEER_CALL_TIMEOUT);
+                        match c.change_membership(req).await {
+                            Ok(r) => {
+                                let r = r.into_inner();
+                                match r.error {
+                                    Some(e) => Err(e),
+                                    None => Ok(r.voters),
+                                }
+                            }
+                            Err(s) => Err(ErrorDetail::from_status(&s)),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                Err(unavailable("no leader"))
+            };
+            match res {
+                Err(e) if is_not_leader(&e) && Instant::now() < deadline => {
+                    self.wait_change(deadline).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Linearizable read barrier: returns once this node applied everything the leader had
+    /// committed when the read was issued.
+    pub async fn read_barrier(&self) -> Result<u64, ErrorDetail> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.submit(Input::ReadIndex { reply: tx })?;
+            let res = rx
+                .await
+                .map_err(|_| unavailable("raft loop stopped before answering"))?;
+            match res {
+                Err(e) if e.code() == ErrorCode::Unavailable && Instant::now() < deadline => {
+                    self.wait_change(deadline).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// This node's own status as the node-to-node API reports it.
+    pub fn local_status(&self) -> StatusReply {
+        let st = self.status();
+        let applied = self.applied();
+        StatusReply {
+            node_id: st.node_id,
+            leader_id: st.leader_id,
+            role: st.role.as_str().to_string(),
+            term: st.term,
+            commit_index: st.commit,
+            applied_index: applied.state.applied_index(),
+            config_digest: applied.digest.clone(),
+            voters: st.voters,
+        }
+    }
+
+    /// Every member's status, asked in parallel; `Err` for members that did not answer.
+    pub async fn member_statuses(&self) -> Vec<(NodeInfo, Result<StatusReply, ErrorDetail>)> {
+        let nodes = self.applied().state.nodes();
+        let calls = nodes.into_iter().map(|n| async move {
+            if n.node_id == self.node_id() {
+                return (n, Ok(self.local_status()));
+            }
+            let res = match self.peer_at(&n.cluster_address) {
+                Ok(mut c) => {
+                    let mut req = tonic::Request::new(StatusRequest {});
+                    req.set_timeout(Duration::from_secs(2));
+                    c.status(req)
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|s| ErrorDetail::from_status(&s))
+                }
+                Err(e) => Err(e),
+            };
+            (n, res)
+        });
+        futures::future::join_all(calls).await
+    }
+}
+
+fn outcome_result(o: WriteOutcome) -> Result<Written, ErrorDetail> {
+    match o.result {
+        Some(write_outcome::Result::Revision(revision)) => Ok(Written {
+            revision,
+            warnings: o.warnings,
+        }),
+        Some(write_outcome::Result::Error(e)) => Err(e),
+        None => Err(ErrorDetail::new(ErrorCode::Internal, "empty write outcome")),
+    }
+}

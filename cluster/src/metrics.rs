@@ -1,0 +1,52 @@
+//! Metric names of the cluster crate (Prometheus conventions; no unbounded labels).
+
+pub const TERM: &str = "herald_raft_term";
+pub const COMMIT_INDEX: &str = "herald_raft_commit_index";
+pub const APPLIED_INDEX: &str = "herald_raft_applied_index";
+pub const IS_LEADER: &str = "herald_raft_is_leader";
+pub const VOTERS: &str = "herald_raft_voters";
+pub const LEADER_CHANGES: &str = "herald_raft_leader_changes_total";
+pub const PROPOSAL_DURATION: &str = "herald_raft_proposal_duration_seconds";
+/// Label `reason`: not_leader, dropped, timeout, forward_failed, no_leader.
+pub const PROPOSALS_FAILED: &str = "herald_raft_proposals_failed_total";
+pub const SNAPSHOTS_TAKEN: &str = "herald_raft_snapshots_taken_total";
+pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
+/// Label `direction`: out (queue full or peer unreachable), in (inbox full).
+pub const MESSAGES_DROPPED: &str = "herald_raft_messages_dropped_total";
+pub const MESSAGES_SENT: &str = "herald_raft_messages_sent_total";
+pub const MESSAGES_RECEIVED: &str = "herald_raft_messages_received_total";
+pub const PEER_CONNECT_FAILURES: &str = "herald_cluster_peer_connect_failures_total";
+pub const FORWARDED_WRITES: &str = "herald_cluster_forwarded_writes_total";
+
+/// Registers descriptions so that `/metrics` explains each series.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(TERM, "Current Raft term on this node");
+    describe_gauge!(COMMIT_INDEX, "Highest Raft log index known committed");
+    describe_gauge!(
+        APPLIED_INDEX,
+        "Highest Raft log index applied to the config state"
+    );
+    describe_gauge!(IS_LEADER, "1 when this node is the Raft leader");
+    describe_gauge!(VOTERS, "Number of voters in the Raft configuration");
+    describe_counter!(LEADER_CHANGES, "Times this node saw a new Raft leader");
+    describe_histogram!(
+        PROPOSAL_DURATION,
+        Unit::Seconds,
+        "Time from proposing a write on the leader to applying it"
+    );
+    describe_counter!(
+        PROPOSALS_FAILED,
+        "Writes that could not be applied, by reason"
+    );
+    describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken to compact the Raft log");
+    describe_counter!(
+        SNAPSHOTS_INSTALLED,
+        "Snapshots received from a leader and installed"
+    );
+    describe_counter!(MESSAGES_DROPPED, "Raft messages dropped, by direction");
+    describe_counter!(MESSAGES_SENT, "Raft messages sent to peers");
+    describe_counter!(MESSAGES_RECEIVED, "Raft messages received from peers");
+    describe_counter!(PEER_CONNECT_FAILURES, "Failed connections to peer nodes");
+    describe_counter!(FORWARDED_WRITES, "Writes forwarded to the leader");
+}

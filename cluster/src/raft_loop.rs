@@ -1,0 +1,803 @@
+//! The one owner loop of a node's Raft group (STYLE.md habit 5).
+//!
+//! A dedicated OS thread owns the `RawNode`, its [`DiskStorage`] and the [`StateMachine`]. Every
+//! input arrives as an [`Input`] on one channel; time advances by `tick()` every `tick`
+//! interval. Each round follows raft-rs's documented Ready order: send messages, install a
+//! snapshot, apply committed entries, persist entries and hard state (fsync), send persisted
+//! messages, advance, then the LightReady's commit index, messages and committed entries.
+//!
+//! What the rest of the node sees is published on two `watch` channels: [`RaftStatus`] (role,
+//! leader, term, indexes) and [`Applied`] (an immutable copy of the applied state and its digest).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use herald_grpc::config::{
+    write_outcome, Command, ErrorCode, ErrorDetail, NodeInfo, StoreSnapshot, WriteOutcome,
+};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use crate::metrics as m;
+use crate::state::StateMachine;
+use crate::storage::{DiskStorage, StorageError};
+use crate::transport::Transport;
+
+/// Tuning of the Raft group.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    pub node_id: u64,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Take a snapshot and compact the log after this many applied entries.
+    pub snapshot_entries: u64,
+    /// How long a proposal may wait to be applied before its caller is told the outcome is unknown.
+    pub proposal_timeout: Duration,
+}
+
+impl RaftConfig {
+    pub fn for_test(node_id: u64) -> Self {
+        RaftConfig {
+            node_id,
+            tick: Duration::from_millis(20),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_entries: 50,
+            proposal_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Reply to a write: the outcome as applied (which may itself be a validation error), or a
+/// failure to get it applied at all.
+pub type WriteResult = Result<WriteOutcome, ErrorDetail>;
+
+/// Everything the owner loop reacts to.
+pub enum Input {
+    /// Propose an encoded [`Command`]; answered once applied on this node.
+    Propose {
+        command: Vec<u8>,
+        reply: oneshot::Sender<WriteResult>,
+    },
+    /// Add or remove a voter; answered with the voters once applied.
+    ConfChange {
+        add: bool,
+        node: NodeInfo,
+        reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
+    },
+    /// A Raft message from a peer, with the peer's address.
+    Raft {
+        message: Box<Message>,
+        from_address: String,
+    },
+    /// A linearizable-read barrier: answered with an index once this node applied it.
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, ErrorDetail>>,
+    },
+    Unreachable(u64),
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
+    /// The leader says this node was removed from the cluster.
+    Removed,
+    Shutdown,
+}
+
+/// Role of this node in the Raft group, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    Leader,
+    #[default]
+    Follower,
+    Candidate,
+    PreCandidate,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::PreCandidate => "pre-candidate",
+        }
+    }
+}
+
+/// A cheap snapshot of the Raft group's state on this node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    /// 0 when no leader is known.
+    pub leader_id: u64,
+    pub term: u64,
+    pub role: Role,
+    pub commit: u64,
+    pub applied: u64,
+    pub voters: Vec<u64>,
+    /// This node was removed from the cluster and its loop has stopped.
+    pub removed: bool,
+    /// The loop has stopped (shutdown, removal or a storage failure).
+    pub stopped: bool,
+}
+
+/// The applied config state, immutable once published.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub state: StateMachine,
+    pub digest: String,
+}
+
+/// Something the node around the loop must act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// This leader removed `node` from the cluster: tell it, so that it stops.
+    PeerRemoved(NodeInfo),
+}
+
+enum Pending {
+    Write(oneshot::Sender<WriteResult>),
+    Conf(oneshot::Sender<Result<Vec<u64>, ErrorDetail>>),
+}
+
+struct PendingEntry {
+    reply: Pending,
+    started: Instant,
+    deadline: Instant,
+}
+
+/// Proposal context: the proposing node and its request number, so that only the proposer
+/// answers, and only the request that proposed the entry.
+fn encode_ctx(node: u64, seq: u64, extra: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + extra.len());
+    v.extend_from_slice(&node.to_be_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(extra);
+    v
+}
+
+fn decode_ctx(ctx: &[u8]) -> Option<(u64, u64, &[u8])> {
+    if ctx.len() < 16 {
+        return None;
+    }
+    let node = u64::from_be_bytes(ctx[0..8].try_into().ok()?);
+    let seq = u64::from_be_bytes(ctx[8..16].try_into().ok()?);
+    Some((node, seq, &ctx[16..]))
+}
+
+fn unavailable(msg: impl Into<String>) -> ErrorDetail {
+    ErrorDetail::new(ErrorCode::Unavailable, msg)
+}
+
+/// Builds the first snapshot of a brand-new cluster: this node as the only voter, and the
+/// bootstrap state (default domains, this node).
+pub fn bootstrap_snapshot(node_id: u64, state: &StateMachine) -> Snapshot {
+    let mut snap = Snapshot::default();
+    snap.mut_metadata().index = 1;
+    snap.mut_metadata().term = 1;
+    snap.mut_metadata().mut_conf_state().voters = vec![node_id];
+    let mut s = state.to_snapshot();
+    s.applied_index = 1;
+    snap.data = s.encode_to_vec().into();
+    snap
+}
+
+/// The owner loop. Create with [`RaftLoop::new`], then [`RaftLoop::run`] on its own thread.
+pub struct RaftLoop {
+    cfg: RaftConfig,
+    raw: RawNode<DiskStorage>,
+    state: StateMachine,
+    inbox: Receiver<Input>,
+    transport: Arc<dyn Transport>,
+    status_tx: watch::Sender<RaftStatus>,
+    applied_tx: watch::Sender<Arc<Applied>>,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    pending: HashMap<u64, PendingEntry>,
+    reads_pending: HashMap<u64, (oneshot::Sender<Result<u64, ErrorDetail>>, Instant)>,
+    reads_ready: Vec<(u64, oneshot::Sender<Result<u64, ErrorDetail>>)>,
+    next_seq: u64,
+    last_snapshot_index: u64,
+    last_leader: u64,
+    removed: bool,
+    dirty: bool,
+    /// A membership change was applied: snapshot now, so that the snapshot a new member gets
+    /// names it as a voter (raft-rs ignores a snapshot whose conf state lacks the receiver).
+    force_snapshot: bool,
+}
+
+/// The channels a [`RaftLoop`] publishes on, for the handle to read.
+pub struct LoopOutputs {
+    pub status: watch::Receiver<RaftStatus>,
+    pub applied: watch::Receiver<Arc<Applied>>,
+    pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+}
+
+impl RaftLoop {
+    /// Opens the Raft group over `storage`. A storage that was never written must have been
+    /// bootstrapped (given a first snapshot) or belong to a node that will join: it then starts
+    /// with no voters and waits for the leader to send it a snapshot.
+    pub fn new(
+        cfg: RaftConfig,
+        storage: DiskStorage,
+        inbox: Receiver<Input>,
+        transport: Arc<dyn Transport>,
+        logger: &slog::Logger,
+    ) -> Result<(Self, LoopOutputs), LoopError> {
+        let snap = storage.latest_snapshot().clone();
+        let state = if snap.data.is_empty() {
+            StateMachine::default()
+        } else {
+            restore_state(&snap)?
+        };
+        let applied = snap.get_metadata().index;
+        let raft_cfg = raft::Config {
+            id: cfg.node_id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate().map_err(LoopError::Raft)?;
+        let raw = RawNode::new(&raft_cfg, storage, logger).map_err(LoopError::Raft)?;
+        for n in state.nodes() {
+            transport.learn_address(n.node_id, &n.cluster_address);
+        }
+        let (status_tx, status) = watch::channel(RaftStatus {
+            node_id: cfg.node_id,
+            ..Default::default()
+        });
+        let digest = state.digest();
+        let (applied_tx, applied_rx) = watch::channel(Arc::new(Applied {
+            state: state.clone(),
+            digest,
+        }));
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let mut me = RaftLoop {
+            cfg,
+            raw,
+            state,
+            inbox,
+            transport,
+            status_tx,
+            applied_tx,
+            events: events_tx,
+            pending: HashMap::new(),
+            reads_pending: HashMap::new(),
+            reads_ready: Vec::new(),
+            next_seq: 1,
+            last_snapshot_index: applied,
+            last_leader: 0,
+            removed: false,
+            dirty: false,
+            force_snapshot: false,
+        };
+        me.publish_status();
+        Ok((
+            me,
+            LoopOutputs {
+                status,
+                applied: applied_rx,
+                events,
+            },
+        ))
+    }
+
+    /// Runs until shutdown, removal, or a storage failure (which is returned).
+    pub fn run(mut self) -> Result<(), LoopError> {
+        let mut next_tick = Instant::now() + self.cfg.tick;
+        let result = loop {
+            let now = Instant::now();
+            let wait = next_tick.saturating_duration_since(now);
+            let mut stop = false;
+            match self.inbox.recv_timeout(wait) {
+                Ok(input) => {
+                    stop |= self.handle(input);
+                    // Batch whatever else is already queued into the same Ready.
+                    for _ in 0..1024 {
+                        match self.inbox.try_recv() {
+                            Ok(input) => stop |= self.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick += self.cfg.tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + self.cfg.tick;
+                }
+                self.expire(Instant::now());
+            }
+            if let Err(e) = self.on_ready() {
+                break Err(e);
+            }
+            if stop || self.removed {
+                break Ok(());
+            }
+        };
+        self.fail_all("node is shutting down");
+        let mut st = self.status_tx.borrow().clone();
+        st.stopped = true;
+        st.removed = self.removed;
+        st.role = Role::Follower;
+        st.leader_id = 0;
+        let _ = self.status_tx.send(st);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "raft loop stopped on a storage failure");
+        }
+        result
+    }
+
+    /// Returns true when the loop must stop.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Propose { command, reply } => self.propose(command, reply),
+            Input::ConfChange { add, node, reply } => self.propose_conf(add, node, reply),
+            Input::Raft {
+                message,
+                from_address,
+            } => {
+                if !from_address.is_empty() {
+                    self.transport.learn_address(message.from, &from_address);
+                }
+                if let Err(e) = self.raw.step(*message) {
+                    tracing::debug!(error = %e, "raft step ignored a message");
+                }
+            }
+            Input::ReadIndex { reply } => {
+                let seq = self.seq();
+                self.raw.read_index(seq.to_be_bytes().to_vec());
+                self.reads_pending
+                    .insert(seq, (reply, Instant::now() + self.cfg.proposal_timeout));
+            }
+            Input::Unreachable(id) => self.raw.report_unreachable(id),
+            Input::SnapshotSent { to, ok } => {
+                let st = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, st);
+            }
+            Input::Removed => {
+                self.removed = true;
+                return true;
+            }
+            Input::Shutdown => return true,
+        }
+        false
+    }
+
+    fn seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    fn propose(&mut self, command: Vec<u8>, reply: oneshot::Sender<WriteResult>) {
+        if self.raw.raft.state != StateRole::Leader {
+            metrics::counter!(m::PROPOSALS_FAILED, "reason" => "not_leader").increment(1);
+            let _ = reply.send(Err(unavailable("not the leader")));
+            return;
+        }
+        let seq = self.seq();
+        let ctx = encode_ctx(self.cfg.node_id, seq, &[]);
+        match self.raw.propose(ctx, command) {
+            Ok(()) => {
+                let now = Instant::now();
+                self.pending.insert(
+                    seq,
+                    PendingEntry {
+                        reply: Pending::Write(reply),
+                        started: now,
+                        deadline: now + self.cfg.proposal_timeout,
+                    },
+                );
+            }
+            Err(e) => {
+                metrics::counter!(m::PROPOSALS_FAILED, "reason" => "dropped").increment(1);
+                let _ = reply.send(Err(unavailable(format!("proposal dropped: {e}"))));
+            }
+        }
+    }
+
+    fn propose_conf(
+        &mut self,
+        add: bool,
+        node: NodeInfo,
+        reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
+    ) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(unavailable("not the leader")));
+            return;
+        }
+        let voters = self.raw.store().conf_state().voters.clone();
+        let is_member = voters.contains(&node.node_id);
+        if add && is_member {
+            // Idempotent: a restarted joiner asks again.
+            let _ = reply.send(Ok(voters));
+            return;
+        }
+        if !add && !is_member {
+            let _ = reply.send(Err(ErrorDetail::new(
+                ErrorCode::NotFound,
+                format!("node {} is not a member", node.node_id),
+            )));
+            return;
+        }
+        if !add && voters.len() == 1 {
+            let _ = reply.send(Err(ErrorDetail::new(
+                ErrorCode::FailedPrecondition,
+                "cannot remove the last voter",
+            )));
+            return;
+        }
+        let seq = self.seq();
+        let mut cc = ConfChange {
+            node_id: node.node_id,
+            ..Default::default()
+        };
+        cc.set_change_type(if add {
+            ConfChangeType::AddNode
+        } else {
+            ConfChangeType::RemoveNode
+        });
+        cc.context = encode_ctx(self.cfg.node_id, seq, &node.encode_to_vec()).into();
+        match self.raw.propose_conf_change(vec![], cc) {
+            Ok(()) => {
+                let now = Instant::now();
+                self.pending.insert(
+                    seq,
+                    PendingEntry {
+                        reply: Pending::Conf(reply),
+                        started: now,
+                        deadline: now + self.cfg.proposal_timeout,
+                    },
+                );
+            }
+            Err(e) => {
+                let _ = reply.send(Err(unavailable(format!(
+                    "membership change dropped (another one may be in progress): {e}"
+                ))));
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<(), LoopError> {
+        if !self.raw.has_ready() {
+            self.publish_status();
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            let snap = ready.snapshot().clone();
+            self.install_snapshot(snap)?;
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_entries(committed)?;
+        if !ready.entries().is_empty() {
+            self.raw.mut_store().append(ready.entries())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.raw.mut_store().set_hard_state(hs.clone())?;
+        }
+        self.send(ready.take_persisted_messages());
+        for rs in ready.take_read_states() {
+            let seq = rs
+                .request_ctx
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            if let Some((reply, _)) = seq.and_then(|s| self.reads_pending.remove(&s)) {
+                self.reads_ready.push((rs.index, reply));
+            }
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        self.send(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply_entries(committed)?;
+        self.raw.advance_apply();
+        self.finish_reads();
+        self.maybe_compact()?;
+        self.publish_applied();
+        self.publish_status();
+        Ok(())
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        for msg in msgs {
+            self.transport.send(msg);
+        }
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), LoopError> {
+        let index = snap.get_metadata().index;
+        let state = restore_state(&snap)?;
+        self.raw.mut_store().apply_snapshot(snap)?;
+        self.state = state;
+        self.state.set_applied_index(index);
+        self.last_snapshot_index = index;
+        for n in self.state.nodes() {
+            self.transport.learn_address(n.node_id, &n.cluster_address);
+        }
+        metrics::counter!(m::SNAPSHOTS_INSTALLED).increment(1);
+        tracing::info!(index, "installed a snapshot from the leader");
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), LoopError> {
+        for e in entries {
+            if e.index <= self.state.applied_index() {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(&e),
+                EntryType::EntryConfChange => self.apply_conf(&e)?,
+                EntryType::EntryConfChangeV2 => {
+                    tracing::warn!(index = e.index, "ignoring an unexpected ConfChangeV2 entry");
+                }
+            }
+            self.state.set_applied_index(e.index);
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn apply_normal(&mut self, e: &Entry) {
+        if e.data.is_empty() {
+            return; // A new leader's empty entry.
+        }
+        let outcome = match Command::decode(&e.data[..]) {
+            Ok(cmd) => self.state.apply(e.index, &cmd),
+            Err(err) => WriteOutcome {
+                result: Some(write_outcome::Result::Error(ErrorDetail::new(
+                    ErrorCode::Internal,
+                    format!("undecodable command at index {}: {err}", e.index),
+                ))),
+                warnings: vec![],
+            },
+        };
+        if let Some((node, seq, _)) = decode_ctx(&e.context) {
+            if node == self.cfg.node_id {
+                if let Some(p) = self.pending.remove(&seq) {
+                    metrics::histogram!(m::PROPOSAL_DURATION)
+                        .record(p.started.elapsed().as_secs_f64());
+                    if let Pending::Write(reply) = p.reply {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_conf(&mut self, e: &Entry) -> Result<(), LoopError> {
+        let cc = ConfChange::parse_from_bytes(&e.data)
+            .map_err(|err| LoopError::Corrupt(format!("conf change at {}: {err}", e.index)))?;
+        let ctx = decode_ctx(&cc.context);
+        let info = ctx
+            .and_then(|(_, _, extra)| NodeInfo::decode(extra).ok())
+            .unwrap_or(NodeInfo {
+                node_id: cc.node_id,
+                ..Default::default()
+            });
+        let cs = self.raw.apply_conf_change(&cc).map_err(LoopError::Raft)?;
+        self.raw.mut_store().set_conf_state(cs.clone())?;
+        self.force_snapshot = true;
+        match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                self.transport
+                    .learn_address(info.node_id, &info.cluster_address);
+                self.state.add_node(e.index, info.clone());
+                tracing::info!(node = info.node_id, address = %info.cluster_address, "node added");
+            }
+            ConfChangeType::RemoveNode => {
+                let known = self
+                    .state
+                    .nodes()
+                    .into_iter()
+                    .find(|n| n.node_id == cc.node_id)
+                    .unwrap_or(info.clone());
+                self.state.remove_node(e.index, cc.node_id);
+                tracing::info!(node = cc.node_id, "node removed");
+                if cc.node_id == self.cfg.node_id {
+                    self.removed = true;
+                } else {
+                    if self.raw.raft.state == StateRole::Leader {
+                        let _ = self.events.send(Event::PeerRemoved(known));
+                    }
+                    self.transport.forget(cc.node_id);
+                }
+            }
+        }
+        if let Some((node, seq, _)) = ctx {
+            if node == self.cfg.node_id {
+                if let Some(p) = self.pending.remove(&seq) {
+                    if let Pending::Conf(reply) = p.reply {
+                        let _ = reply.send(Ok(cs.voters.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_reads(&mut self) {
+        let applied = self.state.applied_index();
+        let mut i = 0;
+        while i < self.reads_ready.len() {
+            if self.reads_ready[i].0 <= applied {
+                let (idx, reply) = self.reads_ready.swap_remove(i);
+                let _ = reply.send(Ok(idx));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), LoopError> {
+        let applied = self.state.applied_index();
+        let due = applied >= self.last_snapshot_index + self.cfg.snapshot_entries;
+        if !(due || self.force_snapshot) || applied <= self.last_snapshot_index {
+            return Ok(());
+        }
+        self.force_snapshot = false;
+        let data = self.state.to_snapshot().encode_to_vec();
+        self.raw.mut_store().compact(applied, data)?;
+        self.last_snapshot_index = applied;
+        metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
+        tracing::debug!(index = applied, "log compacted behind a snapshot");
+        Ok(())
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for seq in expired {
+            if let Some(p) = self.pending.remove(&seq) {
+                metrics::counter!(m::PROPOSALS_FAILED, "reason" => "timeout").increment(1);
+                let err = ErrorDetail::new(
+                    ErrorCode::Aborted,
+                    "the write was not applied in time (leadership may have changed); \
+                     its outcome is unknown: read before retrying",
+                );
+                match p.reply {
+                    Pending::Write(r) => {
+                        let _ = r.send(Err(err));
+                    }
+                    Pending::Conf(r) => {
+                        let _ = r.send(Err(err));
+                    }
+                }
+            }
+        }
+        let expired: Vec<u64> = self
+            .reads_pending
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for seq in expired {
+            if let Some((r, _)) = self.reads_pending.remove(&seq) {
+                let _ = r.send(Err(unavailable(
+                    "no leader confirmed the read in time; retry",
+                )));
+            }
+        }
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        for (_, p) in self.pending.drain() {
+            let err = ErrorDetail::new(ErrorCode::Aborted, format!("{why}; outcome unknown"));
+            match p.reply {
+                Pending::Write(r) => {
+                    let _ = r.send(Err(err));
+                }
+                Pending::Conf(r) => {
+                    let _ = r.send(Err(err));
+                }
+            }
+        }
+        for (_, (r, _)) in self.reads_pending.drain() {
+            let _ = r.send(Err(unavailable(why)));
+        }
+        for (_, r) in self.reads_ready.drain(..) {
+            let _ = r.send(Err(unavailable(why)));
+        }
+    }
+
+    fn publish_applied(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let digest = self.state.digest();
+        let _ = self.applied_tx.send(Arc::new(Applied {
+            state: self.state.clone(),
+            digest,
+        }));
+    }
+
+    fn publish_status(&mut self) {
+        let raft = &self.raw.raft;
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Follower => Role::Follower,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+        };
+        let st = RaftStatus {
+            node_id: self.cfg.node_id,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            role,
+            commit: raft.raft_log.committed,
+            applied: self.state.applied_index(),
+            voters: self.raw.store().conf_state().voters.clone(),
+            removed: self.removed,
+            stopped: false,
+        };
+        if st.leader_id != self.last_leader {
+            if st.leader_id != 0 {
+                metrics::counter!(m::LEADER_CHANGES).increment(1);
+                tracing::info!(leader = st.leader_id, term = st.term, "raft leader changed");
+            }
+            self.last_leader = st.leader_id;
+        }
+        metrics::gauge!(m::TERM).set(st.term as f64);
+        metrics::gauge!(m::COMMIT_INDEX).set(st.commit as f64);
+        metrics::gauge!(m::APPLIED_INDEX).set(st.applied as f64);
+        metrics::gauge!(m::IS_LEADER).set(if role == Role::Leader { 1.0 } else { 0.0 });
+        metrics::gauge!(m::VOTERS).set(st.voters.len() as f64);
+        self.status_tx.send_if_modified(|cur| {
+            if *cur != st {
+                *cur = st;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+fn restore_state(snap: &Snapshot) -> Result<StateMachine, LoopError> {
+    let s = StoreSnapshot::decode(&snap.data[..])
+        .map_err(|e| LoopError::Corrupt(format!("snapshot data: {e}")))?;
+    let mut sm = StateMachine::from_snapshot(&s)
+        .map_err(|e| LoopError::Corrupt(format!("snapshot state: {e}")))?;
+    sm.set_applied_index(snap.get_metadata().index);
+    Ok(sm)
+}
+
+/// Why the loop could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("raft: {0}")]
+    Raft(raft::Error),
+    #[error("corrupt replicated data: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,168 @@
+//! The node-to-node gRPC service: Raft stream in, forwarded writes, joins, status, removal.
+
+use std::pin::Pin;
+
+use futures::StreamExt;
+use herald_grpc::cluster::node_api_server::{NodeApi, NodeApiServer};
+use herald_grpc::cluster::{
+    JoinReply, JoinRequest, MembershipChange, MembershipChangeReply, ProposeRequest, RaftAck,
+    RaftEnvelope, RemovedNotice, StatusReply, StatusRequest,
+};
+use herald_grpc::config::{NodeInfo, WriteOutcome};
+use protobuf::Message as _;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::client::check_token;
+use crate::handle::{ClusterHandle, NOT_LEADER};
+use crate::metrics as m;
+use crate::raft_loop::{Input, Role};
+
+/// Implements `herald.cluster.v1.NodeApi` over a [`ClusterHandle`].
+pub struct NodeApiService {
+    handle: ClusterHandle,
+}
+
+/// Rejects node-to-node calls without the shared cluster token (when one is configured).
+#[derive(Clone)]
+pub struct TokenCheck(Option<std::sync::Arc<str>>);
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        check_token(self.0.as_deref(), &req)?;
+        Ok(req)
+    }
+}
+
+/// The service, wrapped with the cluster-token check, ready for a tonic `Server`.
+pub type NodeApiGrpc = InterceptedService<NodeApiServer<NodeApiService>, TokenCheck>;
+
+impl NodeApiService {
+    pub fn grpc(handle: ClusterHandle, token: Option<String>, max_bytes: usize) -> NodeApiGrpc {
+        let check = TokenCheck(token.map(std::sync::Arc::from));
+        let server = NodeApiServer::new(NodeApiService { handle })
+            .max_decoding_message_size(max_bytes)
+            .max_encoding_message_size(max_bytes);
+        InterceptedService::new(server, check)
+    }
+}
+
+#[tonic::async_trait]
+impl NodeApi for NodeApiService {
+    async fn raft(
+        &self,
+        request: Request<Streaming<RaftEnvelope>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        let me = self.handle.node_id();
+        let mut stream: Pin<Box<Streaming<RaftEnvelope>>> = Box::pin(request.into_inner());
+        while let Some(env) = stream.next().await {
+            let env = env?;
+            if env.to != me {
+                return Err(Status::failed_precondition(format!(
+                    "raft message for node {} reached node {me}",
+                    env.to
+                )));
+            }
+            let msg = raft::eraftpb::Message::parse_from_bytes(&env.message)
+                .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+            if msg.from != env.from {
+                return Err(Status::invalid_argument("raft message sender mismatch"));
+            }
+            metrics::counter!(m::MESSAGES_RECEIVED).increment(1);
+            let input = Input::Raft {
+                message: Box::new(msg),
+                from_address: env.from_address,
+            };
+            if self.handle.inbox().try_send(input).is_err() {
+                metrics::counter!(m::MESSAGES_DROPPED, "direction" => "in").increment(1);
+            }
+        }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<WriteOutcome>, Status> {
+        if self.handle.status().role != Role::Leader {
+            return Err(Status::unavailable(NOT_LEADER));
+        }
+        let req = request.into_inner();
+        self.handle
+            .propose_local(req.command)
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        let req = request.into_inner();
+        if req.node_id == 0 || req.cluster_address.is_empty() {
+            return Err(Status::invalid_argument(
+                "join needs a node id >= 1 and the node's cluster address",
+            ));
+        }
+        let node = NodeInfo {
+            node_id: req.node_id,
+            cluster_address: req.cluster_address,
+            admin_address: req.admin_address,
+        };
+        tracing::info!(node = node.node_id, address = %node.cluster_address, "join request");
+        self.handle
+            .change_membership(true, node)
+            .await
+            .map_err(|e| e.to_status())?;
+        let applied = self.handle.applied();
+        Ok(Response::new(JoinReply {
+            leader_id: self.handle.status().leader_id,
+            members: applied.state.nodes(),
+        }))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<MembershipChange>,
+    ) -> Result<Response<MembershipChangeReply>, Status> {
+        if self.handle.status().role != Role::Leader {
+            return Err(Status::unavailable(NOT_LEADER));
+        }
+        let req = request.into_inner();
+        let node = req
+            .node
+            .ok_or_else(|| Status::invalid_argument("membership change without a node"))?;
+        let reply = match self.handle.change_membership_local(req.add, node).await {
+            Ok(voters) => MembershipChangeReply {
+                error: None,
+                voters,
+            },
+            Err(e) => MembershipChangeReply {
+                error: Some(e),
+                voters: vec![],
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        Ok(Response::new(self.handle.local_status()))
+    }
+
+    async fn removed(&self, request: Request<RemovedNotice>) -> Result<Response<RaftAck>, Status> {
+        let n = request.into_inner();
+        if n.node_id != self.handle.node_id() {
+            return Err(Status::invalid_argument(format!(
+                "removal notice for node {} reached node {}",
+                n.node_id,
+                self.handle.node_id()
+            )));
+        }
+        // The leader sends this only after applying the removal; the removed node may never learn
+        // that the entry committed, since the leader stops replicating to it.
+        tracing::warn!("the leader removed this node from the cluster; stopping");
+        let _ = self.handle.inbox().send(Input::Removed);
+        Ok(Response::new(RaftAck {}))
+    }
+}

@@ -1,0 +1,536 @@
+//! The admin gRPC service (`herald.admin.v1.Admin`), served by every node.
+//!
+//! Reads come from this node's applied state (or after a ReadIndex barrier when the caller asks
+//! for a linearizable read); writes become [`Command`]s committed through Raft. Secrets never
+//! leave: SCRAM secrets are stripped from users and calendar passwords are masked.
+
+use std::time::Instant;
+
+use herald_cluster::placement::home_node;
+use herald_cluster::ClusterHandle;
+use herald_grpc::admin::admin_server::{Admin, AdminServer};
+use herald_grpc::admin::{
+    AddNodeRequest, AddUserRequest, ClusterStatusReply, ClusterStatusRequest, DeleteRequest,
+    GetReply, GetRequest, ListReply, ListRequest, MembershipReply, NodeStatus, PutRequest,
+    RemoveNodeRequest, SetPasswordRequest, WriteReply,
+};
+use herald_grpc::config::{
+    command::Op, config_object::Body, AddPolicyException, Command, ConfigObject, DeleteObject,
+    ErrorCode, ErrorDetail, NodeInfo, ObjectKind, PutObject, RemovePolicyException, SetUserSecrets,
+    User, WriteMode,
+};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::scram;
+
+/// What a masked secret looks like on the way out (and means "unchanged" on the way in).
+pub const MASK: &str = "********";
+
+pub const ADMIN_REQUESTS: &str = "herald_admin_requests_total";
+pub const ADMIN_DURATION: &str = "herald_admin_request_duration_seconds";
+
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        ADMIN_REQUESTS,
+        "Admin API requests, by method and status code"
+    );
+    metrics::describe_histogram!(
+        ADMIN_DURATION,
+        metrics::Unit::Seconds,
+        "Admin API request latency, by method"
+    );
+}
+
+pub struct AdminService {
+    cluster: ClusterHandle,
+}
+
+/// Rejects admin calls without the configured bearer token.
+#[derive(Clone)]
+pub struct AuthCheck(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for AuthCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(exp) = &self.0 {
+            let ok = req
+                .metadata()
+                .get("authorization")
+                .is_some_and(|v| constant_eq(v.as_bytes(), exp.as_bytes()));
+            if !ok {
+                metrics::counter!(ADMIN_REQUESTS, "method" => "any", "code" => "Unauthenticated")
+                    .increment(1);
+                return Err(Status::unauthenticated(
+                    "admin API: missing or wrong bearer token (set --admin-token / HERALD_ADMIN_TOKEN)",
+                ));
+            }
+        }
+        Ok(req)
+    }
+}
+
+pub type AdminGrpc = InterceptedService<AdminServer<AdminService>, AuthCheck>;
+
+impl AdminService {
+    /// The service with its bearer-token check (none when `token` is None).
+    pub fn grpc(cluster: ClusterHandle, token: Option<String>, max_bytes: usize) -> AdminGrpc {
+        let expected: Option<MetadataValue<Ascii>> = token
+            .as_deref()
+            .and_then(|t| format!("Bearer {t}").parse().ok());
+        let check = AuthCheck(expected);
+        let server = AdminServer::new(AdminService { cluster })
+            .max_decoding_message_size(max_bytes)
+            .max_encoding_message_size(max_bytes);
+        InterceptedService::new(server, check)
+    }
+
+    async fn write(&self, op: Op) -> Result<WriteReply, Status> {
+        let w = self
+            .cluster
+            .write(&Command { op: Some(op) })
+            .await
+            .map_err(|e| e.to_status())?;
+        for warning in &w.warnings {
+            tracing::info!(%warning, revision = w.revision, "config write warning");
+        }
+        Ok(WriteReply {
+            revision: w.revision,
+            warnings: w.warnings,
+        })
+    }
+
+    async fn barrier(&self, linearizable: bool) -> Result<(), Status> {
+        if linearizable {
+            self.cluster
+                .read_barrier()
+                .await
+                .map_err(|e| e.to_status())?;
+        }
+        Ok(())
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Records the request metric and passes the result through.
+fn observe<T>(method: &'static str, started: Instant, r: Result<T, Status>) -> Result<T, Status> {
+    let code = match &r {
+        Ok(_) => "Ok".to_string(),
+        Err(s) => format!("{:?}", s.code()),
+    };
+    metrics::counter!(ADMIN_REQUESTS, "method" => method, "code" => code).increment(1);
+    metrics::histogram!(ADMIN_DURATION, "method" => method).record(started.elapsed().as_secs_f64());
+    if let Err(s) = &r {
+        if matches!(s.code(), tonic::Code::Internal | tonic::Code::Unavailable) {
+            tracing::warn!(method, status = %s, "admin request failed");
+        }
+    }
+    r
+}
+
+fn kind_of(k: i32) -> Result<ObjectKind, Status> {
+    match ObjectKind::try_from(k) {
+        Ok(ObjectKind::Unspecified) | Err(_) => Err(Status::invalid_argument(
+            "kind: unknown or unspecified object kind",
+        )),
+        Ok(k) => Ok(k),
+    }
+}
+
+/// Removes secrets from an object on its way out.
+pub fn scrub(mut o: ConfigObject) -> ConfigObject {
+    match &mut o.body {
+        Some(Body::User(u)) => {
+            u.scram_sha256 = None;
+            u.scram_sha1 = None;
+        }
+        Some(Body::CalendarCredentials(c)) if !c.password.is_empty() => {
+            c.password = MASK.to_string();
+        }
+        Some(Body::XmppFederation(x)) if !x.dialback_secret.is_empty() => {
+            x.dialback_secret = MASK.to_string();
+        }
+        _ => {}
+    }
+    o
+}
+
+fn not_found(kind: ObjectKind, key: &str) -> Status {
+    ErrorDetail::new(
+        ErrorCode::NotFound,
+        format!("no {} named {key:?}", herald_grpc::objects::kind_name(kind)),
+    )
+    .to_status()
+}
+
+fn check_address(address: &str) -> Result<(), Status> {
+    let ok = address
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "address: {address:?} is not host:port"
+        )))
+    }
+}
+
+impl AdminService {
+    fn home_of(&self, jid: &str, pinned: u64) -> u64 {
+        let voters = self.cluster.status().voters;
+        home_node(jid, pinned, &voters).unwrap_or(0)
+    }
+
+    /// Put with secrets kept: users never carry SCRAM secrets through Put, masked values mean
+    /// "unchanged".
+    fn prepare_put(&self, mut object: ConfigObject) -> ConfigObject {
+        let applied = self.cluster.applied();
+        let stored = applied.state.get(object.kind(), &object.key());
+        match (&mut object.body, stored.and_then(|s| s.body)) {
+            (Some(Body::User(u)), _) => {
+                u.scram_sha256 = None;
+                u.scram_sha1 = None;
+            }
+            (Some(Body::CalendarCredentials(c)), Some(Body::CalendarCredentials(old)))
+                if c.password == MASK =>
+            {
+                c.password = old.password;
+            }
+            (Some(Body::XmppFederation(x)), Some(Body::XmppFederation(old)))
+                if x.dialback_secret == MASK =>
+            {
+                x.dialback_secret = old.dialback_secret;
+            }
+            _ => {}
+        }
+        object
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        let t = Instant::now();
+        let statuses = self.cluster.member_statuses().await;
+        let mut nodes = Vec::with_capacity(statuses.len());
+        let mut leader_id = self.cluster.status().leader_id;
+        for (info, res) in statuses {
+            let n = match res {
+                Ok(s) => {
+                    if s.role == "leader" {
+                        leader_id = s.node_id;
+                    }
+                    NodeStatus {
+                        id: info.node_id,
+                        address: info.cluster_address,
+                        role: s.role,
+                        applied_index: s.applied_index,
+                        config_digest: s.config_digest,
+                        term: s.term,
+                        commit_index: s.commit_index,
+                        admin_address: info.admin_address,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(node = info.node_id, error = %e, "member did not answer status");
+                    NodeStatus {
+                        id: info.node_id,
+                        address: info.cluster_address,
+                        role: "unreachable".into(),
+                        admin_address: info.admin_address,
+                        ..Default::default()
+                    }
+                }
+            };
+            nodes.push(n);
+        }
+        nodes.sort_by_key(|n| n.id);
+        let reachable: Vec<&NodeStatus> =
+            nodes.iter().filter(|n| n.role != "unreachable").collect();
+        let digests_agree = reachable
+            .windows(2)
+            .all(|w| w[0].config_digest == w[1].config_digest);
+        observe(
+            "ClusterStatus",
+            t,
+            Ok(Response::new(ClusterStatusReply {
+                leader_id,
+                nodes,
+                digests_agree,
+            })),
+        )
+    }
+
+    async fn add_node(
+        &self,
+        req: Request<AddNodeRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            if req.node_id == 0 {
+                return Err(Status::invalid_argument("node_id: must be >= 1"));
+            }
+            check_address(&req.address)?;
+            let voters = self
+                .cluster
+                .change_membership(
+                    true,
+                    NodeInfo {
+                        node_id: req.node_id,
+                        cluster_address: req.address,
+                        admin_address: String::new(),
+                    },
+                )
+                .await
+                .map_err(|e| e.to_status())?;
+            Ok(Response::new(MembershipReply { voters }))
+        }
+        .await;
+        observe("AddNode", t, r)
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<RemoveNodeRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let id = req.into_inner().node_id;
+            if id == 0 {
+                return Err(Status::invalid_argument("node_id: must be >= 1"));
+            }
+            let voters = self
+                .cluster
+                .change_membership(
+                    false,
+                    NodeInfo {
+                        node_id: id,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_status())?;
+            Ok(Response::new(MembershipReply { voters }))
+        }
+        .await;
+        observe("RemoveNode", t, r)
+    }
+
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            let kind = kind_of(req.kind)?;
+            self.barrier(req.linearizable).await?;
+            let key = if kind == ObjectKind::User {
+                req.key.to_lowercase()
+            } else {
+                req.key.clone()
+            };
+            let applied = self.cluster.applied();
+            let obj = applied
+                .state
+                .get(kind, &key)
+                .ok_or_else(|| not_found(kind, &req.key))?;
+            let home = match &obj.body {
+                Some(Body::User(User {
+                    jid,
+                    pinned_home_node,
+                    ..
+                })) => self.home_of(jid, *pinned_home_node),
+                _ => 0,
+            };
+            Ok(Response::new(GetReply {
+                object: Some(scrub(obj)),
+                home_node: home,
+            }))
+        }
+        .await;
+        observe("Get", t, r)
+    }
+
+    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            let kind = kind_of(req.kind)?;
+            self.barrier(req.linearizable).await?;
+            let applied = self.cluster.applied();
+            Ok(Response::new(ListReply {
+                objects: applied.state.list(kind).into_iter().map(scrub).collect(),
+                revision: applied.state.applied_index(),
+            }))
+        }
+        .await;
+        observe("List", t, r)
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<WriteReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            let object = req
+                .object
+                .filter(|o| o.body.is_some())
+                .ok_or_else(|| Status::invalid_argument("object: missing"))?;
+            let object = self.prepare_put(object);
+            self.write(Op::Put(PutObject {
+                object: Some(object),
+                mode: req.mode,
+                expected_revision: req.expected_revision,
+                confirm: req.confirm,
+            }))
+            .await
+            .map(Response::new)
+        }
+        .await;
+        observe("Put", t, r)
+    }
+
+    async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<WriteReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            kind_of(req.kind)?;
+            self.write(Op::Delete(DeleteObject {
+                kind: req.kind,
+                key: req.key,
+                expected_revision: req.expected_revision,
+            }))
+            .await
+            .map(Response::new)
+        }
+        .await;
+        observe("Delete", t, r)
+    }
+
+    async fn add_user(&self, req: Request<AddUserRequest>) -> Result<Response<WriteReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            let (s256, s1) = scram::new_secrets(&req.password)
+                .map_err(|e| Status::invalid_argument(format!("password: {e}")))?;
+            let user = User {
+                jid: req.jid,
+                mail_id: req.mail_id,
+                pinned_home_node: req.pinned_home_node,
+                scram_sha256: Some(s256),
+                scram_sha1: Some(s1),
+                ..Default::default()
+            };
+            self.write(Op::Put(PutObject {
+                object: Some(ConfigObject::new(Body::User(user))),
+                mode: WriteMode::Create as i32,
+                expected_revision: 0,
+                confirm: false,
+            }))
+            .await
+            .map(Response::new)
+        }
+        .await;
+        observe("AddUser", t, r)
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<SetPasswordRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            let (s256, s1) = scram::new_secrets(&req.password)
+                .map_err(|e| Status::invalid_argument(format!("password: {e}")))?;
+            self.write(Op::SetUserSecrets(SetUserSecrets {
+                jid: req.jid,
+                scram_sha256: Some(s256),
+                scram_sha1: Some(s1),
+                expected_revision: req.expected_revision,
+            }))
+            .await
+            .map(Response::new)
+        }
+        .await;
+        observe("SetPassword", t, r)
+    }
+
+    async fn add_policy_exception(
+        &self,
+        req: Request<AddPolicyException>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let t = Instant::now();
+        let r = self
+            .write(Op::AddPolicyException(req.into_inner()))
+            .await
+            .map(Response::new);
+        observe("AddPolicyException", t, r)
+    }
+
+    async fn remove_policy_exception(
+        &self,
+        req: Request<RemovePolicyException>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let t = Instant::now();
+        let r = self
+            .write(Op::RemovePolicyException(req.into_inner()))
+            .await
+            .map(Response::new);
+        observe("RemovePolicyException", t, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_grpc::config::{CalendarCredentials, ScramSecret};
+
+    #[test]
+    fn scrub_removes_secrets() {
+        let u = scrub(ConfigObject::new(Body::User(User {
+            jid: "a@b".into(),
+            scram_sha256: Some(ScramSecret::default()),
+            scram_sha1: Some(ScramSecret::default()),
+            ..Default::default()
+        })));
+        match u.body {
+            Some(Body::User(u)) => assert!(u.scram_sha1.is_none() && u.scram_sha256.is_none()),
+            _ => panic!(),
+        }
+        let c = scrub(ConfigObject::new(Body::CalendarCredentials(
+            CalendarCredentials {
+                password: "hunter2".into(),
+                ..Default::default()
+            },
+        )));
+        match c.body {
+            Some(Body::CalendarCredentials(c)) => assert_eq!(c.password, MASK),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn addresses_and_kinds() {
+        assert!(check_address("127.0.0.1:7470").is_ok());
+        assert!(check_address("node-1.herald:7470").is_ok());
+        assert!(check_address("127.0.0.1").is_err());
+        assert!(check_address(":7470").is_err());
+        assert!(check_address("h:0").is_err());
+        assert!(kind_of(0).is_err());
+        assert!(kind_of(999).is_err());
+        assert_eq!(kind_of(1).unwrap(), ObjectKind::Domain);
+        assert!(constant_eq(b"Bearer x", b"Bearer x"));
+        assert!(!constant_eq(b"Bearer x", b"Bearer y"));
+        assert!(!constant_eq(b"Bearer", b"Bearer x"));
+    }
+}

@@ -1,0 +1,266 @@
+//! `herald agent`: one node. [`run`] is the library entry point that the binary and the tests
+//! call with already-bound listeners (STYLE.md habit 1).
+//!
+//! Start-up: metrics recorder → TLS material (dev CA on first start) → cluster layer (bootstrap,
+//! join or resume) → node-to-node, admin and HTTP servers → readiness. Shutdown (SIGTERM, or this
+//! node being removed): stop accepting admin calls and let in-flight ones finish, stop the Raft
+//! loop (everything acknowledged is already fsynced), then the node-to-node and HTTP servers.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use herald_cluster::client::PeerOptions;
+use herald_cluster::service::NodeApiService;
+use herald_cluster::{ClusterConfig, ClusterHandle, RaftConfig, RaftStatus};
+use herald_grpc::config::NodeInfo;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::admin::AdminService;
+use crate::config::NodeConfig;
+use crate::http::{HttpState, Readiness};
+
+/// The node's sockets, bound before [`run`] so that tests can use port 0.
+pub struct Listeners {
+    pub cluster: std::net::TcpListener,
+    pub admin: std::net::TcpListener,
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds every listener on the configured address and ports.
+    pub fn bind(cfg: &NodeConfig) -> anyhow::Result<Self> {
+        let bind = |port: u16, what: &str| -> anyhow::Result<std::net::TcpListener> {
+            let addr = cfg.addr(port);
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        };
+        Ok(Listeners {
+            cluster: bind(cfg.cluster_port, "node-to-node gRPC")?,
+            admin: bind(cfg.admin_port, "admin gRPC")?,
+            http: bind(cfg.http_port, "HTTP (metrics, health)")?,
+        })
+    }
+}
+
+/// How the node ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop (signal).
+    Shutdown,
+    /// Removed from the cluster by an admin.
+    Removed,
+}
+
+fn local(l: &std::net::TcpListener) -> anyhow::Result<SocketAddr> {
+    Ok(l.local_addr()?)
+}
+
+/// Runs a node until `shutdown` resolves or the node is removed from its cluster.
+pub async fn run(
+    mut cfg: NodeConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Exit> {
+    // Ports may have been 0: advertise what was really bound.
+    cfg.cluster_port = local(&listeners.cluster)?.port();
+    cfg.admin_port = local(&listeners.admin)?.port();
+    cfg.http_port = local(&listeners.http)?.port();
+
+    let prometheus = crate::metrics::install().context("installing the metrics recorder")?;
+    crate::metrics::spawn_upkeep(prometheus.clone());
+    crate::admin::describe_metrics();
+
+    let tls = crate::tls::load_or_generate(&cfg).context("loading TLS material")?;
+    tracing::info!(cert = %tls.cert_path.display(), ca = ?tls.ca_pem_path, "TLS certificate ready");
+
+    let me = NodeInfo {
+        node_id: cfg.node_id,
+        cluster_address: cfg.cluster_advertise(),
+        admin_address: cfg.admin_advertise(),
+    };
+    let peer = PeerOptions {
+        token: cfg.cluster_token.as_ref().map(|s| s.expose().to_string()),
+        max_message_bytes: cfg.max_grpc_message_bytes,
+    };
+    let cluster = herald_cluster::start(
+        ClusterConfig {
+            raft: RaftConfig {
+                node_id: cfg.node_id,
+                tick: cfg.raft.tick(),
+                election_ticks: cfg.raft.election_ticks,
+                heartbeat_ticks: cfg.raft.heartbeat_ticks,
+                snapshot_entries: cfg.raft.snapshot_entries,
+                proposal_timeout: Duration::from_secs(10),
+            },
+            data_dir: cfg.data_dir.clone(),
+            me: me.clone(),
+            bootstrap_domains: cfg.domains.clone(),
+            join: cfg.join_target(),
+            peer: peer.clone(),
+        },
+        &crate::telemetry::raft_logger(),
+    )
+    .context("starting the replicated config store")?;
+    let handle = cluster.handle.clone();
+
+    // Node-to-node API.
+    let (cluster_stop_tx, cluster_stop) = watch::channel(false);
+    let cluster_svc = NodeApiService::grpc(
+        handle.clone(),
+        peer.token.clone(),
+        cfg.max_grpc_message_bytes,
+    );
+    let cluster_listener = tokio::net::TcpListener::from_std(listeners.cluster)?;
+    let cluster_addr = cluster_listener.local_addr()?;
+    let cluster_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(cluster_svc)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(cluster_listener),
+                wait_true(cluster_stop),
+            ),
+    );
+
+    // Admin API.
+    let (admin_stop_tx, admin_stop) = watch::channel(false);
+    let admin_svc = AdminService::grpc(
+        handle.clone(),
+        cfg.admin_token.as_ref().map(|s| s.expose().to_string()),
+        cfg.max_grpc_message_bytes,
+    );
+    let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(admin_svc)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(admin_listener),
+                wait_true(admin_stop),
+            ),
+    );
+
+    // HTTP: metrics and health.
+    let (ready_tx, ready_rx) = watch::channel(Readiness {
+        ready: false,
+        reasons: vec!["starting".into()],
+    });
+    tokio::spawn(track_readiness(handle.clone(), ready_tx));
+    let (http_stop_tx, http_stop) = watch::channel(false);
+    let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
+    let http_addr = http_listener.local_addr()?;
+    let http_server = tokio::spawn(crate::http::serve(
+        http_listener,
+        HttpState {
+            metrics: prometheus,
+            ready: ready_rx,
+        },
+        wait_true(http_stop),
+    ));
+
+    tracing::info!(
+        node = cfg.node_id,
+        data_dir = %cfg.data_dir.display(),
+        cluster = %cluster_addr,
+        admin = %admin_addr,
+        http = %http_addr,
+        advertise = %me.cluster_address,
+        join = ?cfg.join_target(),
+        "herald node running"
+    );
+
+    let mut status = handle.watch_status();
+    let exit = tokio::select! {
+        _ = shutdown => Exit::Shutdown,
+        st = wait_stopped(&mut status) => {
+            if st.removed { Exit::Removed } else { Exit::Shutdown }
+        }
+    };
+    match exit {
+        Exit::Removed => tracing::warn!("this node was removed from the cluster; shutting down"),
+        Exit::Shutdown => tracing::info!("shutting down"),
+    }
+
+    // 1. Stop accepting admin calls; in-flight ones finish (bounded by the grace period).
+    let grace = cfg.shutdown_grace();
+    let _ = admin_stop_tx.send(true);
+    if tokio::time::timeout(grace, admin_server).await.is_err() {
+        tracing::warn!("admin calls still running after the grace period; stopping anyway");
+    }
+    // 2. Stop the Raft loop and wait for its thread.
+    handle.shutdown();
+    let joined = tokio::task::spawn_blocking(move || cluster.thread.join()).await;
+    let loop_result = match joined {
+        Ok(Ok(r)) => r.map_err(anyhow::Error::from),
+        Ok(Err(_)) => Err(anyhow::anyhow!("the raft thread panicked")),
+        Err(e) => Err(anyhow::anyhow!("joining the raft thread: {e}")),
+    };
+    // 3. Node-to-node and HTTP last.
+    let _ = cluster_stop_tx.send(true);
+    let _ = http_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), cluster_server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_server).await;
+    loop_result.context("the raft loop failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(exit)
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn wait_stopped(rx: &mut watch::Receiver<RaftStatus>) -> RaftStatus {
+    match rx.wait_for(|s| s.stopped).await {
+        Ok(s) => s.clone(),
+        // The loop is gone without saying so: treat it as stopped.
+        Err(_) => RaftStatus {
+            stopped: true,
+            ..Default::default()
+        },
+    }
+}
+
+/// Ready when this node is a voter, knows a leader, and has applied what it knows committed.
+async fn track_readiness(handle: ClusterHandle, tx: watch::Sender<Readiness>) {
+    let mut rx = handle.watch_status();
+    loop {
+        let st = rx.borrow_and_update().clone();
+        let mut reasons = Vec::new();
+        if st.stopped {
+            reasons.push("raft loop stopped".to_string());
+        }
+        if !st.voters.contains(&handle.node_id()) {
+            reasons.push("not (yet) a member of the cluster".to_string());
+        }
+        if st.leader_id == 0 {
+            reasons.push("no raft leader known".to_string());
+        }
+        if st.applied < st.commit {
+            reasons.push(format!(
+                "catching up: applied {} of {} committed",
+                st.applied, st.commit
+            ));
+        }
+        let r = Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+        };
+        tx.send_if_modified(|cur| {
+            if *cur != r {
+                *cur = r;
+                true
+            } else {
+                false
+            }
+        });
+        if st.stopped || rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The `herald` admin command-line client.
+//!
+//! `herald [--admin IP:PORT] [-o table|json] <object> <verb> ...` talks to the admin gRPC API
+//! ([`herald_grpc::admin`]) of any node. Layout:
+//!
+//! - this file: global options, the top-level [`AdminCommand`], [`run`], connection and errors;
+//! - `args` / `args_singletons`: the clap definitions of each object's verbs;
+//! - `objects`: pure conversion of a parsed command into a `plan::Plan` of RPCs and edits;
+//! - `plan`: the plan type and its execution against an `AdminClient`;
+//! - `render`: JSON and table rendering of replies.
+//!
+//! Flow: clap parses → `objects::plan` (no I/O, unit-tested) → `plan::execute` (RPCs) →
+//! `render` builds the text → [`run`] prints it.
+
+mod args;
+mod args_singletons;
+mod objects;
+mod plan;
+mod render;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_render;
+#[cfg(test)]
+mod tests_server;
+
+pub use args::{
+    AclCmd, AclKindArg, CalendarAuthArg, CalendarCmd, CalendarKindArg, CalendarPasswordArgs,
+    DomainCmd, EmailDomainCmd, PasswordArgs, RouteTypeArg, SipDomainCmd, SipTypeArg,
+    StaticRouteCmd, TlsPeerCmd, TransportArg, UserCmd,
+};
+pub use args_singletons::{
+    ClusterCmd, EmailFederationCmd, FederationRoutingCmd, PolicyActionArg, PolicyDirectionArg,
+    PolicyExceptionCmd, RoutingNodeCmd, SecurityModeArg, XmppFederationCmd, XmppPolicyCmd,
+};
+
+use herald_grpc::admin::admin_client::AdminClient;
+use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+/// Connect timeout of the admin API connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of each admin API call.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How command output is rendered.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Aligned columns with a header row.
+    #[default]
+    Table,
+    /// JSON: objects with the .proto field names, arrays for lists.
+    Json,
+}
+
+/// Options shared by every admin command (accepted before or after the verb).
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Admin API address (IP:PORT) of any node.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ADMIN",
+        default_value = "127.0.0.1:7471"
+    )]
+    pub admin: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Bearer token sent with every admin call.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+}
+
+/// The admin client's objects; each takes a verb.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum AdminCommand {
+    /// Cluster membership and status.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Local (presence) domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// SIP federated domains.
+    #[command(subcommand)]
+    SipDomain(SipDomainCmd),
+    /// Incoming SIP access control entries.
+    #[command(subcommand)]
+    Acl(AclCmd),
+    /// SIP static routes.
+    #[command(subcommand)]
+    StaticRoute(StaticRouteCmd),
+    /// Expected TLS peer subjects.
+    #[command(subcommand)]
+    TlsPeer(TlsPeerCmd),
+    /// XMPP federation settings (singleton).
+    #[command(subcommand)]
+    XmppFederation(XmppFederationCmd),
+    /// XMPP federation policy and its exceptions (singleton).
+    #[command(subcommand)]
+    XmppPolicy(XmppPolicyCmd),
+    /// Email for federation switch (singleton).
+    #[command(subcommand)]
+    EmailFederation(EmailFederationCmd),
+    /// Email domains.
+    #[command(subcommand)]
+    EmailDomain(EmailDomainCmd),
+    /// SIP routing node and its fallbacks (singleton).
+    #[command(subcommand)]
+    RoutingNode(RoutingNodeCmd),
+    /// Federation routing parameters (singleton).
+    #[command(subcommand)]
+    FederationRouting(FederationRoutingCmd),
+    /// Calendar gateways and their shared credentials.
+    #[command(subcommand)]
+    CalendarGateway(CalendarCmd),
+}
+
+/// Errors of the admin client.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The server answered with a gRPC error status.
+    #[error("{code}: {message}")]
+    Rpc {
+        /// The status code name, e.g. `INVALID_ARGUMENT`.
+        code: &'static str,
+        /// The server's message.
+        message: String,
+    },
+    /// `--admin` is not a usable address.
+    #[error("invalid admin address {addr:?}")]
+    BadAddress {
+        /// The address given.
+        addr: String,
+        /// Why it was rejected.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The admin API could not be reached.
+    #[error("cannot connect to the admin API at {addr}")]
+    Connect {
+        /// The address given.
+        addr: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The admin token cannot be sent as a header value.
+    #[error("the admin token must be printable ASCII")]
+    BadToken,
+    /// A command-line value is not acceptable.
+    #[error("{0}")]
+    Usage(String),
+    /// A password could not be read from standard input.
+    #[error("reading the password from standard input")]
+    Stdin(#[source] std::io::Error),
+    /// A reply lacked the object it should carry.
+    #[error("the server reply carries no object")]
+    MissingObject,
+    /// A reply carried an object of another kind than asked for.
+    #[error("the server returned a {got} object where a {want} was expected")]
+    WrongKind {
+        /// The kind asked for.
+        want: &'static str,
+        /// The kind received.
+        got: &'static str,
+    },
+}
+
+impl From<Status> for CliError {
+    fn from(s: Status) -> Self {
+        CliError::Rpc {
+            code: code_name(s.code()),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// The canonical upper-case name of a gRPC status code (`INVALID_ARGUMENT`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call when a token is configured.
+#[derive(Clone, Debug, Default)]
+pub struct BearerAuth {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl BearerAuth {
+    /// An interceptor for `token` (none: calls go out without the header).
+    pub fn new(token: Option<&str>) -> Result<Self, CliError> {
+        let header = match token {
+            None => None,
+            Some(t) => {
+                let mut v = MetadataValue::try_from(format!("Bearer {t}"))
+                    .map_err(|_| CliError::BadToken)?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        Ok(BearerAuth { header })
+    }
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.header {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The admin client type used by the CLI.
+pub type Client = AdminClient<InterceptedService<Channel, BearerAuth>>;
+
+/// Connects to the admin API at `admin` (`IP:PORT`).
+pub async fn connect(admin: &str, token: Option<&str>) -> Result<Client, CliError> {
+    let auth = BearerAuth::new(token)?;
+    let endpoint = Endpoint::from_shared(format!("http://{admin}"))
+        .map_err(|source| CliError::BadAddress {
+            addr: admin.to_string(),
+            source,
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| CliError::Connect {
+            addr: admin.to_string(),
+            source,
+        })?;
+    Ok(AdminClient::with_interceptor(channel, auth))
+}
+
+/// Text a command produced: what goes to stdout, and warnings for stderr.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Rendered result (ends with a newline when non-empty).
+    pub stdout: String,
+    /// Lines for stderr (`warning: ...`), without newlines.
+    pub stderr: Vec<String>,
+}
+
+/// Runs one admin command and returns its rendered output without printing it.
+pub async fn execute(global: &GlobalOpts, cmd: AdminCommand) -> Result<Output, CliError> {
+    // Everything that can fail locally (bad flags, stdin passwords) fails before connecting.
+    let plan = objects::plan(cmd, &mut std::io::stdin().lock())?;
+    let mut client = connect(&global.admin, global.admin_token.as_deref()).await?;
+    plan::execute(&mut client, plan, global.output).await
+}
+
+/// Runs one admin command and prints its output; gRPC errors carry the server's message.
+pub async fn run(global: &GlobalOpts, cmd: AdminCommand) -> anyhow::Result<()> {
+    let out = execute(global, cmd).await?;
+    for line in &out.stderr {
+        eprintln!("{line}");
+    }
+    print!("{}", out.stdout);
+    Ok(())
+}

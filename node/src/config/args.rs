@@ -1,0 +1,183 @@
+//! `herald agent` flags. Each has a `HERALD_*` env var (clap: flag over env) and a toml key
+//! (applied underneath by [`AgentArgs::apply_to`]).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+
+use super::{LogFormat, NodeConfig, Secret};
+
+// Every field is an Option (or an empty Vec) so that "not given" is visible: precedence is
+// built-in default < herald.toml (--config FILE, env HERALD_CONFIG) < HERALD_* env var <
+// command-line flag. clap's `env` gives flag-over-env; `NodeConfig::load` lays the toml file
+// underneath. The doc comment below is the `--help` text.
+/// Run a Herald node. Settings come from built-in defaults, then the herald.toml file given by
+/// --config, then HERALD_* environment variables, then these flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AgentArgs {
+    /// Config file (herald.toml); flags and HERALD_* variables override its keys.
+    #[arg(long, env = "HERALD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Raft id of this node (at least 1, unique in the cluster).
+    #[arg(long, env = "HERALD_NODE_ID", value_name = "N")]
+    pub node_id: Option<u64>,
+    /// IP address every listener binds to [default: 127.0.0.1].
+    #[arg(long, env = "HERALD_BIND", value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Host name or IP other nodes use to reach this one (required with bind 0.0.0.0 or ::).
+    #[arg(long, env = "HERALD_ADVERTISE_HOST", value_name = "HOST")]
+    pub advertise_host: Option<String>,
+    /// Data directory (Raft log, snapshots, generated certificates) [default: ./herald-data].
+    #[arg(long, env = "HERALD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Start a new cluster with this node as its first voter.
+    #[arg(
+        long,
+        env = "HERALD_BOOTSTRAP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub bootstrap: Option<bool>,
+    /// Join the cluster of the node at ADDR (IP, HOST or HOST:PORT; port 7470 by default).
+    #[arg(long, env = "HERALD_JOIN", value_name = "ADDR")]
+    pub join: Option<String>,
+    /// Local domain created at bootstrap (repeatable; env: comma-separated) [default: localhost].
+    #[arg(
+        long = "domain",
+        env = "HERALD_DOMAINS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub domains: Vec<String>,
+    /// XMPP client port, STARTTLS [default: 5222].
+    #[arg(long, env = "HERALD_C2S_PORT", value_name = "PORT")]
+    pub c2s_port: Option<u16>,
+    /// XMPP client port, direct TLS [default: 5223].
+    #[arg(long, env = "HERALD_C2S_TLS_PORT", value_name = "PORT")]
+    pub c2s_tls_port: Option<u16>,
+    /// XMPP server-to-server port [default: 5269].
+    #[arg(long, env = "HERALD_S2S_PORT", value_name = "PORT")]
+    pub s2s_port: Option<u16>,
+    /// SIP over TCP port [default: 5060].
+    #[arg(long, env = "HERALD_SIP_PORT", value_name = "PORT")]
+    pub sip_port: Option<u16>,
+    /// SIP over TLS port [default: 5061].
+    #[arg(long, env = "HERALD_SIP_TLS_PORT", value_name = "PORT")]
+    pub sip_tls_port: Option<u16>,
+    /// Node-to-node gRPC port [default: 7470].
+    #[arg(long, env = "HERALD_CLUSTER_PORT", value_name = "PORT")]
+    pub cluster_port: Option<u16>,
+    /// Admin gRPC port [default: 7471].
+    #[arg(long, env = "HERALD_ADMIN_PORT", value_name = "PORT")]
+    pub admin_port: Option<u16>,
+    /// HTTP port for /metrics, /healthz, /readyz [default: 9470].
+    #[arg(long, env = "HERALD_HTTP_PORT", value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// PEM certificate chain (without it, development certificates are generated).
+    #[arg(long, env = "HERALD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Token the admin API requires (prefer the env var: flags show in `ps`).
+    #[arg(
+        long,
+        env = "HERALD_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// PEM CA bundle for admin client certificates.
+    #[arg(long, env = "HERALD_ADMIN_CLIENT_CA", value_name = "FILE")]
+    pub admin_client_ca: Option<PathBuf>,
+    /// Shared secret for node-to-node calls (prefer the env var: flags show in `ps`).
+    #[arg(
+        long,
+        env = "HERALD_CLUSTER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub cluster_token: Option<String>,
+    /// Log format [default: human].
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info,herald_cluster=debug` (RUST_LOG wins when set) [default: info].
+    #[arg(long, env = "HERALD_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Raft tick in milliseconds [default: 100].
+    #[arg(long, env = "HERALD_RAFT_TICK_MS", value_name = "MS")]
+    pub raft_tick_ms: Option<u64>,
+    /// Ticks before a follower starts an election [default: 10].
+    #[arg(long, env = "HERALD_RAFT_ELECTION_TICKS", value_name = "N")]
+    pub raft_election_ticks: Option<usize>,
+    /// Ticks between leader heartbeats [default: 2].
+    #[arg(long, env = "HERALD_RAFT_HEARTBEAT_TICKS", value_name = "N")]
+    pub raft_heartbeat_ticks: Option<usize>,
+    /// Compact the Raft log after this many applied entries [default: 1000].
+    #[arg(long, env = "HERALD_SNAPSHOT_ENTRIES", value_name = "N")]
+    pub snapshot_entries: Option<u64>,
+    /// Largest gRPC message in bytes [default: 67108864].
+    #[arg(long, env = "HERALD_MAX_GRPC_MESSAGE_BYTES", value_name = "BYTES")]
+    pub max_grpc_message_bytes: Option<usize>,
+    /// Shutdown grace period in milliseconds [default: 10000].
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE_MS", value_name = "MS")]
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+/// Overwrites `$dst` with `$src` when the flag or env var was given.
+macro_rules! overlay {
+    ($($dst:expr => $src:expr),* $(,)?) => {
+        $( if let Some(v) = $src { $dst = v; } )*
+    };
+}
+
+impl AgentArgs {
+    /// Applies every value given by flag or env var on top of `cfg` (the default or the toml
+    /// file). Does not validate.
+    pub fn apply_to(&self, cfg: &mut NodeConfig) {
+        let a = self.clone();
+        overlay! {
+            cfg.node_id => a.node_id,
+            cfg.bind => a.bind,
+            cfg.data_dir => a.data_dir,
+            cfg.bootstrap => a.bootstrap,
+            cfg.c2s_port => a.c2s_port,
+            cfg.c2s_tls_port => a.c2s_tls_port,
+            cfg.s2s_port => a.s2s_port,
+            cfg.sip_port => a.sip_port,
+            cfg.sip_tls_port => a.sip_tls_port,
+            cfg.cluster_port => a.cluster_port,
+            cfg.admin_port => a.admin_port,
+            cfg.http_port => a.http_port,
+            cfg.log_format => a.log_format,
+            cfg.log_level => a.log_level,
+            cfg.raft.tick_ms => a.raft_tick_ms,
+            cfg.raft.election_ticks => a.raft_election_ticks,
+            cfg.raft.heartbeat_ticks => a.raft_heartbeat_ticks,
+            cfg.raft.snapshot_entries => a.snapshot_entries,
+            cfg.max_grpc_message_bytes => a.max_grpc_message_bytes,
+            cfg.shutdown_grace_ms => a.shutdown_grace_ms,
+        }
+        overlay! {
+            cfg.advertise_host => a.advertise_host.map(Some),
+            cfg.join => a.join.map(Some),
+            cfg.tls_cert => a.tls_cert.map(Some),
+            cfg.tls_key => a.tls_key.map(Some),
+            cfg.admin_token => a.admin_token.map(|t| Some(Secret::new(t))),
+            cfg.admin_client_ca => a.admin_client_ca.map(Some),
+            cfg.cluster_token => a.cluster_token.map(|t| Some(Secret::new(t))),
+        }
+        if !a.domains.is_empty() {
+            cfg.domains = a
+                .domains
+                .iter()
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect();
+        }
+    }
+}

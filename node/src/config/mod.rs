@@ -1,0 +1,301 @@
+//! The node's one typed configuration.
+//!
+//! Precedence, lowest first: the built-in default ([`NodeConfig::default`], a single-node
+//! cluster on 127.0.0.1), then `herald.toml` (`--config FILE` / `HERALD_CONFIG`), then the
+//! `HERALD_*` environment variables, then command-line flags. clap resolves "flag over env"
+//! inside [`AgentArgs`]; [`NodeConfig::load`] lays the toml file underneath and validates.
+//!
+//! Layout: this file holds the structs and accessors, `args.rs` the clap flags and how they
+//! override the file, `validate.rs` the rules and [`ConfigError`].
+
+mod args;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use args::AgentArgs;
+pub use validate::{is_dns_name, parse_join, ConfigError};
+
+/// Port of the node-to-node API when `join` names no port.
+pub const DEFAULT_CLUSTER_PORT: u16 = 7470;
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A secret string (token): its `Debug` never shows the value, so configs can be logged.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value itself; use only where it is compared or sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Raft timing and log compaction (`[raft]` table of `herald.toml`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Length of one Raft tick in milliseconds (10..=10000).
+    pub tick_ms: u64,
+    /// Ticks without a heartbeat before a follower starts an election.
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats; must be less than `election_ticks`.
+    pub heartbeat_ticks: usize,
+    /// Compact the Raft log (snapshot) after this many applied entries.
+    pub snapshot_entries: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_entries: 1000,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// The tick interval as a [`Duration`].
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
+/// Everything a `herald agent` process needs to start. `Default` is the embedded single-node
+/// default: node 1 on 127.0.0.1 with the standard ports, domain `localhost`, data in
+/// `./herald-data`, development TLS certificates.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Raft id of this node, unique in the cluster, at least 1.
+    pub node_id: u64,
+    /// IP address every listener binds to.
+    pub bind: IpAddr,
+    /// Host name or IP other nodes and peers use to reach this node; required when `bind` is
+    /// an unspecified address (0.0.0.0 or ::).
+    pub advertise_host: Option<String>,
+    /// Directory for the Raft log, snapshots and generated certificates (relative paths are
+    /// relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Start a new cluster with this node as its only voter (first start only).
+    pub bootstrap: bool,
+    /// Join the cluster that a node at this address belongs to (`IP`, `HOST` or `HOST:PORT`,
+    /// port 7470 by default).
+    pub join: Option<String>,
+    /// Local domains created at bootstrap.
+    pub domains: Vec<String>,
+    /// XMPP client-to-server port (STARTTLS).
+    pub c2s_port: u16,
+    /// XMPP client-to-server port with direct TLS (XEP-0368).
+    pub c2s_tls_port: u16,
+    /// XMPP server-to-server port.
+    pub s2s_port: u16,
+    /// SIP over TCP port.
+    pub sip_port: u16,
+    /// SIP over TLS port.
+    pub sip_tls_port: u16,
+    /// Node-to-node gRPC port (Raft, forwarding).
+    pub cluster_port: u16,
+    /// Admin gRPC port (the `herald` CLI talks to it).
+    pub admin_port: u16,
+    /// HTTP port for /metrics, /healthz and /readyz.
+    pub http_port: u16,
+    /// PEM certificate chain for this node; without it a development CA and certificate are
+    /// generated under `<data_dir>/tls`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token the admin API requires.
+    pub admin_token: Option<Secret>,
+    /// PEM CA bundle; admin clients presenting a certificate from it are accepted.
+    pub admin_client_ca: Option<PathBuf>,
+    /// Shared secret for node-to-node calls.
+    pub cluster_token: Option<Secret>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Log filter (an `EnvFilter` directive such as `info,herald_cluster=debug`); `RUST_LOG`
+    /// wins when set.
+    pub log_level: String,
+    /// Raft timing and compaction.
+    pub raft: RaftConfig,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_grpc_message_bytes: usize,
+    /// How long a shutdown waits for connections and in-flight work, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: 1,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertise_host: None,
+            data_dir: PathBuf::from("./herald-data"),
+            bootstrap: false,
+            join: None,
+            domains: vec!["localhost".to_string()],
+            c2s_port: 5222,
+            c2s_tls_port: 5223,
+            s2s_port: 5269,
+            sip_port: 5060,
+            sip_tls_port: 5061,
+            cluster_port: DEFAULT_CLUSTER_PORT,
+            admin_port: 7471,
+            http_port: 9470,
+            tls_cert: None,
+            tls_key: None,
+            admin_token: None,
+            admin_client_ca: None,
+            cluster_token: None,
+            log_format: LogFormat::Human,
+            log_level: "info".to_string(),
+            raft: RaftConfig::default(),
+            max_grpc_message_bytes: 64 * 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Builds the effective configuration for `herald agent`: the default, then the toml file
+    /// named by `args.config` (if any), then the env/flag values in `args`; then validates.
+    pub fn load(args: &AgentArgs) -> Result<NodeConfig, ConfigError> {
+        let mut cfg = match &args.config {
+            Some(path) => Self::from_toml_file(path)?,
+            None => NodeConfig::default(),
+        };
+        args.apply_to(&mut cfg);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a `herald.toml` file (missing keys take their defaults; unknown keys are an
+    /// error). Does not validate.
+    pub fn from_toml_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses `herald.toml` text. Does not validate.
+    pub fn from_toml_str(text: &str) -> Result<NodeConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// A valid config for tests: every port 0 (the OS picks), fast Raft ticks, the given id,
+    /// bind address and data directory.
+    pub fn for_test(node_id: u64, bind: IpAddr, data_dir: PathBuf) -> Self {
+        NodeConfig {
+            node_id,
+            bind,
+            data_dir,
+            c2s_port: 0,
+            c2s_tls_port: 0,
+            s2s_port: 0,
+            sip_port: 0,
+            sip_tls_port: 0,
+            cluster_port: 0,
+            admin_port: 0,
+            http_port: 0,
+            raft: RaftConfig {
+                tick_ms: 20,
+                ..RaftConfig::default()
+            },
+            shutdown_grace_ms: 2_000,
+            ..NodeConfig::default()
+        }
+    }
+
+    /// The socket address for a listener: the bind IP with `port`.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.bind, port)
+    }
+
+    /// The host other nodes use to reach this one: `advertise_host`, else the bind IP when it
+    /// is a specific address, else loopback of the same family.
+    pub fn advertise_host_or_ip(&self) -> String {
+        if let Some(host) = &self.advertise_host {
+            return host.clone();
+        }
+        match self.bind {
+            IpAddr::V4(ip) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+            IpAddr::V6(ip) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.to_string(),
+            ip => ip.to_string(),
+        }
+    }
+
+    /// `host:port` of the advertised host with `port` (IPv6 literals in brackets). Useful
+    /// when the real port is known only after binding port 0.
+    pub fn advertise(&self, port: u16) -> String {
+        let host = self.advertise_host_or_ip();
+        match host.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port).to_string(),
+            Err(_) => format!("{host}:{port}"),
+        }
+    }
+
+    /// host:port other nodes use to reach this node's node-to-node API:
+    /// advertise_host (or bind ip when not unspecified) + cluster_port.
+    pub fn cluster_advertise(&self) -> String {
+        self.advertise(self.cluster_port)
+    }
+
+    /// host:port of this node's admin API as others should dial it.
+    pub fn admin_advertise(&self) -> String {
+        self.advertise(self.admin_port)
+    }
+
+    /// The `join` address as `host:port` (port 7470 when none was given), or `None` when not
+    /// joining. Returns `None` for an unparsable value too; [`NodeConfig::validate`] rejects
+    /// those.
+    pub fn join_target(&self) -> Option<String> {
+        self.join.as_deref().and_then(|j| parse_join(j).ok())
+    }
+
+    /// `shutdown_grace_ms` as a [`Duration`].
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Where generated TLS material lives: `<data_dir>/tls`.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+}
+
+#[cfg(test)]
+mod tests;

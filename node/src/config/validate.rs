@@ -1,0 +1,276 @@
+//! Config rules and their errors. Every message names the offending key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use super::{NodeConfig, Secret, DEFAULT_CLUSTER_PORT};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The file named by `--config` / `HERALD_CONFIG`.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid toml or has an unknown key or a wrong type.
+    #[error("invalid config file {}", path.display())]
+    Parse {
+        /// The file named by `--config` / `HERALD_CONFIG`.
+        path: PathBuf,
+        /// The toml error (names the key and line).
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value breaks a rule.
+    #[error("invalid `{key}`: {reason}")]
+    Invalid {
+        /// The toml key (flags and env vars are named after it).
+        key: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Two listeners would bind the same port.
+    #[error("`{first}` and `{second}` are both {port}; listener ports must be distinct (0 = any free port)")]
+    PortClash {
+        /// The first key.
+        first: &'static str,
+        /// The second key.
+        second: &'static str,
+        /// The shared port.
+        port: u16,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Whether `name` is a valid DNS host name: dot-separated labels of 1..=63 ASCII letters,
+/// digits and hyphens, not starting or ending with a hyphen, 253 characters at most. A single
+/// trailing dot is not allowed (names are compared without it).
+pub fn is_dns_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
+}
+
+/// Parses a `join` value (`IP`, `[IPv6]`, `HOST`, `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`) into
+/// `host:port`, with port 7470 when none is given.
+pub fn parse_join(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is empty".to_string());
+    }
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("`{value}` has port 0"));
+        }
+        return Ok(addr.to_string());
+    }
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_CLUSTER_PORT).to_string());
+    }
+    if let Some(inner) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        return match inner.parse::<IpAddr>() {
+            Ok(ip @ IpAddr::V6(_)) => Ok(SocketAddr::new(ip, DEFAULT_CLUSTER_PORT).to_string()),
+            _ => Err(format!("`{value}` is not an IPv6 address in brackets")),
+        };
+    }
+    let (host, port) = match value.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{value}` has an invalid port `{port}`"))?;
+            (host, port)
+        }
+        None => (value, DEFAULT_CLUSTER_PORT),
+    };
+    if !is_dns_name(host) {
+        return Err(format!(
+            "`{value}`: `{host}` is neither an IP address nor a valid host name"
+        ));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+fn check_secret(key: &'static str, secret: &Option<Secret>) -> Result<(), ConfigError> {
+    match secret {
+        Some(s) if s.expose().trim().is_empty() => Err(invalid(key, "is empty")),
+        _ => Ok(()),
+    }
+}
+
+impl NodeConfig {
+    /// Checks every rule; the first broken one is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be at least 1"));
+        }
+        if let Some(join) = &self.join {
+            if self.bootstrap {
+                return Err(invalid(
+                    "join",
+                    "cannot be combined with `bootstrap`: bootstrap starts a new cluster, join enters an existing one",
+                ));
+            }
+            parse_join(join).map_err(|reason| invalid("join", reason))?;
+        }
+        self.validate_ports()?;
+        self.validate_raft()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(invalid(
+                if self.tls_cert.is_some() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                },
+                "tls_cert and tls_key must be set together (or neither, for development certificates)",
+            ));
+        }
+        self.validate_domains()?;
+        check_secret("admin_token", &self.admin_token)?;
+        check_secret("cluster_token", &self.cluster_token)?;
+        self.validate_exposure()?;
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log_level) {
+            return Err(invalid(
+                "log_level",
+                format!("`{}` is not a log filter: {e}", self.log_level),
+            ));
+        }
+        if self.max_grpc_message_bytes < 64 * 1024 {
+            return Err(invalid(
+                "max_grpc_message_bytes",
+                "must be at least 65536 (64 KiB)",
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "is empty"));
+        }
+        Ok(())
+    }
+
+    fn validate_ports(&self) -> Result<(), ConfigError> {
+        let ports = [
+            ("c2s_port", self.c2s_port),
+            ("c2s_tls_port", self.c2s_tls_port),
+            ("s2s_port", self.s2s_port),
+            ("sip_port", self.sip_port),
+            ("sip_tls_port", self.sip_tls_port),
+            ("cluster_port", self.cluster_port),
+            ("admin_port", self.admin_port),
+            ("http_port", self.http_port),
+        ];
+        for (i, (first, a)) in ports.iter().enumerate() {
+            for (second, b) in &ports[i + 1..] {
+                if *a != 0 && a == b {
+                    return Err(ConfigError::PortClash {
+                        first,
+                        second,
+                        port: *a,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_raft(&self) -> Result<(), ConfigError> {
+        let raft = &self.raft;
+        if !(10..=10_000).contains(&raft.tick_ms) {
+            return Err(invalid("raft.tick_ms", "must be within 10..=10000"));
+        }
+        if raft.heartbeat_ticks == 0 {
+            return Err(invalid("raft.heartbeat_ticks", "must be at least 1"));
+        }
+        if raft.heartbeat_ticks >= raft.election_ticks {
+            return Err(invalid(
+                "raft.heartbeat_ticks",
+                format!(
+                    "must be less than raft.election_ticks ({} >= {})",
+                    raft.heartbeat_ticks, raft.election_ticks
+                ),
+            ));
+        }
+        if raft.snapshot_entries == 0 {
+            return Err(invalid("raft.snapshot_entries", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_domains(&self) -> Result<(), ConfigError> {
+        if self.domains.is_empty() {
+            return Err(invalid("domains", "needs at least one local domain"));
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            if !is_dns_name(d) {
+                return Err(invalid("domains", format!("`{d}` is not a valid DNS name")));
+            }
+            if self.domains[..i].iter().any(|o| o.eq_ignore_ascii_case(d)) {
+                return Err(invalid("domains", format!("`{d}` is listed twice")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rules for listening beyond loopback.
+    fn validate_exposure(&self) -> Result<(), ConfigError> {
+        if let Some(host) = &self.advertise_host {
+            if host.parse::<IpAddr>().is_err() && !is_dns_name(host) {
+                return Err(invalid(
+                    "advertise_host",
+                    format!("`{host}` is neither an IP address nor a valid host name (no port)"),
+                ));
+            }
+        }
+        if self.bind.is_loopback() {
+            return Ok(());
+        }
+        if self.bind.is_unspecified() && self.advertise_host.is_none() {
+            return Err(invalid(
+                "advertise_host",
+                format!(
+                    "is required when bind is {}: other nodes need a reachable address",
+                    self.bind
+                ),
+            ));
+        }
+        if self.admin_token.is_none() && self.admin_client_ca.is_none() {
+            return Err(invalid(
+                "admin_token",
+                format!(
+                    "bind {} is not loopback and the admin API is open on loopback only: set admin_token or admin_client_ca",
+                    self.bind
+                ),
+            ));
+        }
+        if self.cluster_token.is_none() {
+            return Err(invalid(
+                "cluster_token",
+                format!(
+                    "bind {} is not loopback: set cluster_token, the shared secret for node-to-node calls",
+                    self.bind
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
