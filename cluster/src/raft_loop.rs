@@ -282,6 +282,11 @@ impl RaftLoop {
             dirty: false,
             force_snapshot: false,
         };
+        // A lone voter needs nobody's vote: lead at once instead of after an election timeout.
+        let voters = me.raw.store().conf_state().voters.clone();
+        if voters == [me.cfg.node_id] {
+            let _ = me.raw.campaign();
+        }
         me.publish_status();
         Ok((
             me,
