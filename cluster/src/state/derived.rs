@@ -47,7 +47,7 @@ pub fn normalize_key(kind: ObjectKind, key: &str) -> String {
         | ObjectKind::SipDomain
         | ObjectKind::EmailDomain
         | ObjectKind::TlsPeer => key.to_ascii_lowercase(),
-        ObjectKind::User => names::normalize_jid(key)
+        ObjectKind::User | ObjectKind::UserData => names::normalize_jid(key)
             .map(|(jid, _)| jid)
             .unwrap_or_else(|_| key.to_lowercase()),
         _ => key.to_string(),

@@ -51,6 +51,15 @@ impl StateMachine {
                 }
                 Body::Domain(d)
             }
+            Body::UserData(d) => {
+                if self.stored(ObjectKind::User, &d.jid).is_none() {
+                    return Err(failed_on(
+                        "jid",
+                        format!("no user '{}': user data needs an existing user", d.jid),
+                    ));
+                }
+                Body::UserData(d)
+            }
             Body::User(u) => {
                 let old = match current_body {
                     Some(Body::User(old)) => Some(old),
@@ -159,6 +168,10 @@ impl StateMachine {
             }
             Some(Body::User(u)) => {
                 self.release_mail_domain(index, &u.mail_id, plan);
+                if self.stored(ObjectKind::UserData, &u.jid).is_some() {
+                    plan.changes
+                        .push(Change::Delete(ObjectKind::UserData, u.jid.clone()));
+                }
             }
             Some(Body::CalendarCredentials(c)) => {
                 let users = self

@@ -12,7 +12,7 @@ use herald_grpc::config::{
     AclPatternKind, CalendarCredentials, CalendarGateway, CalendarKind, ErrorDetail,
     FederationRoutingSettings, IncomingAclEntry, PolicyAction, PolicyDirection, PolicyException,
     RouteType, RoutingNodeSettings, ScramSecret, SipIntegrationType, StaticRoute, Transport, User,
-    XmppFederationPolicy, XmppFederationSettings, XmppSecurityMode,
+    UserData, XmppFederationPolicy, XmppFederationSettings, XmppSecurityMode,
 };
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -109,7 +109,52 @@ pub fn normalize(body: Body) -> Res<Body> {
         Body::CalendarGateway(g) => Body::CalendarGateway(calendar_gateway(g)?),
         Body::CalendarCredentials(c) => Body::CalendarCredentials(calendar_credentials(c)?),
         Body::Node(n) => Body::Node(n),
+        Body::UserData(d) => Body::UserData(user_data(d)?),
     })
+}
+
+/// Hard caps on one user's durable IM state (the node's configured limits are lower).
+pub const MAX_ROSTER_ITEMS: usize = 10_000;
+pub const MAX_BLOCKED: usize = 10_000;
+pub const MAX_OFFLINE: usize = 10_000;
+
+fn user_data(mut d: UserData) -> Res<UserData> {
+    let (jid, _) = normalize_jid(&d.jid).map_err(|e| ErrorDetail::invalid("jid", e))?;
+    d.jid = jid;
+    if d.roster.len() > MAX_ROSTER_ITEMS {
+        return Err(ErrorDetail::invalid(
+            "roster",
+            format!("more than {MAX_ROSTER_ITEMS} roster items"),
+        ));
+    }
+    if d.blocked.len() > MAX_BLOCKED {
+        return Err(ErrorDetail::invalid(
+            "blocked",
+            format!("more than {MAX_BLOCKED} blocked entries"),
+        ));
+    }
+    if d.offline.len() > MAX_OFFLINE {
+        return Err(ErrorDetail::invalid(
+            "offline",
+            format!("more than {MAX_OFFLINE} offline messages"),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for item in &d.roster {
+        if item.jid.is_empty() || item.jid.len() > 3071 || item.jid.contains('/') {
+            return Err(ErrorDetail::invalid(
+                "roster.jid",
+                format!("{:?} is not a bare JID", item.jid),
+            ));
+        }
+        if !seen.insert(item.jid.as_str()) {
+            return Err(ErrorDetail::invalid(
+                "roster.jid",
+                format!("{} appears twice", item.jid),
+            ));
+        }
+    }
+    Ok(d)
 }
 
 /// True when a secret carries nothing (absent or all fields empty): "keep the stored one".

@@ -243,6 +243,28 @@ pub fn fields(object: &ConfigObject, home_node: Option<u64>) -> Vec<(&'static st
             ("cluster_address", json!(n.cluster_address)),
             ("admin_address", json!(n.admin_address)),
         ],
+        Some(Body::UserData(d)) => vec![
+            ("jid", json!(d.jid)),
+            ("roster_version", json!(d.roster_version)),
+            (
+                "roster",
+                Value::Array(
+                    d.roster
+                        .iter()
+                        .map(|i| {
+                            json!({
+                                "jid": i.jid, "name": i.name, "groups": i.groups,
+                                "sub_to": i.sub_to, "sub_from": i.sub_from,
+                                "pending_out": i.pending_out, "pending_in": i.pending_in,
+                                "approved": i.approved, "in_roster": i.in_roster,
+                            })
+                        })
+                        .collect(),
+                ),
+            ),
+            ("blocked", json!(d.blocked)),
+            ("offline_messages", json!(d.offline.len())),
+        ],
     };
     f.push(("revision", json!(object.revision)));
     f

@@ -28,6 +28,7 @@ pub const KIND_NAMES: &[(ObjectKind, &str)] = &[
     (ObjectKind::CalendarGateway, "calendar-gateway"),
     (ObjectKind::CalendarCredentials, "calendar-credentials"),
     (ObjectKind::Node, "node"),
+    (ObjectKind::UserData, "user-data"),
 ];
 
 /// The command-line name of a kind (`sip-domain`), or `unspecified`.
@@ -66,6 +67,7 @@ impl Body {
             Body::CalendarGateway(_) => ObjectKind::CalendarGateway,
             Body::CalendarCredentials(_) => ObjectKind::CalendarCredentials,
             Body::Node(_) => ObjectKind::Node,
+            Body::UserData(_) => ObjectKind::UserData,
         }
     }
 
@@ -82,6 +84,7 @@ impl Body {
             Body::CalendarGateway(g) => g.id.clone(),
             Body::CalendarCredentials(c) => calendar_credentials_key(c.kind()),
             Body::Node(n) => n.node_id.to_string(),
+            Body::UserData(d) => d.jid.clone(),
             Body::XmppFederation(_)
             | Body::XmppPolicy(_)
             | Body::EmailFederation(_)
