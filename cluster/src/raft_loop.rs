@@ -200,7 +200,8 @@ pub struct RaftLoop {
     applied_tx: watch::Sender<Arc<Applied>>,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
     pending: HashMap<u64, PendingEntry>,
-    reads_pending: HashMap<u64, (oneshot::Sender<Result<u64, ErrorDetail>>, Instant)>,
+    /// Reads waiting for a read state: reply, deadline, last time read_index was issued.
+    reads_pending: HashMap<u64, (oneshot::Sender<Result<u64, ErrorDetail>>, Instant, Instant)>,
     reads_ready: Vec<(u64, oneshot::Sender<Result<u64, ErrorDetail>>)>,
     next_seq: u64,
     last_snapshot_index: u64,
@@ -366,8 +367,9 @@ impl RaftLoop {
             Input::ReadIndex { reply } => {
                 let seq = self.seq();
                 self.raw.read_index(seq.to_be_bytes().to_vec());
+                let now = Instant::now();
                 self.reads_pending
-                    .insert(seq, (reply, Instant::now() + self.cfg.proposal_timeout));
+                    .insert(seq, (reply, now + self.cfg.proposal_timeout, now));
             }
             Input::Unreachable(id) => self.raw.report_unreachable(id),
             Input::SnapshotSent { to, ok } => {
@@ -508,7 +510,7 @@ impl RaftLoop {
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes);
-            if let Some((reply, _)) = seq.and_then(|s| self.reads_pending.remove(&s)) {
+            if let Some((reply, _, _)) = seq.and_then(|s| self.reads_pending.remove(&s)) {
                 self.reads_ready.push((rs.index, reply));
             }
         }
@@ -698,14 +700,23 @@ impl RaftLoop {
                 }
             }
         }
+        // raft-rs drops a read request that arrives before the leader committed an entry in its
+        // term, or while no leader is known: ask again every other tick until answered.
+        let retry_after = self.cfg.tick * 2;
+        for (seq, (_, _, last)) in self.reads_pending.iter_mut() {
+            if *last + retry_after <= now {
+                *last = now;
+                self.raw.read_index(seq.to_be_bytes().to_vec());
+            }
+        }
         let expired: Vec<u64> = self
             .reads_pending
             .iter()
-            .filter(|(_, (_, d))| *d <= now)
+            .filter(|(_, (_, d, _))| *d <= now)
             .map(|(k, _)| *k)
             .collect();
         for seq in expired {
-            if let Some((r, _)) = self.reads_pending.remove(&seq) {
+            if let Some((r, _, _)) = self.reads_pending.remove(&seq) {
                 let _ = r.send(Err(unavailable(
                     "no leader confirmed the read in time; retry",
                 )));
@@ -725,7 +736,7 @@ impl RaftLoop {
                 }
             }
         }
-        for (_, (r, _)) in self.reads_pending.drain() {
+        for (_, (r, _, _)) in self.reads_pending.drain() {
             let _ = r.send(Err(unavailable(why)));
         }
         for (_, r) in self.reads_ready.drain(..) {

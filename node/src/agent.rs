@@ -136,9 +136,25 @@ pub async fn run(
     );
     let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin_listener.local_addr()?;
+    let mut admin_builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(ca) = &cfg.admin_client_ca {
+        // Mutual TLS: only clients with a certificate from this CA get in.
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+        };
+        let tls_cfg = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                read(&tls.cert_path)?,
+                read(&tls.key_path)?,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        admin_builder = admin_builder
+            .tls_config(tls_cfg)
+            .context("admin API TLS configuration")?;
+        tracing::info!(client_ca = %ca.display(), "admin API requires client certificates");
+    }
     let admin_server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        admin_builder
             .add_service(admin_svc)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(admin_listener),

@@ -301,12 +301,15 @@ impl Sandbox {
     pub fn cli_ok(&self, node: u64, args: &[&str]) -> Result<String> {
         let out = self.cli(node, args)?;
         if !out.status.success() {
-            bail!(
-                "herald {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            return Err(self.with_log(
+                node,
+                anyhow!(
+                    "herald {} failed ({}): {}",
+                    args.join(" "),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }

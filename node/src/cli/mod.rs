@@ -78,6 +78,42 @@ pub struct GlobalOpts {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// CA certificate (PEM) that signed the admin API's server certificate: connects over TLS.
+    #[arg(long, global = true, env = "HERALD_ADMIN_CA")]
+    pub admin_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for an admin API that requires one (with --admin-key).
+    #[arg(long, global = true, env = "HERALD_ADMIN_CERT", requires = "admin_key")]
+    pub admin_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --admin-cert.
+    #[arg(long, global = true, env = "HERALD_ADMIN_KEY", requires = "admin_cert")]
+    pub admin_key: Option<std::path::PathBuf>,
+    /// Server name to check in the admin API's certificate (default: the host of --admin).
+    #[arg(long, global = true, env = "HERALD_ADMIN_SERVER_NAME")]
+    pub admin_server_name: Option<String>,
+}
+
+/// TLS settings of the admin connection.
+#[derive(Debug, Clone, Default)]
+pub struct AdminTls {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub server_name: Option<String>,
+}
+
+impl GlobalOpts {
+    /// The TLS settings, when any TLS flag is given.
+    pub fn tls(&self) -> Option<AdminTls> {
+        if self.admin_ca.is_none() && self.admin_cert.is_none() {
+            return None;
+        }
+        Some(AdminTls {
+            ca: self.admin_ca.clone(),
+            cert: self.admin_cert.clone(),
+            key: self.admin_key.clone(),
+            server_name: self.admin_server_name.clone(),
+        })
+    }
 }
 
 /// The admin client's objects; each takes a verb.
@@ -245,15 +281,46 @@ impl tonic::service::Interceptor for BearerAuth {
 pub type Client = AdminClient<InterceptedService<Channel, BearerAuth>>;
 
 /// Connects to the admin API at `admin` (`IP:PORT`).
-pub async fn connect(admin: &str, token: Option<&str>) -> Result<Client, CliError> {
+pub async fn connect(
+    admin: &str,
+    token: Option<&str>,
+    tls: Option<&AdminTls>,
+) -> Result<Client, CliError> {
     let auth = BearerAuth::new(token)?;
-    let endpoint = Endpoint::from_shared(format!("http://{admin}"))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{admin}"))
         .map_err(|source| CliError::BadAddress {
             addr: admin.to_string(),
             source,
         })?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
+    if let Some(tls) = tls {
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|e| CliError::Usage(format!("reading {}: {e}", p.display())))
+        };
+        let host = admin
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']))
+            .unwrap_or(admin);
+        let mut cfg = tonic::transport::ClientTlsConfig::new()
+            .domain_name(tls.server_name.clone().unwrap_or_else(|| host.to_string()));
+        if let Some(ca) = &tls.ca {
+            cfg = cfg.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            cfg = cfg.identity(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ));
+        }
+        endpoint = endpoint
+            .tls_config(cfg)
+            .map_err(|source| CliError::BadAddress {
+                addr: admin.to_string(),
+                source,
+            })?;
+    }
     let channel = endpoint
         .connect()
         .await
@@ -277,7 +344,8 @@ pub struct Output {
 pub async fn execute(global: &GlobalOpts, cmd: AdminCommand) -> Result<Output, CliError> {
     // Everything that can fail locally (bad flags, stdin passwords) fails before connecting.
     let plan = objects::plan(cmd, &mut std::io::stdin().lock())?;
-    let mut client = connect(&global.admin, global.admin_token.as_deref()).await?;
+    let tls = global.tls();
+    let mut client = connect(&global.admin, global.admin_token.as_deref(), tls.as_ref()).await?;
     plan::execute(&mut client, plan, global.output).await
 }
 
