@@ -142,6 +142,8 @@ pub enum Event {
     PeerRemoved(NodeInfo),
 }
 
+type ReadReply = oneshot::Sender<Result<u64, ErrorDetail>>;
+
 enum Pending {
     Write(oneshot::Sender<WriteResult>),
     Conf(oneshot::Sender<Result<Vec<u64>, ErrorDetail>>),
@@ -201,8 +203,8 @@ pub struct RaftLoop {
     events: tokio::sync::mpsc::UnboundedSender<Event>,
     pending: HashMap<u64, PendingEntry>,
     /// Reads waiting for a read state: reply, deadline, last time read_index was issued.
-    reads_pending: HashMap<u64, (oneshot::Sender<Result<u64, ErrorDetail>>, Instant, Instant)>,
-    reads_ready: Vec<(u64, oneshot::Sender<Result<u64, ErrorDetail>>)>,
+    reads_pending: HashMap<u64, (ReadReply, Instant, Instant)>,
+    reads_ready: Vec<(u64, ReadReply)>,
     next_seq: u64,
     last_snapshot_index: u64,
     last_leader: u64,
