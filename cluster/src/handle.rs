@@ -45,6 +45,7 @@ struct Inner {
     applied: watch::Receiver<Arc<Applied>>,
     peer_opts: PeerOptions,
     clients: Mutex<HashMap<String, PeerClient>>,
+    routes: crate::routing::Routes,
 }
 
 fn unavailable(msg: impl Into<String>) -> ErrorDetail {
@@ -63,12 +64,14 @@ impl ClusterHandle {
         applied: watch::Receiver<Arc<Applied>>,
         peer_opts: PeerOptions,
     ) -> Self {
+        let node_id = me.node_id;
         ClusterHandle {
             inner: Arc::new(Inner {
                 me,
                 inbox,
                 status,
                 applied,
+                routes: crate::routing::Routes::new(node_id, peer_opts.clone()),
                 peer_opts,
                 clients: Mutex::new(HashMap::new()),
             }),
@@ -101,6 +104,40 @@ impl ClusterHandle {
     /// A receiver that sees every newly applied state (config watch).
     pub fn watch_applied(&self) -> watch::Receiver<Arc<Applied>> {
         self.inner.applied.clone()
+    }
+
+    /// Routing between nodes and liveness.
+    pub fn routes(&self) -> &crate::routing::Routes {
+        &self.inner.routes
+    }
+
+    /// Queues a routed item for `node` (stanzas, session events), in order per node.
+    pub fn route(
+        &self,
+        node: u64,
+        kind: herald_grpc::cluster::route_message::Kind,
+    ) -> Result<(), crate::routing::RouteError> {
+        let addr = self
+            .applied()
+            .state
+            .nodes()
+            .into_iter()
+            .find(|n| n.node_id == node)
+            .map(|n| n.cluster_address)
+            .unwrap_or_default();
+        self.inner.routes.send(node, &addr, kind)
+    }
+
+    /// Voters that are currently alive (this node included), sorted.
+    pub fn live_nodes(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .status()
+            .voters
+            .into_iter()
+            .filter(|n| self.inner.routes.is_live(*n))
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Asks the owner loop to stop after its current round.

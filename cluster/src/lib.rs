@@ -18,9 +18,11 @@ pub mod handle;
 pub mod metrics;
 pub mod placement;
 pub mod raft_loop;
+pub mod routing;
 pub mod service;
 pub mod state;
 pub mod storage;
+pub(crate) mod stream;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -127,6 +129,7 @@ pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, Start
         cfg.peer.clone(),
     );
     rt.spawn(notify_removed(handle.clone(), outputs.events));
+    rt.spawn(routing::liveness_loop(handle.clone()));
     if let (Some(target), false) = (cfg.join.clone(), is_member) {
         rt.spawn(join_loop(handle.clone(), target));
     }

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use herald_grpc::cluster::node_api_server::{NodeApi, NodeApiServer};
 use herald_grpc::cluster::{
     JoinReply, JoinRequest, MembershipChange, MembershipChangeReply, ProposeRequest, RaftAck,
-    RaftEnvelope, RemovedNotice, StatusReply, StatusRequest,
+    RaftEnvelope, RemovedNotice, RouteMessage, StatusReply, StatusRequest,
 };
 use herald_grpc::config::{NodeInfo, WriteOutcome};
 use protobuf::Message as _;
@@ -148,6 +148,30 @@ impl NodeApi for NodeApiService {
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
         Ok(Response::new(self.handle.local_status()))
+    }
+
+    async fn route(
+        &self,
+        request: Request<Streaming<RouteMessage>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        let Some(sink) = self.handle.routes().sink().cloned() else {
+            return Err(Status::unavailable(
+                "this node is not ready to route stanzas",
+            ));
+        };
+        let mut stream = request.into_inner();
+        while let Some(msg) = stream.next().await {
+            let msg = msg?;
+            self.handle.routes().saw(msg.from_node);
+            metrics::counter!(crate::routing::ROUTED, "direction" => "in").increment(1);
+            if let Some(kind) = msg.kind {
+                if !sink.deliver(msg.from_node, kind) {
+                    metrics::counter!(crate::routing::ROUTE_DROPPED, "reason" => "receiver_full")
+                        .increment(1);
+                }
+            }
+        }
+        Ok(Response::new(RaftAck {}))
     }
 
     async fn removed(&self, request: Request<RemovedNotice>) -> Result<Response<RaftAck>, Status> {

@@ -11,10 +11,16 @@
 //! - [`c2s`]: the client-to-server stream negotiation state machine (STARTTLS, SASL, bind).
 //! - [`ns`]: namespace names.
 
+pub mod c2s;
+pub mod codec;
 pub mod element;
+pub mod error;
 pub mod jid;
 pub mod ns;
 pub mod sasl;
+pub mod stanza;
 
+pub use codec::{Decoder, Limits, StreamEvent, StreamHeader};
 pub use element::{Element, Node};
+pub use error::{StanzaError, StreamError};
 pub use jid::Jid;

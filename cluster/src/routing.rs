@@ -1,0 +1,212 @@
+//! Stanzas and session events between nodes ([`RouteMessage`]), and which nodes are alive.
+//!
+//! Each peer gets one ordered stream (order per sender–recipient pair is kept because every
+//! item from this node to that node goes through one queue). Received items go to the node's
+//! [`RouteSink`], registered once the node's actors exist. Liveness: every member is asked for
+//! its status twice a second; a node that has not answered for [`DEAD_AFTER`] is not live, and
+//! placement skips it, so its users are re-homed on the survivors.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use herald_grpc::cluster::{route_message, RouteMessage, StatusRequest};
+use tokio::sync::{mpsc, watch};
+
+use crate::client::PeerOptions;
+use crate::handle::ClusterHandle;
+use crate::stream::{pump, Hooks, Open};
+
+/// A node not heard from for this long is treated as down.
+pub const DEAD_AFTER: Duration = Duration::from_millis(2500);
+const PING_EVERY: Duration = Duration::from_millis(500);
+const QUEUE: usize = 8192;
+
+pub const ROUTED: &str = "herald_cluster_routed_total";
+pub const ROUTE_DROPPED: &str = "herald_cluster_route_dropped_total";
+pub const LIVE_NODES: &str = "herald_cluster_live_nodes";
+
+/// Where routed items received from other nodes go.
+pub trait RouteSink: Send + Sync + 'static {
+    /// Delivers one item; returns false when it had to be dropped (receiver overloaded).
+    fn deliver(&self, from_node: u64, kind: route_message::Kind) -> bool;
+}
+
+/// Why an item could not be queued for another node.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RouteError {
+    #[error("no address known for node {0}")]
+    UnknownNode(u64),
+    #[error("the queue to node {0} is full")]
+    Overloaded(u64),
+}
+
+struct Peer {
+    address: watch::Sender<String>,
+    queue: mpsc::Sender<RouteMessage>,
+}
+
+/// Outgoing routing queues, the registered sink, and liveness.
+pub struct Routes {
+    me: u64,
+    opts: PeerOptions,
+    peers: Mutex<HashMap<u64, Peer>>,
+    sink: OnceLock<Arc<dyn RouteSink>>,
+    last_seen: Mutex<HashMap<u64, Instant>>,
+    started: Instant,
+}
+
+impl Routes {
+    pub fn new(me: u64, opts: PeerOptions) -> Self {
+        Routes {
+            me,
+            opts,
+            peers: Mutex::new(HashMap::new()),
+            sink: OnceLock::new(),
+            last_seen: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        }
+    }
+
+    /// Registers where received items go (once).
+    pub fn set_sink(&self, sink: Arc<dyn RouteSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    pub fn sink(&self) -> Option<&Arc<dyn RouteSink>> {
+        self.sink.get()
+    }
+
+    /// Queues `kind` for `node` at `address`. Must be called inside the tokio runtime.
+    pub fn send(
+        &self,
+        node: u64,
+        address: &str,
+        kind: route_message::Kind,
+    ) -> Result<(), RouteError> {
+        if address.is_empty() {
+            return Err(RouteError::UnknownNode(node));
+        }
+        let msg = RouteMessage {
+            from_node: self.me,
+            kind: Some(kind),
+        };
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let peer = peers.entry(node).or_insert_with(|| {
+            let (addr_tx, addr_rx) = watch::channel(address.to_string());
+            let (queue_tx, queue_rx) = mpsc::channel(QUEUE);
+            let open: Open<RouteMessage> = Box::new(|mut client, stream| {
+                Box::pin(async move { client.route(stream).await.map(|_| ()) })
+            });
+            let hooks = Hooks {
+                sent: Box::new(|_: &RouteMessage| {
+                    metrics::counter!(ROUTED, "direction" => "out").increment(1)
+                }),
+                lost: Box::new(move |_: &RouteMessage| {
+                    metrics::counter!(ROUTE_DROPPED, "reason" => "peer_unreachable").increment(1);
+                    tracing::warn!(peer = node, "a routed stanza was lost: peer unreachable");
+                }),
+                broken: Box::new(|| {}),
+            };
+            tokio::spawn(pump(
+                node,
+                addr_rx,
+                queue_rx,
+                self.opts.clone(),
+                open,
+                hooks,
+            ));
+            Peer {
+                address: addr_tx,
+                queue: queue_tx,
+            }
+        });
+        if *peer.address.borrow() != address {
+            let _ = peer.address.send(address.to_string());
+        }
+        peer.queue.try_send(msg).map_err(|_| {
+            metrics::counter!(ROUTE_DROPPED, "reason" => "queue_full").increment(1);
+            RouteError::Overloaded(node)
+        })
+    }
+
+    /// Records that `node` answered just now.
+    pub fn saw(&self, node: u64) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node, Instant::now());
+    }
+
+    /// Whether `node` is considered alive (this node always is; others until proven silent).
+    pub fn is_live(&self, node: u64) -> bool {
+        if node == self.me {
+            return true;
+        }
+        let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let last = seen.get(&node).copied().unwrap_or(self.started);
+        last.elapsed() < DEAD_AFTER
+    }
+}
+
+/// Pings every member twice a second to keep liveness current. Runs until the node stops.
+pub(crate) async fn liveness_loop(handle: ClusterHandle) {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if handle.status().stopped {
+            return;
+        }
+        let nodes = handle.applied().state.nodes();
+        let mut live = 0;
+        for n in nodes {
+            if n.node_id == handle.node_id() {
+                live += 1;
+                continue;
+            }
+            let h = handle.clone();
+            tokio::spawn(async move {
+                if let Ok(mut c) = h.peer_at(&n.cluster_address) {
+                    let mut req = tonic::Request::new(StatusRequest {});
+                    req.set_timeout(Duration::from_millis(800));
+                    if c.status(req).await.is_ok() {
+                        h.routes().saw(n.node_id);
+                    }
+                }
+            });
+            if handle.routes().is_live(n.node_id) {
+                live += 1;
+            }
+        }
+        metrics::gauge!(LIVE_NODES).set(live as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_defaults_and_expiry() {
+        let r = Routes::new(1, PeerOptions::default());
+        assert!(r.is_live(1));
+        assert!(r.is_live(2), "a member is live until proven silent");
+        r.last_seen
+            .lock()
+            .unwrap()
+            .insert(2, Instant::now() - DEAD_AFTER - Duration::from_millis(1));
+        assert!(!r.is_live(2));
+        r.saw(2);
+        assert!(r.is_live(2));
+    }
+
+    #[test]
+    fn unknown_address_is_an_error() {
+        let r = Routes::new(1, PeerOptions::default());
+        let err = r
+            .send(2, "", route_message::Kind::ToUser("<message/>".into()))
+            .unwrap_err();
+        assert_eq!(err, RouteError::UnknownNode(2));
+    }
+}
