@@ -24,6 +24,8 @@ use crate::http::{HttpState, Readiness};
 
 /// The node's sockets, bound before [`run`] so that tests can use port 0.
 pub struct Listeners {
+    pub c2s: std::net::TcpListener,
+    pub c2s_tls: std::net::TcpListener,
     pub cluster: std::net::TcpListener,
     pub admin: std::net::TcpListener,
     pub http: std::net::TcpListener,
@@ -40,6 +42,8 @@ impl Listeners {
             Ok(l)
         };
         Ok(Listeners {
+            c2s: bind(cfg.c2s_port, "XMPP c2s (STARTTLS)")?,
+            c2s_tls: bind(cfg.c2s_tls_port, "XMPP c2s (direct TLS)")?,
             cluster: bind(cfg.cluster_port, "node-to-node gRPC")?,
             admin: bind(cfg.admin_port, "admin gRPC")?,
             http: bind(cfg.http_port, "HTTP (metrics, health)")?,
@@ -180,9 +184,27 @@ pub async fn run(
         wait_true(http_stop),
     ));
 
+    // XMPP clients.
+    let c2s_addr = local(&listeners.c2s)?;
+    let c2s_tls_addr = local(&listeners.c2s_tls)?;
+    let tls_server = crate::tls::server_config(&tls).context("c2s TLS configuration")?;
+    crate::xmpp::start(
+        handle.clone(),
+        tls_server,
+        crate::xmpp::XmppListeners {
+            c2s: listeners.c2s,
+            c2s_tls: listeners.c2s_tls,
+        },
+        herald_xmpp::codec::Limits::default(),
+        crate::im::ImLimits::default(),
+    )
+    .context("starting the XMPP service")?;
+
     tracing::info!(
         node = cfg.node_id,
         data_dir = %cfg.data_dir.display(),
+        c2s = %c2s_addr,
+        c2s_tls = %c2s_tls_addr,
         cluster = %cluster_addr,
         admin = %admin_addr,
         http = %http_addr,

@@ -7,13 +7,17 @@
 //! - [`cli`]: the admin client (`herald <object> <verb>`).
 //! - [`tls`], [`telemetry`], [`metrics`], [`http`]: certificates, logs, Prometheus, health.
 //! - [`scram`]: salted SCRAM secrets, so that no password is ever stored.
+//! - [`xmpp`]: client sessions (c2s), user actors, routing within and between nodes.
+//! - [`im`]: RFC 6121 / XEP-0191 / XEP-0160 behaviour of one user, as pure logic.
 
 pub mod admin;
 pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod im;
 pub mod metrics;
 pub mod scram;
 pub mod telemetry;
 pub mod tls;
+pub mod xmpp;

@@ -1,0 +1,322 @@
+//! Instant messaging and presence semantics of one user, as plain functions over plain state.
+//!
+//! This is the behaviour of a user's `UserActor` (RFC 6121, XEP-0191 blocking, XEP-0160 offline
+//! messages) without actors, I/O or a clock: the caller passes stanzas and the current time in,
+//! and gets [`Effect`]s back (stanzas to the user's sessions, stanzas to route, and "persist the
+//! durable state"). The actor owns a [`UserCore`] and only dispatches.
+//!
+//! Layout, one module per feature:
+//! - [`roster`]: roster get/set/push and versioning (RFC 6121 §2).
+//! - [`subscription`]: the subscription state machine of Appendix A and §3.
+//! - [`presence`]: broadcast, probes, directed presence (§4).
+//! - [`message`]: delivery rules (§8.5, §5) and offline storage (XEP-0160).
+//! - [`blocking`]: XEP-0191 block lists and their effects.
+//! - [`iq`]: IQ routing and the account's own IQ handlers (disco#info).
+//! - [`errors`]: stanza error replies.
+//! - [`xml`]: reading stored stanzas back, and XEP-0082 timestamps.
+
+pub mod blocking;
+pub mod errors;
+pub mod iq;
+pub mod message;
+pub mod presence;
+pub mod roster;
+pub mod subscription;
+pub mod xml;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use herald_grpc::config::{RosterItem, UserData};
+use herald_xmpp::{ns, Element, Jid, Node};
+
+/// Per-user limits and server options that change IM behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImLimits {
+    /// Most offline messages kept (XEP-0160); more are refused with service-unavailable.
+    pub offline_max: usize,
+    /// Most roster items (visible and hidden ones) per user.
+    pub roster_max: usize,
+    /// Most XEP-0191 block list entries.
+    pub blocked_max: usize,
+    /// The server advertises subscription pre-approval (RFC 6121 §3.4).
+    pub pre_approval: bool,
+}
+
+impl Default for ImLimits {
+    fn default() -> Self {
+        ImLimits {
+            offline_max: 100,
+            roster_max: 1000,
+            blocked_max: 1000,
+            pre_approval: true,
+        }
+    }
+}
+
+/// One bound resource of the user.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionState {
+    /// Sent initial presence and not unavailable since.
+    pub available: bool,
+    /// Priority of the last available presence (RFC 6121 §4.7.2.3).
+    pub priority: i8,
+    /// Last available presence broadcast (without `to`, `from` = the full JID).
+    pub presence: Option<Element>,
+    /// Requested the roster (RFC 6121 §2.1.6 "interested resource").
+    pub interested: bool,
+    /// XEP-0191: gets block/unblock pushes only if it asked for the block list.
+    pub blocklist_requested: bool,
+}
+
+/// What the caller must do after an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// To one of this user's own sessions (by resource).
+    ToSession {
+        /// The resource of the session.
+        resource: String,
+        /// The stanza, `to` set to the session's full JID or the user's bare JID.
+        stanza: Element,
+    },
+    /// Out to another entity (to is set; from is this user's bare or full JID): the router
+    /// delivers it locally, to another node, or to another domain.
+    Route(Element),
+    /// `data` changed: the caller persists it (through Raft) before acknowledging.
+    Persist,
+}
+
+/// The live and durable IM state of one user.
+#[derive(Debug, Clone)]
+pub struct UserCore {
+    /// Bare JID of the user.
+    pub jid: Jid,
+    /// Durable: roster (with subscription states), blocked list, offline queue.
+    pub data: UserData,
+    /// Bound sessions, by resource.
+    pub sessions: BTreeMap<String, SessionState>,
+    /// Full JIDs of others this user sent directed presence to, per own resource (RFC 6121 §4.6).
+    pub directed: BTreeMap<String, BTreeSet<Jid>>,
+    /// Limits and options.
+    pub limits: ImLimits,
+    /// Counter for the ids of server-generated IQs (roster and block list pushes).
+    pub next_id: u64,
+}
+
+/// Effects being collected for one input; `Persist` is appended once, at the end.
+#[derive(Debug, Default)]
+pub(crate) struct Out {
+    effects: Vec<Effect>,
+    dirty: bool,
+}
+
+impl Out {
+    pub(crate) fn send_session(&mut self, resource: &str, stanza: Element) {
+        self.effects.push(Effect::ToSession {
+            resource: resource.to_string(),
+            stanza,
+        });
+    }
+
+    pub(crate) fn route(&mut self, stanza: Element) {
+        self.effects.push(Effect::Route(stanza));
+    }
+
+    /// Notes that `data` changed.
+    pub(crate) fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The error reply to `stanza`, to the session `resource` (full JID `me`) that sent it.
+    pub(crate) fn reject(
+        &mut self,
+        resource: &str,
+        me: Option<&Jid>,
+        stanza: &Element,
+        err: &errors::StanzaError,
+    ) {
+        if let Some(mut r) = errors::error_reply(stanza, err) {
+            if let Some(me) = me {
+                r.set_attr("to", me.to_string());
+            }
+            self.send_session(resource, r);
+        }
+    }
+
+    fn finish(mut self) -> Vec<Effect> {
+        if self.dirty {
+            self.effects.push(Effect::Persist);
+        }
+        self.effects
+    }
+}
+
+/// The `type` attribute, or "" when absent.
+pub(crate) fn stanza_type(e: &Element) -> &str {
+    e.get_attr("type").unwrap_or("")
+}
+
+/// Parses an address attribute; `None` when absent or malformed.
+pub(crate) fn jid_attr(e: &Element, name: &str) -> Option<Jid> {
+    e.get_attr(name).and_then(|s| Jid::parse(s).ok())
+}
+
+/// A presence stanza in `jabber:client`.
+pub(crate) fn presence(from: &Jid, to: &Jid, typ: Option<&str>) -> Element {
+    Element::new("presence", ns::CLIENT)
+        .attr("from", from.to_string())
+        .attr("to", to.to_string())
+        .attr_opt("type", typ)
+}
+
+/// `stanza` with every element in `jabber:server` moved to `jabber:client` (RFC 6120 §4.8.3:
+/// a server-to-server stanza is delivered to clients in the client namespace).
+pub fn client_ns(stanza: Element) -> Element {
+    fn convert(e: &Element) -> Element {
+        let ns = if e.ns() == ns::SERVER {
+            ns::CLIENT
+        } else {
+            e.ns()
+        };
+        let mut out = Element::new(e.name(), ns);
+        for (k, v) in e.attrs() {
+            out.set_attr(k, v);
+        }
+        for n in e.nodes() {
+            match n {
+                Node::Element(c) => out.push(convert(c)),
+                Node::Text(t) => out = out.text_node(t.clone()),
+            }
+        }
+        out
+    }
+    if stanza.ns() != ns::SERVER {
+        return stanza;
+    }
+    convert(&stanza)
+}
+
+/// Clone of `stanza` addressed to `to`.
+pub(crate) fn readdress(stanza: &Element, to: &Jid) -> Element {
+    let mut s = stanza.clone();
+    s.set_attr("to", to.to_string());
+    s
+}
+
+impl UserCore {
+    /// A user with no session; `jid` is reduced to its bare form.
+    pub fn new(jid: Jid, data: UserData, limits: ImLimits) -> Self {
+        UserCore {
+            jid: jid.bare(),
+            data,
+            sessions: BTreeMap::new(),
+            directed: BTreeMap::new(),
+            limits,
+            next_id: 1,
+        }
+    }
+
+    /// A session bound `resource` (RFC 6120 §7). Nothing is sent until its initial presence.
+    /// A previous session with the same resource (a replaced one) is closed first.
+    pub fn session_bound(&mut self, resource: &str) -> Vec<Effect> {
+        let effects = if self.sessions.contains_key(resource) {
+            self.session_closed(resource, 0)
+        } else {
+            Vec::new()
+        };
+        self.sessions
+            .insert(resource.to_string(), SessionState::default());
+        self.directed.remove(resource);
+        effects
+    }
+
+    /// The session went away (clean or not): unavailable to subscribers and directed-presence
+    /// recipients if it was available (RFC 6121 §4.5.3 / §4.6.3), then forget it.
+    pub fn session_closed(&mut self, resource: &str, _now_ms: u64) -> Vec<Effect> {
+        let mut out = Out::default();
+        let was_available = self.sessions.get(resource).is_some_and(|s| s.available);
+        self.sessions.remove(resource);
+        if let Ok(full) = self.jid.with_resource(resource) {
+            let unavailable = Element::new("presence", ns::CLIENT)
+                .attr("from", full.to_string())
+                .attr("type", "unavailable");
+            self.broadcast_unavailable(resource, &unavailable, was_available, &mut out);
+        }
+        self.directed.remove(resource);
+        out.finish()
+    }
+
+    /// A stanza from one of the user's own sessions, `from` already stamped with the full JID.
+    pub fn from_client(&mut self, resource: &str, stanza: Element, now_ms: u64) -> Vec<Effect> {
+        let mut out = Out::default();
+        if self.sessions.contains_key(resource) && stanza.ns() == ns::CLIENT {
+            match stanza.name() {
+                "presence" => self.client_presence(resource, stanza, now_ms, &mut out),
+                "message" => self.client_message(resource, stanza, now_ms, &mut out),
+                "iq" => self.client_iq(resource, stanza, now_ms, &mut out),
+                _ => {}
+            }
+        }
+        out.finish()
+    }
+
+    /// A stanza from anyone else addressed to this user's bare or full JID (`from` is trusted).
+    pub fn from_outside(&mut self, stanza: Element, now_ms: u64) -> Vec<Effect> {
+        let mut out = Out::default();
+        if stanza.ns() == ns::CLIENT || stanza.ns() == ns::SERVER {
+            self.outside(client_ns(stanza), now_ms, &mut out);
+        }
+        out.finish()
+    }
+
+    fn outside(&mut self, stanza: Element, now_ms: u64, out: &mut Out) {
+        // Without a sender there is nobody to answer: drop (RFC 6120 §8.1.2.1 needs a from
+        // on server-delivered stanzas).
+        let Some(from) = jid_attr(&stanza, "from") else {
+            return;
+        };
+        let to = match stanza.get_attr("to") {
+            None => self.jid.clone(),
+            Some(s) => match Jid::parse(s) {
+                Ok(j) if j.bare() == self.jid => j,
+                _ => return,
+            },
+        };
+        match stanza.name() {
+            "presence" => self.inbound_presence(&from, &to, stanza, out),
+            "message" => self.inbound_message(&from, &to, stanza, now_ms, out),
+            "iq" => self.inbound_iq(&from, &to, stanza, out),
+            _ => {}
+        }
+    }
+
+    /// The user's full JID for `resource`.
+    pub fn full_jid(&self, resource: &str) -> Option<Jid> {
+        self.jid.with_resource(resource).ok()
+    }
+
+    /// Resources that sent available presence, with their state.
+    pub fn available(&self) -> impl Iterator<Item = (&String, &SessionState)> {
+        self.sessions.iter().filter(|(_, s)| s.available)
+    }
+
+    /// The roster item for `contact` (any JID; compared by bare JID), hidden ones included.
+    pub fn item(&self, contact: &Jid) -> Option<&RosterItem> {
+        let key = contact.bare().to_string();
+        self.data.roster.iter().find(|i| i.jid == key)
+    }
+
+    pub(crate) fn item_index(&self, contact: &Jid) -> Option<usize> {
+        let key = contact.bare().to_string();
+        self.data.roster.iter().position(|i| i.jid == key)
+    }
+
+    /// A fresh id for a server-generated stanza.
+    pub(crate) fn gen_id(&mut self, prefix: &str) -> String {
+        let id = format!("{prefix}-{}", self.next_id);
+        self.next_id += 1;
+        id
+    }
+}

@@ -1,0 +1,44 @@
+//! Metric names of the XMPP layer (no JIDs in labels).
+
+/// Gauge, label `state`: negotiating, established.
+pub const SESSIONS: &str = "herald_c2s_sessions";
+/// Counter, labels `kind` (message, presence, iq, other) and `direction` (in, out).
+pub const STANZAS: &str = "herald_stanzas_total";
+/// Counter, label `result`: success, failure.
+pub const AUTH: &str = "herald_c2s_auth_total";
+/// Counter, label `condition`: the stream error sent.
+pub const STREAM_ERRORS: &str = "herald_c2s_stream_errors_total";
+/// Histogram: time to route a stanza to its user's actor (local or remote node).
+pub const ROUTE_DURATION: &str = "herald_route_duration_seconds";
+/// Counter, label `mailbox`: stanzas dropped because an actor's mailbox was full.
+pub const MAILBOX_DROPS: &str = "herald_mailbox_drops_total";
+/// Gauge: user actors on this node.
+pub const USER_ACTORS: &str = "herald_user_actors";
+/// Counter, label `result`: ok, conflict, error.
+pub const PERSISTS: &str = "herald_user_state_writes_total";
+
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(SESSIONS, "Client sessions on this node, by state");
+    describe_counter!(STANZAS, "Client stanzas, by kind and direction");
+    describe_counter!(AUTH, "SASL authentication attempts, by result");
+    describe_counter!(STREAM_ERRORS, "Stream errors sent to clients, by condition");
+    describe_histogram!(
+        ROUTE_DURATION,
+        Unit::Seconds,
+        "Time from a session receiving a stanza to handing it to the user's actor"
+    );
+    describe_counter!(MAILBOX_DROPS, "Stanzas dropped on a full actor mailbox");
+    describe_gauge!(USER_ACTORS, "User actors living on this node");
+    describe_counter!(PERSISTS, "Writes of per-user durable state, by result");
+}
+
+/// The `kind` label of a stanza.
+pub fn kind(name: &str) -> &'static str {
+    match name {
+        "message" => "message",
+        "presence" => "presence",
+        "iq" => "iq",
+        _ => "other",
+    }
+}

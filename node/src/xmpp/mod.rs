@@ -1,0 +1,239 @@
+//! XMPP client service: listeners (STARTTLS on 5222, direct TLS on 5223), SessionActors,
+//! the UserRegistry and UserActors, the Router, and the sink for stanzas other nodes route here.
+//!
+//! Flow: socket task → [`session::SessionActor`] (c2s machine) → the user's
+//! [`users::UserActor`] on the user's home node (same node: actor message; other node: the
+//! node-to-node Route stream) → [`crate::im::UserCore`] → effects: to the user's sessions, to
+//! the [`router::Router`] (other users, here or on their home node), or persist through Raft.
+
+pub mod io;
+pub mod metrics;
+pub mod router;
+pub mod server_iq;
+pub mod session;
+pub mod users;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use herald_cluster::placement::home_node;
+use herald_cluster::routing::RouteSink;
+use herald_cluster::ClusterHandle;
+use herald_grpc::cluster::route_message::Kind;
+use herald_grpc::config::{config_object::Body, ObjectKind};
+use herald_xmpp::c2s::C2sConfig;
+use herald_xmpp::codec::{Decoder, Limits, StreamEvent};
+use herald_xmpp::sasl::Mechanism;
+use herald_xmpp::{ns, Element, Jid};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::im::ImLimits;
+use router::Router;
+use session::SessionActor;
+use users::{
+    ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened, ToLocalSession, ToUser, UserRegistry,
+};
+
+/// What every XMPP actor of this node shares (read-only).
+pub struct Shared {
+    pub node_id: u64,
+    pub cluster: ClusterHandle,
+    pub registry: Addr<UserRegistry>,
+    pub im_limits: ImLimits,
+    pub limits: Limits,
+}
+
+impl Shared {
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new(self.clone(), self.registry.clone())
+    }
+
+    /// Whether `domain` is one of the cluster's local domains.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.cluster
+            .applied()
+            .state
+            .get(ObjectKind::Domain, domain)
+            .is_some()
+    }
+
+    /// The node a user's actor lives on: the pinned node if alive, else rendezvous hashing over
+    /// the live voters.
+    pub fn home_of(&self, bare: &Jid) -> u64 {
+        let key = bare.to_string();
+        let pinned = match self
+            .cluster
+            .applied()
+            .state
+            .get(ObjectKind::User, &key)
+            .and_then(|o| o.body)
+        {
+            Some(Body::User(u)) => u.pinned_home_node,
+            _ => 0,
+        };
+        home_node(&key, pinned, &self.cluster.live_nodes()).unwrap_or(self.node_id)
+    }
+
+    /// The c2s negotiation settings for a new connection.
+    pub fn c2s_config(&self) -> C2sConfig {
+        let domains = self
+            .cluster
+            .applied()
+            .state
+            .list(ObjectKind::Domain)
+            .into_iter()
+            .filter_map(|o| match o.body {
+                Some(Body::Domain(d)) => Some(d.name),
+                _ => None,
+            })
+            .collect();
+        C2sConfig {
+            domains,
+            tls_available: true,
+            direct_tls: false,
+            allow_plain_without_tls: false,
+            mechanisms: vec![
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha1,
+                Mechanism::Plain,
+            ],
+            limits: self.limits,
+            extra_features: vec![
+                Element::new("ver", ns::ROSTER_VER),
+                Element::new("sub", ns::PRE_APPROVAL),
+            ],
+        }
+    }
+}
+
+/// Parses one stanza that was serialized with its own `xmlns` (as routed between nodes).
+pub fn parse_stanza(xml: &str) -> Option<Element> {
+    let mut d = Decoder::new(Limits::default());
+    d.feed(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+    );
+    d.feed(xml.as_bytes());
+    loop {
+        match d.next() {
+            Ok(Some(StreamEvent::Stanza(el))) => return Some(el),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// Receives what other nodes route here and hands it to the registry.
+struct NodeSink {
+    registry: Addr<UserRegistry>,
+}
+
+impl RouteSink for NodeSink {
+    fn deliver(&self, from_node: u64, kind: Kind) -> bool {
+        let parse_full = |s: &str| Jid::parse(s).ok().filter(|j| !j.is_bare());
+        let sent = match kind {
+            Kind::ToUser(xml) => match parse_stanza(&xml) {
+                Some(el) => self.registry.try_send(ToUser(el)).is_ok(),
+                None => {
+                    tracing::warn!(from_node, "undecodable routed stanza dropped");
+                    true
+                }
+            },
+            Kind::FromClient(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
+                (Some(full_jid), Some(stanza)) => self
+                    .registry
+                    .try_send(ClientStanzaMsg {
+                        full_jid,
+                        stanza,
+                        loc: SessionLoc::Remote(from_node),
+                    })
+                    .is_ok(),
+                _ => true,
+            },
+            Kind::SessionOpened(full) => match parse_full(&full) {
+                Some(full_jid) => self
+                    .registry
+                    .try_send(SessionOpened {
+                        full_jid,
+                        loc: SessionLoc::Remote(from_node),
+                    })
+                    .is_ok(),
+                None => true,
+            },
+            Kind::SessionClosed(full) => match parse_full(&full) {
+                Some(full_jid) => self.registry.try_send(SessionClosed { full_jid }).is_ok(),
+                None => true,
+            },
+            Kind::ToSession(cs) => match parse_stanza(&cs.stanza) {
+                Some(stanza) => self
+                    .registry
+                    .try_send(ToLocalSession {
+                        full_jid: cs.full_jid,
+                        stanza,
+                    })
+                    .is_ok(),
+                None => true,
+            },
+        };
+        if !sent {
+            ::metrics::counter!(metrics::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
+        }
+        sent
+    }
+}
+
+/// The c2s listeners.
+pub struct XmppListeners {
+    pub c2s: std::net::TcpListener,
+    pub c2s_tls: std::net::TcpListener,
+}
+
+/// Starts the XMPP service on this node's System arbiter. Returns the shared context.
+pub fn start(
+    cluster: ClusterHandle,
+    tls: Arc<rustls::ServerConfig>,
+    listeners: XmppListeners,
+    limits: Limits,
+    im_limits: ImLimits,
+) -> anyhow::Result<Arc<Shared>> {
+    metrics::describe();
+    let registry = UserRegistry::new().start();
+    let shared = Arc::new(Shared {
+        node_id: cluster.node_id(),
+        cluster: cluster.clone(),
+        registry: registry.clone(),
+        im_limits,
+        limits,
+    });
+    registry.do_send(users::Init(shared.clone()));
+    cluster.routes().set_sink(Arc::new(NodeSink { registry }));
+    let acceptor = TlsAcceptor::from(tls);
+    for (listener, direct) in [(listeners.c2s, false), (listeners.c2s_tls, true)] {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let (shared, acceptor) = (shared.clone(), acceptor.clone());
+        actix_rt::spawn(accept_loop(listener, direct, shared, acceptor));
+    }
+    Ok(shared)
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    direct_tls: bool,
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a client connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tx, rx) = mpsc::channel(4096);
+        let session = SessionActor::new(shared.clone(), tx, peer, direct_tls).start();
+        tokio::spawn(io::run(tcp, direct_tls, acceptor.clone(), session, rx));
+    }
+}

@@ -1,0 +1,85 @@
+//! Router: where a stanza addressed to `to` goes — a user homed on this node (its UserActor),
+//! a user homed on another node (node-to-node stream), or another domain (federation, not yet
+//! available: the sender gets `remote-server-not-found`).
+
+use std::sync::Arc;
+
+use actix::Addr;
+use herald_grpc::cluster::route_message::Kind;
+use herald_grpc::config::ObjectKind;
+use herald_xmpp::error::{StanzaCondition, StanzaError};
+use herald_xmpp::{Element, Jid};
+
+use super::metrics as xm;
+use super::users::{ToUser, UserRegistry};
+use super::Shared;
+
+#[derive(Clone)]
+pub struct Router {
+    shared: Arc<Shared>,
+    registry: Addr<UserRegistry>,
+}
+
+impl Router {
+    pub fn new(shared: Arc<Shared>, registry: Addr<UserRegistry>) -> Self {
+        Router { shared, registry }
+    }
+
+    /// Sends `stanza` (with `from` and `to` set) towards its recipient.
+    pub fn route(&self, stanza: Element) {
+        let Some(to) = stanza.get_attr("to").and_then(|t| Jid::parse(t).ok()) else {
+            tracing::debug!("stanza without a usable 'to' dropped by the router");
+            return;
+        };
+        if !self.shared.is_local_domain(to.domain()) {
+            tracing::debug!(domain = to.domain(), "no federation route to this domain");
+            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
+            return;
+        }
+        let Some(_) = to.local() else {
+            // Addressed to the server itself by another entity: nothing to do for it here.
+            return;
+        };
+        let bare = to.bare();
+        if self
+            .shared
+            .cluster
+            .applied()
+            .state
+            .get(ObjectKind::User, &bare.to_string())
+            .is_none()
+        {
+            self.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+            return;
+        }
+        let home = self.shared.home_of(&bare);
+        if home == self.shared.node_id {
+            if self.registry.try_send(ToUser(stanza)).is_err() {
+                metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
+            }
+        } else if let Err(e) = self
+            .shared
+            .cluster
+            .route(home, Kind::ToUser(stanza.to_xml_string()))
+        {
+            tracing::warn!(user = %bare, home, error = %e, "stanza for a user on another node dropped");
+        }
+    }
+
+    /// Returns an error to the sender for messages and IQs (presence is dropped silently).
+    fn bounce(&self, stanza: &Element, condition: StanzaCondition) {
+        if stanza.name() == "presence" {
+            return;
+        }
+        if let Some(reply) = StanzaError::new(condition).reply_to(stanza, None) {
+            // The sender is one of our users (the only ones who can send through the router).
+            if reply
+                .get_attr("to")
+                .and_then(|t| Jid::parse(t).ok())
+                .is_some_and(|j| self.shared.is_local_domain(j.domain()))
+            {
+                self.route(reply);
+            }
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! SessionActor: one per client connection. Runs the sans-io c2s machine over the bytes the
+//! socket task hands it, authenticates against the replicated store, and after binding passes
+//! every client stanza to the user's UserActor (on this node or the user's home node) and
+//! writes what the UserActor delivers back to the socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use herald_grpc::cluster::{route_message::Kind, ClientStanza};
+use herald_grpc::config::{config_object::Body, ObjectKind};
+use herald_xmpp::c2s::{BindError, C2s, Input};
+use herald_xmpp::error::{StreamCondition, StreamError};
+use herald_xmpp::sasl::Credentials;
+use herald_xmpp::{c2s::Action, ns, Element, Jid, StanzaError};
+use rand::RngCore;
+use tokio::sync::mpsc;
+
+use super::io::Out;
+use super::metrics as xm;
+use super::users::{ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened};
+use super::{server_iq, Shared};
+use crate::scram::from_stored;
+
+/// Bytes read from the socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound(pub Vec<u8>);
+
+/// The STARTTLS handshake completed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TlsDone;
+
+/// The socket closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IoClosed;
+
+/// A stanza for the client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Element);
+
+/// Close the session with a stream error (e.g. `conflict` when another session took the resource).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Kick(pub StreamError);
+
+pub struct SessionActor {
+    shared: Arc<Shared>,
+    c2s: C2s,
+    out: mpsc::Sender<Out>,
+    peer: SocketAddr,
+    /// The authenticated bare JID.
+    bare: Option<Jid>,
+    full_jid: Option<Jid>,
+    /// Node of the user's actor, once bound.
+    home: Option<u64>,
+    /// The last broadcast presence the client sent, replayed when the user's home moves.
+    last_presence: Option<Element>,
+    auth_failures: u32,
+    closing: bool,
+}
+
+fn nonce() -> Vec<u8> {
+    let mut n = vec![0u8; 18];
+    rand::rng().fill_bytes(&mut n);
+    n
+}
+
+impl SessionActor {
+    pub fn new(
+        shared: Arc<Shared>,
+        out: mpsc::Sender<Out>,
+        peer: SocketAddr,
+        direct_tls: bool,
+    ) -> Self {
+        let mut cfg = shared.c2s_config();
+        cfg.direct_tls = direct_tls;
+        let mut id = [0u8; 12];
+        rand::rng().fill_bytes(&mut id);
+        let c2s = C2s::new(cfg, hex::encode(id), nonce());
+        SessionActor {
+            shared,
+            c2s,
+            out,
+            peer,
+            bare: None,
+            full_jid: None,
+            home: None,
+            last_presence: None,
+            auth_failures: 0,
+            closing: false,
+        }
+    }
+
+    fn send_bytes(&mut self, bytes: Vec<u8>, ctx: &mut Context<Self>) {
+        if self.out.try_send(Out::Bytes(bytes)).is_err() {
+            metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "socket").increment(1);
+            tracing::warn!(peer = %self.peer, jid = ?self.full_jid.as_ref().map(|j| j.to_string()),
+                "client is not reading fast enough; closing the session");
+            self.closing = true;
+            let _ = self.out.try_send(Out::Close);
+            ctx.stop();
+        }
+    }
+
+    fn run(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
+            match a {
+                Action::Send(b) => self.send_bytes(b, ctx),
+                Action::StartTls => {
+                    let _ = self.out.try_send(Out::StartTls);
+                }
+                Action::LookupUser { domain, localpart } => {
+                    let creds = self.lookup(&domain, &localpart);
+                    queue.extend(self.c2s.handle(Input::Credentials(creds)));
+                }
+                Action::Authenticated { jid, mechanism } => {
+                    metrics::counter!(xm::AUTH, "result" => "success").increment(1);
+                    self.bare = Some(jid.clone());
+                    tracing::debug!(%jid, mechanism = mechanism.name(), peer = %self.peer, "authenticated");
+                }
+                Action::AuthFailed { condition } => {
+                    metrics::counter!(xm::AUTH, "result" => "failure").increment(1);
+                    self.auth_failures += 1;
+                    tracing::info!(peer = %self.peer, condition, failures = self.auth_failures,
+                        "SASL authentication failed");
+                    queue.extend(self.c2s.handle(Input::Nonce(nonce())));
+                    // Slow down guessing: nothing more is read from this client for a while.
+                    let delay = Duration::from_millis(500 * u64::from(self.auth_failures.min(6)));
+                    ctx.wait(actix::fut::wrap_future(tokio::time::sleep(delay)));
+                }
+                Action::Bind { requested } => {
+                    let result = self.bind(requested);
+                    queue.extend(self.c2s.handle(Input::BindResult(result)));
+                }
+                Action::Established { full_jid } => self.established(full_jid, ctx),
+                Action::Stanza(el) => self.client_stanza(el, ctx),
+                Action::Close { error } => {
+                    if let Some(e) = &error {
+                        metrics::counter!(xm::STREAM_ERRORS, "condition" => e.condition.name())
+                            .increment(1);
+                        tracing::info!(peer = %self.peer, condition = e.condition.name(),
+                            text = ?e.text, "closing client stream with an error");
+                    }
+                    self.closing = true;
+                    let _ = self.out.try_send(Out::Close);
+                    ctx.stop();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, domain: &str, localpart: &str) -> Option<Credentials> {
+        let jid = format!("{localpart}@{domain}");
+        let applied = self.shared.cluster.applied();
+        match applied.state.get(ObjectKind::User, &jid)?.body? {
+            Body::User(u) => Some(Credentials {
+                scram_sha256: u.scram_sha256.as_ref().map(from_stored),
+                scram_sha1: u.scram_sha1.as_ref().map(from_stored),
+            }),
+            _ => None,
+        }
+    }
+
+    fn bind(&self, requested: Option<String>) -> Result<Jid, BindError> {
+        let bare = self.c2s_bare().ok_or(BindError::NotAllowed)?;
+        let resource = match requested.filter(|r| !r.trim().is_empty()) {
+            Some(r) => r,
+            None => {
+                let mut b = [0u8; 6];
+                rand::rng().fill_bytes(&mut b);
+                format!("herald-{}", hex::encode(b))
+            }
+        };
+        bare.with_resource(&resource)
+            .map_err(|e| BindError::BadResource(e.to_string()))
+    }
+
+    fn c2s_bare(&self) -> Option<Jid> {
+        self.bare.clone()
+    }
+
+    fn established(&mut self, full: Jid, ctx: &mut Context<Self>) {
+        metrics::gauge!(xm::SESSIONS, "state" => "established").increment(1.0);
+        tracing::info!(jid = %full, peer = %self.peer, "session established");
+        self.shared.registry.do_send(super::users::RegisterLocal {
+            full_jid: full.to_string(),
+            addr: ctx.address(),
+        });
+        self.full_jid = Some(full);
+        self.open_at_home(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.check_home(ctx));
+    }
+
+    fn open_at_home(&mut self, ctx: &mut Context<Self>) {
+        let Some(full) = self.full_jid.clone() else {
+            return;
+        };
+        let home = self.shared.home_of(&full.bare());
+        self.home = Some(home);
+        if home == self.shared.node_id {
+            self.shared.registry.do_send(SessionOpened {
+                full_jid: full,
+                loc: SessionLoc::Local(ctx.address()),
+            });
+        } else if let Err(e) = self
+            .shared
+            .cluster
+            .route(home, Kind::SessionOpened(full.to_string()))
+        {
+            tracing::warn!(jid = %full, home, error = %e, "cannot reach the user's home node");
+        }
+    }
+
+    fn close_at_home(&mut self) {
+        let (Some(full), Some(home)) = (self.full_jid.clone(), self.home) else {
+            return;
+        };
+        if home == self.shared.node_id {
+            self.shared
+                .registry
+                .do_send(SessionClosed { full_jid: full });
+        } else {
+            let _ = self
+                .shared
+                .cluster
+                .route(home, Kind::SessionClosed(full.to_string()));
+        }
+    }
+
+    /// Follows the user's actor when placement moves it (a node died or came back).
+    fn check_home(&mut self, ctx: &mut Context<Self>) {
+        let Some(full) = self.full_jid.clone() else {
+            return;
+        };
+        let now = self.shared.home_of(&full.bare());
+        if Some(now) == self.home {
+            return;
+        }
+        tracing::info!(jid = %full, from = ?self.home, to = now, "user re-homed; moving the session");
+        if self
+            .home
+            .is_some_and(|h| self.shared.cluster.routes().is_live(h))
+        {
+            self.close_at_home();
+        }
+        self.open_at_home(ctx);
+        if let Some(p) = self.last_presence.clone() {
+            self.forward_to_user(p, ctx);
+        }
+    }
+
+    fn client_stanza(&mut self, mut el: Element, ctx: &mut Context<Self>) {
+        let Some(full) = self.full_jid.clone() else {
+            return;
+        };
+        metrics::counter!(xm::STANZAS, "kind" => xm::kind(el.name()), "direction" => "in")
+            .increment(1);
+        // RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
+        el.set_attr("from", full.to_string());
+        let to = match el.get_attr("to").map(Jid::parse) {
+            None => None,
+            Some(Ok(j)) => Some(j),
+            Some(Err(_)) => {
+                let err = StanzaError::new(herald_xmpp::error::StanzaCondition::JidMalformed);
+                if let Some(reply) = err.reply_to(&el, None) {
+                    ctx.notify(Deliver(reply));
+                }
+                return;
+            }
+        };
+        if let Some(to) = &to {
+            if to.local().is_none()
+                && to.resource().is_none()
+                && self.shared.is_local_domain(to.domain())
+            {
+                if el.name() == "iq" {
+                    if let Some(reply) = server_iq::handle(&el, to, &self.shared) {
+                        ctx.notify(Deliver(reply));
+                    }
+                }
+                return;
+            }
+        }
+        if el.is("presence", ns::CLIENT) && to.is_none() {
+            match el.get_attr("type") {
+                None => self.last_presence = Some(el.clone()),
+                Some("unavailable") => self.last_presence = None,
+                _ => {}
+            }
+        }
+        self.forward_to_user(el, ctx);
+    }
+
+    fn forward_to_user(&mut self, el: Element, ctx: &mut Context<Self>) {
+        let (Some(full), Some(home)) = (self.full_jid.clone(), self.home) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        if home == self.shared.node_id {
+            let msg = ClientStanzaMsg {
+                full_jid: full,
+                stanza: el,
+                loc: SessionLoc::Local(ctx.address()),
+            };
+            if self.shared.registry.try_send(msg).is_err() {
+                metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
+            }
+        } else {
+            let kind = Kind::FromClient(ClientStanza {
+                full_jid: full.to_string(),
+                stanza: el.to_xml_string(),
+            });
+            if let Err(e) = self.shared.cluster.route(home, kind) {
+                tracing::warn!(jid = %full, home, error = %e, "stanza for the user's home node dropped");
+            }
+        }
+        metrics::histogram!(xm::ROUTE_DURATION).record(started.elapsed().as_secs_f64());
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        metrics::gauge!(xm::SESSIONS, "state" => "negotiating").increment(1.0);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        metrics::gauge!(xm::SESSIONS, "state" => "negotiating").decrement(1.0);
+        if let Some(full) = self.full_jid.clone() {
+            metrics::gauge!(xm::SESSIONS, "state" => "established").decrement(1.0);
+            self.close_at_home();
+            self.shared.registry.do_send(super::users::UnregisterLocal {
+                full_jid: full.to_string(),
+            });
+            tracing::info!(jid = %full, "session closed");
+        }
+        let _ = self.out.try_send(Out::Close);
+    }
+}
+
+impl Handler<Inbound> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let actions = self.c2s.handle(Input::Bytes(&msg.0));
+        self.run(actions, ctx);
+    }
+}
+
+impl Handler<TlsDone> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: TlsDone, ctx: &mut Context<Self>) {
+        let actions = self.c2s.handle(Input::TlsEstablished);
+        self.run(actions, ctx);
+    }
+}
+
+impl Handler<IoClosed> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: IoClosed, ctx: &mut Context<Self>) {
+        self.closing = true;
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        metrics::counter!(xm::STANZAS, "kind" => xm::kind(msg.0.name()), "direction" => "out")
+            .increment(1);
+        let bytes = herald_xmpp::codec::encode(&msg.0, ns::CLIENT);
+        self.send_bytes(bytes, ctx);
+    }
+}
+
+impl Handler<Kick> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: Kick, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let actions = self.c2s.close(Some(msg.0));
+        self.run(actions, ctx);
+        if !self.closing {
+            self.closing = true;
+            let _ = self.out.try_send(Out::Close);
+            ctx.stop();
+        }
+    }
+}
+
+/// The stream error for a session replaced by another with the same resource.
+pub fn conflict() -> StreamError {
+    StreamError {
+        condition: StreamCondition::Conflict,
+        text: Some("another session bound this resource".into()),
+    }
+}

@@ -1,0 +1,479 @@
+//! UserRegistry (one per node) and UserActor (one per user homed on this node).
+//!
+//! The registry finds or creates the UserActor of a bare JID, keeps the map of this node's
+//! local sessions (for stanzas that other nodes' UserActors address to them), and evicts
+//! UserActors whose users placement has moved elsewhere. A UserActor owns the user's
+//! [`UserCore`] (live sessions, presence, roster, blocks, offline queue), executes its effects,
+//! and is the only writer of the user's durable [`UserData`] (through Raft, with the revision
+//! it last saw, so that a stale second writer is detected).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use herald_grpc::cluster::{route_message::Kind, ClientStanza};
+use herald_grpc::config::{
+    command::Op, config_object::Body, Command, ConfigObject, ErrorCode, ObjectKind, PutObject,
+    UserData, WriteMode,
+};
+use herald_xmpp::{Element, Jid};
+
+use super::metrics as xm;
+use super::session::{conflict, Deliver, Kick, SessionActor};
+use super::Shared;
+use crate::im::{Effect, UserCore};
+
+/// Where a session lives.
+#[derive(Clone)]
+pub enum SessionLoc {
+    Local(Addr<SessionActor>),
+    Remote(u64),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+// ---- registry messages ----
+
+/// A stanza for a user homed on this node, from anyone but the user's own sessions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToUser(pub Element);
+
+/// A stanza a user's session sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClientStanzaMsg {
+    pub full_jid: Jid,
+    pub stanza: Element,
+    pub loc: SessionLoc,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionOpened {
+    pub full_jid: Jid,
+    pub loc: SessionLoc,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    pub full_jid: Jid,
+}
+
+/// A session on this node, for stanzas addressed to it from other nodes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterLocal {
+    pub full_jid: String,
+    pub addr: Addr<SessionActor>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterLocal {
+    pub full_jid: String,
+}
+
+/// A stanza for a session on this node (sent by a UserActor on another node).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToLocalSession {
+    pub full_jid: String,
+    pub stanza: Element,
+}
+
+pub struct UserRegistry {
+    shared: Option<Arc<Shared>>,
+    users: HashMap<Jid, Addr<UserActor>>,
+    local_sessions: HashMap<String, Addr<SessionActor>>,
+}
+
+impl UserRegistry {
+    pub fn new() -> Self {
+        UserRegistry {
+            shared: None,
+            users: HashMap::new(),
+            local_sessions: HashMap::new(),
+        }
+    }
+
+    fn user(&mut self, jid: &Jid) -> Option<Addr<UserActor>> {
+        let shared = self.shared.clone()?;
+        let bare = jid.bare();
+        let addr = self
+            .users
+            .entry(bare.clone())
+            .or_insert_with(|| {
+                metrics::gauge!(xm::USER_ACTORS).increment(1.0);
+                UserActor::new(shared, bare).start()
+            })
+            .clone();
+        Some(addr)
+    }
+
+    fn forward<M>(&mut self, jid: &Jid, msg: M)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        UserActor: Handler<M>,
+    {
+        if let Some(addr) = self.user(jid) {
+            if addr.try_send(msg).is_err() {
+                metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                tracing::warn!(user = %jid.bare(), "user actor mailbox full; stanza dropped");
+            }
+        }
+    }
+
+    /// Stops the actors of users that placement now puts on another node.
+    fn evict_moved(&mut self, ctx: &mut Context<Self>) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let moved: Vec<Jid> = self
+            .users
+            .keys()
+            .filter(|j| shared.home_of(j) != shared.node_id)
+            .cloned()
+            .collect();
+        for jid in moved {
+            if let Some(addr) = self.users.remove(&jid) {
+                metrics::gauge!(xm::USER_ACTORS).decrement(1.0);
+                tracing::info!(user = %jid, "user re-homed to another node; stopping its actor here");
+                addr.do_send(StopUser);
+            }
+        }
+        let _ = ctx;
+    }
+}
+
+impl Default for UserRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Gives the registry its shared context (it is created before the context exists).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Init(pub Arc<Shared>);
+
+impl Actor for UserRegistry {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65_536);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.evict_moved(ctx));
+    }
+}
+
+impl Handler<Init> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Init, _: &mut Context<Self>) {
+        self.shared = Some(msg.0);
+    }
+}
+
+impl Handler<ToUser> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: ToUser, _: &mut Context<Self>) {
+        let Some(to) = msg.0.get_attr("to").and_then(|t| Jid::parse(t).ok()) else {
+            return;
+        };
+        self.forward(&to, FromOutside(msg.0));
+    }
+}
+
+impl Handler<ClientStanzaMsg> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: ClientStanzaMsg, _: &mut Context<Self>) {
+        let jid = msg.full_jid.clone();
+        self.forward(&jid, msg);
+    }
+}
+
+impl Handler<SessionOpened> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
+        let jid = msg.full_jid.clone();
+        self.forward(&jid, msg);
+    }
+}
+
+impl Handler<SessionClosed> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
+        // Only an existing actor cares; never create one for a goodbye.
+        if let Some(addr) = self.users.get(&msg.full_jid.bare()) {
+            let _ = addr.try_send(msg);
+        }
+    }
+}
+
+impl Handler<RegisterLocal> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: RegisterLocal, _: &mut Context<Self>) {
+        self.local_sessions.insert(msg.full_jid, msg.addr);
+    }
+}
+
+impl Handler<UnregisterLocal> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: UnregisterLocal, _: &mut Context<Self>) {
+        self.local_sessions.remove(&msg.full_jid);
+    }
+}
+
+impl Handler<ToLocalSession> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: ToLocalSession, _: &mut Context<Self>) {
+        match self.local_sessions.get(&msg.full_jid) {
+            Some(addr) => {
+                if addr.try_send(Deliver(msg.stanza)).is_err() {
+                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
+                }
+            }
+            None => tracing::debug!(jid = %msg.full_jid, "stanza for a session that is gone"),
+        }
+    }
+}
+
+// ---- user actor ----
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromOutside(pub Element);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopUser;
+
+pub struct UserActor {
+    shared: Arc<Shared>,
+    jid: Jid,
+    core: Option<UserCore>,
+    /// Revision of the stored UserData this actor last read or wrote (0: never stored).
+    revision: u64,
+    locations: HashMap<String, SessionLoc>,
+}
+
+impl UserActor {
+    fn new(shared: Arc<Shared>, jid: Jid) -> Self {
+        UserActor {
+            shared,
+            jid,
+            core: None,
+            revision: 0,
+            locations: HashMap::new(),
+        }
+    }
+
+    fn stored(&self) -> (UserData, u64) {
+        let applied = self.shared.cluster.applied();
+        match applied
+            .state
+            .get(ObjectKind::UserData, &self.jid.to_string())
+        {
+            Some(ConfigObject {
+                revision,
+                body: Some(Body::UserData(d)),
+            }) => (d, revision),
+            _ => (
+                UserData {
+                    jid: self.jid.to_string(),
+                    ..Default::default()
+                },
+                0,
+            ),
+        }
+    }
+
+    fn run(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for e in effects {
+            match e {
+                Effect::ToSession { resource, stanza } => {
+                    self.deliver_to_session(&resource, stanza)
+                }
+                Effect::Route(stanza) => self.shared.router().route(stanza),
+                Effect::Persist => self.persist(ctx),
+            }
+        }
+    }
+
+    fn deliver_to_session(&mut self, resource: &str, stanza: Element) {
+        match self.locations.get(resource) {
+            Some(SessionLoc::Local(addr)) => {
+                if addr.try_send(Deliver(stanza)).is_err() {
+                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
+                }
+            }
+            Some(SessionLoc::Remote(node)) => {
+                let full = format!("{}/{resource}", self.jid);
+                let kind = Kind::ToSession(ClientStanza {
+                    full_jid: full.clone(),
+                    stanza: stanza.to_xml_string(),
+                });
+                if let Err(e) = self.shared.cluster.route(*node, kind) {
+                    tracing::warn!(jid = %full, node, error = %e, "stanza for a remote session dropped");
+                }
+            }
+            None => tracing::debug!(user = %self.jid, resource, "no such session; stanza dropped"),
+        }
+    }
+
+    /// Writes the user's durable state through Raft; the actor handles nothing else until the
+    /// write is acknowledged, so what it tells others is never ahead of what is stored.
+    fn persist(&mut self, ctx: &mut Context<Self>) {
+        let Some(core) = &self.core else {
+            return;
+        };
+        let data = core.data.clone();
+        let cluster = self.shared.cluster.clone();
+        let expected = self.revision;
+        let fut = async move {
+            let put = |expected_revision| Command {
+                op: Some(Op::Put(PutObject {
+                    object: Some(ConfigObject::new(Body::UserData(data.clone()))),
+                    mode: WriteMode::Upsert as i32,
+                    expected_revision,
+                    confirm: false,
+                })),
+            };
+            match cluster.write(&put(expected)).await {
+                Err(e) if e.code() == ErrorCode::FailedPrecondition => {
+                    metrics::counter!(xm::PERSISTS, "result" => "conflict").increment(1);
+                    tracing::warn!(user = %data.jid, error = %e,
+                        "user state was written elsewhere meanwhile (a re-homing race); overwriting with this actor's state");
+                    cluster.write(&put(0)).await
+                }
+                other => other,
+            }
+        };
+        ctx.wait(
+            actix::fut::wrap_future(fut).map(|res, act: &mut UserActor, _| match res {
+                Ok(w) => {
+                    metrics::counter!(xm::PERSISTS, "result" => "ok").increment(1);
+                    act.revision = w.revision;
+                }
+                Err(e) => {
+                    metrics::counter!(xm::PERSISTS, "result" => "error").increment(1);
+                    tracing::error!(user = %act.jid, error = %e, "could not store user state");
+                }
+            }),
+        );
+    }
+}
+
+impl Actor for UserActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        // Load the durable state after a read barrier, so that what the previous home node
+        // wrote (and was acknowledged) is seen; nothing else runs until it is loaded.
+        let cluster = self.shared.cluster.clone();
+        ctx.wait(
+            actix::fut::wrap_future(async move { cluster.read_barrier().await }).map(
+                |res, act: &mut UserActor, _| {
+                    if let Err(e) = res {
+                        tracing::warn!(user = %act.jid, error = %e,
+                            "read barrier failed; loading possibly stale user state");
+                    }
+                    let (data, revision) = act.stored();
+                    act.revision = revision;
+                    act.core = Some(UserCore::new(
+                        act.jid.clone(),
+                        data,
+                        act.shared.im_limits.clone(),
+                    ));
+                },
+            ),
+        );
+    }
+}
+
+impl Handler<FromOutside> for UserActor {
+    type Result = ();
+    fn handle(&mut self, msg: FromOutside, ctx: &mut Context<Self>) {
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let effects = core.from_outside(msg.0, now_ms());
+        self.run(effects, ctx);
+    }
+}
+
+impl Handler<ClientStanzaMsg> for UserActor {
+    type Result = ();
+    fn handle(&mut self, msg: ClientStanzaMsg, ctx: &mut Context<Self>) {
+        let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
+            return;
+        };
+        if !self.locations.contains_key(&resource) {
+            // A stanza from a session we have not seen open (e.g. after a re-homing race).
+            self.handle(
+                SessionOpened {
+                    full_jid: msg.full_jid.clone(),
+                    loc: msg.loc.clone(),
+                },
+                ctx,
+            );
+        }
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let effects = core.from_client(&resource, msg.stanza, now_ms());
+        self.run(effects, ctx);
+    }
+}
+
+impl Handler<SessionOpened> for UserActor {
+    type Result = ();
+    fn handle(&mut self, msg: SessionOpened, ctx: &mut Context<Self>) {
+        let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
+            return;
+        };
+        if let Some(SessionLoc::Local(old)) = self.locations.get(&resource) {
+            if let SessionLoc::Local(new) = &msg.loc {
+                if old != new {
+                    old.do_send(Kick(conflict()));
+                }
+            }
+        }
+        self.locations.insert(resource.clone(), msg.loc);
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let effects = core.session_bound(&resource);
+        self.run(effects, ctx);
+    }
+}
+
+impl Handler<SessionClosed> for UserActor {
+    type Result = ();
+    fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
+        let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
+            return;
+        };
+        if self.locations.remove(&resource).is_none() {
+            return;
+        }
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let effects = core.session_closed(&resource, now_ms());
+        self.run(effects, ctx);
+    }
+}
+
+impl Handler<StopUser> for UserActor {
+    type Result = ();
+    fn handle(&mut self, _: StopUser, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
