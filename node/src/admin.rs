@@ -184,9 +184,10 @@ fn check_address(address: &str) -> Result<(), Status> {
 }
 
 impl AdminService {
+    /// The node the user is homed on now: placement over the live voters (as the XMPP layer
+    /// computes it).
     fn home_of(&self, jid: &str, pinned: u64) -> u64 {
-        let voters = self.cluster.status().voters;
-        home_node(jid, pinned, &voters).unwrap_or(0)
+        home_node(jid, pinned, &self.cluster.live_nodes()).unwrap_or(0)
     }
 
     /// Put with secrets kept: users never carry SCRAM secrets through Put, masked values mean
