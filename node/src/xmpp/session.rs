@@ -48,6 +48,9 @@ pub struct Deliver(pub Element);
 #[rtype(result = "()")]
 pub struct Kick(pub StreamError);
 
+/// How long a client may take from connecting to binding a resource.
+pub const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub struct SessionActor {
     shared: Arc<Shared>,
     c2s: C2s,
@@ -187,6 +190,7 @@ impl SessionActor {
     }
 
     fn established(&mut self, full: Jid, ctx: &mut Context<Self>) {
+        metrics::gauge!(xm::SESSIONS, "state" => "negotiating").decrement(1.0);
         metrics::gauge!(xm::SESSIONS, "state" => "established").increment(1.0);
         tracing::info!(jid = %full, peer = %self.peer, "session established");
         self.shared.registry.do_send(super::users::RegisterLocal {
@@ -331,10 +335,28 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
         metrics::gauge!(xm::SESSIONS, "state" => "negotiating").increment(1.0);
+        // A connection that does not finish negotiating in time is closed (slowloris).
+        ctx.run_later(NEGOTIATION_TIMEOUT, |act, ctx| {
+            if act.full_jid.is_none() && !act.closing {
+                tracing::info!(peer = %act.peer, "client did not finish negotiating in time");
+                let actions = act.c2s.close(Some(StreamError {
+                    condition: StreamCondition::ConnectionTimeout,
+                    text: Some("negotiation took too long".into()),
+                }));
+                act.run(actions, ctx);
+                if !act.closing {
+                    act.closing = true;
+                    let _ = act.out.try_send(Out::Close);
+                    ctx.stop();
+                }
+            }
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        metrics::gauge!(xm::SESSIONS, "state" => "negotiating").decrement(1.0);
+        if self.full_jid.is_none() {
+            metrics::gauge!(xm::SESSIONS, "state" => "negotiating").decrement(1.0);
+        }
         if let Some(full) = self.full_jid.clone() {
             metrics::gauge!(xm::SESSIONS, "state" => "established").decrement(1.0);
             self.close_at_home();
