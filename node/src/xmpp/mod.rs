@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod router;
 pub mod server_iq;
 pub mod session;
+pub mod sm;
 pub mod users;
 
 use std::sync::Arc;
@@ -102,6 +103,7 @@ impl Shared {
             extra_features: vec![
                 Element::new("ver", ns::ROSTER_VER),
                 Element::new("sub", ns::PRE_APPROVAL),
+                Element::new("sm", ns::SM),
             ],
         }
     }

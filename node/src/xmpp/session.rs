@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::io::Out;
 use super::metrics as xm;
+use super::sm::{SmReply, StreamMgmt};
 use super::users::{ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened};
 use super::{server_iq, Shared};
 use crate::scram::from_stored;
@@ -65,6 +66,8 @@ pub struct SessionActor {
     last_presence: Option<Element>,
     auth_failures: u32,
     closing: bool,
+    stream_id: String,
+    sm: StreamMgmt,
 }
 
 fn nonce() -> Vec<u8> {
@@ -84,7 +87,8 @@ impl SessionActor {
         cfg.direct_tls = direct_tls;
         let mut id = [0u8; 12];
         rand::rng().fill_bytes(&mut id);
-        let c2s = C2s::new(cfg, hex::encode(id), nonce());
+        let stream_id = hex::encode(id);
+        let c2s = C2s::new(cfg, stream_id.clone(), nonce());
         SessionActor {
             shared,
             c2s,
@@ -96,6 +100,8 @@ impl SessionActor {
             last_presence: None,
             auth_failures: 0,
             closing: false,
+            stream_id,
+            sm: StreamMgmt::default(),
         }
     }
 
@@ -155,6 +161,44 @@ impl SessionActor {
                     ctx.stop();
                     return;
                 }
+            }
+        }
+    }
+
+    /// Closes the stream with an error.
+    fn fail(&mut self, condition: StreamCondition, text: String, ctx: &mut Context<Self>) {
+        let actions = self.c2s.close(Some(StreamError {
+            condition,
+            text: Some(text),
+        }));
+        self.run(actions, ctx);
+        if !self.closing {
+            self.closing = true;
+            let _ = self.out.try_send(Out::Close);
+            ctx.stop();
+        }
+    }
+
+    /// XEP-0198: messages the client never acknowledged go back to the user's account, to be
+    /// delivered to another resource or stored offline.
+    fn return_unacked(&mut self) {
+        let (Some(full), Some(home)) = (self.full_jid.clone(), self.home) else {
+            return;
+        };
+        let back = self.sm.take_unacked_messages();
+        if back.is_empty() {
+            return;
+        }
+        tracing::info!(jid = %full, count = back.len(), "returning unacknowledged messages to the account");
+        for mut m in back {
+            m.set_attr("to", full.bare().to_string());
+            if home == self.shared.node_id {
+                let _ = self.shared.registry.try_send(super::users::ToUser(m));
+            } else {
+                let _ = self
+                    .shared
+                    .cluster
+                    .route(home, Kind::ToUser(m.to_xml_string()));
             }
         }
     }
@@ -264,6 +308,21 @@ impl SessionActor {
         let Some(full) = self.full_jid.clone() else {
             return;
         };
+        if StreamMgmt::is_sm(&el) {
+            match self.sm.handle(&el, &self.stream_id) {
+                SmReply::Send(reply) => {
+                    let bytes = herald_xmpp::codec::encode(&reply, ns::CLIENT);
+                    self.send_bytes(bytes, ctx);
+                }
+                SmReply::Violation(why) => {
+                    tracing::info!(jid = %full, %why, "stream management violation");
+                    self.fail(StreamCondition::UndefinedCondition, why, ctx);
+                }
+                SmReply::Nothing => {}
+            }
+            return;
+        }
+        self.sm.received();
         metrics::counter!(xm::STANZAS, "kind" => xm::kind(el.name()), "direction" => "in")
             .increment(1);
         // RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
@@ -360,6 +419,7 @@ impl Actor for SessionActor {
         if let Some(full) = self.full_jid.clone() {
             metrics::gauge!(xm::SESSIONS, "state" => "established").decrement(1.0);
             self.close_at_home();
+            self.return_unacked();
             self.shared.registry.do_send(super::users::UnregisterLocal {
                 full_jid: full.to_string(),
             });
@@ -404,7 +464,20 @@ impl Handler<Deliver> for SessionActor {
         }
         metrics::counter!(xm::STANZAS, "kind" => xm::kind(msg.0.name()), "direction" => "out")
             .increment(1);
-        let bytes = herald_xmpp::codec::encode(&msg.0, ns::CLIENT);
+        let mut bytes = herald_xmpp::codec::encode(&msg.0, ns::CLIENT);
+        match self.sm.sent(&msg.0) {
+            Ok(Some(request)) => bytes.extend(herald_xmpp::codec::encode(&request, ns::CLIENT)),
+            Ok(None) => {}
+            Err(n) => {
+                self.send_bytes(bytes, ctx);
+                self.fail(
+                    StreamCondition::ResourceConstraint,
+                    format!("{n} stanzas left unacknowledged"),
+                    ctx,
+                );
+                return;
+            }
+        }
         self.send_bytes(bytes, ctx);
     }
 }

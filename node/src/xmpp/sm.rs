@@ -1,0 +1,198 @@
+//! XEP-0198 stream management, without resumption: the client can enable it, ask for and give
+//! acknowledgements; every stanza the server sends stays queued until the client acknowledges
+//! it, and when the session ends the unacknowledged messages go back to the user's account
+//! (delivered to another resource or stored offline), so a message the client never confirmed
+//! is not lost. Pure state; the SessionActor drives it.
+
+use std::collections::VecDeque;
+
+use herald_xmpp::{ns, Element};
+
+/// Ask the client for an acknowledgement after this many unacknowledged stanzas.
+pub const REQUEST_EVERY: usize = 5;
+/// Most stanzas kept unacknowledged; past this the session is closed (resource-constraint).
+pub const MAX_UNACKED: usize = 10_000;
+
+#[derive(Debug, Default)]
+pub struct StreamMgmt {
+    enabled: bool,
+    /// Stanzas received from the client since enabling.
+    inbound: u32,
+    /// The client's last acknowledged count (`h`) of what we sent.
+    acked: u32,
+    /// Sent and not yet acknowledged, oldest first.
+    unacked: VecDeque<Element>,
+    since_request: usize,
+}
+
+/// What the session must do about a stream management element.
+#[derive(Debug, PartialEq)]
+pub enum SmReply {
+    Send(Element),
+    /// The client broke the protocol (acknowledged more than was sent).
+    Violation(String),
+    Nothing,
+}
+
+impl StreamMgmt {
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether `el` is a stream management element.
+    pub fn is_sm(el: &Element) -> bool {
+        el.ns() == ns::SM
+    }
+
+    /// Handles `<enable/>`, `<r/>` and `<a/>` from the client.
+    pub fn handle(&mut self, el: &Element, stream_id: &str) -> SmReply {
+        match el.name() {
+            "enable" if !self.enabled => {
+                self.enabled = true;
+                // No resumption: `resume` is not offered back.
+                SmReply::Send(Element::new("enabled", ns::SM).attr("id", stream_id))
+            }
+            "enable" => SmReply::Send(
+                Element::new("failed", ns::SM)
+                    .child(Element::new("unexpected-request", ns::STANZAS_ERR)),
+            ),
+            "r" if self.enabled => {
+                SmReply::Send(Element::new("a", ns::SM).attr("h", self.inbound.to_string()))
+            }
+            "a" if self.enabled => {
+                let Some(h) = el.get_attr("h").and_then(|h| h.parse::<u32>().ok()) else {
+                    return SmReply::Violation("<a/> without a valid h".into());
+                };
+                let newly = h.wrapping_sub(self.acked) as usize;
+                if newly > self.unacked.len() {
+                    return SmReply::Violation(format!(
+                        "acknowledged {h} stanzas but only {} were sent",
+                        self.acked as usize + self.unacked.len()
+                    ));
+                }
+                self.unacked.drain(..newly);
+                self.acked = h;
+                SmReply::Nothing
+            }
+            "resume" => SmReply::Send(
+                Element::new("failed", ns::SM)
+                    .child(Element::new("item-not-found", ns::STANZAS_ERR)),
+            ),
+            _ => SmReply::Nothing,
+        }
+    }
+
+    /// Counts a stanza received from the client.
+    pub fn received(&mut self) {
+        if self.enabled {
+            self.inbound = self.inbound.wrapping_add(1);
+        }
+    }
+
+    /// Records a stanza sent to the client. Returns `Some(<r/>)` when an acknowledgement should
+    /// be requested now, and `Err` when too much is unacknowledged.
+    pub fn sent(&mut self, el: &Element) -> Result<Option<Element>, usize> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if self.unacked.len() >= MAX_UNACKED {
+            return Err(self.unacked.len());
+        }
+        self.unacked.push_back(el.clone());
+        self.since_request += 1;
+        if self.since_request >= REQUEST_EVERY {
+            self.since_request = 0;
+            return Ok(Some(Element::new("r", ns::SM)));
+        }
+        Ok(None)
+    }
+
+    /// The unacknowledged messages worth redelivering (with a body), in order; clears the queue.
+    pub fn take_unacked_messages(&mut self) -> Vec<Element> {
+        self.unacked
+            .drain(..)
+            .filter(|e| {
+                e.name() == "message"
+                    && e.get_attr("type") != Some("error")
+                    && e.get_child("body", e.ns()).is_some()
+            })
+            .collect()
+    }
+
+    pub fn unacked(&self) -> usize {
+        self.unacked.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(i: u32) -> Element {
+        Element::new("message", ns::CLIENT)
+            .attr("to", "a@b/r")
+            .child(Element::new("body", ns::CLIENT).text_node(format!("m{i}")))
+    }
+
+    #[test]
+    fn enable_ack_and_redeliver() {
+        let mut sm = StreamMgmt::default();
+        // Before enabling nothing is tracked.
+        assert_eq!(sm.sent(&msg(0)), Ok(None));
+        assert_eq!(sm.unacked(), 0);
+        let SmReply::Send(e) = sm.handle(&Element::new("enable", ns::SM), "s1") else {
+            panic!()
+        };
+        assert!(e.is("enabled", ns::SM));
+        assert!(e.get_attr("resume").is_none());
+        // Four sent quietly, the fifth asks for an ack.
+        for i in 0..4 {
+            assert_eq!(sm.sent(&msg(i)), Ok(None));
+        }
+        let r = sm.sent(&Element::new("presence", ns::CLIENT)).unwrap();
+        assert!(r.is_some_and(|r| r.is("r", ns::SM)));
+        // The client acknowledges 2.
+        assert_eq!(
+            sm.handle(&Element::new("a", ns::SM).attr("h", "2"), "s1"),
+            SmReply::Nothing
+        );
+        assert_eq!(sm.unacked(), 3);
+        // Inbound counting answers <r/>.
+        sm.received();
+        sm.received();
+        assert_eq!(
+            sm.handle(&Element::new("r", ns::SM), "s1"),
+            SmReply::Send(Element::new("a", ns::SM).attr("h", "2"))
+        );
+        // Only the unacknowledged messages with a body come back.
+        let back = sm.take_unacked_messages();
+        let bodies: Vec<String> = back
+            .iter()
+            .map(|m| m.get_child("body", ns::CLIENT).unwrap().text())
+            .collect();
+        assert_eq!(bodies, vec!["m2", "m3"]);
+        assert_eq!(sm.unacked(), 0);
+    }
+
+    #[test]
+    fn protocol_violations() {
+        let mut sm = StreamMgmt::default();
+        sm.handle(&Element::new("enable", ns::SM), "s");
+        sm.sent(&msg(1)).unwrap();
+        assert!(matches!(
+            sm.handle(&Element::new("a", ns::SM).attr("h", "5"), "s"),
+            SmReply::Violation(_)
+        ));
+        assert!(matches!(
+            sm.handle(&Element::new("a", ns::SM), "s"),
+            SmReply::Violation(_)
+        ));
+        // A second enable and a resume attempt fail politely.
+        assert!(
+            matches!(sm.handle(&Element::new("enable", ns::SM), "s"), SmReply::Send(e) if e.is("failed", ns::SM))
+        );
+        assert!(
+            matches!(sm.handle(&Element::new("resume", ns::SM), "s"), SmReply::Send(e) if e.is("failed", ns::SM))
+        );
+    }
+}
