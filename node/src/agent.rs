@@ -188,7 +188,7 @@ pub async fn run(
     let c2s_addr = local(&listeners.c2s)?;
     let c2s_tls_addr = local(&listeners.c2s_tls)?;
     let tls_server = crate::tls::server_config(&tls).context("c2s TLS configuration")?;
-    crate::xmpp::start(
+    let xmpp = crate::xmpp::start(
         handle.clone(),
         tls_server,
         crate::xmpp::XmppListeners {
@@ -225,13 +225,21 @@ pub async fn run(
         Exit::Shutdown => tracing::info!("shutting down"),
     }
 
-    // 1. Stop accepting admin calls; in-flight ones finish (bounded by the grace period).
+    // 1. Tell clients (system-shutdown) so they reconnect elsewhere; give the sessions a moment
+    //    to hand unacknowledged messages back to their accounts.
+    if let Ok(n) = xmpp.registry.send(crate::xmpp::users::ShutdownSessions).await {
+        if n > 0 {
+            tracing::info!(sessions = n, "closing client sessions");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // 2. Stop accepting admin calls; in-flight ones finish (bounded by the grace period).
     let grace = cfg.shutdown_grace();
     let _ = admin_stop_tx.send(true);
     if tokio::time::timeout(grace, admin_server).await.is_err() {
         tracing::warn!("admin calls still running after the grace period; stopping anyway");
     }
-    // 2. Stop the Raft loop and wait for its thread.
+    // 3. Stop the Raft loop and wait for its thread.
     handle.shutdown();
     let joined = tokio::task::spawn_blocking(move || cluster.thread.join()).await;
     let loop_result = match joined {
@@ -239,7 +247,7 @@ pub async fn run(
         Ok(Err(_)) => Err(anyhow::anyhow!("the raft thread panicked")),
         Err(e) => Err(anyhow::anyhow!("joining the raft thread: {e}")),
     };
-    // 3. Node-to-node and HTTP last.
+    // 4. Node-to-node and HTTP last.
     let _ = cluster_stop_tx.send(true);
     let _ = http_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), cluster_server).await;

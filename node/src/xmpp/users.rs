@@ -81,6 +81,11 @@ pub struct UnregisterLocal {
     pub full_jid: String,
 }
 
+/// The node is stopping: close every local session with `system-shutdown`.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ShutdownSessions;
+
 /// A stanza for a session on this node (sent by a UserActor on another node).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -226,6 +231,19 @@ impl Handler<UnregisterLocal> for UserRegistry {
     type Result = ();
     fn handle(&mut self, msg: UnregisterLocal, _: &mut Context<Self>) {
         self.local_sessions.remove(&msg.full_jid);
+    }
+}
+
+impl Handler<ShutdownSessions> for UserRegistry {
+    type Result = usize;
+    fn handle(&mut self, _: ShutdownSessions, _: &mut Context<Self>) -> usize {
+        for addr in self.local_sessions.values() {
+            addr.do_send(Kick(herald_xmpp::error::StreamError {
+                condition: herald_xmpp::error::StreamCondition::SystemShutdown,
+                text: Some("the server is shutting down".into()),
+            }));
+        }
+        self.local_sessions.len()
     }
 }
 
