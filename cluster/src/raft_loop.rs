@@ -499,11 +499,10 @@ impl RaftLoop {
         }
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
-        if !ready.entries().is_empty() {
-            self.raw.mut_store().append(ready.entries())?;
-        }
-        if let Some(hs) = ready.hs() {
-            self.raw.mut_store().set_hard_state(hs.clone())?;
+        // Entries and hard state in one fsync.
+        if !ready.entries().is_empty() || ready.hs().is_some() {
+            let hs = ready.hs().cloned();
+            self.raw.mut_store().persist(ready.entries(), hs.as_ref())?;
         }
         self.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {

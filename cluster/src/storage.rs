@@ -140,8 +140,17 @@ impl DiskStorage {
 
     /// Appends entries, first truncating any conflicting suffix, then fsyncs.
     pub fn append(&mut self, ents: &[Entry]) -> Result<(), StorageError> {
+        self.persist(ents, None)
+    }
+
+    /// Appends entries (truncating any conflicting suffix) and sets the hard state, in one
+    /// transaction and one fsync.
+    pub fn persist(&mut self, ents: &[Entry], hs: Option<&HardState>) -> Result<(), StorageError> {
         let Some(first) = ents.first() else {
-            return Ok(());
+            return match hs {
+                Some(hs) => self.set_hard_state(hs.clone()),
+                None => Ok(()),
+            };
         };
         if first.index <= self.snapshot_index() {
             return Err(StorageError::Invalid(format!(
@@ -170,11 +179,25 @@ impl DiskStorage {
                 })?;
                 t.insert(e.index, bytes.as_slice()).map_err(redb_err)?;
             }
+            if let Some(hs) = hs {
+                let bytes = hs
+                    .write_to_bytes()
+                    .map_err(|source| StorageError::Corrupt {
+                        what: "meta",
+                        source,
+                    })?;
+                let mut m = tx.open_table(META).map_err(redb_err)?;
+                m.insert(KEY_HARD_STATE, bytes.as_slice())
+                    .map_err(redb_err)?;
+            }
         }
         tx.commit().map_err(redb_err)?;
         let keep = (first.index - self.snapshot_index() - 1) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(ents);
+        if let Some(hs) = hs {
+            self.hard_state = hs.clone();
+        }
         Ok(())
     }
 
@@ -461,6 +484,33 @@ mod tests {
         assert_eq!(sn.get_metadata().index, 7);
         assert_eq!(sn.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
         assert_eq!(&sn.data[..], b"at7");
+    }
+
+    #[test]
+    fn persist_writes_entries_and_hard_state_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let mut s = DiskStorage::open(&path).unwrap();
+            s.apply_snapshot(snap(1, 1, vec![1])).unwrap();
+            let hs = HardState {
+                term: 3,
+                vote: 1,
+                commit: 2,
+                ..Default::default()
+            };
+            s.persist(&[entry(2, 3), entry(3, 3)], Some(&hs)).unwrap();
+            // Hard state alone (no entries) is persisted too.
+            let hs2 = HardState {
+                commit: 3,
+                ..hs.clone()
+            };
+            s.persist(&[], Some(&hs2)).unwrap();
+        }
+        let s = DiskStorage::open(&path).unwrap();
+        assert_eq!(s.last_index().unwrap(), 3);
+        assert_eq!(s.hard_state().term, 3);
+        assert_eq!(s.hard_state().commit, 3);
     }
 
     #[test]

@@ -227,7 +227,11 @@ pub async fn run(
 
     // 1. Tell clients (system-shutdown) so they reconnect elsewhere; give the sessions a moment
     //    to hand unacknowledged messages back to their accounts.
-    if let Ok(n) = xmpp.registry.send(crate::xmpp::users::ShutdownSessions).await {
+    if let Ok(n) = xmpp
+        .registry
+        .send(crate::xmpp::users::ShutdownSessions)
+        .await
+    {
         if n > 0 {
             tracing::info!(sessions = n, "closing client sessions");
             tokio::time::sleep(Duration::from_millis(300)).await;
