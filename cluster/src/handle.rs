@@ -341,6 +341,51 @@ impl ClusterHandle {
         }
     }
 
+    /// The client sessions of `bare` on every live node: (full JID, node).
+    pub async fn user_sessions(&self, bare: &str) -> Vec<(String, u64)> {
+        let nodes: Vec<NodeInfo> = self
+            .applied()
+            .state
+            .nodes()
+            .into_iter()
+            .filter(|n| self.inner.routes.is_live(n.node_id))
+            .collect();
+        let calls = nodes.into_iter().map(|n| {
+            let bare = bare.to_string();
+            async move {
+                if n.node_id == self.node_id() {
+                    let list = match self.inner.routes.sink() {
+                        Some(sink) => sink.local_sessions(bare).await,
+                        None => vec![],
+                    };
+                    return list.into_iter().map(|j| (j, n.node_id)).collect::<Vec<_>>();
+                }
+                let Ok(mut c) = self.peer_at(&n.cluster_address) else {
+                    return vec![];
+                };
+                let mut req =
+                    tonic::Request::new(herald_grpc::cluster::LocalSessionsRequest { jid: bare });
+                req.set_timeout(Duration::from_secs(2));
+                match c.local_sessions(req).await {
+                    Ok(r) => r
+                        .into_inner()
+                        .full_jids
+                        .into_iter()
+                        .map(|j| (j, n.node_id))
+                        .collect(),
+                    Err(_) => vec![],
+                }
+            }
+        });
+        let mut all: Vec<(String, u64)> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort();
+        all
+    }
+
     /// This node's own status as the node-to-node API reports it.
     pub fn local_status(&self) -> StatusReply {
         let st = self.status();

@@ -30,6 +30,11 @@ pub const LIVE_NODES: &str = "herald_cluster_live_nodes";
 pub trait RouteSink: Send + Sync + 'static {
     /// Delivers one item; returns false when it had to be dropped (receiver overloaded).
     fn deliver(&self, from_node: u64, kind: route_message::Kind) -> bool;
+    /// Full JIDs of the sessions of `bare` connected to this node.
+    fn local_sessions(
+        &self,
+        bare: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>>;
 }
 
 /// Why an item could not be queued for another node.

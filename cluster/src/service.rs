@@ -5,8 +5,9 @@ use std::pin::Pin;
 use futures::StreamExt;
 use herald_grpc::cluster::node_api_server::{NodeApi, NodeApiServer};
 use herald_grpc::cluster::{
-    JoinReply, JoinRequest, MembershipChange, MembershipChangeReply, ProposeRequest, RaftAck,
-    RaftEnvelope, RemovedNotice, RouteMessage, StatusReply, StatusRequest,
+    JoinReply, JoinRequest, LocalSessionsReply, LocalSessionsRequest, MembershipChange,
+    MembershipChangeReply, ProposeRequest, RaftAck, RaftEnvelope, RemovedNotice, RouteMessage,
+    StatusReply, StatusRequest,
 };
 use herald_grpc::config::{NodeInfo, WriteOutcome};
 use protobuf::Message as _;
@@ -172,6 +173,17 @@ impl NodeApi for NodeApiService {
             }
         }
         Ok(Response::new(RaftAck {}))
+    }
+
+    async fn local_sessions(
+        &self,
+        request: Request<LocalSessionsRequest>,
+    ) -> Result<Response<LocalSessionsReply>, Status> {
+        let Some(sink) = self.handle.routes().sink().cloned() else {
+            return Err(Status::unavailable("this node is not serving clients yet"));
+        };
+        let full_jids = sink.local_sessions(request.into_inner().jid).await;
+        Ok(Response::new(LocalSessionsReply { full_jids }))
     }
 
     async fn removed(&self, request: Request<RemovedNotice>) -> Result<Response<RaftAck>, Status> {

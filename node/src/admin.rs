@@ -12,7 +12,7 @@ use herald_grpc::admin::admin_server::{Admin, AdminServer};
 use herald_grpc::admin::{
     AddNodeRequest, AddUserRequest, ClusterStatusReply, ClusterStatusRequest, DeleteRequest,
     GetReply, GetRequest, ListReply, ListRequest, MembershipReply, NodeStatus, PutRequest,
-    RemoveNodeRequest, SetPasswordRequest, WriteReply,
+    RemoveNodeRequest, SetPasswordRequest, UserSession, WriteReply,
 };
 use herald_grpc::config::{
     command::Op, config_object::Body, AddPolicyException, Command, ConfigObject, DeleteObject,
@@ -345,17 +345,26 @@ impl Admin for AdminService {
                 .state
                 .get(kind, &key)
                 .ok_or_else(|| not_found(kind, &req.key))?;
-            let home = match &obj.body {
+            let (home, sessions) = match &obj.body {
                 Some(Body::User(User {
                     jid,
                     pinned_home_node,
                     ..
-                })) => self.home_of(jid, *pinned_home_node),
-                _ => 0,
+                })) => (
+                    self.home_of(jid, *pinned_home_node),
+                    self.cluster
+                        .user_sessions(jid)
+                        .await
+                        .into_iter()
+                        .map(|(full_jid, node)| UserSession { full_jid, node })
+                        .collect(),
+                ),
+                _ => (0, vec![]),
             };
             Ok(Response::new(GetReply {
                 object: Some(scrub(obj)),
                 home_node: home,
+                sessions,
             }))
         }
         .await;

@@ -136,7 +136,7 @@ pub(crate) async fn execute(
             let object = expect_object(reply.object, kind)?;
             match view {
                 View::Object => render::object(&object, None, format),
-                View::User => render::object(&object, Some(reply.home_node), format),
+                View::User => render::user(&object, reply.home_node, &reply.sessions, format),
                 View::Exceptions => render::exceptions(&object, format),
             }
         }

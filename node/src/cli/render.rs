@@ -316,6 +316,47 @@ pub fn object(object: &ConfigObject, home_node: Option<u64>, format: OutputForma
     }
 }
 
+/// `user show`: the user's fields, home node and live sessions (`full_jid` and `node` each).
+pub fn user(
+    object: &ConfigObject,
+    home_node: u64,
+    sessions: &[herald_grpc::admin::UserSession],
+    format: OutputFormat,
+) -> String {
+    let list: Vec<Value> = sessions
+        .iter()
+        .map(|s| json!({"full_jid": s.full_jid, "node": s.node}))
+        .collect();
+    match format {
+        OutputFormat::Json => {
+            let mut v = object_json(object, Some(home_node));
+            if let Value::Object(m) = &mut v {
+                m.insert("sessions".into(), Value::Array(list));
+            }
+            to_json_text(&v)
+        }
+        OutputFormat::Table => {
+            let mut t = Table::new(&["FIELD", "VALUE"]);
+            for (k, v) in fields(object, Some(home_node)) {
+                t.push(vec![k.to_string(), cell(&v)]);
+            }
+            let joined: Vec<String> = sessions
+                .iter()
+                .map(|s| format!("{} (node {})", s.full_jid, s.node))
+                .collect();
+            t.push(vec![
+                "sessions".into(),
+                if joined.is_empty() {
+                    "-".into()
+                } else {
+                    joined.join(", ")
+                },
+            ]);
+            t.render()
+        }
+    }
+}
+
 /// `list`: JSON array, or one row per object with the fields as columns.
 pub fn list(objects: &[ConfigObject], format: OutputFormat) -> String {
     match format {

@@ -103,6 +103,7 @@ impl Admin for Stub {
         Ok(Response::new(GetReply {
             object: Some(domain("a.example", 5)),
             home_node: 0,
+            sessions: vec![],
         }))
     }
 

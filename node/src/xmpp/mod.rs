@@ -182,6 +182,22 @@ impl RouteSink for NodeSink {
         }
         sent
     }
+
+    fn local_sessions(
+        &self,
+        bare: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>> {
+        let registry = self.registry.clone();
+        Box::pin(async move {
+            match Jid::parse(&bare) {
+                Ok(j) => registry
+                    .send(users::LocalSessionsOf(j))
+                    .await
+                    .unwrap_or_default(),
+                Err(_) => vec![],
+            }
+        })
+    }
 }
 
 /// The c2s listeners.

@@ -81,6 +81,26 @@ pub struct UnregisterLocal {
     pub full_jid: String,
 }
 
+/// Full JIDs of a user's sessions connected to this node.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct LocalSessionsOf(pub Jid);
+
+impl Handler<LocalSessionsOf> for UserRegistry {
+    type Result = MessageResult<LocalSessionsOf>;
+    fn handle(&mut self, msg: LocalSessionsOf, _: &mut Context<Self>) -> Self::Result {
+        let prefix = format!("{}/", msg.0.bare());
+        let mut v: Vec<String> = self
+            .local_sessions
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        v.sort();
+        MessageResult(v)
+    }
+}
+
 /// The node is stopping: close every local session with `system-shutdown`.
 #[derive(Message)]
 #[rtype(result = "usize")]
