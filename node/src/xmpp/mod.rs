@@ -7,6 +7,7 @@
 //! the [`router::Router`] (other users, here or on their home node), or persist through Raft.
 
 pub mod io;
+pub mod limiter;
 pub mod metrics;
 pub mod router;
 pub mod server_iq;
@@ -43,6 +44,7 @@ pub struct Shared {
     pub registry: Addr<UserRegistry>,
     pub im_limits: ImLimits,
     pub limits: Limits,
+    pub auth_limiter: Addr<limiter::AuthLimiter>,
 }
 
 impl Shared {
@@ -222,6 +224,7 @@ pub fn start(
         registry: registry.clone(),
         im_limits,
         limits,
+        auth_limiter: limiter::AuthLimiter::default().start(),
     });
     registry.do_send(users::Init(shared.clone()));
     cluster.routes().set_sink(Arc::new(NodeSink { registry }));

@@ -138,6 +138,9 @@ impl SessionActor {
                     self.auth_failures += 1;
                     tracing::info!(peer = %self.peer, condition, failures = self.auth_failures,
                         "SASL authentication failed");
+                    self.shared
+                        .auth_limiter
+                        .do_send(super::limiter::Failed(self.peer.ip()));
                     queue.extend(self.c2s.handle(Input::Nonce(nonce())));
                     // Slow down guessing: nothing more is read from this client for a while.
                     let delay = Duration::from_millis(500 * u64::from(self.auth_failures.min(6)));
@@ -394,6 +397,22 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
         metrics::gauge!(xm::SESSIONS, "state" => "negotiating").increment(1.0);
+        // An address with many recent failed logins waits before it is heard at all.
+        let ask = self
+            .shared
+            .auth_limiter
+            .send(super::limiter::DelayFor(self.peer.ip()));
+        ctx.wait(actix::fut::wrap_future(async move {
+            if let Ok(d) = ask.await {
+                if !d.is_zero() {
+                    tracing::info!(
+                        delay_ms = d.as_millis() as u64,
+                        "delaying a client after repeated failed logins"
+                    );
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }));
         // A connection that does not finish negotiating in time is closed (slowloris).
         ctx.run_later(NEGOTIATION_TIMEOUT, |act, ctx| {
             if act.full_jid.is_none() && !act.closing {
