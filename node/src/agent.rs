@@ -195,8 +195,16 @@ pub async fn run(
             c2s: listeners.c2s,
             c2s_tls: listeners.c2s_tls,
         },
-        herald_xmpp::codec::Limits::default(),
-        crate::im::ImLimits::default(),
+        herald_xmpp::codec::Limits {
+            max_stanza_bytes: cfg.xmpp.max_stanza_bytes,
+            max_depth: cfg.xmpp.max_depth,
+        },
+        crate::im::ImLimits {
+            offline_max: cfg.xmpp.offline_max,
+            roster_max: cfg.xmpp.roster_max,
+            blocked_max: cfg.xmpp.blocked_max,
+            ..crate::im::ImLimits::default()
+        },
     )
     .context("starting the XMPP service")?;
 

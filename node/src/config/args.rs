@@ -120,6 +120,12 @@ pub struct AgentArgs {
     /// Compact the Raft log after this many applied entries [default: 1000].
     #[arg(long, env = "HERALD_SNAPSHOT_ENTRIES", value_name = "N")]
     pub snapshot_entries: Option<u64>,
+    /// Largest stanza a client may send, in bytes [default: 262144].
+    #[arg(long, env = "HERALD_MAX_STANZA_BYTES", value_name = "BYTES")]
+    pub max_stanza_bytes: Option<usize>,
+    /// Offline messages kept per user [default: 100].
+    #[arg(long, env = "HERALD_OFFLINE_MAX", value_name = "N")]
+    pub offline_max: Option<usize>,
     /// Largest gRPC message in bytes [default: 67108864].
     #[arg(long, env = "HERALD_MAX_GRPC_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_grpc_message_bytes: Option<usize>,
@@ -159,6 +165,8 @@ impl AgentArgs {
             cfg.raft.election_ticks => a.raft_election_ticks,
             cfg.raft.heartbeat_ticks => a.raft_heartbeat_ticks,
             cfg.raft.snapshot_entries => a.snapshot_entries,
+            cfg.xmpp.max_stanza_bytes => a.max_stanza_bytes,
+            cfg.xmpp.offline_max => a.offline_max,
             cfg.max_grpc_message_bytes => a.max_grpc_message_bytes,
             cfg.shutdown_grace_ms => a.shutdown_grace_ms,
         }

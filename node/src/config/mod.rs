@@ -90,6 +90,34 @@ impl RaftConfig {
     }
 }
 
+/// Client (c2s) limits (`[xmpp]` table of `herald.toml`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct XmppConfig {
+    /// Largest stanza a client may send, in bytes (4096..=16777216).
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting a client may send (4..=256).
+    pub max_depth: usize,
+    /// Offline messages kept per user (0..=10000); past it senders get service-unavailable.
+    pub offline_max: usize,
+    /// Roster items per user (1..=10000).
+    pub roster_max: usize,
+    /// Block-list entries per user (1..=10000).
+    pub blocked_max: usize,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        XmppConfig {
+            max_stanza_bytes: 262_144,
+            max_depth: 32,
+            offline_max: 100,
+            roster_max: 1000,
+            blocked_max: 1000,
+        }
+    }
+}
+
 /// Everything a `herald agent` process needs to start. `Default` is the embedded single-node
 /// default: node 1 on 127.0.0.1 with the standard ports, domain `localhost`, data in
 /// `./herald-data`, development TLS certificates.
@@ -147,6 +175,8 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Raft timing and compaction.
     pub raft: RaftConfig,
+    /// Client limits.
+    pub xmpp: XmppConfig,
     /// Largest gRPC message accepted or sent, in bytes.
     pub max_grpc_message_bytes: usize,
     /// How long a shutdown waits for connections and in-flight work, in milliseconds.
@@ -179,6 +209,7 @@ impl Default for NodeConfig {
             log_format: LogFormat::Human,
             log_level: "info".to_string(),
             raft: RaftConfig::default(),
+            xmpp: XmppConfig::default(),
             max_grpc_message_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
         }
@@ -231,6 +262,7 @@ impl NodeConfig {
             cluster_port: 0,
             admin_port: 0,
             http_port: 0,
+            xmpp: XmppConfig::default(),
             raft: RaftConfig {
                 tick_ms: 20,
                 ..RaftConfig::default()

@@ -136,6 +136,7 @@ impl NodeConfig {
         }
         self.validate_ports()?;
         self.validate_raft()?;
+        self.validate_xmpp()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid(
                 if self.tls_cert.is_some() {
@@ -188,6 +189,26 @@ impl NodeConfig {
                         port: *a,
                     });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_xmpp(&self) -> Result<(), ConfigError> {
+        let x = &self.xmpp;
+        let checks: [(&str, usize, std::ops::RangeInclusive<usize>); 5] = [
+            ("xmpp.max_stanza_bytes", x.max_stanza_bytes, 4096..=16 << 20),
+            ("xmpp.max_depth", x.max_depth, 4..=256),
+            ("xmpp.offline_max", x.offline_max, 0..=10_000),
+            ("xmpp.roster_max", x.roster_max, 1..=10_000),
+            ("xmpp.blocked_max", x.blocked_max, 1..=10_000),
+        ];
+        for (key, value, range) in checks {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!("{value} is not within {}..={}", range.start(), range.end()),
+                ));
             }
         }
         Ok(())
