@@ -49,4 +49,16 @@ pub fn describe() {
     describe_counter!(MESSAGES_RECEIVED, "Raft messages received from peers");
     describe_counter!(PEER_CONNECT_FAILURES, "Failed connections to peer nodes");
     describe_counter!(FORWARDED_WRITES, "Writes forwarded to the leader");
+    describe_counter!(
+        crate::routing::ROUTED,
+        "Stanzas and session events routed between nodes, by direction"
+    );
+    describe_counter!(
+        crate::routing::ROUTE_DROPPED,
+        "Routed items dropped, by reason (peer unreachable, queue full, receiver full)"
+    );
+    describe_gauge!(
+        crate::routing::LIVE_NODES,
+        "Cluster members this node currently sees alive (itself included)"
+    );
 }
