@@ -30,7 +30,9 @@ pub fn herald_bin() -> PathBuf {
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "herald-node", "--bin", "herald"])
+            // The same selection as the test command's own build, so that both resolve the
+            // same features and neither invalidates the other's artifacts.
+            .args(["build", "-q", "--workspace", "--all-targets"])
             .current_dir(&root)
             .status()
             .expect("running cargo build for the herald binary");
