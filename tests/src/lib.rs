@@ -28,18 +28,21 @@ pub fn herald_bin() -> PathBuf {
         if let Ok(p) = std::env::var("HERALD_BIN") {
             return PathBuf::from(p);
         }
+        // A target dir of its own: building only the binary here resolves features differently
+        // from the test build, and sharing a dir would make each rebuild the other's artifacts.
+        // The test command (scripts/test) sets HERALD_BIN and skips this.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"))
+            .join("sandbox-bin");
         let status = Command::new(env!("CARGO"))
-            // The same selection as the test command's own build, so that both resolve the
-            // same features and neither invalidates the other's artifacts.
-            .args(["build", "-q", "--workspace", "--all-targets"])
+            .args(["build", "-q", "-p", "herald-node", "--bin", "herald", "--target-dir"])
+            .arg(&target)
             .current_dir(&root)
             .status()
             .expect("running cargo build for the herald binary");
         assert!(status.success(), "building the herald binary failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("target"));
         target.join("debug").join("herald")
     })
     .clone()
