@@ -32,15 +32,17 @@ pub struct PeerOptions {
     pub max_message_bytes: usize,
 }
 
-/// A lazily connecting client for `address` (host:port). Must be called inside a tokio runtime.
-pub fn peer_client(address: &str, opts: &PeerOptions) -> Result<PeerClient, tonic::Status> {
-    let ep = Endpoint::from_shared(format!("http://{address}"))
+fn endpoint(address: &str) -> Result<Endpoint, tonic::Status> {
+    Ok(Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| tonic::Status::invalid_argument(format!("bad peer address {address}: {e}")))?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true))
+}
+
+fn wrap(channel: Channel, opts: &PeerOptions) -> Result<PeerClient, tonic::Status> {
     let token = match &opts.token {
         Some(t) => Some(
             t.parse::<MetadataValue<Ascii>>()
@@ -54,10 +56,28 @@ pub fn peer_client(address: &str, opts: &PeerOptions) -> Result<PeerClient, toni
         opts.max_message_bytes
     };
     Ok(
-        NodeApiClient::with_interceptor(ep.connect_lazy(), TokenInjector(token))
+        NodeApiClient::with_interceptor(channel, TokenInjector(token))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
     )
+}
+
+/// A lazily connecting client for `address` (host:port). Must be called inside a tokio runtime.
+pub fn peer_client(address: &str, opts: &PeerOptions) -> Result<PeerClient, tonic::Status> {
+    wrap(endpoint(address)?.connect_lazy(), opts)
+}
+
+/// A client for `address` whose connection is established now (fails fast when the peer is
+/// down, so that a caller can tell "never sent" from "sent and lost").
+pub async fn peer_client_connected(
+    address: &str,
+    opts: &PeerOptions,
+) -> Result<PeerClient, tonic::Status> {
+    let channel = endpoint(address)?
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("cannot connect to {address}: {e}")))?;
+    wrap(channel, opts)
 }
 
 /// Server-side check of the cluster token (constant-time comparison).

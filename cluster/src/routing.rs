@@ -57,20 +57,35 @@ pub struct Routes {
     opts: PeerOptions,
     peers: Mutex<HashMap<u64, Peer>>,
     sink: OnceLock<Arc<dyn RouteSink>>,
-    last_seen: Mutex<HashMap<u64, Instant>>,
+    last_seen: Arc<Mutex<HashMap<u64, Instant>>>,
     started: Instant,
+    /// Items that could not be handed to their peer (it was unreachable), for re-routing.
+    lost_tx: mpsc::UnboundedSender<(u64, route_message::Kind)>,
+    lost_rx: Mutex<Option<mpsc::UnboundedReceiver<(u64, route_message::Kind)>>>,
 }
 
 impl Routes {
     pub fn new(me: u64, opts: PeerOptions) -> Self {
+        let (lost_tx, lost_rx) = mpsc::unbounded_channel();
         Routes {
             me,
             opts,
             peers: Mutex::new(HashMap::new()),
             sink: OnceLock::new(),
-            last_seen: Mutex::new(HashMap::new()),
+            last_seen: Arc::new(Mutex::new(HashMap::new())),
             started: Instant::now(),
+            lost_tx,
+            lost_rx: Mutex::new(Some(lost_rx)),
         }
+    }
+
+    /// Items that never reached their peer node (it was down), with the node they were for.
+    /// The node is marked dead at once, so re-routing them picks a new home. Taken once.
+    pub fn take_lost(&self) -> Option<mpsc::UnboundedReceiver<(u64, route_message::Kind)>> {
+        self.lost_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Registers where received items go (once).
@@ -107,10 +122,18 @@ impl Routes {
                 sent: Box::new(|_: &RouteMessage| {
                     metrics::counter!(ROUTED, "direction" => "out").increment(1)
                 }),
-                lost: Box::new(move |_: &RouteMessage| {
-                    metrics::counter!(ROUTE_DROPPED, "reason" => "peer_unreachable").increment(1);
-                    tracing::warn!(peer = node, "a routed stanza was lost: peer unreachable");
-                }),
+                lost: {
+                    let (seen, lost_tx) = (self.last_seen.clone(), self.lost_tx.clone());
+                    Box::new(move |m: &RouteMessage| {
+                        mark_dead(&seen, node);
+                        metrics::counter!(ROUTE_DROPPED, "reason" => "peer_unreachable")
+                            .increment(1);
+                        tracing::debug!(peer = node, "peer unreachable; routed item handed back");
+                        if let Some(kind) = m.kind.clone() {
+                            let _ = lost_tx.send((node, kind));
+                        }
+                    })
+                },
                 broken: Box::new(|| {}),
             };
             tokio::spawn(pump(
@@ -151,6 +174,13 @@ impl Routes {
         let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
         let last = seen.get(&node).copied().unwrap_or(self.started);
         last.elapsed() < DEAD_AFTER
+    }
+}
+
+fn mark_dead(seen: &Mutex<HashMap<u64, Instant>>, node: u64) {
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(past) = Instant::now().checked_sub(DEAD_AFTER) {
+        seen.insert(node, past);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::client::{peer_client, PeerClient, PeerOptions};
+use crate::client::{peer_client_connected, PeerClient, PeerOptions};
 use crate::metrics as m;
 
 /// Opens the call on a client with the stream of items to send.
@@ -48,12 +48,20 @@ pub(crate) async fn pump<M: Send + 'static>(
             return;
         };
         let addr = address.borrow().clone();
-        let client = match peer_client(&addr, &opts) {
+        // Connect before sending anything: what cannot be sent is reported lost (and may be
+        // re-routed), instead of vanishing into a stream that was never open.
+        let client = match peer_client_connected(&addr, &opts).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(peer, address = %addr, error = %e, "cannot reach peer node");
+                tracing::debug!(peer, address = %addr, error = %e, "cannot reach peer node");
+                metrics::counter!(m::PEER_CONNECT_FAILURES).increment(1);
                 (hooks.lost)(&first);
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                (hooks.broken)();
+                while let Ok(item) = queue.try_recv() {
+                    (hooks.lost)(&item);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };

@@ -37,7 +37,15 @@ pub fn herald_bin() -> PathBuf {
             .unwrap_or_else(|_| root.join("target"))
             .join("sandbox-bin");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "herald-node", "--bin", "herald", "--target-dir"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "herald-node",
+                "--bin",
+                "herald",
+                "--target-dir",
+            ])
             .arg(&target)
             .current_dir(&root)
             .status()
@@ -376,7 +384,10 @@ impl Sandbox {
     pub fn http_get(&self, node: u64, path: &str) -> Result<(u16, String)> {
         let mut s = TcpStream::connect(self.http_addr(node))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n"
+        )?;
         let mut buf = String::new();
         s.read_to_string(&mut buf)?;
         let code = buf

@@ -228,6 +228,9 @@ pub fn start(
     });
     registry.do_send(users::Init(shared.clone()));
     cluster.routes().set_sink(Arc::new(NodeSink { registry }));
+    if let Some(lost) = cluster.routes().take_lost() {
+        actix_rt::spawn(reroute_lost(shared.clone(), lost));
+    }
     let acceptor = TlsAcceptor::from(tls);
     for (listener, direct) in [(listeners.c2s, false), (listeners.c2s_tls, true)] {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -235,6 +238,63 @@ pub fn start(
         actix_rt::spawn(accept_loop(listener, direct, shared, acceptor));
     }
     Ok(shared)
+}
+
+/// Items this node sent to a node that turned out to be down: send them again, now that
+/// placement no longer picks the dead node (the routing layer marked it dead).
+async fn reroute_lost(
+    shared: Arc<Shared>,
+    mut lost: tokio::sync::mpsc::UnboundedReceiver<(u64, Kind)>,
+) {
+    use users::FromLocalSession;
+    while let Some((dead, kind)) = lost.recv().await {
+        let to_home = |full: &Jid, local: FromLocalSession, remote: Kind| {
+            let home = shared.home_of(&full.bare());
+            if home == shared.node_id {
+                shared.registry.do_send(local);
+            } else if home != dead {
+                if let Err(e) = shared.cluster.route(home, remote) {
+                    tracing::warn!(jid = %full, home, error = %e, "re-routing failed");
+                }
+            }
+        };
+        match kind {
+            Kind::ToUser(xml) => {
+                if let Some(el) = parse_stanza(&xml) {
+                    shared.router().route(el);
+                }
+            }
+            Kind::FromClient(cs) => {
+                if let (Ok(full), Some(el)) = (Jid::parse(&cs.full_jid), parse_stanza(&cs.stanza)) {
+                    to_home(
+                        &full,
+                        FromLocalSession::Stanza(full.clone(), el),
+                        Kind::FromClient(cs),
+                    );
+                }
+            }
+            Kind::SessionOpened(j) => {
+                if let Ok(full) = Jid::parse(&j) {
+                    to_home(
+                        &full,
+                        FromLocalSession::Opened(full.clone()),
+                        Kind::SessionOpened(j),
+                    );
+                }
+            }
+            Kind::SessionClosed(j) => {
+                if let Ok(full) = Jid::parse(&j) {
+                    to_home(
+                        &full,
+                        FromLocalSession::Closed(full.clone()),
+                        Kind::SessionClosed(j),
+                    );
+                }
+            }
+            // The sessions of a dead node are gone with it.
+            Kind::ToSession(_) => {}
+        }
+    }
 }
 
 async fn accept_loop(

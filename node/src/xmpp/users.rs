@@ -81,6 +81,43 @@ pub struct UnregisterLocal {
     pub full_jid: String,
 }
 
+/// Something a session on this node sent to its user's home, which turned out to be down: now
+/// that placement picked this node, deliver it here with the session's own address.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum FromLocalSession {
+    Opened(Jid),
+    Closed(Jid),
+    Stanza(Jid, Element),
+}
+
+impl Handler<FromLocalSession> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: FromLocalSession, ctx: &mut Context<Self>) {
+        let full = match &msg {
+            FromLocalSession::Opened(j)
+            | FromLocalSession::Closed(j)
+            | FromLocalSession::Stanza(j, _) => j.clone(),
+        };
+        let Some(addr) = self.local_sessions.get(&full.to_string()).cloned() else {
+            return;
+        };
+        let loc = SessionLoc::Local(addr);
+        match msg {
+            FromLocalSession::Opened(full_jid) => self.handle(SessionOpened { full_jid, loc }, ctx),
+            FromLocalSession::Closed(full_jid) => self.handle(SessionClosed { full_jid }, ctx),
+            FromLocalSession::Stanza(full_jid, stanza) => self.handle(
+                ClientStanzaMsg {
+                    full_jid,
+                    stanza,
+                    loc,
+                },
+                ctx,
+            ),
+        }
+    }
+}
+
 /// Full JIDs of a user's sessions connected to this node.
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
@@ -476,12 +513,12 @@ impl Handler<SessionOpened> for UserActor {
         let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
             return;
         };
-        if let Some(SessionLoc::Local(old)) = self.locations.get(&resource) {
-            if let SessionLoc::Local(new) = &msg.loc {
-                if old != new {
-                    old.do_send(Kick(conflict()));
-                }
-            }
+        match (self.locations.get(&resource), &msg.loc) {
+            // The same session announced again (it followed a re-homing): nothing changes.
+            (Some(SessionLoc::Local(old)), SessionLoc::Local(new)) if old == new => return,
+            (Some(SessionLoc::Remote(a)), SessionLoc::Remote(b)) if a == b => return,
+            (Some(SessionLoc::Local(old)), _) => old.do_send(Kick(conflict())),
+            _ => {}
         }
         self.locations.insert(resource.clone(), msg.loc);
         let Some(core) = self.core.as_mut() else {
