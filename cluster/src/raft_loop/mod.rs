@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use herald_grpc::config::{
@@ -28,155 +28,10 @@ use crate::state::StateMachine;
 use crate::storage::{DiskStorage, StorageError};
 use crate::transport::Transport;
 
-/// Tuning of the Raft group.
-#[derive(Debug, Clone)]
-pub struct RaftConfig {
-    pub node_id: u64,
-    pub tick: Duration,
-    pub election_ticks: usize,
-    pub heartbeat_ticks: usize,
-    /// Take a snapshot and compact the log after this many applied entries.
-    pub snapshot_entries: u64,
-    /// How long a proposal may wait to be applied before its caller is told the outcome is unknown.
-    pub proposal_timeout: Duration,
-}
+mod types;
 
-impl RaftConfig {
-    pub fn for_test(node_id: u64) -> Self {
-        RaftConfig {
-            node_id,
-            tick: Duration::from_millis(20),
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            snapshot_entries: 50,
-            proposal_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Reply to a write: the outcome as applied (which may itself be a validation error), or a
-/// failure to get it applied at all.
-pub type WriteResult = Result<WriteOutcome, ErrorDetail>;
-
-/// Everything the owner loop reacts to.
-pub enum Input {
-    /// Propose an encoded [`Command`]; answered once applied on this node.
-    Propose {
-        command: Vec<u8>,
-        reply: oneshot::Sender<WriteResult>,
-    },
-    /// Add or remove a voter; answered with the voters once applied.
-    ConfChange {
-        add: bool,
-        node: NodeInfo,
-        reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
-    },
-    /// A Raft message from a peer, with the peer's address.
-    Raft {
-        message: Box<Message>,
-        from_address: String,
-    },
-    /// A linearizable-read barrier: answered with an index once this node applied it.
-    ReadIndex {
-        reply: oneshot::Sender<Result<u64, ErrorDetail>>,
-    },
-    Unreachable(u64),
-    SnapshotSent {
-        to: u64,
-        ok: bool,
-    },
-    /// The leader says this node was removed from the cluster.
-    Removed,
-    Shutdown,
-}
-
-/// Role of this node in the Raft group, as operators see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Role {
-    Leader,
-    #[default]
-    Follower,
-    Candidate,
-    PreCandidate,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Candidate => "candidate",
-            Role::PreCandidate => "pre-candidate",
-        }
-    }
-}
-
-/// A cheap snapshot of the Raft group's state on this node.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RaftStatus {
-    pub node_id: u64,
-    /// 0 when no leader is known.
-    pub leader_id: u64,
-    pub term: u64,
-    pub role: Role,
-    pub commit: u64,
-    pub applied: u64,
-    pub voters: Vec<u64>,
-    /// This node was removed from the cluster and its loop has stopped.
-    pub removed: bool,
-    /// The loop has stopped (shutdown, removal or a storage failure).
-    pub stopped: bool,
-}
-
-/// The applied config state, immutable once published.
-#[derive(Debug, Clone, Default)]
-pub struct Applied {
-    pub state: StateMachine,
-    pub digest: String,
-}
-
-/// Something the node around the loop must act on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// This leader removed `node` from the cluster: tell it, so that it stops.
-    PeerRemoved(NodeInfo),
-}
-
-type ReadReply = oneshot::Sender<Result<u64, ErrorDetail>>;
-
-enum Pending {
-    Write(oneshot::Sender<WriteResult>),
-    Conf(oneshot::Sender<Result<Vec<u64>, ErrorDetail>>),
-}
-
-struct PendingEntry {
-    reply: Pending,
-    started: Instant,
-    deadline: Instant,
-}
-
-/// Proposal context: the proposing node and its request number, so that only the proposer
-/// answers, and only the request that proposed the entry.
-fn encode_ctx(node: u64, seq: u64, extra: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(16 + extra.len());
-    v.extend_from_slice(&node.to_be_bytes());
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(extra);
-    v
-}
-
-fn decode_ctx(ctx: &[u8]) -> Option<(u64, u64, &[u8])> {
-    if ctx.len() < 16 {
-        return None;
-    }
-    let node = u64::from_be_bytes(ctx[0..8].try_into().ok()?);
-    let seq = u64::from_be_bytes(ctx[8..16].try_into().ok()?);
-    Some((node, seq, &ctx[16..]))
-}
-
-fn unavailable(msg: impl Into<String>) -> ErrorDetail {
-    ErrorDetail::new(ErrorCode::Unavailable, msg)
-}
+pub use types::*;
+use types::{decode_ctx, encode_ctx, unavailable, Pending, PendingEntry, ReadReply};
 
 /// Builds the first snapshot of a brand-new cluster: this node as the only voter, and the
 /// bootstrap state (default domains, this node).
