@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Herald vs Prosody with the same generator, in one run, on one machine.
+#
+#   bench/run.sh                      # everything with the defaults below
+#   SIZES="200" SYSTEMS="herald" bench/run.sh   # a quick subset
+#
+# Knobs (environment): SIZES (login/idle session counts), CHAT_SESSIONS, CHAT_RATES (total msgs/s
+# steps), CHAT_STEP (seconds per step), FANOUT_WATCHERS, FANOUT_ROUNDS, IDLE_HOLD (seconds),
+# SYSTEMS ("herald prosody"), CROSS_NODE=1 (also run chat across a 3-node Herald cluster),
+# WORK (scratch dir). The generator runs on CPU 0, the server under test on CPU 1 (taskset).
+# Each server gets its own 127.0.0.x address and unusual ports (5222 may be taken by others);
+# clients connect from 127.0.1.1-16. Servers are started and stopped by PID.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/bench
+RESULTS=$BENCH/results
+WORK=${WORK:-/tmp/herald-bench}
+SIZES=${SIZES:-"200 2000"}
+CHAT_SESSIONS=${CHAT_SESSIONS:-200}
+CHAT_RATES=${CHAT_RATES:-"1000,2000,4000,6000,8000,12000,16000,24000,32000"}
+CHAT_STEP=${CHAT_STEP:-4}
+FANOUT_WATCHERS=${FANOUT_WATCHERS:-1000}
+FANOUT_ROUNDS=${FANOUT_ROUNDS:-20}
+IDLE_HOLD=${IDLE_HOLD:-10}
+SYSTEMS=${SYSTEMS:-"herald prosody"}
+CROSS_NODE=${CROSS_NODE:-0}
+DOMAIN=example.test
+HERALD_IP=127.0.0.21
+PROSODY_IP=127.0.0.31
+EJABBERD_IP=127.0.0.32
+C2S_PORT_EJABBERD=35222
+C2S_PORT_HERALD=15222
+C2S_PORT_PROSODY=25222
+
+max_users=$FANOUT_WATCHERS
+for n in $SIZES $CHAT_SESSIONS; do [ "$n" -gt "$max_users" ] && max_users=$n; done
+max_users=$((max_users + 1))
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+HERALD=$CARGO_TARGET_DIR/release/herald
+LOADGEN=$CARGO_TARGET_DIR/release/loadgen
+PIDS=()
+
+log() { echo "[$(date +%T)] $*" >&2; }
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && kill "$p" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+stop_pid() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+wait_port() { # ip port seconds
+  for _ in $(seq $(($3 * 10))); do
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "nothing listens on $1:$2"; return 1
+}
+
+# ---- build and install ---------------------------------------------------------------------
+log "building herald and loadgen (release)"
+(cd "$ROOT" && cargo build --release -p herald-node --bin herald -p herald-bench --bin loadgen)
+if [[ " $SYSTEMS " == *" prosody "* ]] && ! command -v prosody >/dev/null; then
+  log "installing prosody"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y prosody lua-unbound >/dev/null
+fi
+mkdir -p "$WORK" "$RESULTS"
+# Other processes share this machine: record CPU use of everything during the run.
+echo "# bench/run.sh SYSTEMS=\"$SYSTEMS\" CROSS_NODE=$CROSS_NODE" >>"$RESULTS/vmstat.txt"
+vmstat -n -t 5 >>"$RESULTS/vmstat.txt" 2>&1 &
+PIDS+=($!)
+
+# ---- one certificate for every server: EC P-256 leaf for the domain, own CA ----------------
+CERTS=$WORK/certs
+if [ ! -f "$CERTS/$DOMAIN.crt" ]; then
+  mkdir -p "$CERTS"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj "/CN=bench CA" -keyout "$CERTS/ca.key" -out "$CERTS/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$DOMAIN" \
+    -keyout "$CERTS/$DOMAIN.key" -out "$CERTS/$DOMAIN.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' "$DOMAIN" >"$CERTS/ext"
+  openssl x509 -req -in "$CERTS/$DOMAIN.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
+    -CAcreateserial -days 30 -extfile "$CERTS/ext" -out "$CERTS/$DOMAIN.crt" 2>/dev/null
+fi
+CA=$CERTS/ca.pem
+
+# ---- scenarios (same generator, same arguments for every system) ----------------------------
+run_scenarios() { # system ip port pid
+  local sys=$1 ip=$2 port=$3 pid=$4
+  log "$sys: scenarios start, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  local lg=(taskset -c 0 "$LOADGEN")
+  local common=(--server "$ip:$port" --ca "$CA" --domain "$DOMAIN" --system "$sys"
+    --server-pid "$pid" --password-prefix pw --user-prefix u)
+  for n in $SIZES; do
+    log "$sys: idle $n"
+    "${lg[@]}" idle "${common[@]}" --users "$n" --duration "$IDLE_HOLD" --json "$RESULTS/idle.json"
+  done
+  for n in $SIZES; do
+    log "$sys: login $n"
+    "${lg[@]}" login "${common[@]}" --users "$n" --json "$RESULTS/login.json"
+  done
+  log "$sys: chat $CHAT_SESSIONS sessions, rates $CHAT_RATES"
+  "${lg[@]}" chat "${common[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
+    --duration "$CHAT_STEP" --json "$RESULTS/chat.json"
+  log "$sys: fanout to $FANOUT_WATCHERS watchers"
+  "${lg[@]}" fanout "${common[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
+    --rate 5 --json "$RESULTS/fanout.json"
+}
+
+# ---- Herald ---------------------------------------------------------------------------------
+herald_ports() { # prints the port flags shared by every node
+  echo --c2s-port $C2S_PORT_HERALD --c2s-tls-port 15223 --s2s-port 15269 --sip-port 15060 \
+    --sip-tls-port 15061 --cluster-port 17470 --admin-port 17471 --http-port 19470
+}
+
+start_herald() { # id ip dir extra...
+  local id=$1 ip=$2 dir=$3; shift 3
+  mkdir -p "$dir"
+  # shellcheck disable=SC2046
+  taskset -c 1 "$HERALD" agent --node-id "$id" --bind "$ip" --data-dir "$dir" \
+    --domain "$DOMAIN" $(herald_ports) --tls-cert "$CERTS/$DOMAIN.crt" \
+    --tls-key "$CERTS/$DOMAIN.key" --log-level warn "$@" >"$dir/log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+herald_users() { # admin_ip count
+  local admin=$1:17471 n=$2
+  seq 1 "$n" | xargs -P 4 -I{} sh -c \
+    "'$HERALD' --admin $admin user add u{}@$DOMAIN --password pw{} >/dev/null 2>&1 ||
+     '$HERALD' --admin $admin user show u{}@$DOMAIN >/dev/null 2>&1 || echo 'user u{} failed' >&2"
+}
+
+if [[ " $SYSTEMS " == *" herald "* ]]; then
+  rm -rf "$WORK/herald"
+  start_herald 1 $HERALD_IP "$WORK/herald" --bootstrap
+  pid=$LAST_PID
+  wait_port $HERALD_IP 17471 30
+  wait_port $HERALD_IP $C2S_PORT_HERALD 30
+  sleep 2
+  log "herald (pid $pid): adding $max_users users"
+  herald_users $HERALD_IP "$max_users"
+  run_scenarios herald $HERALD_IP $C2S_PORT_HERALD "$pid"
+  stop_pid "$pid"
+fi
+
+# ---- Prosody --------------------------------------------------------------------------------
+if [[ " $SYSTEMS " == *" prosody "* ]]; then
+  P=$WORK/prosody
+  rm -rf "$P"
+  mkdir -p "$P/data" "$P/certs"
+  cp "$CERTS/$DOMAIN.crt" "$P/certs/$DOMAIN.crt"
+  cp "$CERTS/$DOMAIN.key" "$P/certs/$DOMAIN.key"
+  cat >"$P/prosody.cfg.lua" <<EOF
+run_as_root = true
+pidfile = "$P/prosody.pid"
+data_path = "$P/data"
+interfaces = { "$PROSODY_IP" }
+c2s_ports = { $C2S_PORT_PROSODY }
+c2s_direct_tls_ports = { }
+s2s_ports = { 25269 }
+http_ports = { }
+https_ports = { }
+network_settings = { nagle = false }
+c2s_require_encryption = true
+authentication = "internal_hashed"
+storage = "internal"
+certificates = "$P/certs"
+log = { warn = "$P/prosody.log" }
+unbound = { resolvconf = false, hoststxt = false, forward = "127.0.0.53", options = { ["local-zone:"] = "test. transparent" } }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "presence"; "message"; "iq" }
+modules_disabled = { "s2s"; "offline"; "admin_socket" }
+VirtualHost "$DOMAIN"
+EOF
+  # Accounts in Prosody's internal_hashed format (SCRAM-SHA-1, 4096 iterations as Herald).
+  python3 - "$P/data" "$DOMAIN" "$max_users" <<'EOF'
+import hashlib, hmac, os, sys
+data, domain, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d = os.path.join(data, domain.replace(".", "%2e"), "accounts")
+os.makedirs(d, exist_ok=True)
+for i in range(1, n + 1):
+    salt = os.urandom(12).hex()
+    sp = hashlib.pbkdf2_hmac("sha1", f"pw{i}".encode(), salt.encode(), 4096)
+    ck = hmac.new(sp, b"Client Key", "sha1").digest()
+    sk = hmac.new(sp, b"Server Key", "sha1").hexdigest()
+    with open(os.path.join(d, f"u{i}.dat"), "w") as f:
+        f.write('return {\n\t["iteration_count"] = 4096;\n\t["salt"] = "%s";\n'
+                '\t["server_key"] = "%s";\n\t["stored_key"] = "%s";\n};\n'
+                % (salt, sk, hashlib.sha1(ck).hexdigest()))
+EOF
+  taskset -c 1 prosody --config "$P/prosody.cfg.lua" -F >"$P/stdout" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait_port $PROSODY_IP $C2S_PORT_PROSODY 30
+  log "prosody (pid $pid) up"
+  run_scenarios prosody $PROSODY_IP $C2S_PORT_PROSODY "$pid"
+  stop_pid "$pid"
+fi
+
+# ---- ejabberd -------------------------------------------------------------------------------
+descendant() { # pid comm: first descendant of pid whose command is comm
+  local pid=$1 comm=$2 kids k
+  kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+  for k in $kids; do
+    [ "$(cat "/proc/$k/comm" 2>/dev/null)" = "$comm" ] && { echo "$k"; return 0; }
+    descendant "$k" "$comm" && return 0
+  done
+  return 1
+}
+
+if [[ " $SYSTEMS " == *" ejabberd "* ]]; then
+  command -v ejabberdctl >/dev/null ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y ejabberd >/dev/null
+  E=$WORK/ejabberd
+  rm -rf "$E"
+  mkdir -p "$E/logs" "$E/spool"
+  cat "$CERTS/$DOMAIN.crt" "$CERTS/$DOMAIN.key" >"$E/$DOMAIN.pem"
+  cat >"$E/ejabberd.yml" <<EOF
+hosts: ["$DOMAIN"]
+loglevel: warning
+certfiles: ["$E/$DOMAIN.pem"]
+listen:
+  - port: $C2S_PORT_EJABBERD
+    ip: "$EJABBERD_IP"
+    module: ejabberd_c2s
+    starttls_required: true
+    shaper: none
+    backlog: 1024
+    max_stanza_size: 262144
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha
+shaper_rules: {}
+access_rules:
+  c2s:
+    allow: all
+modules:
+  mod_roster: {}
+  mod_disco: {}
+  mod_ping: {}
+EOF
+  printf 'ERLANG_NODE=herald_bench@localhost\nINET_DIST_INTERFACE=127.0.0.1\n' >"$E/ejabberdctl.cfg"
+  # ejabberdctl runs the node as the ejabberd user. Called by root it does so through su, which
+  # resets the open-files limit to 1024 (the node then stops accepting at ~1,090 sessions and
+  # its acceptor spins on EMFILE); so switch user ourselves, keeping this shell's limit.
+  chown -R ejabberd "$E"
+  chmod o+x "$WORK"
+  ectl=(setpriv --reuid ejabberd --regid ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir "$E" --logs "$E/logs" --spool "$E/spool" --node herald_bench@localhost)
+  taskset -c 1 "${ectl[@]}" foreground >"$E/stdout" 2>&1 &
+  wrapper=$!
+  PIDS+=("$wrapper")
+  wait_port $EJABBERD_IP $C2S_PORT_EJABBERD 60
+  pid=$(descendant "$wrapper" beam.smp)
+  PIDS+=("$pid")
+  # The same accounts, in one call: a XEP-0227 (PIEFXIS) file; ejabberd stores SCRAM-SHA-1.
+  {
+    echo "<?xml version='1.0' encoding='UTF-8'?>"
+    echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='$DOMAIN'>"
+    for i in $(seq 1 "$max_users"); do echo "<user name='u$i' password='pw$i'/>"; done
+    echo "</host></server-data>"
+  } >"$E/users.xml"
+  chown ejabberd "$E/users.xml"
+  log "ejabberd (beam pid $pid) up: importing $max_users accounts"
+  "${ectl[@]}" import_piefxis "$E/users.xml"
+  run_scenarios ejabberd $EJABBERD_IP $C2S_PORT_EJABBERD "$pid"
+  "${ectl[@]}" stop >/dev/null 2>&1 || true
+  stop_pid "$pid"
+  stop_pid "$wrapper"
+fi
+
+# ---- Herald cross-node chat (3-node cluster) ------------------------------------------------
+if [ "$CROSS_NODE" = 1 ]; then
+  rm -rf "$WORK/c1" "$WORK/c2" "$WORK/c3"
+  start_herald 1 127.0.0.41 "$WORK/c1" --bootstrap
+  p1=$LAST_PID
+  wait_port 127.0.0.41 17471 30
+  start_herald 2 127.0.0.42 "$WORK/c2" --join 127.0.0.41:17470
+  p2=$LAST_PID
+  start_herald 3 127.0.0.43 "$WORK/c3" --join 127.0.0.41:17470
+  p3=$LAST_PID
+  wait_port 127.0.0.42 $C2S_PORT_HERALD 30
+  wait_port 127.0.0.43 $C2S_PORT_HERALD 30
+  sleep 3
+  log "cluster up (pids $p1 $p2 $p3): adding users"
+  herald_users 127.0.0.41 "$CHAT_SESSIONS"
+  taskset -c 0 "$LOADGEN" chat --server 127.0.0.41:$C2S_PORT_HERALD \
+    --server2 127.0.0.42:$C2S_PORT_HERALD --ca "$CA" --domain "$DOMAIN" --system herald \
+    --server-pid "$p1" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" --duration "$CHAT_STEP" \
+    --json "$RESULTS/chat-cross-node.json"
+  stop_pid "$p1"; stop_pid "$p2"; stop_pid "$p3"
+fi
+log "done: results in $RESULTS"

@@ -1,0 +1,186 @@
+//! The load scenarios: login storm, idle hold, chat at stepped rates, presence fan-out.
+//!
+//! Every scenario is bounded by a session count and by time: logins by a per-login timeout,
+//! measurement phases by `--duration`, drains by a fixed grace period.
+
+pub mod chat;
+pub mod fanout;
+pub mod idle;
+pub mod login;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_xmpp::Element;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::client::{ClientError, ConnectConfig, Session};
+use crate::report::Row;
+
+/// What every scenario needs besides its own knobs.
+#[derive(Clone)]
+pub struct Common {
+    /// Connection settings.
+    pub connect: ConnectConfig,
+    /// Localpart prefix: users are `{prefix}{first_user}` … `{prefix}{first_user + n - 1}`.
+    pub user_prefix: String,
+    /// Password prefix: the password of user number i is `{password_prefix}{i}`.
+    pub password_prefix: String,
+    /// Number of the first user.
+    pub first_user: usize,
+    /// Logins in flight at once.
+    pub concurrency: usize,
+    /// "herald", "prosody" or "ejabberd": written into rows.
+    pub system: String,
+    /// Server process to read RSS and CPU from.
+    pub server_pid: Option<u32>,
+    /// Machine description for rows.
+    pub machine: String,
+    /// Date for rows.
+    pub date: String,
+}
+
+impl Common {
+    /// The localpart of user slot `i` (0-based).
+    pub fn user(&self, i: usize) -> String {
+        format!("{}{}", self.user_prefix, self.first_user + i)
+    }
+
+    /// The bare JID of user slot `i`.
+    pub fn bare_jid(&self, i: usize) -> String {
+        format!("{}@{}", self.user(i), self.connect.domain)
+    }
+
+    /// A row with the identifying fields filled in.
+    pub fn row(&self, scenario: &str, sessions: usize) -> Row {
+        Row {
+            system: self.system.clone(),
+            scenario: scenario.into(),
+            sessions,
+            machine: self.machine.clone(),
+            date: self.date.clone(),
+            ..Row::default()
+        }
+    }
+}
+
+/// Outcome of logging in a set of users.
+pub struct Logins {
+    /// Sessions that logged in, by slot.
+    pub sessions: Vec<(usize, Session)>,
+    /// Login durations (connect to initial presence sent), microseconds.
+    pub latencies_us: Vec<u64>,
+    /// Failures, with the first few errors.
+    pub failed: usize,
+    /// Up to five error messages.
+    pub errors: Vec<String>,
+    /// Wall time of the whole storm.
+    pub elapsed: Duration,
+}
+
+/// Logs in user slots `slots` with at most `common.concurrency` logins in flight.
+pub async fn login_all(common: &Common, slots: impl IntoIterator<Item = usize>) -> Logins {
+    let sem = Arc::new(Semaphore::new(common.concurrency.max(1)));
+    let mut set: JoinSet<(usize, u64, Result<Session, ClientError>)> = JoinSet::new();
+    let started = Instant::now();
+    for i in slots {
+        let sem = sem.clone();
+        let cfg = common.connect.clone();
+        let user = common.user(i);
+        let password = format!("{}{}", common.password_prefix, common.first_user + i);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let t0 = Instant::now();
+            let r = Session::login(&cfg, i, &user, &password).await;
+            (i, t0.elapsed().as_micros() as u64, r)
+        });
+    }
+    let mut out = Logins {
+        sessions: Vec::new(),
+        latencies_us: Vec::new(),
+        failed: 0,
+        errors: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, us, Ok(s))) => {
+                out.latencies_us.push(us);
+                out.sessions.push((i, s));
+            }
+            Ok((i, _, Err(e))) => {
+                out.failed += 1;
+                if out.errors.len() < 5 {
+                    out.errors.push(format!("{}: {e}", common.user(i)));
+                }
+            }
+            Err(e) => {
+                out.failed += 1;
+                if out.errors.len() < 5 {
+                    out.errors.push(format!("task: {e}"));
+                }
+            }
+        }
+    }
+    out.elapsed = started.elapsed();
+    out.sessions.sort_by_key(|(i, _)| *i);
+    for e in &out.errors {
+        eprintln!("login error: {e}");
+    }
+    out
+}
+
+/// The reply a client owes the server for an iq it received (result for set/get, e.g. roster
+/// pushes and pings), or None for results and errors.
+pub fn iq_reply(iq: &Element) -> Option<Element> {
+    match iq.get_attr("type") {
+        Some("set") | Some("get") => {
+            let mut r = Element::new("iq", herald_xmpp::ns::CLIENT).attr("type", "result");
+            if let Some(id) = iq.get_attr("id") {
+                r = r.attr("id", id);
+            }
+            if let Some(from) = iq.get_attr("from") {
+                r = r.attr("to", from);
+            }
+            Some(r)
+        }
+        _ => None,
+    }
+}
+
+/// Closes all sessions, a few at a time, within `limit`.
+pub async fn close_all(sessions: Vec<(usize, Session)>, limit: Duration) {
+    let mut set = JoinSet::new();
+    for (_, s) in sessions {
+        set.spawn(s.close());
+    }
+    let _ = tokio::time::timeout(limit, async { while set.join_next().await.is_some() {} }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iq_replies() {
+        let cases = [
+            ("set", Some("result")),
+            ("get", Some("result")),
+            ("result", None),
+            ("error", None),
+        ];
+        for (ty, want) in cases {
+            let iq = Element::new("iq", herald_xmpp::ns::CLIENT)
+                .attr("type", ty)
+                .attr("id", "x1")
+                .attr("from", "a@b");
+            let got = iq_reply(&iq);
+            assert_eq!(got.as_ref().and_then(|r| r.get_attr("type")), want);
+            if let Some(r) = got {
+                assert_eq!(r.get_attr("id"), Some("x1"));
+                assert_eq!(r.get_attr("to"), Some("a@b"));
+            }
+        }
+    }
+}
