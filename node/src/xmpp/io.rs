@@ -19,6 +19,9 @@ pub enum Out {
     Close,
 }
 
+/// Bytes read from a client socket at once.
+pub const READ_BUFFER: usize = 4096;
+
 enum PhaseEnd<S> {
     Upgrade(S),
     Done,
@@ -30,7 +33,9 @@ async fn phase<S: AsyncRead + AsyncWrite + Unpin>(
     out: &mut mpsc::Receiver<Out>,
 ) -> PhaseEnd<S> {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut buf = vec![0u8; 16 * 1024];
+    // Every idle connection holds this buffer while it waits: keep it small (a larger stanza
+    // simply takes several reads).
+    let mut buf = vec![0u8; READ_BUFFER];
     loop {
         tokio::select! {
             biased;

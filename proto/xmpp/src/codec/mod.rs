@@ -147,6 +147,9 @@ pub fn encode(stanza: &Element, stream_ns: &str) -> Vec<u8> {
     out
 }
 
+/// Input buffer capacity kept once everything fed was consumed; more is released.
+const IDLE_INPUT_CAPACITY: usize = 1024;
+
 /// Bytes handed to the parser at once: errors are noticed after at most this much input.
 const CHUNK: usize = 4096;
 /// Longest single token (name, attribute value, text run) rxml holds in memory.
@@ -282,7 +285,12 @@ impl Decoder {
                 Ok(None) => return Ok(None),
                 Err(EndOrError::NeedMoreData) => {
                     if self.pos == self.input.len() {
-                        self.input.clear();
+                        // Idle streams should not keep a large buffer alive.
+                        if self.input.capacity() > IDLE_INPUT_CAPACITY {
+                            self.input = Vec::new();
+                        } else {
+                            self.input.clear();
+                        }
                         self.pos = 0;
                         return Ok(None);
                     }
