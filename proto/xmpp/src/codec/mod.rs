@@ -152,8 +152,11 @@ const IDLE_INPUT_CAPACITY: usize = 1024;
 
 /// Bytes handed to the parser at once: errors are noticed after at most this much input.
 const CHUNK: usize = 4096;
-/// Longest single token (name, attribute value, text run) rxml holds in memory.
-const MAX_TOKEN: usize = 65_536;
+/// Longest single token (name, attribute value, text run) rxml holds in memory. rxml reserves
+/// this much scratch space per parser, i.e. per connection, so it is kept small: longer text is
+/// delivered in several runs anyway, and the longest attribute XMPP needs (a JID: 3 × 1023
+/// bytes plus separators) fits.
+const MAX_TOKEN: usize = 4096;
 
 #[derive(Debug)]
 enum Phase {

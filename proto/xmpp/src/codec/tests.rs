@@ -483,3 +483,26 @@ fn mutated_streams_never_panic_and_stay_bounded() {
     // The mutations must exercise the error paths, not only the happy one.
     assert!(errors > 1000, "{errors}");
 }
+
+#[test]
+fn long_text_and_jid_sized_attributes_survive_the_small_token_limit() {
+    // Text longer than the per-token limit arrives in several runs and is joined again; an
+    // attribute as long as the longest JID still fits.
+    let body = "x".repeat(3 * MAX_TOKEN + 17);
+    let local = "l".repeat(1023);
+    let domain = format!("{}.test", "d".repeat(60));
+    let resource = "r".repeat(1023);
+    let to = format!("{local}@{domain}/{resource}");
+    let input = stream(&format!("<message to='{to}'><body>{body}</body></message>"));
+    let (events, err) = whole(&input);
+    assert!(err.is_none(), "{err:?}");
+    let msg = events
+        .iter()
+        .find_map(|e| match e {
+            StreamEvent::Stanza(el) => Some(el.clone()),
+            _ => None,
+        })
+        .expect("a message");
+    assert_eq!(msg.get_attr("to"), Some(to.as_str()));
+    assert_eq!(msg.get_child("body", "jabber:client").unwrap().text(), body);
+}
