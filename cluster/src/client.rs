@@ -80,6 +80,15 @@ pub async fn peer_client_connected(
     wrap(channel, opts)
 }
 
+/// Compares two secrets without an early exit on the first difference.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
 /// Server-side check of the cluster token (constant-time comparison).
 pub fn check_token(expected: Option<&str>, req: &tonic::Request<()>) -> Result<(), tonic::Status> {
     let Some(expected) = expected else {
@@ -90,12 +99,7 @@ pub fn check_token(expected: Option<&str>, req: &tonic::Request<()>) -> Result<(
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (a, b) = (got.as_bytes(), expected.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    if diff == 0 {
+    if constant_time_eq(got.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(tonic::Status::unauthenticated(

@@ -117,14 +117,7 @@ impl ClusterHandle {
         node: u64,
         kind: herald_grpc::cluster::route_message::Kind,
     ) -> Result<(), crate::routing::RouteError> {
-        let addr = self
-            .applied()
-            .state
-            .nodes()
-            .into_iter()
-            .find(|n| n.node_id == node)
-            .map(|n| n.cluster_address)
-            .unwrap_or_default();
+        let addr = self.address_of(node).unwrap_or_default();
         self.inner.routes.send(node, &addr, kind)
     }
 
@@ -138,6 +131,12 @@ impl ClusterHandle {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    /// The home node of `user` now: the pinned node if it is alive, else rendezvous hashing over
+    /// the live voters.
+    pub fn home_node(&self, user: &str, pinned: u64) -> Option<u64> {
+        crate::placement::home_node(user, pinned, &self.live_nodes())
     }
 
     /// Asks the owner loop to stop after its current round.
@@ -190,14 +189,19 @@ impl ClusterHandle {
     /// A client for a member's node-to-node API, by node id.
     pub fn peer(&self, node_id: u64) -> Result<PeerClient, ErrorDetail> {
         let addr = self
-            .applied()
+            .address_of(node_id)
+            .ok_or_else(|| unavailable(format!("no address known for node {node_id}")))?;
+        self.peer_at(&addr)
+    }
+
+    /// The node-to-node address of a member.
+    pub fn address_of(&self, node_id: u64) -> Option<String> {
+        self.applied()
             .state
             .nodes()
             .into_iter()
             .find(|n| n.node_id == node_id)
             .map(|n| n.cluster_address)
-            .ok_or_else(|| unavailable(format!("no address known for node {node_id}")))?;
-        self.peer_at(&addr)
     }
 
     /// A client for a node-to-node API at `address`, cached.

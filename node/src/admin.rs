@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use herald_cluster::placement::home_node;
+use herald_cluster::client::constant_time_eq;
 use herald_cluster::ClusterHandle;
 use herald_grpc::admin::admin_server::{Admin, AdminServer};
 use herald_grpc::admin::{
@@ -57,7 +57,7 @@ impl tonic::service::Interceptor for AuthCheck {
             let ok = req
                 .metadata()
                 .get("authorization")
-                .is_some_and(|v| constant_eq(v.as_bytes(), exp.as_bytes()));
+                .is_some_and(|v| constant_time_eq(v.as_bytes(), exp.as_bytes()));
             if !ok {
                 metrics::counter!(ADMIN_REQUESTS, "method" => "any", "code" => "Unauthenticated")
                     .increment(1);
@@ -109,14 +109,6 @@ impl AdminService {
         }
         Ok(())
     }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
 }
 
 /// Records the request metric and passes the result through.
@@ -187,7 +179,7 @@ impl AdminService {
     /// The node the user is homed on now: placement over the live voters (as the XMPP layer
     /// computes it).
     fn home_of(&self, jid: &str, pinned: u64) -> u64 {
-        home_node(jid, pinned, &self.cluster.live_nodes()).unwrap_or(0)
+        self.cluster.home_node(jid, pinned).unwrap_or(0)
     }
 
     /// Put with secrets kept: users never carry SCRAM secrets through Put, masked values mean
@@ -539,8 +531,8 @@ mod tests {
         assert!(kind_of(0).is_err());
         assert!(kind_of(999).is_err());
         assert_eq!(kind_of(1).unwrap(), ObjectKind::Domain);
-        assert!(constant_eq(b"Bearer x", b"Bearer x"));
-        assert!(!constant_eq(b"Bearer x", b"Bearer y"));
-        assert!(!constant_eq(b"Bearer", b"Bearer x"));
+        assert!(constant_time_eq(b"Bearer x", b"Bearer x"));
+        assert!(!constant_time_eq(b"Bearer x", b"Bearer y"));
+        assert!(!constant_time_eq(b"Bearer", b"Bearer x"));
     }
 }

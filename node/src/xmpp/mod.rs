@@ -18,7 +18,6 @@ pub mod users;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use herald_cluster::placement::home_node;
 use herald_cluster::routing::RouteSink;
 use herald_cluster::ClusterHandle;
 use herald_grpc::cluster::route_message::Kind;
@@ -75,7 +74,7 @@ impl Shared {
             Some(Body::User(u)) => u.pinned_home_node,
             _ => 0,
         };
-        home_node(&key, pinned, &self.cluster.live_nodes()).unwrap_or(self.node_id)
+        self.cluster.home_node(&key, pinned).unwrap_or(self.node_id)
     }
 
     /// The c2s negotiation settings for a new connection.

@@ -170,10 +170,21 @@ impl SessionActor {
 
     /// Closes the stream with an error.
     fn fail(&mut self, condition: StreamCondition, text: String, ctx: &mut Context<Self>) {
-        let actions = self.c2s.close(Some(StreamError {
-            condition,
-            text: Some(text),
-        }));
+        self.close_with(
+            StreamError {
+                condition,
+                text: Some(text),
+            },
+            ctx,
+        );
+    }
+
+    /// Sends the stream error and our stream close, then stops (once).
+    fn close_with(&mut self, error: StreamError, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let actions = self.c2s.close(Some(error));
         self.run(actions, ctx);
         if !self.closing {
             self.closing = true;
@@ -417,16 +428,11 @@ impl Actor for SessionActor {
         ctx.run_later(NEGOTIATION_TIMEOUT, |act, ctx| {
             if act.full_jid.is_none() && !act.closing {
                 tracing::info!(peer = %act.peer, "client did not finish negotiating in time");
-                let actions = act.c2s.close(Some(StreamError {
-                    condition: StreamCondition::ConnectionTimeout,
-                    text: Some("negotiation took too long".into()),
-                }));
-                act.run(actions, ctx);
-                if !act.closing {
-                    act.closing = true;
-                    let _ = act.out.try_send(Out::Close);
-                    ctx.stop();
-                }
+                act.fail(
+                    StreamCondition::ConnectionTimeout,
+                    "negotiation took too long".into(),
+                    ctx,
+                );
             }
         });
     }
@@ -504,16 +510,7 @@ impl Handler<Deliver> for SessionActor {
 impl Handler<Kick> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: Kick, ctx: &mut Context<Self>) {
-        if self.closing {
-            return;
-        }
-        let actions = self.c2s.close(Some(msg.0));
-        self.run(actions, ctx);
-        if !self.closing {
-            self.closing = true;
-            let _ = self.out.try_send(Out::Close);
-            ctx.stop();
-        }
+        self.close_with(msg.0, ctx);
     }
 }
 
