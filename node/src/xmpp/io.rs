@@ -1,11 +1,28 @@
 //! The socket side of a client connection: reads go to the [`SessionActor`], writes come from
-//! it over a bounded channel; STARTTLS swaps the plain stream for a TLS one in place.
+//! it over an [`OutQueue`]; STARTTLS switches the same socket to TLS.
+//!
+//! Memory per idle connection is what decides how many users a node holds, so this task keeps
+//! no buffer of its own while it waits: bytes are read into one scratch buffer per thread, TLS
+//! runs on rustls' unbuffered API over that scratch (a partial record is the only thing kept
+//! between reads, usually nothing), and output is encrypted into a second per-thread scratch and
+//! written straight away; only what the socket does not take at once is kept. Output that piles
+//! up while the socket is busy is written in one go (one TLS record, one syscall for many
+//! stanzas).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use actix::Addr;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 
 use super::session::{Inbound, IoClosed, SessionActor, TlsDone};
 
@@ -19,51 +36,472 @@ pub enum Out {
     Close,
 }
 
-/// Bytes read from a client socket at once.
-pub const READ_BUFFER: usize = 4096;
+/// Largest read from a client socket at once: one full TLS record.
+pub const READ_BUFFER: usize = 16 * 1024 + 512;
+/// Bytes of output a session may have queued for a client that does not read; beyond it the
+/// session is closed (see `SessionActor::send_bytes`).
+pub const OUT_QUEUE_LIMIT: usize = 4 * 1024 * 1024;
+/// Plaintext gathered into one TLS record / one write.
+const BATCH: usize = 16 * 1024;
+/// Undelivered TLS input kept for one connection: a handshake message may span records up to
+/// 64 KiB (rustls' own bound), application records are at most 16 KiB + overhead.
+const PENDING_IN_LIMIT: usize = 70 * 1024;
+/// How long a closing connection may take to flush its last bytes.
+const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+/// Bound on rustls state transitions for one batch of input (each consumes bytes or output).
+const MAX_TLS_STEPS: usize = 100_000;
 
-enum PhaseEnd<S> {
-    Upgrade(S),
-    Done,
+thread_local! {
+    static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUFFER]);
+    static WIRE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-async fn phase<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    session: &Addr<SessionActor>,
-    out: &mut mpsc::Receiver<Out>,
-) -> PhaseEnd<S> {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    // Every idle connection holds this buffer while it waits: keep it small (a larger stanza
-    // simply takes several reads).
-    let mut buf = vec![0u8; READ_BUFFER];
-    loop {
-        tokio::select! {
-            biased;
-            o = out.recv() => match o {
-                Some(Out::Bytes(b)) => {
-                    if wr.write_all(&b).await.is_err() {
-                        return PhaseEnd::Done;
+struct QueueState {
+    items: RefCell<VecDeque<Out>>,
+    bytes: Cell<usize>,
+    limit: usize,
+    waker: Cell<Option<Waker>>,
+    sender_gone: Cell<bool>,
+}
+
+impl QueueState {
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The session's end of its output queue (same thread as the socket task). Dropping it closes
+/// the connection once what was queued is written.
+pub struct OutQueue(Rc<QueueState>);
+
+/// The socket task's end.
+pub struct OutReceiver(Rc<QueueState>);
+
+/// A queue holding at most `limit` bytes of stanzas (control items always fit).
+pub fn out_queue(limit: usize) -> (OutQueue, OutReceiver) {
+    let s = Rc::new(QueueState {
+        items: RefCell::new(VecDeque::new()),
+        bytes: Cell::new(0),
+        limit,
+        waker: Cell::new(None),
+        sender_gone: Cell::new(false),
+    });
+    (OutQueue(s.clone()), OutReceiver(s))
+}
+
+impl OutQueue {
+    /// Queues `o`; gives it back when the bytes would exceed the limit.
+    pub fn try_send(&self, o: Out) -> Result<(), Out> {
+        let s = &self.0;
+        if let Out::Bytes(b) = &o {
+            let total = s.bytes.get() + b.len();
+            if total > s.limit {
+                return Err(o);
+            }
+            s.bytes.set(total);
+        }
+        s.items.borrow_mut().push_back(o);
+        s.wake();
+        Ok(())
+    }
+}
+
+impl Drop for OutQueue {
+    fn drop(&mut self) {
+        self.0.sender_gone.set(true);
+        self.0.wake();
+    }
+}
+
+impl OutReceiver {
+    fn pop(&self) -> Option<Out> {
+        let s = &self.0;
+        let mut items = s.items.borrow_mut();
+        let o = items.pop_front()?;
+        if let Out::Bytes(b) = &o {
+            s.bytes.set(s.bytes.get() - b.len());
+        }
+        if items.is_empty() && items.capacity() > 16 {
+            *items = VecDeque::new();
+        }
+        Some(o)
+    }
+
+    /// Pops the next item if it is bytes and fits in `room`.
+    fn pop_bytes(&self, room: usize) -> Option<Vec<u8>> {
+        let fits = matches!(self.0.items.borrow().front(), Some(Out::Bytes(b)) if b.len() <= room);
+        match fits.then(|| self.pop()).flatten() {
+            Some(Out::Bytes(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Out>> {
+        if let Some(o) = self.pop() {
+            return Poll::Ready(Some(o));
+        }
+        if self.0.sender_gone.get() {
+            return Poll::Ready(None);
+        }
+        self.0.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+/// Why a connection ended (for the debug log).
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("closed by the server")]
+    Server,
+    #[error("closed by the client")]
+    Client,
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("session actor gone")]
+    Session,
+}
+
+/// What rustls made of a batch of input.
+#[derive(Debug, Default)]
+struct Driven {
+    /// Bytes of the input consumed.
+    used: usize,
+    /// The peer sent close_notify.
+    peer_closed: bool,
+}
+
+/// Runs rustls over `incoming` until it needs more input. Handshake records and encrypted
+/// `send` (once the connection may send application data) are appended to `wire`, decrypted
+/// application data to `plain`. With `close`, a close_notify follows `send`.
+fn drive(
+    conn: &mut UnbufferedServerConnection,
+    incoming: &mut [u8],
+    plain: &mut Vec<u8>,
+    wire: &mut Vec<u8>,
+    mut send: Option<&[u8]>,
+    mut close: bool,
+) -> Result<Driven, rustls::Error> {
+    let mut d = Driven::default();
+    for _ in 0..MAX_TLS_STEPS {
+        let status = conn.process_tls_records(&mut incoming[d.used..]);
+        let discard = status.discard;
+        match status.state? {
+            ConnectionState::ReadTraffic(mut rt) => {
+                while let Some(rec) = rt.next_record() {
+                    plain.extend_from_slice(rec?.payload);
+                }
+            }
+            ConnectionState::EncodeTlsData(mut enc) => {
+                append_with(wire, 4096, |buf| match enc.encode(buf) {
+                    Ok(n) => Ok(n),
+                    Err(EncodeError::InsufficientSize(e)) => Err(Some(e.required_size)),
+                    Err(_) => Err(None),
+                })?;
+            }
+            ConnectionState::TransmitTlsData(mut t) => {
+                // The caller writes `wire` before anything else, so it counts as transmitted.
+                if let (Some(data), Some(mut w)) = (send, t.may_encrypt_app_data()) {
+                    encrypt(&mut w, data, wire)?;
+                    send = None;
+                }
+                t.done();
+            }
+            ConnectionState::WriteTraffic(mut w) => {
+                if let Some(data) = send.take() {
+                    encrypt(&mut w, data, wire)?;
+                } else if close {
+                    close = false;
+                    append_with(wire, 64, |buf| match w.queue_close_notify(buf) {
+                        Ok(n) => Ok(n),
+                        Err(EncryptError::InsufficientSize(e)) => Err(Some(e.required_size)),
+                        Err(_) => Err(None),
+                    })?;
+                } else {
+                    d.used += discard;
+                    return Ok(d);
+                }
+            }
+            ConnectionState::BlockedHandshake | ConnectionState::Closed => {
+                d.used += discard;
+                return Ok(d);
+            }
+            ConnectionState::PeerClosed => d.peer_closed = true,
+            // Early data is not enabled in our config; anything else is a state this code
+            // does not know.
+            other => {
+                return Err(rustls::Error::General(format!(
+                    "unexpected TLS state {other:?}"
+                )))
+            }
+        }
+        d.used += discard;
+    }
+    Err(rustls::Error::General(
+        "TLS processing did not settle".into(),
+    ))
+}
+
+fn encrypt(
+    w: &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
+    data: &[u8],
+    wire: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
+    // 5 bytes of header, 1 of content type and 16 of tag per 16 KiB record.
+    let hint = data.len() + (data.len() / (16 * 1024) + 1) * 32;
+    append_with(wire, hint, |buf| match w.encrypt(data, buf) {
+        Ok(n) => Ok(n),
+        Err(EncryptError::InsufficientSize(e)) => Err(Some(e.required_size)),
+        Err(_) => Err(None),
+    })
+}
+
+/// Appends what `f` writes into fresh room at the end of `wire`; `f` answers `Err(Some(n))`
+/// when it needs `n` bytes of room.
+fn append_with(
+    wire: &mut Vec<u8>,
+    hint: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> Result<(), rustls::Error> {
+    let start = wire.len();
+    let mut room = hint;
+    for _ in 0..2 {
+        wire.resize(start + room, 0);
+        match f(&mut wire[start..]) {
+            Ok(n) => {
+                wire.truncate(start + n);
+                return Ok(());
+            }
+            Err(Some(needed)) if needed > room => room = needed,
+            Err(_) => break,
+        }
+    }
+    wire.truncate(start);
+    Err(rustls::Error::General("TLS record encoding failed".into()))
+}
+
+/// Writes what the socket takes now; keeps the rest in `pending`, in order.
+fn emit(tcp: &TcpStream, pending: &mut Vec<u8>, data: &[u8]) -> Result<(), End> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    if !pending.is_empty() {
+        pending.extend_from_slice(data);
+        return try_flush(tcp, pending);
+    }
+    let off = write_some(tcp, data)?;
+    pending.extend_from_slice(&data[off..]);
+    Ok(())
+}
+
+/// Writes as much of `pending` as the socket takes now.
+fn try_flush(tcp: &TcpStream, pending: &mut Vec<u8>) -> Result<(), End> {
+    let off = write_some(tcp, pending)?;
+    if off == pending.len() {
+        *pending = Vec::new();
+    } else {
+        pending.drain(..off);
+    }
+    Ok(())
+}
+
+/// Non-blocking writes until the socket would block; returns the bytes written.
+fn write_some(tcp: &TcpStream, data: &[u8]) -> Result<usize, End> {
+    let mut off = 0;
+    while off < data.len() {
+        match tcp.try_write(&data[off..]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(off)
+}
+
+/// What a read produced.
+enum Read {
+    /// Nothing yet (spurious readiness).
+    Nothing,
+    /// Plaintext for the session (may be empty during the handshake).
+    Data(Vec<u8>),
+    /// The client closed its side.
+    Eof,
+}
+
+struct Conn {
+    tcp: TcpStream,
+    tls: Option<UnbufferedServerConnection>,
+    /// A STARTTLS handshake is running; the session hears when it completes.
+    upgrading: bool,
+    /// TLS bytes received but not yet processed (a partial record); usually empty.
+    pending_in: Vec<u8>,
+    /// Bytes for the socket that it did not take yet; usually empty.
+    pending_out: Vec<u8>,
+}
+
+impl Conn {
+    fn start_tls(&mut self, cfg: &Arc<rustls::ServerConfig>) -> Result<(), End> {
+        self.tls = Some(UnbufferedServerConnection::new(cfg.clone())?);
+        Ok(())
+    }
+
+    fn handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
+    /// One non-blocking read; TLS records are processed at once.
+    fn read(&mut self) -> Result<Read, End> {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let n = match self.tcp.try_read(scratch) {
+                Ok(0) => return Ok(Read::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Nothing),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(Read::Data(scratch[..n].to_vec()));
+            };
+            let mut plain = Vec::new();
+            let driven = WIRE_SCRATCH.with_borrow_mut(|wire| {
+                wire.clear();
+                let driven = if self.pending_in.is_empty() {
+                    let d = drive(tls, &mut scratch[..n], &mut plain, wire, None, false);
+                    if let Ok(d) = &d {
+                        self.pending_in.extend_from_slice(&scratch[d.used..n]);
                     }
-                }
-                Some(Out::StartTls) => {
-                    if wr.flush().await.is_err() {
-                        return PhaseEnd::Done;
+                    d
+                } else {
+                    self.pending_in.extend_from_slice(&scratch[..n]);
+                    let d = drive(tls, &mut self.pending_in, &mut plain, wire, None, false);
+                    if let Ok(d) = &d {
+                        self.pending_in.drain(..d.used);
+                        if self.pending_in.is_empty() {
+                            self.pending_in = Vec::new();
+                        }
                     }
-                    return PhaseEnd::Upgrade(rd.unsplit(wr));
-                }
-                Some(Out::Close) | None => {
-                    let _ = wr.flush().await;
-                    let _ = wr.shutdown().await;
-                    return PhaseEnd::Done;
-                }
-            },
-            r = rd.read(&mut buf) => match r {
-                Ok(0) | Err(_) => return PhaseEnd::Done,
-                Ok(n) => {
-                    // Waiting for the actor is the backpressure: no more reads until it
-                    // processed these bytes.
-                    if session.send(Inbound(buf[..n].to_vec())).await.is_err() {
-                        return PhaseEnd::Done;
+                    d
+                };
+                // Handshake records (and alerts) go out even when processing failed.
+                let sent = emit(&self.tcp, &mut self.pending_out, wire);
+                let driven = driven?;
+                sent?;
+                Ok::<_, End>(driven)
+            })?;
+            if self.pending_in.len() > PENDING_IN_LIMIT {
+                return Err(rustls::Error::General("TLS record too large".into()).into());
+            }
+            if driven.peer_closed && plain.is_empty() {
+                return Ok(Read::Eof);
+            }
+            Ok(Read::Data(plain))
+        })
+    }
+
+    /// Encrypts (under TLS) and writes `data`, and with `close` a close_notify after it.
+    fn send(&mut self, data: &[u8], close: bool) -> Result<(), End> {
+        let Some(tls) = self.tls.as_mut() else {
+            return emit(&self.tcp, &mut self.pending_out, data);
+        };
+        WIRE_SCRATCH.with_borrow_mut(|wire| {
+            wire.clear();
+            let mut plain = Vec::new();
+            let send = (!data.is_empty()).then_some(data);
+            drive(tls, &mut [], &mut plain, wire, send, close)?;
+            if !plain.is_empty() {
+                // Cannot happen: all input is processed as it is read.
+                tracing::warn!(bytes = plain.len(), "TLS plaintext left over while sending");
+            }
+            let r = emit(&self.tcp, &mut self.pending_out, wire);
+            if wire.capacity() > 4 * BATCH {
+                *wire = Vec::new();
+            }
+            r
+        })
+    }
+
+    /// Waits until everything pending is written.
+    async fn flush(&mut self) -> Result<(), End> {
+        while !self.pending_out.is_empty() {
+            self.tcp.writable().await?;
+            try_flush(&self.tcp, &mut self.pending_out)?;
+        }
+        Ok(())
+    }
+
+    /// close_notify (under TLS), flush, FIN; bounded in time.
+    async fn close(&mut self) {
+        let tls_up = self.tls.is_some() && !self.handshaking();
+        if tls_up && self.send(&[], true).is_err() {
+            return;
+        }
+        if tokio::time::timeout(CLOSE_FLUSH, self.flush())
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            let _ = self.tcp.shutdown().await;
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        cfg: &Arc<rustls::ServerConfig>,
+        session: &Addr<SessionActor>,
+        out: &OutReceiver,
+    ) -> Result<(), End> {
+        loop {
+            let idle_out = self.pending_out.is_empty();
+            let interest = if idle_out {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            tokio::select! {
+                biased;
+                o = poll_fn(|cx| out.poll_next(cx)), if idle_out => match o {
+                    None | Some(Out::Close) => {
+                        self.close().await;
+                        return Err(End::Server);
+                    }
+                    Some(Out::StartTls) => {
+                        self.flush().await?;
+                        self.start_tls(cfg)?;
+                        self.upgrading = true;
+                    }
+                    Some(Out::Bytes(mut b)) => {
+                        while b.len() < BATCH {
+                            match out.pop_bytes(BATCH - b.len()) {
+                                Some(more) => b.extend_from_slice(&more),
+                                None => break,
+                            }
+                        }
+                        self.send(&b, false)?;
+                    }
+                },
+                ready = self.tcp.ready(interest) => {
+                    let ready = ready?;
+                    if ready.is_writable() {
+                        try_flush(&self.tcp, &mut self.pending_out)?;
+                    }
+                    if ready.is_readable() {
+                        match self.read()? {
+                            Read::Nothing => {}
+                            Read::Eof => return Err(End::Client),
+                            Read::Data(plain) => {
+                                if self.upgrading && !self.handshaking() {
+                                    self.upgrading = false;
+                                    session.send(TlsDone).await.map_err(|_| End::Session)?;
+                                }
+                                if !plain.is_empty() {
+                                    // Waiting for the actor is the backpressure: nothing more
+                                    // is read until it processed these bytes.
+                                    session.send(Inbound(plain)).await.map_err(|_| End::Session)?;
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -75,42 +513,84 @@ async fn phase<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn run(
     tcp: TcpStream,
     tls_first: bool,
-    acceptor: TlsAcceptor,
+    cfg: Arc<rustls::ServerConfig>,
     session: Addr<SessionActor>,
-    mut out: mpsc::Receiver<Out>,
+    out: OutReceiver,
 ) {
-    let tls_stream = if tls_first {
-        match acceptor.accept(tcp).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(error = %e, "direct TLS handshake failed");
-                session.do_send(IoClosed);
-                return;
-            }
-        }
-    } else {
-        match phase(tcp, &session, &mut out).await {
-            PhaseEnd::Done => {
-                session.do_send(IoClosed);
-                return;
-            }
-            PhaseEnd::Upgrade(tcp) => match acceptor.accept(tcp).await {
-                Ok(s) => {
-                    if session.send(TlsDone).await.is_err() {
-                        return;
-                    }
-                    s
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "STARTTLS handshake failed");
-                    session.do_send(IoClosed);
-                    return;
-                }
-            },
-        }
+    let mut conn = Conn {
+        tcp,
+        tls: None,
+        upgrading: false,
+        pending_in: Vec::new(),
+        pending_out: Vec::new(),
     };
-    if let PhaseEnd::Upgrade(_) = phase(tls_stream, &session, &mut out).await {
-        tracing::debug!("STARTTLS requested inside TLS; closing");
+    let end = if tls_first {
+        conn.start_tls(&cfg)
+    } else {
+        Ok(())
+    };
+    let end = match end {
+        Ok(()) => conn.serve(&cfg, &session, &out).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = end {
+        match e {
+            End::Server | End::Client | End::Session => {}
+            End::Tls(_) if conn.handshaking() => {
+                tracing::debug!(error = %e, "client TLS handshake failed")
+            }
+            _ => tracing::debug!(error = %e, "client connection ended"),
+        }
     }
     session.do_send(IoClosed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_limits_bytes_but_not_control_items() {
+        let (tx, rx) = out_queue(10);
+        assert!(tx.try_send(Out::Bytes(vec![0; 6])).is_ok());
+        assert!(tx.try_send(Out::Bytes(vec![0; 5])).is_err());
+        assert!(tx.try_send(Out::Close).is_ok());
+        assert!(matches!(rx.pop(), Some(Out::Bytes(b)) if b.len() == 6));
+        assert!(tx.try_send(Out::Bytes(vec![0; 10])).is_ok());
+        assert!(matches!(rx.pop(), Some(Out::Close)));
+        assert!(rx.pop_bytes(9).is_none(), "does not fit");
+        assert!(rx.pop_bytes(10).is_some());
+        assert!(rx.pop().is_none());
+    }
+
+    #[test]
+    fn receiver_ends_when_session_is_gone_and_queue_drained() {
+        let (tx, rx) = out_queue(100);
+        tx.try_send(Out::Bytes(b"x".to_vec())).unwrap();
+        drop(tx);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(matches!(
+            rx.poll_next(&mut cx),
+            Poll::Ready(Some(Out::Bytes(_)))
+        ));
+        assert!(matches!(rx.poll_next(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn append_with_grows_to_the_size_asked() {
+        let mut wire = b"ab".to_vec();
+        append_with(&mut wire, 1, |buf| {
+            if buf.len() < 3 {
+                Err(Some(3))
+            } else {
+                buf[..3].copy_from_slice(b"cde");
+                Ok(3)
+            }
+        })
+        .unwrap();
+        assert_eq!(wire, b"abcde");
+        assert!(append_with(&mut wire, 1, |_| Err(None)).is_err());
+        assert_eq!(wire, b"abcde", "failure leaves the buffer as it was");
+    }
 }

@@ -26,8 +26,6 @@ use herald_xmpp::c2s::C2sConfig;
 use herald_xmpp::codec::{Decoder, Limits, StreamEvent};
 use herald_xmpp::sasl::Mechanism;
 use herald_xmpp::{ns, Element, Jid};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 
 use crate::im::ImLimits;
 use router::Router;
@@ -230,11 +228,10 @@ pub fn start(
     if let Some(lost) = cluster.routes().take_lost() {
         actix_rt::spawn(reroute_lost(shared.clone(), lost));
     }
-    let acceptor = TlsAcceptor::from(tls);
     for (listener, direct) in [(listeners.c2s, false), (listeners.c2s_tls, true)] {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (shared, acceptor) = (shared.clone(), acceptor.clone());
-        actix_rt::spawn(accept_loop(listener, direct, shared, acceptor));
+        let (shared, tls) = (shared.clone(), tls.clone());
+        actix_rt::spawn(accept_loop(listener, direct, shared, tls));
     }
     Ok(shared)
 }
@@ -300,7 +297,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     direct_tls: bool,
     shared: Arc<Shared>,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
 ) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -312,8 +309,8 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = io::out_queue(io::OUT_QUEUE_LIMIT);
         let session = SessionActor::new(shared.clone(), tx, peer, direct_tls).start();
-        tokio::spawn(io::run(tcp, direct_tls, acceptor.clone(), session, rx));
+        actix_rt::spawn(io::run(tcp, direct_tls, tls.clone(), session, rx));
     }
 }

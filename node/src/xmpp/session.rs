@@ -15,9 +15,8 @@ use herald_xmpp::error::{StreamCondition, StreamError};
 use herald_xmpp::sasl::Credentials;
 use herald_xmpp::{c2s::Action, ns, Element, Jid, StanzaError};
 use rand::RngCore;
-use tokio::sync::mpsc;
 
-use super::io::Out;
+use super::io::{Out, OutQueue};
 use super::metrics as xm;
 use super::sm::{SmReply, StreamMgmt};
 use super::users::{ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened};
@@ -55,7 +54,7 @@ pub const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SessionActor {
     shared: Arc<Shared>,
     c2s: C2s,
-    out: mpsc::Sender<Out>,
+    out: OutQueue,
     peer: SocketAddr,
     /// The authenticated bare JID.
     bare: Option<Jid>,
@@ -77,12 +76,7 @@ fn nonce() -> Vec<u8> {
 }
 
 impl SessionActor {
-    pub fn new(
-        shared: Arc<Shared>,
-        out: mpsc::Sender<Out>,
-        peer: SocketAddr,
-        direct_tls: bool,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, out: OutQueue, peer: SocketAddr, direct_tls: bool) -> Self {
         let mut cfg = shared.c2s_config();
         cfg.direct_tls = direct_tls;
         let mut id = [0u8; 12];
