@@ -20,6 +20,7 @@ pub mod errors;
 pub mod iq;
 pub mod message;
 pub mod presence;
+pub mod resources;
 pub mod roster;
 pub mod subscription;
 pub mod xml;
@@ -27,10 +28,12 @@ pub mod xml;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use herald_grpc::config::{RosterItem, UserData};
 use herald_xmpp::{ns, Element, Jid, Node};
+
+pub use resources::ResourceMap;
 
 /// Per-user limits and server options that change IM behaviour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +99,9 @@ pub struct UserCore {
     /// Durable: roster (with subscription states), blocked list, offline queue.
     pub data: UserData,
     /// Bound sessions, by resource.
-    pub sessions: BTreeMap<String, SessionState>,
+    pub sessions: ResourceMap<SessionState>,
     /// Full JIDs of others this user sent directed presence to, per own resource (RFC 6121 §4.6).
-    pub directed: BTreeMap<String, BTreeSet<Jid>>,
+    pub directed: ResourceMap<BTreeSet<Jid>>,
     /// Limits and options.
     pub limits: ImLimits,
     /// Counter for the ids of server-generated IQs (roster and block list pushes).
@@ -211,8 +214,8 @@ impl UserCore {
         UserCore {
             jid: jid.bare(),
             data,
-            sessions: BTreeMap::new(),
-            directed: BTreeMap::new(),
+            sessions: ResourceMap::new(),
+            directed: ResourceMap::new(),
             limits,
             next_id: 1,
         }

@@ -75,10 +75,7 @@ impl UserCore {
                     "" => {
                         let subscriber = self.item(&to).is_some_and(|i| i.sub_from);
                         if !subscriber {
-                            self.directed
-                                .entry(resource.to_string())
-                                .or_default()
-                                .insert(to.clone());
+                            self.directed.get_or_default(resource).insert(to.clone());
                         }
                         out.route(readdress(&stanza, &to));
                     }

@@ -42,6 +42,9 @@ pub struct Shared {
     pub im_limits: ImLimits,
     pub limits: Limits,
     pub auth_limiter: Addr<limiter::AuthLimiter>,
+    /// The last c2s configurations handed out (STARTTLS port, direct TLS port): sessions share
+    /// one copy while the served domains stay the same.
+    pub c2s_configs: std::sync::Mutex<[Option<Arc<C2sConfig>>; 2]>,
 }
 
 impl Shared {
@@ -76,7 +79,22 @@ impl Shared {
     }
 
     /// The c2s negotiation settings for a new connection.
-    pub fn c2s_config(&self) -> C2sConfig {
+    /// The c2s configuration for a new connection, shared with earlier ones when unchanged.
+    pub fn c2s_config(&self, direct_tls: bool) -> Arc<C2sConfig> {
+        let mut fresh = self.build_c2s_config();
+        fresh.direct_tls = direct_tls;
+        let mut cache = self
+            .c2s_configs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = &mut cache[usize::from(direct_tls)];
+        match slot {
+            Some(c) if **c == fresh => c.clone(),
+            _ => slot.insert(Arc::new(fresh)).clone(),
+        }
+    }
+
+    fn build_c2s_config(&self) -> C2sConfig {
         let domains = self
             .cluster
             .applied()
@@ -222,6 +240,7 @@ pub fn start(
         im_limits,
         limits,
         auth_limiter: limiter::AuthLimiter::default().start(),
+        c2s_configs: Default::default(),
     });
     registry.do_send(users::Init(shared.clone()));
     cluster.routes().set_sink(Arc::new(NodeSink { registry }));

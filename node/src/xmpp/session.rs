@@ -77,8 +77,7 @@ fn nonce() -> Vec<u8> {
 
 impl SessionActor {
     pub fn new(shared: Arc<Shared>, out: OutQueue, peer: SocketAddr, direct_tls: bool) -> Self {
-        let mut cfg = shared.c2s_config();
-        cfg.direct_tls = direct_tls;
+        let cfg = shared.c2s_config(direct_tls);
         let mut id = [0u8; 12];
         rand::rng().fill_bytes(&mut id);
         let stream_id = hex::encode(id);

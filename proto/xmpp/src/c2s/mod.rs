@@ -22,6 +22,7 @@ mod features;
 mod stanzas;
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::codec::{
     encode, stream_header, Decoder, Limits, StreamEvent, StreamHeader, STREAM_CLOSE,
@@ -222,7 +223,7 @@ pub fn sasl_server_start(
 /// One client connection's negotiation. See the module documentation.
 #[derive(Debug)]
 pub struct C2s {
-    cfg: C2sConfig,
+    cfg: Arc<C2sConfig>,
     stream_id: String,
     nonce: Vec<u8>,
     sasl_start: SaslStart,
@@ -244,17 +245,18 @@ pub struct C2s {
 impl C2s {
     /// A machine for a new connection. `stream_id` is sent in our headers; `nonce` (at least
     /// 16 random bytes) seeds SASL server nonces.
-    pub fn new(cfg: C2sConfig, stream_id: String, nonce: Vec<u8>) -> Self {
+    pub fn new(cfg: impl Into<Arc<C2sConfig>>, stream_id: String, nonce: Vec<u8>) -> Self {
         C2s::with_sasl(cfg, stream_id, nonce, sasl_server_start)
     }
 
     /// Like [`C2s::new`] with another SASL implementation.
     pub fn with_sasl(
-        cfg: C2sConfig,
+        cfg: impl Into<Arc<C2sConfig>>,
         stream_id: String,
         nonce: Vec<u8>,
         sasl_start: SaslStart,
     ) -> Self {
+        let cfg = cfg.into();
         C2s {
             decoder: Decoder::new(cfg.limits),
             tls: cfg.direct_tls,

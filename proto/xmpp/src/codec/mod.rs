@@ -174,7 +174,14 @@ enum Phase {
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
-    parser: RawParser,
+    /// Dropped between stanzas when nothing is pending (an idle stream then holds no parser
+    /// state); recreated on the next input, primed with the stream's root start tag.
+    parser: Option<Box<RawParser>>,
+    /// The stream root's qualified name as the peer wrote it (for priming a new parser).
+    root: String,
+    /// Bytes the parser consumed that no event has accounted for yet (rxml's events are
+    /// consecutive, so zero means it holds no partial token).
+    unclaimed: usize,
     input: Vec<u8>,
     pos: usize,
     phase: Phase,
@@ -193,7 +200,9 @@ impl Decoder {
     pub fn new(limits: Limits) -> Self {
         Decoder {
             limits,
-            parser: new_parser(limits),
+            parser: Some(Box::new(new_parser(limits))),
+            root: String::new(),
+            unclaimed: 0,
             input: Vec::new(),
             pos: 0,
             phase: Phase::Header,
@@ -271,15 +280,21 @@ impl Decoder {
             let avail = &self.input[self.pos..];
             let take = avail.len().min(CHUNK);
             let mut slice = &avail[..take];
-            let result = self.parser.parse(&mut slice, false);
+            let parser = match &mut self.parser {
+                Some(p) => p,
+                None => self.parser.insert(resume_parser(self.limits, &self.root)?),
+            };
+            let result = parser.parse(&mut slice, false);
             let consumed = take - slice.len();
             self.pos += consumed;
+            self.unclaimed += consumed;
             self.bytes = self.bytes.saturating_add(consumed);
             if self.bytes > self.limits.max_stanza_bytes {
                 return Err(too_big(self.limits.max_stanza_bytes));
             }
             match result {
                 Ok(Some(raw)) => {
+                    self.unclaimed = self.unclaimed.saturating_sub(raw.metrics().len());
                     if let Some(ev) = self.on_raw(raw)? {
                         return Ok(Some(ev));
                     }
@@ -295,6 +310,13 @@ impl Decoder {
                             self.input.clear();
                         }
                         self.pos = 0;
+                        if matches!(self.phase, Phase::Open)
+                            && self.stack.is_empty()
+                            && self.head.is_none()
+                            && self.unclaimed == 0
+                        {
+                            self.parser = None;
+                        }
                         return Ok(None);
                     }
                     if consumed == 0 {
@@ -311,6 +333,12 @@ impl Decoder {
         match raw {
             RawEvent::XmlDeclaration(..) => Ok(None),
             RawEvent::ElementHeadOpen(_, (prefix, local)) => {
+                if matches!(self.phase, Phase::Header) {
+                    self.root = match &prefix {
+                        Some(p) => format!("{p}:{local}"),
+                        None => local.to_string(),
+                    };
+                }
                 if !matches!(self.phase, Phase::Header) && self.stack.len() >= self.limits.max_depth
                 {
                     return Err(StreamError::with_text(
@@ -456,6 +484,25 @@ fn new_parser(limits: Limits) -> RawParser {
     // Hand out text as it arrives (keepalives are seen at once).
     p.set_text_buffering(false);
     p
+}
+
+/// A parser that is inside the stream root again, as if it had read the stream header.
+fn resume_parser(limits: Limits, root: &str) -> Result<Box<RawParser>, StreamError> {
+    let mut p = Box::new(new_parser(limits));
+    let open = format!("<{root}>");
+    let mut slice = open.as_bytes();
+    // Two events (head open, head close), then a request for more data.
+    for _ in 0..4 {
+        match p.parse(&mut slice, false) {
+            Ok(Some(_)) => {}
+            Err(EndOrError::NeedMoreData) if slice.is_empty() => return Ok(p),
+            _ => break,
+        }
+    }
+    Err(StreamError::with_text(
+        StreamCondition::InternalServerError,
+        "stream parser could not be resumed",
+    ))
 }
 
 fn too_big(limit: usize) -> StreamError {

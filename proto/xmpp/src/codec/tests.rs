@@ -506,3 +506,53 @@ fn long_text_and_jid_sized_attributes_survive_the_small_token_limit() {
     assert_eq!(msg.get_attr("to"), Some(to.as_str()));
     assert_eq!(msg.get_child("body", "jabber:client").unwrap().text(), body);
 }
+
+#[test]
+fn idle_streams_hold_no_parser_and_resume_where_they_were() {
+    let drain = |d: &mut Decoder| {
+        let mut evs = Vec::new();
+        while let Some(ev) = d.next().expect("no error") {
+            evs.push(ev);
+        }
+        evs
+    };
+    for root in ["stream:stream", "s:stream"] {
+        let header = HEADER.replace("stream:stream", root).replace(
+            "xmlns:stream=",
+            if root == "s:stream" {
+                "xmlns:s="
+            } else {
+                "xmlns:stream="
+            },
+        );
+        let mut d = Decoder::new(Limits::default());
+        d.feed(header.as_bytes());
+        assert!(matches!(drain(&mut d).as_slice(), [StreamEvent::Open(_)]));
+        assert!(d.parser.is_none(), "{root}: dropped after the header");
+        // A partial stanza keeps the parser; its end lets it go again.
+        d.feed(b"<message to='a@b'><bo");
+        assert!(drain(&mut d).is_empty());
+        assert!(d.parser.is_some(), "{root}: kept while a stanza is open");
+        d.feed(b"dy>x</body></message>");
+        assert!(
+            matches!(drain(&mut d).as_slice(), [StreamEvent::Stanza(m)] if m.name() == "message")
+        );
+        assert!(d.parser.is_none(), "{root}: dropped between stanzas");
+        // A partial closing tag of the root is a partial token: the parser stays.
+        d.feed(format!(" </{root}").as_bytes());
+        assert!(matches!(
+            drain(&mut d).as_slice(),
+            [StreamEvent::Whitespace]
+        ));
+        assert!(d.parser.is_some(), "{root}: kept with a partial token");
+        d.feed(b">");
+        assert!(matches!(drain(&mut d).as_slice(), [StreamEvent::Close]));
+    }
+    // The resumed parser still checks the root's end tag.
+    let mut d = Decoder::new(Limits::default());
+    d.feed(HEADER.as_bytes());
+    drain(&mut d);
+    assert!(d.parser.is_none());
+    d.feed(b"</stream:other>");
+    assert!(d.next().is_err());
+}
