@@ -67,7 +67,7 @@ pub struct SessionState {
     /// Priority of the last available presence (RFC 6121 §4.7.2.3).
     pub priority: i8,
     /// Last available presence broadcast (without `to`, `from` = the full JID).
-    pub presence: Option<Element>,
+    pub presence: Option<Box<Element>>,
     /// Requested the roster (RFC 6121 §2.1.6 "interested resource").
     pub interested: bool,
     /// XEP-0191: gets block/unblock pushes only if it asked for the block list.

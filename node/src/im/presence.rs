@@ -105,7 +105,7 @@ impl UserCore {
         let initial = !session.available;
         session.available = true;
         session.priority = prio;
-        session.presence = Some(stanza.clone());
+        session.presence = Some(Box::new(stanza.clone()));
         let own = self.jid.clone();
         if initial {
             // §4.2.2: probe every contact the user is subscribed to.

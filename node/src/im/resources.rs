@@ -50,6 +50,7 @@ impl<V> ResourceMap<V> {
         let i = match self.find(resource) {
             Ok(i) => i,
             Err(i) => {
+                self.entries.reserve_exact(1);
                 self.entries.insert(i, (resource.to_string(), V::default()));
                 i
             }
@@ -62,6 +63,8 @@ impl<V> ResourceMap<V> {
         match self.find(&resource) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
+                // Most users have one session: grow one entry at a time.
+                self.entries.reserve_exact(1);
                 self.entries.insert(i, (resource, value));
                 None
             }

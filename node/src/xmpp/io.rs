@@ -123,7 +123,7 @@ impl OutReceiver {
         if let Out::Bytes(b) = &o {
             s.bytes.set(s.bytes.get() - b.len());
         }
-        if items.is_empty() && items.capacity() > 16 {
+        if items.is_empty() && items.capacity() > 0 {
             *items = VecDeque::new();
         }
         Some(o)
@@ -463,11 +463,13 @@ impl Conn {
                 biased;
                 o = poll_fn(|cx| out.poll_next(cx)), if idle_out => match o {
                     None | Some(Out::Close) => {
-                        self.close().await;
+                        // Boxed: rare, and its timer would otherwise make every idle
+                        // connection's task larger.
+                        Box::pin(self.close()).await;
                         return Err(End::Server);
                     }
                     Some(Out::StartTls) => {
-                        self.flush().await?;
+                        Box::pin(self.flush()).await?;
                         self.start_tls(cfg)?;
                         self.upgrading = true;
                     }
@@ -493,12 +495,16 @@ impl Conn {
                             Read::Data(plain) => {
                                 if self.upgrading && !self.handshaking() {
                                     self.upgrading = false;
-                                    session.send(TlsDone).await.map_err(|_| End::Session)?;
+                                    Box::pin(session.send(TlsDone)).await.map_err(|_| End::Session)?;
                                 }
                                 if !plain.is_empty() {
                                     // Waiting for the actor is the backpressure: nothing more
                                     // is read until it processed these bytes.
-                                    session.send(Inbound(plain)).await.map_err(|_| End::Session)?;
+                                    // Boxed: actix' request future is large and an idle
+                                    // connection should not carry its space.
+                                    Box::pin(session.send(Inbound(plain)))
+                                        .await
+                                        .map_err(|_| End::Session)?;
                                 }
                             }
                         }

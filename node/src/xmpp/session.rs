@@ -62,10 +62,9 @@ pub struct SessionActor {
     /// Node of the user's actor, once bound.
     home: Option<u64>,
     /// The last broadcast presence the client sent, replayed when the user's home moves.
-    last_presence: Option<Element>,
+    last_presence: Option<Box<Element>>,
     auth_failures: u32,
     closing: bool,
-    stream_id: String,
     sm: StreamMgmt,
 }
 
@@ -81,7 +80,7 @@ impl SessionActor {
         let mut id = [0u8; 12];
         rand::rng().fill_bytes(&mut id);
         let stream_id = hex::encode(id);
-        let c2s = C2s::new(cfg, stream_id.clone(), nonce());
+        let c2s = C2s::new(cfg, stream_id, nonce());
         SessionActor {
             shared,
             c2s,
@@ -93,7 +92,6 @@ impl SessionActor {
             last_presence: None,
             auth_failures: 0,
             closing: false,
-            stream_id,
             sm: StreamMgmt::default(),
         }
     }
@@ -307,7 +305,7 @@ impl SessionActor {
         }
         self.open_at_home(ctx);
         if let Some(p) = self.last_presence.clone() {
-            self.forward_to_user(p, ctx);
+            self.forward_to_user(*p, ctx);
         }
     }
 
@@ -316,7 +314,7 @@ impl SessionActor {
             return;
         };
         if StreamMgmt::is_sm(&el) {
-            match self.sm.handle(&el, &self.stream_id) {
+            match self.sm.handle(&el, self.c2s.stream_id()) {
                 SmReply::Send(reply) => {
                     let bytes = herald_xmpp::codec::encode(&reply, ns::CLIENT);
                     self.send_bytes(bytes, ctx);
@@ -360,7 +358,7 @@ impl SessionActor {
         }
         if el.is("presence", ns::CLIENT) && to.is_none() {
             match el.get_attr("type") {
-                None => self.last_presence = Some(el.clone()),
+                None => self.last_presence = Some(Box::new(el.clone())),
                 Some("unavailable") => self.last_presence = None,
                 _ => {}
             }

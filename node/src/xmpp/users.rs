@@ -334,7 +334,7 @@ pub struct UserActor {
     core: Option<UserCore>,
     /// Revision of the stored UserData this actor last read or wrote (0: never stored).
     revision: u64,
-    locations: HashMap<String, SessionLoc>,
+    locations: crate::im::ResourceMap<SessionLoc>,
 }
 
 impl UserActor {
@@ -344,7 +344,7 @@ impl UserActor {
             jid,
             core: None,
             revision: 0,
-            locations: HashMap::new(),
+            locations: crate::im::ResourceMap::new(),
         }
     }
 

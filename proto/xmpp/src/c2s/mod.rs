@@ -237,9 +237,9 @@ pub struct C2s {
     sasl: Option<(Box<dyn SaslExchange>, Mechanism)>,
     attempts: u32,
     failures: u8,
-    authenticated: Option<Jid>,
+    authenticated: Option<Box<Jid>>,
     /// The bind iq waiting for [`Input::BindResult`].
-    pending_bind: Option<Element>,
+    pending_bind: Option<Box<Element>>,
 }
 
 impl C2s {
@@ -273,6 +273,11 @@ impl C2s {
             authenticated: None,
             pending_bind: None,
         }
+    }
+
+    /// The id sent in our stream headers.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
     }
 
     /// Where the negotiation stands.

@@ -62,7 +62,7 @@ impl C2s {
                         .and_then(|b| b.get_child("resource", ns::BIND))
                         .map(|r| r.text().trim().to_string())
                         .filter(|r| !r.is_empty());
-                    self.pending_bind = Some(e);
+                    self.pending_bind = Some(Box::new(e));
                     self.state = State::Binding;
                     out.push(Action::Bind { requested });
                 } else if is_iq_set_with(&e, "session", ns::SESSION) {
@@ -207,7 +207,7 @@ impl C2s {
             jid: jid.clone(),
             mechanism,
         });
-        self.authenticated = Some(jid);
+        self.authenticated = Some(Box::new(jid));
         self.restart();
     }
 
@@ -236,7 +236,7 @@ impl C2s {
         let full = match result {
             Ok(full)
                 if full.resource().is_some()
-                    && self.authenticated.as_ref() == Some(&full.bare()) =>
+                    && self.authenticated.as_deref() == Some(&full.bare()) =>
             {
                 full
             }

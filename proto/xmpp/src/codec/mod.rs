@@ -147,9 +147,6 @@ pub fn encode(stanza: &Element, stream_ns: &str) -> Vec<u8> {
     out
 }
 
-/// Input buffer capacity kept once everything fed was consumed; more is released.
-const IDLE_INPUT_CAPACITY: usize = 1024;
-
 /// Bytes handed to the parser at once: errors are noticed after at most this much input.
 const CHUNK: usize = 4096;
 /// Longest single token (name, attribute value, text run) rxml holds in memory. rxml reserves
@@ -303,12 +300,8 @@ impl Decoder {
                 Ok(None) => return Ok(None),
                 Err(EndOrError::NeedMoreData) => {
                     if self.pos == self.input.len() {
-                        // Idle streams should not keep a large buffer alive.
-                        if self.input.capacity() > IDLE_INPUT_CAPACITY {
-                            self.input = Vec::new();
-                        } else {
-                            self.input.clear();
-                        }
+                        // An idle stream keeps no input buffer.
+                        self.input = Vec::new();
                         self.pos = 0;
                         if matches!(self.phase, Phase::Open)
                             && self.stack.is_empty()
@@ -316,6 +309,8 @@ impl Decoder {
                             && self.unclaimed == 0
                         {
                             self.parser = None;
+                            self.stack = Vec::new();
+                            self.scopes.shrink();
                         }
                         return Ok(None);
                     }

@@ -99,6 +99,14 @@ impl Scopes {
         })
     }
 
+    /// Gives back spare capacity (an idle stream keeps only the root's declarations).
+    pub(super) fn shrink(&mut self) {
+        self.stack.shrink_to_fit();
+        for s in &mut self.stack {
+            s.decls.shrink_to_fit();
+        }
+    }
+
     /// Closes the innermost element.
     pub(super) fn close(&mut self) {
         self.stack.pop();
