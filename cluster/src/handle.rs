@@ -401,7 +401,7 @@ impl ClusterHandle {
             term: st.term,
             commit_index: st.commit,
             applied_index: applied.state.applied_index(),
-            config_digest: applied.digest.clone(),
+            config_digest: applied.digest().to_string(),
             voters: st.voters,
         }
     }

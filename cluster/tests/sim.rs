@@ -149,16 +149,16 @@ impl Sim {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let views: Vec<_> = ids.iter().map(|id| self.h(*id).applied()).collect();
-            let same = views.windows(2).all(|w| w[0].digest == w[1].digest);
+            let same = views.windows(2).all(|w| w[0].digest() == w[1].digest());
             if same && views.iter().all(|v| v.state.applied_index() >= min_applied) {
-                return views[0].digest.clone();
+                return views[0].digest().to_string();
             }
             assert!(
                 Instant::now() < deadline,
                 "nodes {ids:?} did not converge: {:?}",
                 views
                     .iter()
-                    .map(|v| (v.state.applied_index(), v.digest.clone()))
+                    .map(|v| (v.state.applied_index(), v.digest().to_string()))
                     .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -203,7 +203,7 @@ async fn replicates_and_survives_leader_isolation() {
     assert!(state
         .get(herald_grpc::config::ObjectKind::Domain, "b19.test")
         .is_some());
-    assert_eq!(sim.h(old).applied().digest, digest);
+    assert_eq!(sim.h(old).applied().digest(), digest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

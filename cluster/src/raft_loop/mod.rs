@@ -115,11 +115,7 @@ impl RaftLoop {
             node_id: cfg.node_id,
             ..Default::default()
         });
-        let digest = state.digest();
-        let (applied_tx, applied_rx) = watch::channel(Arc::new(Applied {
-            state: state.clone(),
-            digest,
-        }));
+        let (applied_tx, applied_rx) = watch::channel(Arc::new(Applied::new(state.clone())));
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let mut me = RaftLoop {
             cfg,
@@ -605,11 +601,9 @@ impl RaftLoop {
             return;
         }
         self.dirty = false;
-        let digest = self.state.digest();
-        let _ = self.applied_tx.send(Arc::new(Applied {
-            state: self.state.clone(),
-            digest,
-        }));
+        let _ = self
+            .applied_tx
+            .send(Arc::new(Applied::new(self.state.clone())));
     }
 
     fn publish_status(&mut self) {

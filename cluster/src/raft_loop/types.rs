@@ -113,7 +113,24 @@ pub struct RaftStatus {
 #[derive(Debug, Clone, Default)]
 pub struct Applied {
     pub state: StateMachine,
-    pub digest: String,
+    /// Computed when first asked (`cluster status`), not on every applied batch: hashing the
+    /// whole store per write would make writes cost O(store size).
+    digest: std::sync::OnceLock<String>,
+}
+
+impl Applied {
+    /// The published state; its digest is computed on demand.
+    pub fn new(state: StateMachine) -> Self {
+        Applied {
+            state,
+            digest: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Hex SHA-256 of the stored objects (see [`StateMachine::digest`]).
+    pub fn digest(&self) -> &str {
+        self.digest.get_or_init(|| self.state.digest())
+    }
 }
 
 /// Something the node around the loop must act on.

@@ -30,6 +30,7 @@ use herald_grpc::config::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use derived::default_singleton;
 
@@ -65,7 +66,9 @@ pub struct StateMachine {
     applied_index: u64,
     /// Stored objects keyed by (kind, key), derived fields cleared (except the owner of
     /// automatic ACL entries, which only the state machine writes).
-    objects: BTreeMap<ObjectKey, ConfigObject>,
+    /// Values are shared: the published copy of the state (one per applied batch) clones
+    /// the map, not the objects.
+    objects: BTreeMap<ObjectKey, Arc<ConfigObject>>,
     /// Index: local domain name → number of users in it.
     users_per_domain: BTreeMap<String, u64>,
     /// Index: email domain → number of users whose `mail_id` is in it.
@@ -195,7 +198,7 @@ impl StateMachine {
     pub fn to_snapshot(&self) -> StoreSnapshot {
         StoreSnapshot {
             applied_index: self.applied_index,
-            objects: self.objects.values().cloned().collect(),
+            objects: self.objects.values().map(|o| (**o).clone()).collect(),
         }
     }
 
@@ -238,7 +241,7 @@ impl StateMachine {
         let mut buf = Vec::new();
         for o in self.objects.values() {
             buf.clear();
-            prost::encoding::message::encode(2, o, &mut buf);
+            prost::encoding::message::encode(2, &**o, &mut buf);
             hasher.update(&buf);
         }
         hex::encode(hasher.finalize())
@@ -250,7 +253,9 @@ impl StateMachine {
 
     /// The stored object under (kind, key), without derived fields.
     fn stored(&self, kind: ObjectKind, key: &str) -> Option<&ConfigObject> {
-        self.objects.get(&(kind as i32, key.to_string()))
+        self.objects
+            .get(&(kind as i32, key.to_string()))
+            .map(|o| &**o)
     }
 
     /// Stored objects of one kind, sorted by key.
@@ -259,7 +264,7 @@ impl StateMachine {
         self.objects
             .range((k, String::new())..)
             .take_while(move |((kk, _), _)| *kk == k)
-            .map(|(_, o)| o)
+            .map(|(_, o)| &**o)
     }
 
     /// Applies validated changes; infallible, keeps the indexes in step.
@@ -273,7 +278,7 @@ impl StateMachine {
                         self.unindex(&old);
                     }
                     self.index(&o);
-                    self.objects.insert(key, o);
+                    self.objects.insert(key, Arc::new(o));
                 }
                 Change::Delete(kind, key) => {
                     if let Some(old) = self.objects.remove(&(kind as i32, key)) {
