@@ -55,6 +55,13 @@ pub fn normalize_key(kind: ObjectKind, key: &str) -> String {
 }
 
 impl StateMachine {
+    /// The stored object under (kind, key) as stored — derived fields not filled, singletons
+    /// only once written — without copying it: for hot paths that only check existence or
+    /// read a stored field.
+    pub fn peek(&self, kind: ObjectKind, key: &str) -> Option<&ConfigObject> {
+        self.stored(kind, &normalize_key(kind, key))
+    }
+
     /// One object with derived fields filled in (LocalDomain.user_count, EmailDomain.management,
     /// SipFederatedDomain.incoming_acl_id, IncomingAclEntry.owner_federated_domain). Singletons
     /// (key "") return their stored value, or their default with revision 0 if never written.

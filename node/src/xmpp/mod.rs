@@ -57,7 +57,7 @@ impl Shared {
         self.cluster
             .applied()
             .state
-            .get(ObjectKind::Domain, domain)
+            .peek(ObjectKind::Domain, domain)
             .is_some()
     }
 
@@ -69,8 +69,8 @@ impl Shared {
             .cluster
             .applied()
             .state
-            .get(ObjectKind::User, &key)
-            .and_then(|o| o.body)
+            .peek(ObjectKind::User, &key)
+            .and_then(|o| o.body.as_ref())
         {
             Some(Body::User(u)) => u.pinned_home_node,
             _ => 0,

@@ -46,7 +46,7 @@ impl Router {
             .cluster
             .applied()
             .state
-            .get(ObjectKind::User, &bare.to_string())
+            .peek(ObjectKind::User, &bare.to_string())
             .is_none()
         {
             self.bounce(&stanza, StanzaCondition::ServiceUnavailable);

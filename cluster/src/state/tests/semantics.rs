@@ -654,3 +654,25 @@ fn same_log_same_outcomes_and_state() {
     assert_eq!(a.sm.digest(), b.sm.digest());
     assert_eq!(a.sm.applied_index(), a.next - 1);
 }
+
+#[test]
+fn peek_gives_the_stored_object_without_derived_fields() {
+    let mut h = Harness::new();
+    h.ok(&create(user("A@Example.com")));
+    let peeked = h.sm.peek(ObjectKind::User, "a@EXAMPLE.com").cloned();
+    assert_eq!(peeked, Some(h.get(ObjectKind::User, "a@example.com")));
+    assert!(h.sm.peek(ObjectKind::User, "b@example.com").is_none());
+    // Derived fields (a domain's user count) are not filled in.
+    match h
+        .sm
+        .peek(ObjectKind::Domain, "example.com")
+        .and_then(|o| o.body.clone())
+    {
+        Some(Body::Domain(d)) => assert_eq!(d.user_count, 0),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        h.get(ObjectKind::Domain, "example.com").body,
+        Some(Body::Domain(d)) if d.user_count == 1
+    ));
+}
