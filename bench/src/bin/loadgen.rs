@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! loadgen login  --server 127.0.0.21:5222 --ca ca.pem --domain example.test --users 200 --json out.json
-//! loadgen idle   ... --users 2000 --server-pid PID --duration 10
+//! loadgen idle   ... --users 2000 --server-pid PID --duration 10 [--processes 2]
 //! loadgen chat   ... --users 200 --rates 2000,5000,10000 --duration 5
 //! loadgen fanout ... --users 1001 --rounds 20 --rate 5
 //! ```
@@ -31,6 +31,10 @@ enum Cmd {
     Login(CommonArgs),
     /// Idle hold: N sessions held for --duration; server RSS growth per session.
     Idle(CommonArgs),
+    /// One slice of `idle --processes K` (started by `idle`; prints READY, holds until stdin
+    /// closes).
+    #[command(hide = true)]
+    IdleWorker(CommonArgs),
     /// Chat: pairs exchange messages at stepped total rates (--rates) until p99 > --p99-limit.
     Chat {
         #[command(flatten)]
@@ -117,6 +121,10 @@ struct CommonArgs {
     /// Print the time of each login step (debugging a server's login path).
     #[arg(long)]
     trace_login: bool,
+    /// Idle: spread the sessions over this many generator processes (one process may hold
+    /// at most ~20,000 sockets).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
     /// Runtime worker threads of the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -158,6 +166,49 @@ fn common(a: &CommonArgs) -> Result<Common, String> {
     })
 }
 
+/// Splits `--users` over `--processes`: this process's count and one slice per worker (own
+/// source addresses each, so that no process runs out of ephemeral ports).
+fn idle_slices(a: &CommonArgs) -> Result<(usize, Vec<idle::WorkerSlice>), String> {
+    let k = a.processes.clamp(1, 16);
+    let per = a.users.div_ceil(k);
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut workers = Vec::new();
+    for j in 1..k {
+        let start = (j * per).min(a.users);
+        let users = per.min(a.users - start);
+        if users == 0 {
+            break;
+        }
+        let base = u32::from(a.source_base) + (j as u32) * u32::from(a.source_count);
+        let mut argv = vec![exe.display().to_string(), "idle-worker".to_string()];
+        let flags: [(&str, String); 12] = [
+            ("--server", a.server.to_string()),
+            ("--ca", a.ca.display().to_string()),
+            ("--domain", a.domain.clone()),
+            ("--users", users.to_string()),
+            ("--user-prefix", a.user_prefix.clone()),
+            ("--password-prefix", a.password_prefix.clone()),
+            ("--first-user", (a.first_user + start).to_string()),
+            ("--duration", a.duration.to_string()),
+            ("--concurrency", a.concurrency.to_string()),
+            ("--login-timeout", a.login_timeout.to_string()),
+            ("--source-base", Ipv4Addr::from(base).to_string()),
+            ("--scram", a.scram.clone()),
+        ];
+        for (flag, value) in flags {
+            argv.push(flag.to_string());
+            argv.push(value);
+        }
+        argv.push("--source-count".into());
+        argv.push(a.source_count.to_string());
+        if a.direct_tls {
+            argv.push("--direct-tls".into());
+        }
+        workers.push(idle::WorkerSlice { argv, users });
+    }
+    Ok((per.min(a.users), workers))
+}
+
 async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
     match cli.cmd {
         Cmd::Login(a) => {
@@ -166,8 +217,15 @@ async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
         }
         Cmd::Idle(a) => {
             let c = common(&a)?;
-            let row = idle::run(&c, a.users, Duration::from_secs(a.duration)).await;
+            let (own, workers) = idle_slices(&a)?;
+            let row = idle::run(&c, own, Duration::from_secs(a.duration), &workers).await;
             Ok((vec![row], a.json))
+        }
+        Cmd::IdleWorker(a) => {
+            let c = common(&a)?;
+            let limit = Duration::from_secs(a.duration + 1800);
+            idle::worker(&c, a.users, limit).await;
+            Ok((vec![], None))
         }
         Cmd::Chat {
             common: a,
@@ -218,7 +276,7 @@ async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
-        Cmd::Login(a) | Cmd::Idle(a) => a.threads,
+        Cmd::Login(a) | Cmd::Idle(a) | Cmd::IdleWorker(a) => a.threads,
         Cmd::Chat { common, .. } | Cmd::Fanout { common, .. } => common.threads,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -1,8 +1,15 @@
 //! Scenario 2, idle hold: N authenticated, available sessions held open; the server's RSS
 //! growth (VmRSS after minus before) divided by the sessions is the cost of one idle session.
+//!
+//! One process may hold at most ~20,000 sockets here (a hard open-files limit), so large
+//! counts are spread over worker processes (`loadgen idle-worker`, started by this one): each
+//! logs in its slice, reports `READY` on stdout, and holds its sessions until its stdin closes.
 
+use std::process::Stdio;
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -10,11 +17,44 @@ use super::{close_all, iq_reply, login_all, Common};
 use crate::client::Session;
 use crate::report::{percentiles, rss_bytes, CpuMeter, Row};
 
-/// Holds `users` sessions for `hold` and returns the row.
-pub async fn run(common: &Common, users: usize, hold: Duration) -> Row {
+/// A worker process's slice: `argv` runs `loadgen idle-worker` for users
+/// `first_user .. first_user + users` (numbers as in [`Common::user`]).
+#[derive(Debug, Clone)]
+pub struct WorkerSlice {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Sessions it opens.
+    pub users: usize,
+}
+
+/// How long workers may take to report `READY` (their logins run in parallel with ours).
+const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Holds `users` sessions (this process) plus the workers' for `hold` and returns the row.
+pub async fn run(common: &Common, users: usize, hold: Duration, workers: &[WorkerSlice]) -> Row {
     let before = common.server_pid.and_then(rss_bytes);
+    let mut children = Vec::new();
+    for w in workers {
+        match spawn_worker(w) {
+            Ok(c) => children.push(c),
+            Err(e) => eprintln!("loadgen: starting worker {:?}: {e}", w.argv),
+        }
+    }
     let mut logins = login_all(common, 0..users).await;
-    let n = logins.sessions.len();
+    let mut n = logins.sessions.len();
+    let mut failed = logins.failed + (workers.len() - children.len());
+    for c in &mut children {
+        match tokio::time::timeout(WORKER_READY_TIMEOUT, worker_ready(c)).await {
+            Ok(Some((ok, bad))) => {
+                n += ok;
+                failed += bad;
+            }
+            _ => {
+                eprintln!("loadgen: a worker did not report READY");
+                failed += 1;
+            }
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut set = JoinSet::new();
     for (i, s) in logins.sessions.drain(..) {
@@ -28,15 +68,29 @@ pub async fn run(common: &Common, users: usize, hold: Duration) -> Row {
     row.generator_cpu_pct = gen.percent();
     row.server_cpu_pct = server.and_then(|m| m.percent());
     row.set_latency(&percentiles(&mut logins.latencies_us));
-    row.lost = Some(logins.failed as u64);
+    row.lost = Some(failed as u64);
     if let (Some(b), Some(a)) = (before, after) {
         if n > 0 {
             row.rss_bytes_per_session = Some((a as f64 - b as f64) / n as f64);
         }
         row.note = Some(format!(
-            "server VmRSS {b} -> {a} bytes after {}s hold; latency = login time",
-            hold.as_secs()
+            "server VmRSS {b} -> {a} bytes after {}s hold; {} generator process(es); \
+             latency = login time (first process's sessions)",
+            hold.as_secs(),
+            1 + children.len()
         ));
+    }
+    for c in &mut children {
+        // Closing stdin tells the worker to close its sessions and exit.
+        drop(c.stdin.take());
+    }
+    for mut c in children {
+        if tokio::time::timeout(Duration::from_secs(60), c.wait())
+            .await
+            .is_err()
+        {
+            let _ = c.kill().await;
+        }
     }
     let _ = stop_tx.send(true);
     let mut sessions = Vec::with_capacity(n);
@@ -47,6 +101,60 @@ pub async fn run(common: &Common, users: usize, hold: Duration) -> Row {
     }
     close_all(sessions, Duration::from_secs(10)).await;
     row
+}
+
+fn spawn_worker(w: &WorkerSlice) -> std::io::Result<Child> {
+    let (prog, args) = w
+        .argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty worker command"))?;
+    Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Reads the worker's `READY ok failed` line.
+async fn worker_ready(c: &mut Child) -> Option<(usize, usize)> {
+    let out = c.stdout.as_mut()?;
+    let mut lines = BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut f = line.split_whitespace();
+        if f.next() == Some("READY") {
+            let ok = f.next()?.parse().ok()?;
+            let bad = f.next()?.parse().ok()?;
+            return Some((ok, bad));
+        }
+    }
+    None
+}
+
+/// `loadgen idle-worker`: logs in `users` sessions, prints `READY ok failed`, holds them
+/// until stdin closes (or `limit` passes), then closes them.
+pub async fn worker(common: &Common, users: usize, limit: Duration) {
+    let logins = login_all(common, 0..users).await;
+    println!("READY {} {}", logins.sessions.len(), logins.failed);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut set = JoinSet::new();
+    for (i, s) in logins.sessions {
+        set.spawn(hold_one(i, s, stop_rx.clone()));
+    }
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(limit, async {
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    let mut sessions = Vec::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok(Some(s)) = j {
+            sessions.push(s);
+        }
+    }
+    close_all(sessions, Duration::from_secs(30)).await;
 }
 
 /// Keeps one session read (answering iqs) until told to stop; returns it if still healthy.
