@@ -45,3 +45,31 @@ def test_ping_and_disco_info_of_the_server(cluster: Cluster) -> None:
                         f"got {sorted(features)}")
                 await a.logout()
     run(body())
+
+
+def test_large_messages_cross_many_tls_records_intact(cluster: Cluster) -> None:
+    """Stanzas larger than one TLS record (16 KiB) in both directions, and many small ones
+    sent back to back (the server coalesces queued output into one record): all arrive intact
+    and in order."""
+    alice, apw = cluster.new_user("alice")
+    bob, bpw = cluster.new_user("bob")
+    na, nb = pick_nodes(cluster, alice, bob)
+    big = "".join(chr(0x41 + i % 26) for i in range(200 * 1024))
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, na)
+            b = await xc.login(bob, bpw, nb, direct_tls=True)
+            await a.online()
+            await b.online()
+            a.chat(bob, "big1 " + big)
+            b.chat(alice, "big2 " + big[::-1])
+            small = [f"small {i}" for i in range(300)]
+            for text in small:
+                a.chat(bob, text)
+            got_b = await b.expect_messages(alice, 1 + len(small))
+            got_a = await a.expect_messages(bob, 1)
+            assert got_b[0]["body"] == "big1 " + big, f"bob got {len(got_b[0]['body'])} chars"
+            assert got_a[0]["body"] == "big2 " + big[::-1], f"alice got {len(got_a[0]['body'])}"
+            assert [m["body"] for m in got_b[1:]] == small, "small messages out of order or lost"
+    run(body())
