@@ -154,18 +154,17 @@ run_scenarios() { # system ip port pid
 TSUNG_EPMD_PORT=43690 # a private epmd on 127.0.0.1 for tsung's Erlang node, stopped after each run
 tsung_run() { # system ip port pid
   local sys=$1 ip=$2 port=$3 pid=$4 dir=$WORK/tsung/$1
-  local think iter offset arrival_rate=100 arrival_secs drain=2 limit epmd rc=0
+  local think iter arrival_rate=100 arrival_secs drain=2 limit epmd rc=0
   rm -rf "$dir"
   mkdir -p "$dir/log"
   think=$(awk -v u="$TSUNG_USERS" -v r="$TSUNG_RATE" 'BEGIN { printf "%.4f", u / r }')
-  offset=$(awk -v t="$think" 'BEGIN { printf "%.4f", t / 2 }')
   iter=$(( (TSUNG_RATE * TSUNG_SECS + TSUNG_USERS - 1) / TSUNG_USERS ))
   # Tsung drops the users it could not start within the phase (Poisson arrivals, a busy
   # generator): give the phase twice the time it needs plus 5 s; it ends at maxnumber anyway.
   arrival_secs=$(( 2 * (TSUNG_USERS + arrival_rate - 1) / arrival_rate + 5 ))
   sed -e "s|@IP@|$ip|g; s|@PORT@|$port|g; s|@DOMAIN@|$DOMAIN|g; s|@CA@|$CA|g" \
     -e "s|@USERS@|$TSUNG_USERS|g; s|@MAXUSERS@|$((TSUNG_USERS + 10))|g; s|@ITER@|$iter|g" \
-    -e "s|@THINK@|$think|g; s|@OFFSET@|$offset|g; s|@DRAIN@|$drain|g; s|@BARRIER_MS@|60000|g" \
+    -e "s|@THINK@|$think|g; s|@DRAIN@|$drain|g; s|@BARRIER_MS@|60000|g" \
     -e "s|@ARRIVAL_RATE@|$arrival_rate|g; s|@ARRIVAL_SECS@|$arrival_secs|g" \
     "$BENCH/tsung/chat.xml.in" >"$dir/chat.xml"
   # Bound: arrival + login (30 s idle timeout) + barrier (60 s) + chat + drain + slack.
@@ -184,16 +183,34 @@ tsung_run() { # system ip port pid
   log "$sys: tsung chat, $TSUNG_USERS users, $TSUNG_RATE msgs/s offered for ${TSUNG_SECS} s (limit ${limit} s)"
   # Tsung's Erlang node: no web GUI (-n), node name on 127.0.0.1 (-I), distribution port on
   # 127.0.0.1 only, our epmd, TCP_NODELAY on its sockets like loadgen (tsung sets none, and Nagle
-# costs ~40 ms after the TLS handshake); HOME moves ~/.tsung into the scratch dir.
-  HOME=$dir ERL_CRASH_DUMP=$dir/erl_crash.dump ERL_EPMD_PORT=$TSUNG_EPMD_PORT ERL_EPMD_ADDRESS=127.0.0.1 \
-    ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1} -kernel inet_default_connect_options [{nodelay,true}]" \
+  # costs ~40 ms after the TLS handshake), one scheduler without busy-waiting (it has one CPU;
+  # the default two schedulers spin against each other on it); HOME moves ~/.tsung into the
+  # scratch dir. Its VM's CPU time is sampled every second into cpu.txt.
+  HOME=$dir ERL_CRASH_DUMP=$dir/erl_crash.dump ERL_EPMD_PORT=$TSUNG_EPMD_PORT \
+    ERL_EPMD_ADDRESS=127.0.0.1 ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1} \
+-kernel inet_default_connect_options [{nodelay,true}] +S 1:1 +SDcpu 1:1 +sbwt none \
++sbwtdcpu none +sbwtdio none" \
     timeout -k 10 "$limit" taskset -c 0 tsung -n -I 127.0.0.1 -f "$dir/chat.xml" \
-    -l "$dir/log" start >"$dir/stdout" 2>&1 || rc=$?
+    -l "$dir/log" start >"$dir/stdout" 2>&1 &
+  local tp=$! beam=""
+  PIDS+=("$tp") # timeout passes a TERM on to tsung's process group
+  : >"$dir/cpu.txt"
+  while kill -0 "$tp" 2>/dev/null; do # bounded: timeout ends tsung after $limit s
+    # timeout leads its own process group: tsung's beam.smp is the one in that group.
+    [ -n "$beam" ] || beam=$(ps -e -o pid=,pgid=,comm= |
+      awk -v g="$tp" '$2 == g && $3 == "beam.smp" { print $1; exit }' || true)
+    if [ -n "$beam" ] && [ -r "/proc/$beam/stat" ]; then
+      echo "$(date +%s.%N) $(awk '{ print $14 + $15 }' "/proc/$beam/stat")" >>"$dir/cpu.txt"
+    fi
+    sleep 1
+  done
+  wait "$tp" || rc=$?
   stop_pid "$epmd"
   [ "$rc" = 0 ] || log "$sys: tsung exited with status $rc (see $dir/stdout)"
   python3 "$BENCH/tsung/summarize.py" --log-dir "$dir/log" --system "$sys" \
     --users "$TSUNG_USERS" --rate "$TSUNG_RATE" --think "$think" --iterations "$iter" \
-    --loadgen-json "$dir/loadgen-chat.json" \
+    --loadgen-json "$dir/loadgen-chat.json" --cpu-samples "$dir/cpu.txt" \
+    --cpu-window "$TSUNG_SECS" --clk-tck "$(getconf CLK_TCK)" \
     --out "$RESULTS/tsung.json" || log "$sys: no tsung rows (summarize.py failed)"
 }
 

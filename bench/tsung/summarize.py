@@ -119,7 +119,44 @@ def machine():
     return f"{cores} cores, {mem_kb / 1024 / 1024:.1f} GiB, {model}"
 
 
-def summarize(run_dir, system, users, rate, think, iterations, machine_name, date):
+def busiest_window_pct(samples, window, clk_tck):
+    """CPU % of one core over the busiest `window` seconds of (time s, cumulative ticks) samples.
+
+    The whole span is used when it is shorter than the window; None without two samples.
+    """
+    if len(samples) < 2:
+        return None
+    best = None
+    j = 0
+    for i, (t0, c0) in enumerate(samples):
+        while j < len(samples) - 1 and samples[j][0] - t0 < window:
+            j += 1
+        t1, c1 = samples[j]
+        if t1 <= t0:
+            break
+        pct = (c1 - c0) / clk_tck / (t1 - t0) * 100
+        best = pct if best is None or pct > best else best
+        if samples[j][0] - t0 < window:
+            break  # later windows are shorter than the window
+    return None if best is None else round(best, 2)
+
+
+def read_cpu_samples(path):
+    """(time s, cumulative ticks) pairs from run.sh's cpu.txt ("EPOCH TICKS" lines)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2:
+                try:
+                    out.append((float(parts[0]), float(parts[1])))
+                except ValueError:
+                    continue
+    return out
+
+
+def summarize(run_dir, system, users, rate, think, iterations, machine_name, date,
+              generator_cpu=None):
     """Returns the tsung-chat and tsung-login rows of one run directory."""
     try:
         with open(os.path.join(run_dir, "tsung-fullstats.log")) as f:
@@ -151,6 +188,7 @@ def summarize(run_dir, system, users, rate, think, iterations, machine_name, dat
         "date": date,
     }
     chat = dict(common)
+    chat["generator_cpu_pct"] = generator_cpu
     chat.update({
         "scenario": "tsung-chat",
         "sessions": len(loops),
@@ -167,7 +205,9 @@ def summarize(run_dir, system, users, rate, think, iterations, machine_name, dat
             f"p50/p90/p99/max = nearest-rank over the {len(lat)} xmpp_msg_latency samples of "
             f"tsung-fullstats.log (mean {mean_lat} ms); tsung.log itself only gives "
             f"mean/stddev/max per 10 s. lost = sent - samples: tsung takes at most one stamp "
-            f"per TCP read, so it is an upper bound on loss. tsung errors: {err_txt}."
+            f"per TCP read, so it is an upper bound on loss. generator_cpu_pct = tsung's "
+            f"Erlang VM (one scheduler, CPU 0), % of one core over its busiest chat-long "
+            f"window of 1 s /proc samples. tsung errors: {err_txt}."
         ),
     })
     login = dict(common)
@@ -233,13 +273,20 @@ def main(argv):
     p.add_argument("--think", required=True, help="seconds between one user's messages")
     p.add_argument("--iterations", type=int, required=True, help="messages per user")
     p.add_argument("--loadgen-json", help="loadgen chat rows of the same rate to add")
+    p.add_argument("--cpu-samples", help="run.sh's cpu.txt: EPOCH TICKS of tsung's VM")
+    p.add_argument("--cpu-window", type=float, default=10.0, help="seconds (the chat length)")
+    p.add_argument("--clk-tck", type=float, default=100.0)
     p.add_argument("--out", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "results", "tsung.json"))
     a = p.parse_args(argv)
     try:
         run_dir = find_run_dir(a.log_dir)
+        cpu = None
+        if a.cpu_samples and os.path.exists(a.cpu_samples):
+            cpu = busiest_window_pct(read_cpu_samples(a.cpu_samples), a.cpu_window, a.clk_tck)
         rows = summarize(run_dir, a.system, a.users, a.rate, a.think, a.iterations,
-                         machine(), datetime.datetime.utcnow().strftime("%Y-%m-%d"))
+                         machine(), datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+                         generator_cpu=cpu)
         if a.loadgen_json and os.path.exists(a.loadgen_json):
             rows = loadgen_rows(a.loadgen_json) + rows
         elif a.loadgen_json:
