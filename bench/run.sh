@@ -10,7 +10,7 @@
 # WORK (scratch dir), SCENARIOS (loadgen scenarios to run, default "idle login chat fanout";
 # "" runs none), BUILD=0 (use the existing release binaries, no cargo build), TSUNG=1 (also run
 # the Tsung cross-check, bench/tsung/, on every system: TSUNG_USERS, TSUNG_RATE total msgs/s,
-# TSUNG_SECS of chat). The generator runs on CPU 0, the server under test on CPU 1 (taskset).
+# TSUNG_SECS of chat; TSUNG_ORDER "loadgen tsung" or "tsung loadgen": which generator goes first). The generator runs on CPU 0, the server under test on CPU 1 (taskset).
 # Each server gets its own 127.0.0.x address and unusual ports (5222 may be taken by others);
 # clients connect from 127.0.1.1-16. Servers are started and stopped by PID.
 set -euo pipefail
@@ -34,6 +34,7 @@ TSUNG=${TSUNG:-0}
 TSUNG_USERS=${TSUNG_USERS:-$CHAT_SESSIONS}
 TSUNG_RATE=${TSUNG_RATE:-1000}
 TSUNG_SECS=${TSUNG_SECS:-10}
+TSUNG_ORDER=${TSUNG_ORDER:-"loadgen tsung"}
 DOMAIN=example.test
 HERALD_IP=127.0.0.21
 PROSODY_IP=127.0.0.31
@@ -154,7 +155,7 @@ run_scenarios() { # system ip port pid
 TSUNG_EPMD_PORT=43690 # a private epmd on 127.0.0.1 for tsung's Erlang node, stopped after each run
 tsung_run() { # system ip port pid
   local sys=$1 ip=$2 port=$3 pid=$4 dir=$WORK/tsung/$1
-  local think iter arrival_rate=100 arrival_secs drain=2 limit epmd rc=0
+  local think iter arrival_rate=100 arrival_secs drain=2 limit
   rm -rf "$dir"
   mkdir -p "$dir/log"
   think=$(awk -v u="$TSUNG_USERS" -v r="$TSUNG_RATE" 'BEGIN { printf "%.4f", u / r }')
@@ -169,13 +170,34 @@ tsung_run() { # system ip port pid
     "$BENCH/tsung/chat.xml.in" >"$dir/chat.xml"
   # Bound: arrival + login (30 s idle timeout) + barrier (60 s) + chat + drain + slack.
   limit=$((arrival_secs + 30 + 60 + TSUNG_SECS * 2 + drain + 60))
-  # Our generator at the same rate, same users, same server process, just before: the
-  # comparison rows (scenario chat) go to tsung.json, not chat.json.
+  local step
+  for step in $TSUNG_ORDER; do
+    case $step in
+      loadgen) tsung_loadgen_side ;;
+      tsung) tsung_tsung_side ;;
+      *) log "TSUNG_ORDER: unknown step $step" ;;
+    esac
+  done
+  python3 "$BENCH/tsung/summarize.py" --log-dir "$dir/log" --system "$sys" \
+    --users "$TSUNG_USERS" --rate "$TSUNG_RATE" --think "$think" --iterations "$iter" \
+    --loadgen-json "$dir/loadgen-chat.json" --order "$TSUNG_ORDER" \
+    --cpu-samples "$dir/cpu.txt" --cpu-window "$TSUNG_SECS" --clk-tck "$(getconf CLK_TCK)" \
+    --out "$RESULTS/tsung.json" || log "$sys: no tsung rows (summarize.py failed)"
+}
+
+# Our generator at the same rate, same users, same server process (tsung_run's variables): the
+# comparison rows (scenario chat) go to tsung.json, not chat.json.
+tsung_loadgen_side() {
   log "$sys: loadgen chat at the tsung rate ($TSUNG_RATE msgs/s, ${TSUNG_SECS} s)"
   taskset -c 0 "$LOADGEN" chat --server "$ip:$port" --ca "$CA" --domain "$DOMAIN" \
     --system "$sys" --server-pid "$pid" --password-prefix pw --user-prefix u \
     --users "$TSUNG_USERS" --rates "$TSUNG_RATE" --duration "$TSUNG_SECS" \
     --json "$dir/loadgen-chat.json" || log "$sys: loadgen chat failed"
+}
+
+# Tsung itself (tsung_run's variables).
+tsung_tsung_side() {
+  local epmd rc=0
   epmd -port "$TSUNG_EPMD_PORT" -address 127.0.0.1 >"$dir/epmd.log" 2>&1 &
   epmd=$!
   PIDS+=("$epmd")
@@ -207,11 +229,6 @@ tsung_run() { # system ip port pid
   wait "$tp" || rc=$?
   stop_pid "$epmd"
   [ "$rc" = 0 ] || log "$sys: tsung exited with status $rc (see $dir/stdout)"
-  python3 "$BENCH/tsung/summarize.py" --log-dir "$dir/log" --system "$sys" \
-    --users "$TSUNG_USERS" --rate "$TSUNG_RATE" --think "$think" --iterations "$iter" \
-    --loadgen-json "$dir/loadgen-chat.json" --cpu-samples "$dir/cpu.txt" \
-    --cpu-window "$TSUNG_SECS" --clk-tck "$(getconf CLK_TCK)" \
-    --out "$RESULTS/tsung.json" || log "$sys: no tsung rows (summarize.py failed)"
 }
 
 # ---- Herald ---------------------------------------------------------------------------------

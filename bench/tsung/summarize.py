@@ -156,7 +156,7 @@ def read_cpu_samples(path):
 
 
 def summarize(run_dir, system, users, rate, think, iterations, machine_name, date,
-              generator_cpu=None):
+              generator_cpu=None, order=None):
     """Returns the tsung-chat and tsung-login rows of one run directory."""
     try:
         with open(os.path.join(run_dir, "tsung-fullstats.log")) as f:
@@ -207,7 +207,8 @@ def summarize(run_dir, system, users, rate, think, iterations, machine_name, dat
             f"mean/stddev/max per 10 s. lost = sent - samples: tsung takes at most one stamp "
             f"per TCP read, so it is an upper bound on loss. generator_cpu_pct = tsung's "
             f"Erlang VM (one scheduler, CPU 0), % of one core over its busiest chat-long "
-            f"window of 1 s /proc samples. tsung errors: {err_txt}."
+            f"window of 1 s /proc samples. Generator order on this server process: "
+            f"{order or 'tsung only'}. tsung errors: {err_txt}."
         ),
     })
     login = dict(common)
@@ -229,7 +230,7 @@ def summarize(run_dir, system, users, rate, think, iterations, machine_name, dat
     return [chat, login]
 
 
-def loadgen_rows(path):
+def loadgen_rows(path, order="loadgen tsung"):
     """The step rows (not the peak summary) of a loadgen chat JSON file, with a note."""
     try:
         with open(path) as f:
@@ -242,8 +243,9 @@ def loadgen_rows(path):
     for r in rows:
         if isinstance(r, dict) and str(r.get("note") or "").startswith("step"):
             r = dict(r)
-            r["note"] = (f"loadgen chat at the tsung rate, same server process, run just before "
-                         f"tsung ({r.get('note')}); fixed partner pairs, evenly spread sends")
+            r["note"] = (f"loadgen chat at the tsung rate, same server process, same users, "
+                         f"order: {order} ({r.get('note')}); fixed partner pairs, sends "
+                         f"evenly spread")
             out.append(r)
     return out
 
@@ -273,6 +275,7 @@ def main(argv):
     p.add_argument("--think", required=True, help="seconds between one user's messages")
     p.add_argument("--iterations", type=int, required=True, help="messages per user")
     p.add_argument("--loadgen-json", help="loadgen chat rows of the same rate to add")
+    p.add_argument("--order", default="loadgen tsung", help="which generator ran first")
     p.add_argument("--cpu-samples", help="run.sh's cpu.txt: EPOCH TICKS of tsung's VM")
     p.add_argument("--cpu-window", type=float, default=10.0, help="seconds (the chat length)")
     p.add_argument("--clk-tck", type=float, default=100.0)
@@ -286,9 +289,9 @@ def main(argv):
             cpu = busiest_window_pct(read_cpu_samples(a.cpu_samples), a.cpu_window, a.clk_tck)
         rows = summarize(run_dir, a.system, a.users, a.rate, a.think, a.iterations,
                          machine(), datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-                         generator_cpu=cpu)
+                         generator_cpu=cpu, order=a.order)
         if a.loadgen_json and os.path.exists(a.loadgen_json):
-            rows = loadgen_rows(a.loadgen_json) + rows
+            rows = loadgen_rows(a.loadgen_json, a.order) + rows
         elif a.loadgen_json:
             print(f"summarize.py: {a.loadgen_json} missing, no loadgen rows", file=sys.stderr)
         append_rows(a.out, rows)
