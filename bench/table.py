@@ -71,7 +71,8 @@ def median(xs):
     if not xs:
         return None
     m = len(xs) // 2
-    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+    v = xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+    return int(v) if all(isinstance(x, int) for x in xs) and v == int(v) else v
 for rate in sorted({r.get("offered_rate") for r in tsung if r.get("offered_rate")}):
     for gen, scen in [("tsung", "tsung-chat"), ("loadgen", "chat")]:
         rows = [r for r in tsung if r["scenario"] == scen and r.get("offered_rate") == rate]
@@ -93,4 +94,15 @@ for rate in sorted({r.get("offered_rate") for r in tsung if r.get("offered_rate"
         add(label, "msgs/s achieved", med, "msgs_per_sec")
         add(label, "lost", med, "lost")
         add(label, "generator CPU %", med, "generator_cpu_pct")
+logins = [r for r in tsung if r["scenario"] == "tsung-login"]
+if logins:
+    by = {s: [r for r in logins if r["system"] == s] for s in systems}
+    runs = max(len(v) for v in by.values())
+    vals = []
+    for s in systems:
+        p50 = median([r.get("p50_ms") for r in by[s]])
+        p99 = median([r.get("p99_ms") for r in by[s]])
+        vals.append(f"{fmt(p50)} / {fmt(p99)}" if p99 is not None else "–")
+    lines.append(f"| tsung login (SASL PLAIN, 100 arrivals/s; median of {runs}) | p50 / p99 ms | "
+                 + " | ".join(vals) + " |")
 print("\n".join(lines))
