@@ -7,7 +7,10 @@
 # Knobs (environment): SIZES (login/idle session counts), CHAT_SESSIONS, CHAT_RATES (total msgs/s
 # steps), CHAT_STEP (seconds per step), FANOUT_WATCHERS, FANOUT_ROUNDS, IDLE_HOLD (seconds),
 # SYSTEMS ("herald prosody"), CROSS_NODE=1 (also run chat across a 3-node Herald cluster),
-# WORK (scratch dir). The generator runs on CPU 0, the server under test on CPU 1 (taskset).
+# WORK (scratch dir), SCENARIOS (loadgen scenarios to run, default "idle login chat fanout";
+# "" runs none), BUILD=0 (use the existing release binaries, no cargo build), TSUNG=1 (also run
+# the Tsung cross-check, bench/tsung/, on every system: TSUNG_USERS, TSUNG_RATE total msgs/s,
+# TSUNG_SECS of chat; TSUNG_ORDER "loadgen tsung" or "tsung loadgen": which generator goes first). The generator runs on CPU 0, the server under test on CPU 1 (taskset).
 # Each server gets its own 127.0.0.x address and unusual ports (5222 may be taken by others);
 # clients connect from 127.0.1.1-16. Servers are started and stopped by PID.
 set -euo pipefail
@@ -25,6 +28,13 @@ FANOUT_ROUNDS=${FANOUT_ROUNDS:-20}
 IDLE_HOLD=${IDLE_HOLD:-10}
 SYSTEMS=${SYSTEMS:-"herald prosody"}
 CROSS_NODE=${CROSS_NODE:-0}
+SCENARIOS=${SCENARIOS-"idle login chat fanout"}
+BUILD=${BUILD:-1}
+TSUNG=${TSUNG:-0}
+TSUNG_USERS=${TSUNG_USERS:-$CHAT_SESSIONS}
+TSUNG_RATE=${TSUNG_RATE:-1000}
+TSUNG_SECS=${TSUNG_SECS:-10}
+TSUNG_ORDER=${TSUNG_ORDER:-"loadgen tsung"}
 DOMAIN=example.test
 HERALD_IP=127.0.0.21
 PROSODY_IP=127.0.0.31
@@ -33,8 +43,16 @@ C2S_PORT_EJABBERD=35222
 C2S_PORT_HERALD=15222
 C2S_PORT_PROSODY=25222
 
-max_users=$FANOUT_WATCHERS
-for n in $SIZES $CHAT_SESSIONS; do [ "$n" -gt "$max_users" ] && max_users=$n; done
+has_scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# Users u1..u<max_users> are created on every system: enough for the largest selected scenario.
+max_users=0
+has_scenario fanout && max_users=$FANOUT_WATCHERS
+sizes_used=""
+{ has_scenario idle || has_scenario login; } && sizes_used=$SIZES
+has_scenario chat && sizes_used="$sizes_used $CHAT_SESSIONS"
+[ "$TSUNG" = 1 ] && sizes_used="$sizes_used $TSUNG_USERS"
+for n in $sizes_used; do [ "$n" -gt "$max_users" ] && max_users=$n; done
 max_users=$((max_users + 1))
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -67,11 +85,17 @@ wait_port() { # ip port seconds
 }
 
 # ---- build and install ---------------------------------------------------------------------
-log "building herald and loadgen (release)"
-(cd "$ROOT" && cargo build --release -p herald-node --bin herald -p herald-bench --bin loadgen)
+if [ "$BUILD" = 1 ]; then
+  log "building herald and loadgen (release)"
+  (cd "$ROOT" && cargo build --release -p herald-node --bin herald -p herald-bench --bin loadgen)
+fi
 if [[ " $SYSTEMS " == *" prosody "* ]] && ! command -v prosody >/dev/null; then
   log "installing prosody"
   DEBIAN_FRONTEND=noninteractive apt-get install -y prosody lua-unbound >/dev/null
+fi
+if [ "$TSUNG" = 1 ] && ! command -v tsung >/dev/null; then
+  log "installing tsung"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y tsung >/dev/null
 fi
 mkdir -p "$WORK" "$RESULTS"
 # Other processes share this machine: record CPU use of everything during the run.
@@ -100,20 +124,140 @@ run_scenarios() { # system ip port pid
   local lg=(taskset -c 0 "$LOADGEN")
   local common=(--server "$ip:$port" --ca "$CA" --domain "$DOMAIN" --system "$sys"
     --server-pid "$pid" --password-prefix pw --user-prefix u)
-  for n in $SIZES; do
-    log "$sys: idle $n"
-    "${lg[@]}" idle "${common[@]}" --users "$n" --duration "$IDLE_HOLD" --json "$RESULTS/idle.json"
+  if has_scenario idle; then
+    for n in $SIZES; do
+      log "$sys: idle $n"
+      "${lg[@]}" idle "${common[@]}" --users "$n" --duration "$IDLE_HOLD" --json "$RESULTS/idle.json"
+    done
+  fi
+  if has_scenario login; then
+    for n in $SIZES; do
+      log "$sys: login $n"
+      "${lg[@]}" login "${common[@]}" --users "$n" --json "$RESULTS/login.json"
+    done
+  fi
+  if has_scenario chat; then
+    log "$sys: chat $CHAT_SESSIONS sessions, rates $CHAT_RATES"
+    "${lg[@]}" chat "${common[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
+      --duration "$CHAT_STEP" --json "$RESULTS/chat.json"
+  fi
+  if has_scenario fanout; then
+    log "$sys: fanout to $FANOUT_WATCHERS watchers"
+    "${lg[@]}" fanout "${common[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
+      --rate 5 --json "$RESULTS/fanout.json"
+  fi
+  if [ "$TSUNG" = 1 ]; then
+    tsung_run "$sys" "$ip" "$port" "$pid"
+  fi
+}
+
+# ---- Tsung cross-check (TSUNG=1): bench/tsung/chat.xml.in at one fixed rate -----------------
+TSUNG_EPMD_PORTS="43690 43691 43692 43693 43694 43695 43696 43697" # private epmd, 127.0.0.1
+tsung_run() { # system ip port pid
+  local sys=$1 ip=$2 port=$3 pid=$4 dir=$WORK/tsung/$1
+  local think iter arrival_rate=100 arrival_secs drain=2 limit
+  rm -rf "$dir"
+  mkdir -p "$dir/log"
+  think=$(awk -v u="$TSUNG_USERS" -v r="$TSUNG_RATE" 'BEGIN { printf "%.4f", u / r }')
+  iter=$(( (TSUNG_RATE * TSUNG_SECS + TSUNG_USERS - 1) / TSUNG_USERS ))
+  # Tsung drops the users it could not start within the phase (Poisson arrivals, a busy
+  # generator): give the phase twice the time it needs plus 5 s; it ends at maxnumber anyway.
+  arrival_secs=$(( 2 * (TSUNG_USERS + arrival_rate - 1) / arrival_rate + 5 ))
+  sed -e "s|@IP@|$ip|g; s|@PORT@|$port|g; s|@DOMAIN@|$DOMAIN|g; s|@CA@|$CA|g" \
+    -e "s|@USERS@|$TSUNG_USERS|g; s|@MAXUSERS@|$((TSUNG_USERS + 10))|g; s|@ITER@|$iter|g" \
+    -e "s|@THINK@|$think|g; s|@DRAIN@|$drain|g; s|@BARRIER_MS@|60000|g" \
+    -e "s|@ARRIVAL_RATE@|$arrival_rate|g; s|@ARRIVAL_SECS@|$arrival_secs|g" \
+    "$BENCH/tsung/chat.xml.in" >"$dir/chat.xml"
+  # Bound: arrival + login (30 s idle timeout) + barrier (60 s) + chat + drain + slack.
+  limit=$((arrival_secs + 30 + 60 + TSUNG_SECS * 2 + drain + 60))
+  local step
+  for step in $TSUNG_ORDER; do
+    case $step in
+      loadgen) tsung_loadgen_side ;;
+      tsung) tsung_tsung_side ;;
+      *) log "TSUNG_ORDER: unknown step $step" ;;
+    esac
   done
-  for n in $SIZES; do
-    log "$sys: login $n"
-    "${lg[@]}" login "${common[@]}" --users "$n" --json "$RESULTS/login.json"
+  python3 "$BENCH/tsung/summarize.py" --log-dir "$dir/log" --system "$sys" \
+    --users "$TSUNG_USERS" --rate "$TSUNG_RATE" --think "$think" --iterations "$iter" \
+    --loadgen-json "$dir/loadgen-chat.json" --order "$TSUNG_ORDER" \
+    --cpu-samples "$dir/cpu.txt" --cpu-window "$TSUNG_SECS" --clk-tck "$(getconf CLK_TCK)" \
+    --out "$RESULTS/tsung.json" || log "$sys: no tsung rows (summarize.py failed)"
+}
+
+# Our generator at the same rate, same users, same server process (tsung_run's variables): the
+# comparison rows (scenario chat) go to tsung.json, not chat.json.
+tsung_loadgen_side() {
+  log "$sys: loadgen chat at the tsung rate ($TSUNG_RATE msgs/s, ${TSUNG_SECS} s)"
+  taskset -c 0 "$LOADGEN" chat --server "$ip:$port" --ca "$CA" --domain "$DOMAIN" \
+    --system "$sys" --server-pid "$pid" --password-prefix pw --user-prefix u \
+    --users "$TSUNG_USERS" --rates "$TSUNG_RATE" --duration "$TSUNG_SECS" \
+    --json "$dir/loadgen-chat.json" || log "$sys: loadgen chat failed"
+}
+
+# Tsung itself (tsung_run's variables). In one series of runs, three tsung starts in a row
+# failed within a second, before writing any log (cause not found; the next start worked):
+# a start that leaves no tsung.log is retried once, on another private epmd port.
+tsung_tsung_side() {
+  local attempt
+  for attempt in 1 2; do
+    tsung_start_once "$attempt" && return 0
+    ls "$dir"/log/*/tsung.log >/dev/null 2>&1 && return 0
+    log "$sys: tsung did not start (attempt $attempt)"
+    sleep 5
   done
-  log "$sys: chat $CHAT_SESSIONS sessions, rates $CHAT_RATES"
-  "${lg[@]}" chat "${common[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
-    --duration "$CHAT_STEP" --json "$RESULTS/chat.json"
-  log "$sys: fanout to $FANOUT_WATCHERS watchers"
-  "${lg[@]}" fanout "${common[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
-    --rate 5 --json "$RESULTS/fanout.json"
+}
+
+tsung_start_once() { # attempt; returns non-zero when tsung exited with an error
+  local epmd="" epmd_port rc=0 p
+  # A private epmd for tsung's Erlang node on 127.0.0.1, stopped after the run: the first port
+  # (from the attempt's offset on) where a fresh epmd stays up.
+  for p in $(echo $TSUNG_EPMD_PORTS | cut -d' ' -f"$((2 * $1 - 1))"-); do
+    epmd -port "$p" -address 127.0.0.1 >"$dir/epmd-$p.log" 2>&1 &
+    epmd=$!
+    sleep 0.5
+    if kill -0 "$epmd" 2>/dev/null; then
+      epmd_port=$p
+      PIDS+=("$epmd")
+      break
+    fi
+    epmd=""
+  done
+  if [ -z "$epmd" ]; then
+    log "$sys: no private epmd could start (ports $TSUNG_EPMD_PORTS)"
+    return 1
+  fi
+  log "$sys: tsung chat, $TSUNG_USERS users, $TSUNG_RATE msgs/s offered for ${TSUNG_SECS} s (limit ${limit} s, epmd port $epmd_port)"
+  # Tsung's Erlang node: no web GUI (-n), node name on 127.0.0.1 (-I), distribution port on
+  # 127.0.0.1 only, our epmd, TCP_NODELAY on its sockets like loadgen (tsung sets none, and Nagle
+  # costs ~40 ms after the TLS handshake), one scheduler without busy-waiting (it has one CPU;
+  # the default two schedulers spin against each other on it); HOME moves ~/.tsung into the
+  # scratch dir. Its VM's CPU time is sampled every second into cpu.txt.
+  HOME=$dir ERL_CRASH_DUMP=$dir/erl_crash.dump ERL_EPMD_PORT=$epmd_port \
+    ERL_EPMD_ADDRESS=127.0.0.1 ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1} \
+-kernel inet_default_connect_options [{nodelay,true}] +S 1:1 +SDcpu 1:1 +sbwt none \
++sbwtdcpu none +sbwtdio none" \
+    timeout -k 10 "$limit" taskset -c 0 tsung -n -I 127.0.0.1 -f "$dir/chat.xml" \
+    -l "$dir/log" start >"$dir/stdout" 2>&1 &
+  local tp=$! beam=""
+  PIDS+=("$tp") # timeout passes a TERM on to tsung's process group
+  : >"$dir/cpu.txt"
+  while kill -0 "$tp" 2>/dev/null; do # bounded: timeout ends tsung after $limit s
+    # timeout leads its own process group: tsung's beam.smp is the one in that group.
+    [ -n "$beam" ] || beam=$(ps -e -o pid=,pgid=,comm= |
+      awk -v g="$tp" '$2 == g && $3 == "beam.smp" { print $1; exit }' || true)
+    if [ -n "$beam" ] && [ -r "/proc/$beam/stat" ]; then
+      echo "$(date +%s.%N) $(awk '{ print $14 + $15 }' "/proc/$beam/stat")" >>"$dir/cpu.txt"
+    fi
+    sleep 1
+  done
+  wait "$tp" || rc=$?
+  stop_pid "$epmd"
+  if [ "$rc" != 0 ]; then
+    log "$sys: tsung exited with status $rc ($dir/stdout ends with:)"
+    tail -n 5 "$dir/stdout" >&2 || true
+    return 1
+  fi
 }
 
 # ---- Herald ---------------------------------------------------------------------------------
@@ -255,6 +399,16 @@ EOF
   chown -R ejabberd "$E"
   chmod o+x "$WORK"
   ectl=(setpriv --reuid ejabberd --regid ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir "$E" --logs "$E/logs" --spool "$E/spool" --node herald_bench@localhost)
+  # Erlang would start an epmd of its own (listening on every address) and leave it running
+  # after `ejabberdctl stop`: start one on 127.0.0.1 ourselves and stop it by PID at the end,
+  # unless one is already there.
+  ejabberd_epmd=""
+  if ! (exec 3<>/dev/tcp/127.0.0.1/4369) 2>/dev/null; then
+    epmd -address 127.0.0.1 >"$E/epmd.log" 2>&1 &
+    ejabberd_epmd=$!
+    PIDS+=("$ejabberd_epmd")
+    sleep 0.5
+  fi
   taskset -c 1 "${ectl[@]}" foreground >"$E/stdout" 2>&1 &
   wrapper=$!
   PIDS+=("$wrapper")
@@ -275,6 +429,7 @@ EOF
   "${ectl[@]}" stop >/dev/null 2>&1 || true
   stop_pid "$pid"
   stop_pid "$wrapper"
+  [ -z "$ejabberd_epmd" ] || stop_pid "$ejabberd_epmd"
 fi
 
 # ---- Herald cross-node chat (3-node cluster) ------------------------------------------------

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prints a Markdown table of bench/results/*.json, one row per scenario and size, one column
-per system, with the Herald / peer ratio. Usage: python3 bench/table.py [results_dir]"""
+per system (tsung.json: medians over its runs, per generator and rate).
+Usage: python3 bench/table.py [results_dir]"""
 import json, os, sys
 
 d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
@@ -62,4 +63,46 @@ if fan:
         m = note.split("had a round: ")
         vals.append(m[1].split(" over")[0].replace(", max", "; max") if len(m) > 1 else "–")
     lines.append(f"| fanout {n} watchers | all watchers had it | " + " | ".join(vals) + " |")
+# Tsung cross-check (results/tsung.json): both generators at the same fixed rate on the same
+# server process; medians over the runs in the file, the run count in the label.
+tsung = load("tsung")
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    v = xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+    return int(v) if all(isinstance(x, int) for x in xs) and v == int(v) else v
+for rate in sorted({r.get("offered_rate") for r in tsung if r.get("offered_rate")}):
+    for gen, scen in [("tsung", "tsung-chat"), ("loadgen", "chat")]:
+        rows = [r for r in tsung if r["scenario"] == scen and r.get("offered_rate") == rate]
+        if not rows:
+            continue
+        runs = max(sum(1 for r in rows if r["system"] == s) for s in systems)
+        label = f"chat {rate:,.0f}/s, {gen} (median of {runs})"
+        by = {s: [r for r in rows if r["system"] == s] for s in systems}
+        vals = []
+        for s in systems:
+            p50 = median([r.get("p50_ms") for r in by[s]])
+            p99 = median([r.get("p99_ms") for r in by[s]])
+            vals.append(f"{fmt(p50)} / {fmt(p99)}" if p99 is not None else "–")
+        lines.append(f"| {label} | p50 / p99 ms | " + " | ".join(vals) + " |")
+        med = {s: {"msgs_per_sec": median([r.get("msgs_per_sec") for r in by[s]]),
+                   "lost": median([r.get("lost") for r in by[s]]),
+                   "generator_cpu_pct": median([r.get("generator_cpu_pct") for r in by[s]])}
+               for s in systems}
+        add(label, "msgs/s achieved", med, "msgs_per_sec")
+        add(label, "lost", med, "lost")
+        add(label, "generator CPU %", med, "generator_cpu_pct")
+logins = [r for r in tsung if r["scenario"] == "tsung-login"]
+if logins:
+    by = {s: [r for r in logins if r["system"] == s] for s in systems}
+    runs = max(len(v) for v in by.values())
+    vals = []
+    for s in systems:
+        p50 = median([r.get("p50_ms") for r in by[s]])
+        p99 = median([r.get("p99_ms") for r in by[s]])
+        vals.append(f"{fmt(p50)} / {fmt(p99)}" if p99 is not None else "–")
+    lines.append(f"| tsung login (SASL PLAIN, 100 arrivals/s; median of {runs}) | p50 / p99 ms | "
+                 + " | ".join(vals) + " |")
 print("\n".join(lines))
