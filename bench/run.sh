@@ -4,7 +4,8 @@
 #   bench/run.sh                      # everything with the defaults below
 #   SIZES="200" SYSTEMS="herald" bench/run.sh   # a quick subset
 #
-# Knobs (environment): SIZES (login/idle session counts), CHAT_SESSIONS, CHAT_RATES (total msgs/s
+# Knobs (environment): SIZES (login storm session counts), IDLE_SIZES (idle hold counts; above
+# 9,000 the generator runs as two processes), CHAT_SESSIONS, CHAT_REPEAT (chat runs per system), CHAT_RATES (total msgs/s
 # steps), CHAT_STEP (seconds per step), FANOUT_WATCHERS, FANOUT_ROUNDS, IDLE_HOLD (seconds),
 # SYSTEMS ("herald prosody"), CROSS_NODE=1 (also run chat across a 3-node Herald cluster),
 # WORK (scratch dir), SCENARIOS (loadgen scenarios to run, default "idle login chat fanout";
@@ -14,12 +15,17 @@
 # Each server gets its own 127.0.0.x address and unusual ports (5222 may be taken by others);
 # clients connect from 127.0.1.1-16. Servers are started and stopped by PID.
 set -euo pipefail
+# Every server and generator process may use up to the machine's hard limit of open files.
+ulimit -n "$(ulimit -Hn)"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 RESULTS=$BENCH/results
 WORK=${WORK:-/tmp/herald-bench}
 SIZES=${SIZES:-"200 2000"}
+# 19,900: the server's open-files limit here is 20,000 (a hard limit root cannot raise).
+IDLE_SIZES=${IDLE_SIZES:-"2000 10000 19900"}
+CHAT_REPEAT=${CHAT_REPEAT:-1}
 CHAT_SESSIONS=${CHAT_SESSIONS:-200}
 CHAT_RATES=${CHAT_RATES:-"1000,2000,4000,6000,8000,12000,16000,24000,32000"}
 CHAT_STEP=${CHAT_STEP:-4}
@@ -49,7 +55,8 @@ has_scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 max_users=0
 has_scenario fanout && max_users=$FANOUT_WATCHERS
 sizes_used=""
-{ has_scenario idle || has_scenario login; } && sizes_used=$SIZES
+has_scenario idle && sizes_used=$IDLE_SIZES
+has_scenario login && sizes_used="$sizes_used $SIZES"
 has_scenario chat && sizes_used="$sizes_used $CHAT_SESSIONS"
 [ "$TSUNG" = 1 ] && sizes_used="$sizes_used $TSUNG_USERS"
 for n in $sizes_used; do [ "$n" -gt "$max_users" ] && max_users=$n; done
@@ -125,9 +132,12 @@ run_scenarios() { # system ip port pid
   local common=(--server "$ip:$port" --ca "$CA" --domain "$DOMAIN" --system "$sys"
     --server-pid "$pid" --password-prefix pw --user-prefix u)
   if has_scenario idle; then
-    for n in $SIZES; do
-      log "$sys: idle $n"
-      "${lg[@]}" idle "${common[@]}" --users "$n" --duration "$IDLE_HOLD" --json "$RESULTS/idle.json"
+    for n in $IDLE_SIZES; do
+      local procs=1
+      [ "$n" -gt 9000 ] && procs=2
+      log "$sys: idle $n ($procs generator processes)"
+      "${lg[@]}" idle "${common[@]}" --users "$n" --processes "$procs" --duration "$IDLE_HOLD" \
+        --json "$RESULTS/idle.json"
     done
   fi
   if has_scenario login; then
@@ -137,9 +147,11 @@ run_scenarios() { # system ip port pid
     done
   fi
   if has_scenario chat; then
-    log "$sys: chat $CHAT_SESSIONS sessions, rates $CHAT_RATES"
-    "${lg[@]}" chat "${common[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
-      --duration "$CHAT_STEP" --json "$RESULTS/chat.json"
+    for r in $(seq "$CHAT_REPEAT"); do
+      log "$sys: chat $CHAT_SESSIONS sessions, rates $CHAT_RATES (run $r of $CHAT_REPEAT)"
+      "${lg[@]}" chat "${common[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
+        --duration "$CHAT_STEP" --json "$RESULTS/chat.json"
+    done
   fi
   if has_scenario fanout; then
     log "$sys: fanout to $FANOUT_WATCHERS watchers"
@@ -279,7 +291,7 @@ start_herald() { # id ip dir extra...
 
 herald_users() { # admin_ip count
   local admin=$1:17471 n=$2
-  seq 1 "$n" | xargs -P 4 -I{} sh -c \
+  seq 1 "$n" | xargs -P 8 -I{} sh -c \
     "'$HERALD' --admin $admin user add u{}@$DOMAIN --password pw{} >/dev/null 2>&1 ||
      '$HERALD' --admin $admin user show u{}@$DOMAIN >/dev/null 2>&1 || echo 'user u{} failed' >&2"
 }
@@ -447,10 +459,13 @@ if [ "$CROSS_NODE" = 1 ]; then
   sleep 3
   log "cluster up (pids $p1 $p2 $p3): adding users"
   herald_users 127.0.0.41 "$CHAT_SESSIONS"
-  taskset -c 0 "$LOADGEN" chat --server 127.0.0.41:$C2S_PORT_HERALD \
-    --server2 127.0.0.42:$C2S_PORT_HERALD --ca "$CA" --domain "$DOMAIN" --system herald \
-    --server-pid "$p1" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" --duration "$CHAT_STEP" \
-    --json "$RESULTS/chat-cross-node.json"
+  for r in $(seq "$CHAT_REPEAT"); do
+    log "herald cluster: cross-node chat (run $r of $CHAT_REPEAT)"
+    taskset -c 0 "$LOADGEN" chat --server 127.0.0.41:$C2S_PORT_HERALD \
+      --server2 127.0.0.42:$C2S_PORT_HERALD --ca "$CA" --domain "$DOMAIN" --system herald \
+      --server-pid "$p1" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" --duration "$CHAT_STEP" \
+      --json "$RESULTS/chat-cross-node.json"
+  done
   stop_pid "$p1"; stop_pid "$p2"; stop_pid "$p3"
 fi
 log "done: results in $RESULTS"
