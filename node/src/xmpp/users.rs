@@ -155,6 +155,8 @@ pub struct UserRegistry {
     shared: Option<Arc<Shared>>,
     users: HashMap<Jid, Addr<UserActor>>,
     local_sessions: HashMap<String, Addr<SessionActor>>,
+    /// Live members and applied index at the last placement scan (see `evict_moved`).
+    placement_seen: Option<(Vec<u64>, u64)>,
 }
 
 impl UserRegistry {
@@ -163,6 +165,7 @@ impl UserRegistry {
             shared: None,
             users: HashMap::new(),
             local_sessions: HashMap::new(),
+            placement_seen: None,
         }
     }
 
@@ -193,11 +196,21 @@ impl UserRegistry {
         }
     }
 
-    /// Stops the actors of users that placement now puts on another node.
+    /// Stops the actors of users that placement now puts on another node. Placement depends
+    /// only on the live members and the stored users (pins), so the scan over every user actor
+    /// runs only when one of those changed since the last scan.
     fn evict_moved(&mut self, ctx: &mut Context<Self>) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        let inputs = (
+            shared.cluster.live_nodes(),
+            shared.cluster.applied().state.applied_index(),
+        );
+        if self.placement_seen.as_ref() == Some(&inputs) {
+            return;
+        }
+        self.placement_seen = Some(inputs);
         let moved: Vec<Jid> = self
             .users
             .keys()
