@@ -125,42 +125,50 @@ fi
 CA=$CERTS/ca.pem
 
 # ---- scenarios (same generator, same arguments for every system) ----------------------------
-run_scenarios() { # system ip port pid
-  local sys=$1 ip=$2 port=$3 pid=$4
-  log "$sys: scenarios start, load $(cut -d' ' -f1-3 /proc/loadavg)"
+run_scenarios() { # system ip port — the system's "${sys}_restart" function sets $pid
+  local sys=$1 ip=$2 port=$3
   local lg=(taskset -c 0 "$LOADGEN")
-  local common=(--server "$ip:$port" --ca "$CA" --domain "$DOMAIN" --system "$sys"
-    --server-pid "$pid" --password-prefix pw --user-prefix u)
+  # Every group of measurements starts on a freshly started server process, so that none pays
+  # for what an earlier one left behind (freed memory still held, collector work, timers).
+  fresh() { "${sys}_restart"; log "$sys: $1 on a fresh server (pid $pid), load $(cut -d' ' -f1-3 /proc/loadavg)"; }
+  common() { printf '%s\n' --server "$ip:$port" --ca "$CA" --domain "$DOMAIN" --system "$sys" \
+    --server-pid "$pid" --password-prefix pw --user-prefix u; }
   if has_scenario idle; then
     for n in $IDLE_SIZES; do
       local procs=1
       [ "$n" -gt 9000 ] && procs=2
-      log "$sys: idle $n ($procs generator processes)"
-      "${lg[@]}" idle "${common[@]}" --users "$n" --processes "$procs" --duration "$IDLE_HOLD" \
+      fresh "idle $n ($procs generator processes)"
+      mapfile -t c < <(common)
+      "${lg[@]}" idle "${c[@]}" --users "$n" --processes "$procs" --duration "$IDLE_HOLD" \
         --json "$RESULTS/idle.json"
     done
   fi
   if has_scenario login; then
+    fresh "login storm $SIZES"
+    mapfile -t c < <(common)
     for n in $SIZES; do
-      log "$sys: login $n"
-      "${lg[@]}" login "${common[@]}" --users "$n" --json "$RESULTS/login.json"
+      "${lg[@]}" login "${c[@]}" --users "$n" --json "$RESULTS/login.json"
     done
   fi
   if has_scenario chat; then
     for r in $(seq "$CHAT_REPEAT"); do
-      log "$sys: chat $CHAT_SESSIONS sessions, rates $CHAT_RATES (run $r of $CHAT_REPEAT)"
-      "${lg[@]}" chat "${common[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
+      fresh "chat $CHAT_SESSIONS sessions, rates $CHAT_RATES (run $r of $CHAT_REPEAT)"
+      mapfile -t c < <(common)
+      "${lg[@]}" chat "${c[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
         --duration "$CHAT_STEP" --json "$RESULTS/chat.json"
     done
   fi
   if has_scenario fanout; then
-    log "$sys: fanout to $FANOUT_WATCHERS watchers"
-    "${lg[@]}" fanout "${common[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
+    fresh "fanout to $FANOUT_WATCHERS watchers"
+    mapfile -t c < <(common)
+    "${lg[@]}" fanout "${c[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
       --rate 5 --json "$RESULTS/fanout.json"
   fi
   if [ "$TSUNG" = 1 ]; then
+    fresh "tsung cross-check"
     tsung_run "$sys" "$ip" "$port" "$pid"
   fi
+  "${sys}_stop"
 }
 
 # ---- Tsung cross-check (TSUNG=1): bench/tsung/chat.xml.in at one fixed rate -----------------
@@ -296,17 +304,23 @@ herald_users() { # admin_ip count
      '$HERALD' --admin $admin user show u{}@$DOMAIN >/dev/null 2>&1 || echo 'user u{} failed' >&2"
 }
 
-if [[ " $SYSTEMS " == *" herald "* ]]; then
-  rm -rf "$WORK/herald"
-  start_herald 1 $HERALD_IP "$WORK/herald" --bootstrap
+herald_restart() {
+  [ -n "${pid:-}" ] && stop_pid "$pid"
+  start_herald 1 $HERALD_IP "$WORK/herald" --bootstrap # an existing data dir is resumed
   pid=$LAST_PID
   wait_port $HERALD_IP 17471 30
   wait_port $HERALD_IP $C2S_PORT_HERALD 30
   sleep 2
+}
+herald_stop() { stop_pid "$pid"; pid=""; }
+
+if [[ " $SYSTEMS " == *" herald "* ]]; then
+  rm -rf "$WORK/herald"
+  pid=""
+  herald_restart
   log "herald (pid $pid): adding $max_users users"
   herald_users $HERALD_IP "$max_users"
-  run_scenarios herald $HERALD_IP $C2S_PORT_HERALD "$pid"
-  stop_pid "$pid"
+  run_scenarios herald $HERALD_IP $C2S_PORT_HERALD
 fi
 
 # ---- Prosody --------------------------------------------------------------------------------
@@ -353,13 +367,16 @@ for i in range(1, n + 1):
                 '\t["server_key"] = "%s";\n\t["stored_key"] = "%s";\n};\n'
                 % (salt, sk, hashlib.sha1(ck).hexdigest()))
 EOF
-  taskset -c 1 prosody --config "$P/prosody.cfg.lua" -F >"$P/stdout" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  wait_port $PROSODY_IP $C2S_PORT_PROSODY 30
-  log "prosody (pid $pid) up"
-  run_scenarios prosody $PROSODY_IP $C2S_PORT_PROSODY "$pid"
-  stop_pid "$pid"
+  prosody_restart() {
+    [ -n "${pid:-}" ] && stop_pid "$pid"
+    taskset -c 1 prosody --config "$P/prosody.cfg.lua" -F >>"$P/stdout" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port $PROSODY_IP $C2S_PORT_PROSODY 30
+  }
+  prosody_stop() { stop_pid "$pid"; pid=""; }
+  pid=""
+  run_scenarios prosody $PROSODY_IP $C2S_PORT_PROSODY
 fi
 
 # ---- ejabberd -------------------------------------------------------------------------------
@@ -421,13 +438,29 @@ EOF
     PIDS+=("$ejabberd_epmd")
     sleep 0.5
   fi
-  taskset -c 1 "${ectl[@]}" foreground >"$E/stdout" 2>&1 &
-  wrapper=$!
-  PIDS+=("$wrapper")
-  wait_port $EJABBERD_IP $C2S_PORT_EJABBERD 60
-  pid=$(descendant "$wrapper" beam.smp)
-  PIDS+=("$pid")
-  # The same accounts, in one call: a XEP-0227 (PIEFXIS) file; ejabberd stores SCRAM-SHA-1.
+  ejabberd_restart() {
+    if [ -n "${pid:-}" ]; then
+      "${ectl[@]}" stop >/dev/null 2>&1 || true
+      stop_pid "$pid"
+      stop_pid "$wrapper"
+    fi
+    taskset -c 1 "${ectl[@]}" foreground >>"$E/stdout" 2>&1 &
+    wrapper=$!
+    PIDS+=("$wrapper")
+    wait_port $EJABBERD_IP $C2S_PORT_EJABBERD 60
+    pid=$(descendant "$wrapper" beam.smp)
+    PIDS+=("$pid")
+  }
+  ejabberd_stop() {
+    "${ectl[@]}" stop >/dev/null 2>&1 || true
+    stop_pid "$pid"
+    stop_pid "$wrapper"
+    pid=""
+  }
+  pid=""
+  ejabberd_restart
+  # The same accounts, in one call: a XEP-0227 (PIEFXIS) file; ejabberd stores SCRAM-SHA-1
+  # (in Mnesia under the spool dir, so they survive the restarts between scenario groups).
   {
     echo "<?xml version='1.0' encoding='UTF-8'?>"
     echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='$DOMAIN'>"
@@ -437,10 +470,7 @@ EOF
   chown ejabberd "$E/users.xml"
   log "ejabberd (beam pid $pid) up: importing $max_users accounts"
   "${ectl[@]}" import_piefxis "$E/users.xml"
-  run_scenarios ejabberd $EJABBERD_IP $C2S_PORT_EJABBERD "$pid"
-  "${ectl[@]}" stop >/dev/null 2>&1 || true
-  stop_pid "$pid"
-  stop_pid "$wrapper"
+  run_scenarios ejabberd $EJABBERD_IP $C2S_PORT_EJABBERD
   [ -z "$ejabberd_epmd" ] || stop_pid "$ejabberd_epmd"
 fi
 
