@@ -172,6 +172,8 @@ struct Driven {
     used: usize,
     /// The peer sent close_notify.
     peer_closed: bool,
+    /// `send` could not be encrypted yet (the handshake is still running).
+    unsent: bool,
 }
 
 /// Runs rustls over `incoming` until it needs more input. Handshake records and encrypted
@@ -227,6 +229,7 @@ fn drive(
             }
             ConnectionState::BlockedHandshake | ConnectionState::Closed => {
                 d.used += discard;
+                d.unsent = send.is_some();
                 return Ok(d);
             }
             ConnectionState::PeerClosed => d.peer_closed = true,
@@ -341,6 +344,8 @@ struct Conn {
     pending_in: Vec<u8>,
     /// Bytes for the socket that it did not take yet; usually empty.
     pending_out: Vec<u8>,
+    /// Plaintext the session sent before the TLS handshake completed; sent right after it.
+    early_plain: Vec<u8>,
 }
 
 impl Conn {
@@ -410,7 +415,15 @@ impl Conn {
             wire.clear();
             let mut plain = Vec::new();
             let send = (!data.is_empty()).then_some(data);
-            drive(tls, &mut [], &mut plain, wire, send, close)?;
+            if drive(tls, &mut [], &mut plain, wire, send, close)?.unsent {
+                if self.early_plain.len() + data.len() > OUT_QUEUE_LIMIT {
+                    return Err(rustls::Error::General(
+                        "output piled up during the handshake".into(),
+                    )
+                    .into());
+                }
+                self.early_plain.extend_from_slice(data);
+            }
             if !plain.is_empty() {
                 // Cannot happen: all input is processed as it is read.
                 tracing::warn!(bytes = plain.len(), "TLS plaintext left over while sending");
@@ -493,6 +506,10 @@ impl Conn {
                             Read::Nothing => {}
                             Read::Eof => return Err(End::Client),
                             Read::Data(plain) => {
+                                if !self.early_plain.is_empty() && !self.handshaking() {
+                                    let early = std::mem::take(&mut self.early_plain);
+                                    self.send(&early, false)?;
+                                }
                                 if self.upgrading && !self.handshaking() {
                                     self.upgrading = false;
                                     Box::pin(session.send(TlsDone)).await.map_err(|_| End::Session)?;
@@ -529,6 +546,7 @@ pub async fn run(
         upgrading: false,
         pending_in: Vec::new(),
         pending_out: Vec::new(),
+        early_plain: Vec::new(),
     };
     let end = if tls_first {
         conn.start_tls(&cfg)
@@ -598,5 +616,135 @@ mod tests {
         assert_eq!(wire, b"abcde");
         assert!(append_with(&mut wire, 1, |_| Err(None)).is_err());
         assert_eq!(wire, b"abcde", "failure leaves the buffer as it was");
+    }
+
+    /// A development-certificate server config and a client trusting it.
+    fn tls_pair() -> (
+        tempfile::TempDir,
+        rustls::ClientConnection,
+        UnbufferedServerConnection,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = crate::config::NodeConfig::for_test(
+            1,
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            dir.path().to_path_buf(),
+        );
+        cfg.domains = vec!["example.test".into()];
+        let m = crate::tls::load_or_generate(&cfg).expect("dev certificate");
+        let server = crate::tls::server_config(&m).expect("server config");
+        let ca = m.ca_pem_path.clone().expect("dev CA");
+        let client = crate::tls::client_config_trusting(&ca).expect("client config");
+        let name = rustls::pki_types::ServerName::try_from("example.test").expect("name");
+        let c = rustls::ClientConnection::new(client, name).expect("client");
+        let s = UnbufferedServerConnection::new(server).expect("server");
+        (dir, c, s)
+    }
+
+    /// Client to server: everything the client has to send, fed to `drive` in pieces of
+    /// `chunk` bytes (records split anywhere); what the server answers goes to `wire`.
+    fn client_to_server(
+        c: &mut rustls::ClientConnection,
+        s: &mut UnbufferedServerConnection,
+        chunk: usize,
+        plain: &mut Vec<u8>,
+        wire: &mut Vec<u8>,
+    ) -> bool {
+        let mut bytes = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut bytes).expect("client write_tls");
+        }
+        let mut pending = Vec::new();
+        let mut peer_closed = false;
+        for piece in bytes.chunks(chunk) {
+            pending.extend_from_slice(piece);
+            let d = drive(s, &mut pending, plain, wire, None, false).expect("drive");
+            pending.drain(..d.used);
+            peer_closed |= d.peer_closed;
+        }
+        assert!(
+            pending.is_empty(),
+            "a whole flight leaves no partial record"
+        );
+        peer_closed
+    }
+
+    /// Server to client: `wire` into the client; returns the plaintext it got.
+    fn server_to_client(c: &mut rustls::ClientConnection, wire: &mut Vec<u8>) -> Vec<u8> {
+        let mut rd = &wire[..];
+        let mut got = Vec::new();
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).expect("client read_tls");
+            c.process_new_packets().expect("client processes records");
+            // Take the plaintext as it comes (the client buffers only so much).
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut c.reader(), &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        wire.clear();
+        got
+    }
+
+    #[test]
+    fn drive_runs_handshake_data_and_close_over_split_records() {
+        let (_dir, mut c, mut s) = tls_pair();
+        let (mut plain, mut wire) = (Vec::new(), Vec::new());
+        // Nothing may be encrypted before the handshake: the caller keeps it.
+        let d = drive(
+            &mut s,
+            &mut [],
+            &mut plain,
+            &mut wire,
+            Some(b"early"),
+            false,
+        )
+        .expect("drive");
+        assert!(d.unsent && wire.is_empty());
+        for _ in 0..10 {
+            if !c.is_handshaking() && !s.is_handshaking() {
+                break;
+            }
+            client_to_server(&mut c, &mut s, 7, &mut plain, &mut wire);
+            server_to_client(&mut c, &mut wire);
+        }
+        assert!(
+            !c.is_handshaking() && !s.is_handshaking(),
+            "handshake completed"
+        );
+        assert!(plain.is_empty());
+
+        // Client to server: more than three records, fed 1,000 bytes at a time.
+        let up: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        std::io::Write::write_all(&mut c.writer(), &up).expect("client write");
+        client_to_server(&mut c, &mut s, 1000, &mut plain, &mut wire);
+        assert_eq!(plain, up);
+
+        // Server to client: one call, several records, then close_notify.
+        let down: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+        let d = drive(&mut s, &mut [], &mut plain, &mut wire, Some(&down), true).expect("drive");
+        assert!(!d.unsent);
+        assert_eq!(server_to_client(&mut c, &mut wire), down);
+        let mut rest = Vec::new();
+        assert_eq!(
+            std::io::Read::read_to_end(&mut c.reader(), &mut rest).ok(),
+            Some(0),
+            "the client saw close_notify (clean EOF)"
+        );
+
+        // The client's close_notify is reported.
+        c.send_close_notify();
+        assert!(client_to_server(&mut c, &mut s, 3, &mut plain, &mut wire));
+    }
+
+    #[test]
+    fn drive_rejects_garbage_instead_of_a_client_hello() {
+        let (_dir, _c, mut s) = tls_pair();
+        let mut junk = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let (mut plain, mut wire) = (Vec::new(), Vec::new());
+        assert!(drive(&mut s, &mut junk, &mut plain, &mut wire, None, false).is_err());
     }
 }
