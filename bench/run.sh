@@ -305,7 +305,7 @@ herald_users() { # admin_ip count
 }
 
 herald_restart() {
-  [ -n "${pid:-}" ] && stop_pid "$pid"
+  [ -n "${pid:-}" ] && herald_stop
   start_herald 1 $HERALD_IP "$WORK/herald" --bootstrap # an existing data dir is resumed
   pid=$LAST_PID
   wait_port $HERALD_IP 17471 30
@@ -368,7 +368,7 @@ for i in range(1, n + 1):
                 % (salt, sk, hashlib.sha1(ck).hexdigest()))
 EOF
   prosody_restart() {
-    [ -n "${pid:-}" ] && stop_pid "$pid"
+    [ -n "${pid:-}" ] && prosody_stop
     taskset -c 1 prosody --config "$P/prosody.cfg.lua" -F >>"$P/stdout" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -439,11 +439,7 @@ EOF
     sleep 0.5
   fi
   ejabberd_restart() {
-    if [ -n "${pid:-}" ]; then
-      "${ectl[@]}" stop >/dev/null 2>&1 || true
-      stop_pid "$pid"
-      stop_pid "$wrapper"
-    fi
+    [ -n "${pid:-}" ] && ejabberd_stop
     taskset -c 1 "${ectl[@]}" foreground >>"$E/stdout" 2>&1 &
     wrapper=$!
     PIDS+=("$wrapper")

@@ -92,14 +92,7 @@ pub async fn run(common: &Common, users: usize, hold: Duration, workers: &[Worke
             let _ = c.kill().await;
         }
     }
-    let _ = stop_tx.send(true);
-    let mut sessions = Vec::with_capacity(n);
-    while let Some(j) = set.join_next().await {
-        if let Ok(Some(s)) = j {
-            sessions.push(s);
-        }
-    }
-    close_all(sessions, Duration::from_secs(10)).await;
+    release(stop_tx, set, Duration::from_secs(10)).await;
     row
 }
 
@@ -147,14 +140,21 @@ pub async fn worker(common: &Common, users: usize, limit: Duration) {
         while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
     })
     .await;
-    let _ = stop_tx.send(true);
+    release(stop_tx, set, Duration::from_secs(30)).await;
+}
+
+type Held = JoinSet<Option<(usize, Session)>>;
+
+/// Stops the holders, then closes every session still healthy (within `limit`).
+async fn release(stop: watch::Sender<bool>, mut set: Held, limit: Duration) {
+    let _ = stop.send(true);
     let mut sessions = Vec::new();
     while let Some(j) = set.join_next().await {
         if let Ok(Some(s)) = j {
             sessions.push(s);
         }
     }
-    close_all(sessions, Duration::from_secs(30)).await;
+    close_all(sessions, limit).await;
 }
 
 /// Keeps one session read (answering iqs) until told to stop; returns it if still healthy.
