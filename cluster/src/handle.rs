@@ -46,6 +46,9 @@ struct Inner {
     peer_opts: PeerOptions,
     clients: Mutex<HashMap<String, PeerClient>>,
     routes: crate::routing::Routes,
+    /// The control-plane runtime (current when the handle was made): peer clients are created
+    /// inside it, so their connection tasks never run on a data-plane thread.
+    rt: Option<tokio::runtime::Handle>,
 }
 
 fn unavailable(msg: impl Into<String>) -> ErrorDetail {
@@ -72,6 +75,7 @@ impl ClusterHandle {
                 status,
                 applied,
                 routes: crate::routing::Routes::new(node_id, peer_opts.clone()),
+                rt: tokio::runtime::Handle::try_current().ok(),
                 peer_opts,
                 clients: Mutex::new(HashMap::new()),
             }),
@@ -210,6 +214,7 @@ impl ClusterHandle {
         if let Some(c) = clients.get(address) {
             return Ok(c.clone());
         }
+        let _on_control_plane = self.inner.rt.as_ref().map(|rt| rt.enter());
         let c = peer_client(address, &self.inner.peer_opts)
             .map_err(|s| ErrorDetail::from_status(&s))?;
         clients.insert(address.to_string(), c.clone());

@@ -61,4 +61,8 @@ pub fn describe() {
         crate::routing::LIVE_NODES,
         "Cluster members this node currently sees alive (itself included)"
     );
+    describe_counter!(
+        crate::routing::NODES_DECLARED_DEAD,
+        "Times this node saw a peer go from live to dead (liveness pings unanswered or a routed item lost)"
+    );
 }

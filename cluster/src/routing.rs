@@ -25,6 +25,7 @@ const QUEUE: usize = 8192;
 pub const ROUTED: &str = "herald_cluster_routed_total";
 pub const ROUTE_DROPPED: &str = "herald_cluster_route_dropped_total";
 pub const LIVE_NODES: &str = "herald_cluster_live_nodes";
+pub const NODES_DECLARED_DEAD: &str = "herald_cluster_nodes_declared_dead_total";
 
 /// Where routed items received from other nodes go.
 pub trait RouteSink: Send + Sync + 'static {
@@ -62,12 +63,18 @@ pub struct Routes {
     /// Items that could not be handed to their peer (it was unreachable), for re-routing.
     lost_tx: mpsc::UnboundedSender<(u64, route_message::Kind)>,
     lost_rx: Mutex<Option<mpsc::UnboundedReceiver<(u64, route_message::Kind)>>>,
+    /// The control-plane runtime the per-peer pumps run on (the one current at creation), so
+    /// that a data-plane thread that queues an item never hosts the stream itself.
+    rt: Option<tokio::runtime::Handle>,
 }
 
 impl Routes {
+    /// Outgoing queues of node `me`. Created inside the control-plane runtime, whose handle it
+    /// keeps for the pumps it spawns later from any thread.
     pub fn new(me: u64, opts: PeerOptions) -> Self {
         let (lost_tx, lost_rx) = mpsc::unbounded_channel();
         Routes {
+            rt: tokio::runtime::Handle::try_current().ok(),
             me,
             opts,
             peers: Mutex::new(HashMap::new()),
@@ -97,7 +104,8 @@ impl Routes {
         self.sink.get()
     }
 
-    /// Queues `kind` for `node` at `address`. Must be called inside the tokio runtime.
+    /// Queues `kind` for `node` at `address`. Callable from any thread: the peer's stream runs
+    /// on the control-plane runtime (or the caller's, when none was current at creation).
     pub fn send(
         &self,
         node: u64,
@@ -136,14 +144,11 @@ impl Routes {
                 },
                 broken: Box::new(|| {}),
             };
-            tokio::spawn(pump(
-                node,
-                addr_rx,
-                queue_rx,
-                self.opts.clone(),
-                open,
-                hooks,
-            ));
+            let pumping = pump(node, addr_rx, queue_rx, self.opts.clone(), open, hooks);
+            match &self.rt {
+                Some(rt) => drop(rt.spawn(pumping)),
+                None => drop(tokio::spawn(pumping)),
+            }
             Peer {
                 address: addr_tx,
                 queue: queue_tx,
@@ -188,6 +193,8 @@ fn mark_dead(seen: &Mutex<HashMap<u64, Instant>>, node: u64) {
 pub(crate) async fn liveness_loop(handle: ClusterHandle) {
     let mut tick = tokio::time::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // This node's view of who was live at the last tick, to count live → dead transitions.
+    let mut was_live: HashMap<u64, bool> = HashMap::new();
     loop {
         tick.tick().await;
         if handle.status().stopped {
@@ -210,8 +217,16 @@ pub(crate) async fn liveness_loop(handle: ClusterHandle) {
                     }
                 }
             });
-            if handle.routes().is_live(n.node_id) {
+            let now_live = handle.routes().is_live(n.node_id);
+            if now_live {
                 live += 1;
+            }
+            if was_live.insert(n.node_id, now_live) == Some(true) && !now_live {
+                metrics::counter!(NODES_DECLARED_DEAD).increment(1);
+                tracing::warn!(
+                    peer = n.node_id,
+                    "peer node declared dead (no answer to liveness pings)"
+                );
             }
         }
         metrics::gauge!(LIVE_NODES).set(live as f64);

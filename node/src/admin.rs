@@ -19,7 +19,6 @@ use herald_grpc::config::{
     ErrorCode, ErrorDetail, NodeInfo, ObjectKind, PutObject, RemovePolicyException, SetUserSecrets,
     User, WriteMode,
 };
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -48,8 +47,21 @@ pub struct AdminService {
 }
 
 /// Rejects admin calls without the configured bearer token.
+///
+/// The expected header is kept as raw bytes built from the token, never parsed: a token that
+/// could not travel in a header (the config refuses those at start, see
+/// `config::validate::check_secret`) would then simply match nothing. There is no input that
+/// turns the check off; only `None` (no token configured) does, which the agent allows on
+/// loopback or behind mutual TLS only.
 #[derive(Clone)]
-pub struct AuthCheck(Option<MetadataValue<Ascii>>);
+pub struct AuthCheck(Option<std::sync::Arc<[u8]>>);
+
+impl AuthCheck {
+    /// The check for `token` (`None`: no token configured, calls pass).
+    pub fn new(token: Option<&str>) -> Self {
+        AuthCheck(token.map(|t| format!("Bearer {t}").into_bytes().into()))
+    }
+}
 
 impl tonic::service::Interceptor for AuthCheck {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
@@ -57,7 +69,7 @@ impl tonic::service::Interceptor for AuthCheck {
             let ok = req
                 .metadata()
                 .get("authorization")
-                .is_some_and(|v| constant_time_eq(v.as_bytes(), exp.as_bytes()));
+                .is_some_and(|v| constant_time_eq(v.as_bytes(), exp));
             if !ok {
                 metrics::counter!(ADMIN_REQUESTS, "method" => "any", "code" => "Unauthenticated")
                     .increment(1);
@@ -75,10 +87,7 @@ pub type AdminGrpc = InterceptedService<AdminServer<AdminService>, AuthCheck>;
 impl AdminService {
     /// The service with its bearer-token check (none when `token` is None).
     pub fn grpc(cluster: ClusterHandle, token: Option<String>, max_bytes: usize) -> AdminGrpc {
-        let expected: Option<MetadataValue<Ascii>> = token
-            .as_deref()
-            .and_then(|t| format!("Bearer {t}").parse().ok());
-        let check = AuthCheck(expected);
+        let check = AuthCheck::new(token.as_deref());
         let server = AdminServer::new(AdminService { cluster })
             .max_decoding_message_size(max_bytes)
             .max_encoding_message_size(max_bytes);
@@ -109,6 +118,23 @@ impl AdminService {
         }
         Ok(())
     }
+}
+
+/// SCRAM secrets for a new password: PBKDF2 takes milliseconds by design, so it runs on the
+/// blocking pool, never on a thread that serves requests.
+async fn secrets_off_thread(
+    password: String,
+) -> Result<
+    (
+        herald_grpc::config::ScramSecret,
+        herald_grpc::config::ScramSecret,
+    ),
+    Status,
+> {
+    tokio::task::spawn_blocking(move || scram::new_secrets(&password))
+        .await
+        .map_err(|e| Status::internal(format!("password hashing failed: {e}")))?
+        .map_err(|e| Status::invalid_argument(format!("password: {e}")))
 }
 
 /// Records the request metric and passes the result through.
@@ -422,8 +448,7 @@ impl Admin for AdminService {
         let t = Instant::now();
         let r = async {
             let req = req.into_inner();
-            let (s256, s1) = scram::new_secrets(&req.password)
-                .map_err(|e| Status::invalid_argument(format!("password: {e}")))?;
+            let (s256, s1) = secrets_off_thread(req.password.clone()).await?;
             let user = User {
                 jid: req.jid,
                 mail_id: req.mail_id,
@@ -452,8 +477,7 @@ impl Admin for AdminService {
         let t = Instant::now();
         let r = async {
             let req = req.into_inner();
-            let (s256, s1) = scram::new_secrets(&req.password)
-                .map_err(|e| Status::invalid_argument(format!("password: {e}")))?;
+            let (s256, s1) = secrets_off_thread(req.password.clone()).await?;
             self.write(Op::SetUserSecrets(SetUserSecrets {
                 jid: req.jid,
                 scram_sha256: Some(s256),
@@ -534,5 +558,55 @@ mod tests {
         assert!(constant_time_eq(b"Bearer x", b"Bearer x"));
         assert!(!constant_time_eq(b"Bearer x", b"Bearer y"));
         assert!(!constant_time_eq(b"Bearer", b"Bearer x"));
+    }
+
+    fn call(check: &mut AuthCheck, header: Option<&str>) -> Result<(), tonic::Code> {
+        use tonic::service::Interceptor as _;
+        let mut req = Request::new(());
+        if let Some(h) = header {
+            req.metadata_mut()
+                .insert("authorization", h.parse().expect("test header"));
+        }
+        check.call(req).map(|_| ()).map_err(|s| s.code())
+    }
+
+    #[test]
+    fn auth_check_refuses_missing_wrong_and_malformed() {
+        let mut check = AuthCheck::new(Some("tok-123456"));
+        assert_eq!(call(&mut check, None), Err(tonic::Code::Unauthenticated));
+        assert_eq!(
+            call(&mut check, Some("Bearer tok-123457")),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(
+            call(&mut check, Some("tok-123456")),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(
+            call(&mut check, Some("Bearer tok-1234567")),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(call(&mut check, Some("Bearer tok-123456")), Ok(()));
+        // No token configured: the agent allows this on loopback or behind mutual TLS only.
+        assert_eq!(call(&mut AuthCheck::new(None), None), Ok(()));
+    }
+
+    /// The old check parsed `Bearer {token}` into a header value and dropped the check when
+    /// that failed: a token with a newline turned authentication off. Now it refuses everyone.
+    #[test]
+    fn a_token_that_is_not_a_header_value_fails_closed() {
+        for token in ["tok\n123456", "jeton-sécurité", "tok\u{0}123456"] {
+            let mut check = AuthCheck::new(Some(token));
+            assert_eq!(
+                call(&mut check, None),
+                Err(tonic::Code::Unauthenticated),
+                "{token:?}"
+            );
+            assert_eq!(
+                call(&mut check, Some("Bearer tok")),
+                Err(tonic::Code::Unauthenticated),
+                "{token:?}"
+            );
+        }
     }
 }

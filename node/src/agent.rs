@@ -1,6 +1,13 @@
 //! `herald agent`: one node. [`run`] is the library entry point that the binary and the tests
 //! call with already-bound listeners (STYLE.md habit 1).
 //!
+//! Two planes (DESIGN §3). The **control plane** — the Raft transport, node-to-node gRPC,
+//! liveness pings, the admin API and HTTP — runs on its own multi-threaded tokio runtime
+//! (the Raft loop keeps its own thread), so client traffic never delays a heartbeat or an
+//! admin call. The **data plane** — c2s sessions and user actors — runs on N actix arbiters
+//! (`--workers`, one per core by default); the c2s accept loops hand each connection to the
+//! least-loaded arbiter, and user actors are sharded over the arbiters by JID hash.
+//!
 //! Start-up: metrics recorder → TLS material (dev CA on first start) → cluster layer (bootstrap,
 //! join or resume) → node-to-node, admin and HTTP servers → readiness. Shutdown (SIGTERM, or this
 //! node being removed): stop accepting admin calls and let in-flight ones finish, stop the Raft
@@ -64,12 +71,60 @@ fn local(l: &std::net::TcpListener) -> anyhow::Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-/// Runs a node until `shutdown` resolves or the node is removed from its cluster.
+/// Threads of the control-plane runtime: enough that a slow admin call or a TLS handshake with
+/// a peer never holds up a liveness ping, few enough to leave the cores to the data plane.
+pub const CONTROL_THREADS: usize = 2;
+
+/// Runs a node until `shutdown` resolves or the node is removed from its cluster. Call it inside
+/// an actix `System` (the data-plane arbiters are started from it).
 pub async fn run(
-    mut cfg: NodeConfig,
+    cfg: NodeConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Exit> {
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(CONTROL_THREADS)
+        .thread_name("herald-control")
+        .enable_all()
+        .build()
+        .context("starting the control-plane runtime")?;
+    let workers = cfg.effective_workers();
+    let arbiters: Vec<actix_rt::Arbiter> = (0..workers)
+        .map(|i| {
+            actix_rt::Arbiter::with_tokio_rt(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_name(format!("herald-data-{i}"))
+                    .build()
+                    .expect("a current-thread runtime for a data-plane arbiter")
+            })
+        })
+        .collect();
+    tracing::info!(
+        workers,
+        control_threads = CONTROL_THREADS,
+        "data-plane arbiters and control-plane runtime started"
+    );
+    let handles: Vec<actix_rt::ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
+    let result = run_planes(cfg, listeners, shutdown, control.handle().clone(), handles).await;
+    for a in &arbiters {
+        a.stop();
+    }
+    // Whatever the control plane still runs (idle streams, lingering connections) ends here.
+    control.shutdown_background();
+    result
+}
+
+async fn run_planes(
+    mut cfg: NodeConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    control: tokio::runtime::Handle,
+    arbiters: Vec<actix_rt::ArbiterHandle>,
+) -> anyhow::Result<Exit> {
+    // The synchronous set-up below binds its sockets and spawns its tasks on the control plane.
+    // The guard is dropped before the first `.await` (it must never be held across one).
+    let control_guard = control.enter();
     // Ports may have been 0: advertise what was really bound.
     cfg.cluster_port = local(&listeners.cluster)?.port();
     cfg.admin_port = local(&listeners.admin)?.port();
@@ -184,12 +239,18 @@ pub async fn run(
         wait_true(http_stop),
     ));
 
-    // XMPP clients.
+    drop(control_guard);
+
+    // XMPP clients: data plane.
     let c2s_addr = local(&listeners.c2s)?;
     let c2s_tls_addr = local(&listeners.c2s_tls)?;
     let tls_server = crate::tls::server_config(&tls).context("c2s TLS configuration")?;
     let xmpp = crate::xmpp::start(
         handle.clone(),
+        crate::xmpp::Planes {
+            control: control.clone(),
+            arbiters,
+        },
         tls_server,
         crate::xmpp::XmppListeners {
             c2s: listeners.c2s,
@@ -235,11 +296,8 @@ pub async fn run(
 
     // 1. Tell clients (system-shutdown) so they reconnect elsewhere; give the sessions a moment
     //    to hand unacknowledged messages back to their accounts.
-    if let Ok(n) = xmpp
-        .registry
-        .send(crate::xmpp::users::ShutdownSessions)
-        .await
     {
+        let n = xmpp.shutdown_sessions().await;
         if n > 0 {
             tracing::info!(sessions = n, "closing client sessions");
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -169,7 +169,7 @@ impl Sandbox {
         self.dir.path().join(format!("d{node}"))
     }
 
-    fn log_path(&self, node: u64) -> PathBuf {
+    pub fn log_path(&self, node: u64) -> PathBuf {
         self.dir.path().join(format!("node{node}.log"))
     }
 

@@ -267,6 +267,29 @@ fn admin_token_is_enforced() -> Result<()> {
     Ok(())
 }
 
+/// A token that cannot travel in a header used to switch the admin check off (fail-open); now
+/// the node refuses to start and says why.
+#[test]
+fn admin_token_that_is_not_a_header_value_refuses_to_start() -> Result<()> {
+    for (token, why) in [
+        ("tok 123456", "cannot be sent in a header"),
+        ("tok-12345\u{7f}", "cannot be sent in a header"),
+        ("short", "shorter than 8"),
+    ] {
+        let mut sb = Sandbox::new();
+        sb.extra_args = vec!["--admin-token".into(), token.into()];
+        sb.start(1, Mode::Bootstrap)?;
+        let st = sb.wait_exit(1, Duration::from_secs(20))?;
+        assert_eq!(st.code(), Some(2), "{token:?}: exit status {st:?}");
+        let log = std::fs::read_to_string(sb.log_path(1))?;
+        assert!(
+            log.contains("admin_token") && log.contains(why),
+            "{token:?}: {log}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn metrics_pass_promtool() -> Result<()> {
     let mut sb = Sandbox::new();

@@ -132,6 +132,10 @@ pub struct AgentArgs {
     /// Shutdown grace period in milliseconds [default: 10000].
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE_MS", value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Data-plane worker threads (actix arbiters) for client sessions and user actors; 0 means
+    /// one per available core [default: 0].
+    #[arg(long, env = "HERALD_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 /// Overwrites `$dst` with `$src` when the flag or env var was given.
@@ -169,6 +173,7 @@ impl AgentArgs {
             cfg.xmpp.offline_max => a.offline_max,
             cfg.max_grpc_message_bytes => a.max_grpc_message_bytes,
             cfg.shutdown_grace_ms => a.shutdown_grace_ms,
+            cfg.workers => a.workers,
         }
         overlay! {
             cfg.advertise_host => a.advertise_host.map(Some),

@@ -181,6 +181,8 @@ pub struct NodeConfig {
     pub max_grpc_message_bytes: usize,
     /// How long a shutdown waits for connections and in-flight work, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Data-plane worker threads (actix arbiters); 0: one per available core.
+    pub workers: usize,
 }
 
 impl Default for NodeConfig {
@@ -212,6 +214,7 @@ impl Default for NodeConfig {
             xmpp: XmppConfig::default(),
             max_grpc_message_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            workers: 0,
         }
     }
 }
@@ -316,6 +319,15 @@ impl NodeConfig {
     /// those.
     pub fn join_target(&self) -> Option<String> {
         self.join.as_deref().and_then(|j| parse_join(j).ok())
+    }
+
+    /// The number of data-plane workers: `workers`, or one per available core when 0.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
     }
 
     /// `shutdown_grace_ms` as a [`Duration`].

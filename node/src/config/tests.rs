@@ -189,6 +189,7 @@ fn every_flag_has_its_env_var() {
         ("HERALD_SHUTDOWN_GRACE_MS", "5", |c| {
             c.shutdown_grace_ms.to_string()
         }),
+        ("HERALD_WORKERS", "3", |c| c.workers.to_string()),
     ];
     for (var, value, get) in cases {
         let mut cfg = NodeConfig::default();
@@ -270,8 +271,8 @@ fn validation_rules() {
     const PUBLIC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     fn secured(c: &mut NodeConfig) {
         c.bind = PUBLIC;
-        c.admin_token = Some(Secret::new("adm"));
-        c.cluster_token = Some(Secret::new("clu"));
+        c.admin_token = Some(Secret::new("adm-token-1"));
+        c.cluster_token = Some(Secret::new("clu-token-1"));
     }
     type Case = (&'static str, fn(&mut NodeConfig), Option<&'static str>);
     let cases: Vec<Case> = vec![
@@ -355,7 +356,7 @@ fn validation_rules() {
             "public bind, admin token only",
             |c| {
                 c.bind = PUBLIC;
-                c.admin_token = Some(Secret::new("t"));
+                c.admin_token = Some(Secret::new("token-123"));
             },
             Some("cluster_token"),
         ),
@@ -364,7 +365,7 @@ fn validation_rules() {
             |c| {
                 c.bind = PUBLIC;
                 c.admin_client_ca = Some("/ca".into());
-                c.cluster_token = Some(Secret::new("t"));
+                c.cluster_token = Some(Secret::new("token-123"));
             },
             None,
         ),
@@ -372,6 +373,32 @@ fn validation_rules() {
         (
             "empty token",
             |c| c.admin_token = Some(Secret::new(" ")),
+            Some("admin_token"),
+        ),
+        (
+            // Not a valid header value: the check would have been skipped (fail-open) before.
+            "admin token with a newline",
+            |c| c.admin_token = Some(Secret::new("token-123\n")),
+            Some("admin_token"),
+        ),
+        (
+            "admin token with a space",
+            |c| c.admin_token = Some(Secret::new("token 123")),
+            Some("admin_token"),
+        ),
+        (
+            "admin token not ASCII",
+            |c| c.admin_token = Some(Secret::new("jeton-sécurité")),
+            Some("admin_token"),
+        ),
+        (
+            "cluster token with a control character",
+            |c| c.cluster_token = Some(Secret::new("token\u{7}1234")),
+            Some("cluster_token"),
+        ),
+        (
+            "admin token too short",
+            |c| c.admin_token = Some(Secret::new("short")),
             Some("admin_token"),
         ),
         (

@@ -112,11 +112,27 @@ pub fn parse_join(value: &str) -> Result<String, String> {
     Ok(format!("{host}:{port}"))
 }
 
-fn check_secret(key: &'static str, secret: &Option<Secret>) -> Result<(), ConfigError> {
-    match secret {
-        Some(s) if s.expose().trim().is_empty() => Err(invalid(key, "is empty")),
-        _ => Ok(()),
+/// A token travels in a gRPC header (`authorization: Bearer …`, `x-herald-cluster-token`), so it
+/// must be non-empty visible ASCII with no spaces; anything else is refused at start rather than
+/// leaving a check that no client can pass (or, worse, one that is silently skipped).
+pub(crate) fn check_secret(key: &'static str, secret: &Option<Secret>) -> Result<(), ConfigError> {
+    let Some(s) = secret else { return Ok(()) };
+    let v = s.expose();
+    if v.trim().is_empty() {
+        return Err(invalid(key, "is empty"));
     }
+    if let Some(pos) = v.bytes().position(|b| !b.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            format!(
+                "contains a character that cannot be sent in a header (byte {pos}: only visible ASCII, no spaces or control characters)"
+            ),
+        ));
+    }
+    if v.len() < 8 {
+        return Err(invalid(key, "is shorter than 8 characters"));
+    }
+    Ok(())
 }
 
 impl NodeConfig {

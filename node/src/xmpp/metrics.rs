@@ -14,6 +14,8 @@ pub const ROUTE_DURATION: &str = "herald_route_duration_seconds";
 pub const MAILBOX_DROPS: &str = "herald_mailbox_drops_total";
 /// Gauge: user actors on this node.
 pub const USER_ACTORS: &str = "herald_user_actors";
+/// Counter: user actors stopped here because placement moved their user to another node.
+pub const USERS_REHOMED: &str = "herald_users_rehomed_total";
 /// Counter, label `result`: ok, conflict, error.
 pub const PERSISTS: &str = "herald_user_state_writes_total";
 
@@ -30,6 +32,10 @@ pub fn describe() {
     );
     describe_counter!(MAILBOX_DROPS, "Stanzas dropped on a full actor mailbox");
     describe_gauge!(USER_ACTORS, "User actors living on this node");
+    describe_counter!(
+        USERS_REHOMED,
+        "User actors stopped on this node because their user's home moved to another node"
+    );
     describe_counter!(PERSISTS, "Writes of per-user durable state, by result");
 }
 

@@ -1,10 +1,18 @@
 //! XMPP client service: listeners (STARTTLS on 5222, direct TLS on 5223), SessionActors,
-//! the UserRegistry and UserActors, the Router, and the sink for stanzas other nodes route here.
+//! the sharded UserRegistry and UserActors, the Router, and the sink for stanzas other nodes
+//! route here.
 //!
 //! Flow: socket task → [`session::SessionActor`] (c2s machine) → the user's
-//! [`users::UserActor`] on the user's home node (same node: actor message; other node: the
-//! node-to-node Route stream) → [`crate::im::UserCore`] → effects: to the user's sessions, to
-//! the [`router::Router`] (other users, here or on their home node), or persist through Raft.
+//! [`users::UserActor`] on the user's home node (same node: actor message, straight to the
+//! actor once the session has its address; other node: the node-to-node Route stream) →
+//! [`crate::im::UserCore`] → effects: to the user's sessions, to the [`router::Router`] (other
+//! users, here or on their home node), or persist through Raft.
+//!
+//! Threads: the accept loops run on the control plane and hand each connection to the
+//! data-plane arbiter with the fewest live connections; the socket task and the SessionActor
+//! live together on that arbiter. User actors are sharded by a hash of the bare JID over the
+//! arbiters: shard `i` is one [`users::UserRegistry`] on arbiter `i`, which creates and finds
+//! the user actors of its JIDs there. No actor sits on every stanza's path.
 
 pub mod io;
 pub mod limiter;
@@ -34,11 +42,32 @@ use users::{
     ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened, ToLocalSession, ToUser, UserRegistry,
 };
 
+/// Where the XMPP service runs: the control-plane runtime (accept loops, re-routing) and the
+/// data-plane arbiters (sessions, user actors).
+pub struct Planes {
+    pub control: tokio::runtime::Handle,
+    pub arbiters: Vec<actix_rt::ArbiterHandle>,
+}
+
+/// The shard (index into [`Shared::shards`]) of a JID's user: a hash of its bare part, so a
+/// full JID and its bare JID agree.
+pub fn shard_index(jid: &Jid, shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if shards <= 1 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    jid.local().hash(&mut h);
+    jid.domain().hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
 /// What every XMPP actor of this node shares (read-only).
 pub struct Shared {
     pub node_id: u64,
     pub cluster: ClusterHandle,
-    pub registry: Addr<UserRegistry>,
+    /// One registry per data-plane arbiter; a user's actor lives in [`Shared::shard`].
+    pub shards: Vec<Addr<UserRegistry>>,
     pub im_limits: ImLimits,
     pub limits: Limits,
     pub auth_limiter: Addr<limiter::AuthLimiter>,
@@ -49,7 +78,26 @@ pub struct Shared {
 
 impl Shared {
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new(self.clone(), self.registry.clone())
+        Router::new(self.clone())
+    }
+
+    /// The registry shard of `jid`'s user (full or bare JID).
+    pub fn shard(&self, jid: &Jid) -> &Addr<UserRegistry> {
+        &self.shards[shard_index(jid, self.shards.len())]
+    }
+
+    /// Closes every client session on this node with `system-shutdown`; returns how many.
+    pub async fn shutdown_sessions(&self) -> usize {
+        let asks: Vec<_> = self
+            .shards
+            .iter()
+            .map(|s| s.send(users::ShutdownSessions))
+            .collect();
+        let mut n = 0;
+        for a in asks {
+            n += a.await.unwrap_or(0);
+        }
+        n
     }
 
     /// Whether `domain` is one of the cluster's local domains.
@@ -142,9 +190,15 @@ pub fn parse_stanza(xml: &str) -> Option<Element> {
     }
 }
 
-/// Receives what other nodes route here and hands it to the registry.
+/// Receives what other nodes route here and hands it to the user's registry shard.
 struct NodeSink {
-    registry: Addr<UserRegistry>,
+    shards: Vec<Addr<UserRegistry>>,
+}
+
+impl NodeSink {
+    fn shard(&self, jid: &Jid) -> &Addr<UserRegistry> {
+        &self.shards[shard_index(jid, self.shards.len())]
+    }
 }
 
 impl RouteSink for NodeSink {
@@ -152,7 +206,13 @@ impl RouteSink for NodeSink {
         let parse_full = |s: &str| Jid::parse(s).ok().filter(|j| !j.is_bare());
         let sent = match kind {
             Kind::ToUser(xml) => match parse_stanza(&xml) {
-                Some(el) => self.registry.try_send(ToUser(el)).is_ok(),
+                Some(el) => match el.get_attr("to").and_then(|t| Jid::parse(t).ok()) {
+                    Some(to) => self.shard(&to).try_send(ToUser(el)).is_ok(),
+                    None => {
+                        tracing::warn!(from_node, "routed stanza without a usable 'to' dropped");
+                        true
+                    }
+                },
                 None => {
                     tracing::warn!(from_node, "undecodable routed stanza dropped");
                     true
@@ -160,7 +220,7 @@ impl RouteSink for NodeSink {
             },
             Kind::FromClient(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
                 (Some(full_jid), Some(stanza)) => self
-                    .registry
+                    .shard(&full_jid)
                     .try_send(ClientStanzaMsg {
                         full_jid,
                         stanza,
@@ -171,7 +231,7 @@ impl RouteSink for NodeSink {
             },
             Kind::SessionOpened(full) => match parse_full(&full) {
                 Some(full_jid) => self
-                    .registry
+                    .shard(&full_jid)
                     .try_send(SessionOpened {
                         full_jid,
                         loc: SessionLoc::Remote(from_node),
@@ -180,18 +240,21 @@ impl RouteSink for NodeSink {
                 None => true,
             },
             Kind::SessionClosed(full) => match parse_full(&full) {
-                Some(full_jid) => self.registry.try_send(SessionClosed { full_jid }).is_ok(),
+                Some(full_jid) => self
+                    .shard(&full_jid)
+                    .try_send(SessionClosed { full_jid })
+                    .is_ok(),
                 None => true,
             },
-            Kind::ToSession(cs) => match parse_stanza(&cs.stanza) {
-                Some(stanza) => self
-                    .registry
+            Kind::ToSession(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
+                (Some(full), Some(stanza)) => self
+                    .shard(&full)
                     .try_send(ToLocalSession {
                         full_jid: cs.full_jid,
                         stanza,
                     })
                     .is_ok(),
-                None => true,
+                _ => true,
             },
         };
         if !sent {
@@ -204,14 +267,14 @@ impl RouteSink for NodeSink {
         &self,
         bare: String,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>> {
-        let registry = self.registry.clone();
+        let shard = Jid::parse(&bare).ok().map(|j| (self.shard(&j).clone(), j));
         Box::pin(async move {
-            match Jid::parse(&bare) {
-                Ok(j) => registry
+            match shard {
+                Some((registry, j)) => registry
                     .send(users::LocalSessionsOf(j))
                     .await
                     .unwrap_or_default(),
-                Err(_) => vec![],
+                None => vec![],
             }
         })
     }
@@ -223,36 +286,79 @@ pub struct XmppListeners {
     pub c2s_tls: std::net::TcpListener,
 }
 
-/// Starts the XMPP service on this node's System arbiter. Returns the shared context.
+/// Starts the XMPP service: one registry shard per data-plane arbiter, the accept loops on the
+/// control plane. Returns the shared context.
 pub fn start(
     cluster: ClusterHandle,
+    planes: Planes,
     tls: Arc<rustls::ServerConfig>,
     listeners: XmppListeners,
     limits: Limits,
     im_limits: ImLimits,
 ) -> anyhow::Result<Arc<Shared>> {
     metrics::describe();
-    let registry = UserRegistry::new().start();
+    anyhow::ensure!(
+        !planes.arbiters.is_empty(),
+        "at least one data-plane worker is needed"
+    );
+    let shards: Vec<Addr<UserRegistry>> = planes
+        .arbiters
+        .iter()
+        .map(|a| UserRegistry::start_in_arbiter(a, |_| UserRegistry::new()))
+        .collect();
     let shared = Arc::new(Shared {
         node_id: cluster.node_id(),
         cluster: cluster.clone(),
-        registry: registry.clone(),
+        shards: shards.clone(),
         im_limits,
         limits,
-        auth_limiter: limiter::AuthLimiter::default().start(),
+        auth_limiter: limiter::AuthLimiter::start_in_arbiter(&planes.arbiters[0], |_| {
+            limiter::AuthLimiter::default()
+        }),
         c2s_configs: Default::default(),
     });
-    registry.do_send(users::Init(shared.clone()));
-    cluster.routes().set_sink(Arc::new(NodeSink { registry }));
-    if let Some(lost) = cluster.routes().take_lost() {
-        actix_rt::spawn(reroute_lost(shared.clone(), lost));
+    for s in &shards {
+        s.do_send(users::Init(shared.clone()));
     }
+    cluster.routes().set_sink(Arc::new(NodeSink { shards }));
+    if let Some(lost) = cluster.routes().take_lost() {
+        planes.control.spawn(reroute_lost(shared.clone(), lost));
+    }
+    let workers = Arc::new(Workers {
+        load: planes
+            .arbiters
+            .iter()
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect(),
+        arbiters: planes.arbiters,
+    });
     for (listener, direct) in [(listeners.c2s, false), (listeners.c2s_tls, true)] {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (shared, tls) = (shared.clone(), tls.clone());
-        actix_rt::spawn(accept_loop(listener, direct, shared, tls));
+        let listener = {
+            let _on_control_plane = planes.control.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let (shared, tls, workers) = (shared.clone(), tls.clone(), workers.clone());
+        planes
+            .control
+            .spawn(accept_loop(listener, direct, shared, tls, workers));
     }
     Ok(shared)
+}
+
+/// The data-plane arbiters and how many live connections each one serves.
+struct Workers {
+    arbiters: Vec<actix_rt::ArbiterHandle>,
+    load: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+impl Workers {
+    /// The arbiter with the fewest live connections (the lowest index on a tie).
+    fn least_loaded(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        (0..self.load.len())
+            .min_by_key(|&i| self.load[i].load(Relaxed))
+            .unwrap_or(0)
+    }
 }
 
 /// Items this node sent to a node that turned out to be down: send them again, now that
@@ -266,7 +372,7 @@ async fn reroute_lost(
         let to_home = |full: &Jid, local: FromLocalSession, remote: Kind| {
             let home = shared.home_of(&full.bare());
             if home == shared.node_id {
-                shared.registry.do_send(local);
+                shared.shard(full).do_send(local);
             } else if home != dead {
                 if let Err(e) = shared.cluster.route(home, remote) {
                     tracing::warn!(jid = %full, home, error = %e, "re-routing failed");
@@ -312,12 +418,16 @@ async fn reroute_lost(
     }
 }
 
+/// Accepts on the control plane and hands each connection to the least-loaded data-plane
+/// arbiter, where its socket task and SessionActor live until it closes.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     direct_tls: bool,
     shared: Arc<Shared>,
     tls: Arc<rustls::ServerConfig>,
+    workers: Arc<Workers>,
 ) {
+    use std::sync::atomic::Ordering::Relaxed;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -328,8 +438,54 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (tx, rx) = io::out_queue(io::OUT_QUEUE_LIMIT);
-        let session = SessionActor::new(shared.clone(), tx, peer, direct_tls).start();
-        actix_rt::spawn(io::run(tcp, direct_tls, tls.clone(), session, rx));
+        // Leave this runtime's reactor; the arbiter registers the socket with its own.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand a client connection over");
+                continue;
+            }
+        };
+        let i = workers.least_loaded();
+        workers.load[i].fetch_add(1, Relaxed);
+        let (shared, tls, w) = (shared.clone(), tls.clone(), workers.clone());
+        let handed = workers.arbiters[i].spawn_fn(move || {
+            actix_rt::spawn(async move {
+                match tokio::net::TcpStream::from_std(tcp) {
+                    Ok(tcp) => {
+                        let (tx, rx) = io::out_queue(io::OUT_QUEUE_LIMIT);
+                        let session = SessionActor::new(shared, tx, peer, direct_tls).start();
+                        io::run(tcp, direct_tls, tls, session, rx).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "cannot register a client connection")
+                    }
+                }
+                w.load[i].fetch_sub(1, Relaxed);
+            });
+        });
+        if !handed {
+            // The arbiter is gone (the node is stopping): the connection closes with it.
+            workers.load[i].fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_bare_jids_share_a_shard_and_users_spread() {
+        let mut counts = [0usize; 4];
+        for i in 0..400 {
+            let bare = Jid::parse(&format!("user{i}@example.test")).unwrap();
+            let full = bare.with_resource("phone").unwrap();
+            let s = shard_index(&bare, 4);
+            assert_eq!(s, shard_index(&full, 4));
+            counts[s] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 50), "uneven spread: {counts:?}");
+        assert_eq!(shard_index(&Jid::parse("a@b").unwrap(), 1), 0);
     }
 }

@@ -4,25 +4,23 @@
 
 use std::sync::Arc;
 
-use actix::Addr;
 use herald_grpc::cluster::route_message::Kind;
 use herald_grpc::config::ObjectKind;
 use herald_xmpp::error::{StanzaCondition, StanzaError};
 use herald_xmpp::{Element, Jid};
 
 use super::metrics as xm;
-use super::users::{ToUser, UserRegistry};
+use super::users::ToUser;
 use super::Shared;
 
 #[derive(Clone)]
 pub struct Router {
     shared: Arc<Shared>,
-    registry: Addr<UserRegistry>,
 }
 
 impl Router {
-    pub fn new(shared: Arc<Shared>, registry: Addr<UserRegistry>) -> Self {
-        Router { shared, registry }
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Router { shared }
     }
 
     /// Sends `stanza` (with `from` and `to` set) towards its recipient.
@@ -54,7 +52,7 @@ impl Router {
         }
         let home = self.shared.home_of(&bare);
         if home == self.shared.node_id {
-            if self.registry.try_send(ToUser(stanza)).is_err() {
+            if self.shared.shard(&bare).try_send(ToUser(stanza)).is_err() {
                 metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
             }
         } else if let Err(e) = self

@@ -19,7 +19,7 @@ use rand::RngCore;
 use super::io::{Out, OutQueue};
 use super::metrics as xm;
 use super::sm::{SmReply, StreamMgmt};
-use super::users::{ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened};
+use super::users::{ClientStanzaMsg, OpenLocal, SessionClosed, SessionLoc, UserActor};
 use super::{server_iq, Shared};
 use crate::scram::from_stored;
 
@@ -61,6 +61,10 @@ pub struct SessionActor {
     full_jid: Option<Jid>,
     /// Node of the user's actor, once bound.
     home: Option<u64>,
+    /// The user's actor when it lives on this node: stanzas go to it directly.
+    user: Option<Addr<UserActor>>,
+    /// Stanzas sent while the user's actor address is being looked up, in order.
+    held: Option<Vec<Element>>,
     /// The last broadcast presence the client sent, replayed when the user's home moves.
     last_presence: Option<Box<Element>>,
     auth_failures: u32,
@@ -89,6 +93,8 @@ impl SessionActor {
             bare: None,
             full_jid: None,
             home: None,
+            user: None,
+            held: None,
             last_presence: None,
             auth_failures: 0,
             closing: false,
@@ -116,8 +122,36 @@ impl SessionActor {
                     let _ = self.out.try_send(Out::StartTls);
                 }
                 Action::LookupUser { domain, localpart } => {
+                    // Verifying a PLAIN password runs PBKDF2 (milliseconds by design): the
+                    // machine goes to the blocking pool with the credentials, and this session
+                    // handles nothing else until it is back. The rest of this batch follows.
                     let creds = self.lookup(&domain, &localpart);
-                    queue.extend(self.c2s.handle(Input::Credentials(creds)));
+                    let placeholder =
+                        C2s::new(self.c2s.config().clone(), String::new(), vec![0; 16]);
+                    let mut c2s = std::mem::replace(&mut self.c2s, placeholder);
+                    let rest: Vec<Action> = queue.drain(..).collect();
+                    let verify = tokio::task::spawn_blocking(move || {
+                        let actions = c2s.handle(Input::Credentials(creds));
+                        (c2s, actions)
+                    });
+                    ctx.wait(actix::fut::wrap_future(verify).map(
+                        move |res, act: &mut SessionActor, ctx| match res {
+                            Ok((c2s, actions)) => {
+                                act.c2s = c2s;
+                                let mut next = actions;
+                                next.extend(rest);
+                                act.run(next, ctx);
+                            }
+                            Err(e) => {
+                                tracing::error!(peer = %act.peer, error = %e,
+                                    "credential check failed to run");
+                                act.closing = true;
+                                let _ = act.out.try_send(Out::Close);
+                                ctx.stop();
+                            }
+                        },
+                    ));
+                    return;
                 }
                 Action::Authenticated { jid, mechanism } => {
                     metrics::counter!(xm::AUTH, "result" => "success").increment(1);
@@ -198,7 +232,7 @@ impl SessionActor {
         for mut m in back {
             m.set_attr("to", full.bare().to_string());
             if home == self.shared.node_id {
-                let _ = self.shared.registry.try_send(super::users::ToUser(m));
+                let _ = self.shared.shard(&full).try_send(super::users::ToUser(m));
             } else {
                 let _ = self
                     .shared
@@ -242,10 +276,12 @@ impl SessionActor {
         metrics::gauge!(xm::SESSIONS, "state" => "negotiating").decrement(1.0);
         metrics::gauge!(xm::SESSIONS, "state" => "established").increment(1.0);
         tracing::info!(jid = %full, peer = %self.peer, "session established");
-        self.shared.registry.do_send(super::users::RegisterLocal {
-            full_jid: full.to_string(),
-            addr: ctx.address(),
-        });
+        self.shared
+            .shard(&full)
+            .do_send(super::users::RegisterLocal {
+                full_jid: full.to_string(),
+                addr: ctx.address(),
+            });
         self.full_jid = Some(full);
         self.open_at_home(ctx);
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.check_home(ctx));
@@ -257,11 +293,23 @@ impl SessionActor {
         };
         let home = self.shared.home_of(&full.bare());
         self.home = Some(home);
+        self.user = None;
         if home == self.shared.node_id {
-            self.shared.registry.do_send(SessionOpened {
+            // Until the registry answers with the actor's address, what the client sends is
+            // held here (in order) and nothing else is handled.
+            self.held = Some(Vec::new());
+            let ask = self.shared.shard(&full).send(OpenLocal {
                 full_jid: full,
-                loc: SessionLoc::Local(ctx.address()),
+                addr: ctx.address(),
             });
+            ctx.wait(
+                actix::fut::wrap_future(ask).map(|res, act: &mut SessionActor, ctx| {
+                    act.user = res.ok().flatten();
+                    for el in act.held.take().unwrap_or_default() {
+                        act.forward_to_user(el, ctx);
+                    }
+                }),
+            );
         } else if let Err(e) = self
             .shared
             .cluster
@@ -276,9 +324,13 @@ impl SessionActor {
             return;
         };
         if home == self.shared.node_id {
-            self.shared
-                .registry
-                .do_send(SessionClosed { full_jid: full });
+            match self.user.take() {
+                Some(user) => user.do_send(SessionClosed { full_jid: full }),
+                None => self
+                    .shared
+                    .shard(&full)
+                    .do_send(SessionClosed { full_jid: full }),
+            }
         } else {
             let _ = self
                 .shared
@@ -372,13 +424,35 @@ impl SessionActor {
         };
         let started = std::time::Instant::now();
         if home == self.shared.node_id {
+            if let Some(held) = &mut self.held {
+                held.push(el);
+                return;
+            }
             let msg = ClientStanzaMsg {
-                full_jid: full,
+                full_jid: full.clone(),
                 stanza: el,
                 loc: SessionLoc::Local(ctx.address()),
             };
-            if self.shared.registry.try_send(msg).is_err() {
-                metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
+            let via_registry = match &self.user {
+                Some(user) => match user.try_send(msg) {
+                    Ok(()) => None,
+                    Err(SendError::Full(_)) => {
+                        metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                        tracing::warn!(jid = %full, "user actor mailbox full; stanza dropped");
+                        None
+                    }
+                    // The actor stopped (its user moved away and back): find it anew.
+                    Err(SendError::Closed(msg)) => {
+                        self.user = None;
+                        Some(msg)
+                    }
+                },
+                None => Some(msg),
+            };
+            if let Some(msg) = via_registry {
+                if self.shared.shard(&full).try_send(msg).is_err() {
+                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
+                }
             }
         } else {
             let kind = Kind::FromClient(ClientStanza {
@@ -436,9 +510,11 @@ impl Actor for SessionActor {
             metrics::gauge!(xm::SESSIONS, "state" => "established").decrement(1.0);
             self.close_at_home();
             self.return_unacked();
-            self.shared.registry.do_send(super::users::UnregisterLocal {
-                full_jid: full.to_string(),
-            });
+            self.shared
+                .shard(&full)
+                .do_send(super::users::UnregisterLocal {
+                    full_jid: full.to_string(),
+                });
             tracing::info!(jid = %full, "session closed");
         }
         let _ = self.out.try_send(Out::Close);

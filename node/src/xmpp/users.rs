@@ -1,7 +1,8 @@
-//! UserRegistry (one per node) and UserActor (one per user homed on this node).
+//! UserRegistry (one per data-plane arbiter: a shard) and UserActor (one per user homed on
+//! this node, living on its shard's arbiter).
 //!
-//! The registry finds or creates the UserActor of a bare JID, keeps the map of this node's
-//! local sessions (for stanzas that other nodes' UserActors address to them), and evicts
+//! A registry finds or creates the UserActor of a bare JID of its shard, keeps the map of its
+//! shard's local sessions (for stanzas that other nodes' UserActors address to them), and evicts
 //! UserActors whose users placement has moved elsewhere. A UserActor owns the user's
 //! [`UserCore`] (live sessions, presence, roster, blocks, offline queue), executes its effects,
 //! and is the only writer of the user's durable [`UserData`] (through Raft, with the revision
@@ -65,6 +66,35 @@ pub struct SessionOpened {
 #[rtype(result = "()")]
 pub struct SessionClosed {
     pub full_jid: Jid,
+}
+
+/// A session on this node opens at its user's actor (on this node): the registry forwards the
+/// [`SessionOpened`] and answers with the actor's address, which the session then uses directly
+/// for everything it sends (no registry hop per stanza).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<UserActor>>")]
+pub struct OpenLocal {
+    pub full_jid: Jid,
+    pub addr: Addr<SessionActor>,
+}
+
+impl Handler<OpenLocal> for UserRegistry {
+    type Result = Option<Addr<UserActor>>;
+    fn handle(&mut self, msg: OpenLocal, _: &mut Context<Self>) -> Self::Result {
+        let user = self.user(&msg.full_jid)?;
+        if user
+            .try_send(SessionOpened {
+                full_jid: msg.full_jid.clone(),
+                loc: SessionLoc::Local(msg.addr),
+            })
+            .is_err()
+        {
+            metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+            tracing::warn!(user = %msg.full_jid.bare(), "user actor mailbox full; session open dropped");
+            return None;
+        }
+        Some(user)
+    }
 }
 
 /// A session on this node, for stanzas addressed to it from other nodes.
@@ -220,6 +250,7 @@ impl UserRegistry {
         for jid in moved {
             if let Some(addr) = self.users.remove(&jid) {
                 metrics::gauge!(xm::USER_ACTORS).decrement(1.0);
+                metrics::counter!(xm::USERS_REHOMED).increment(1);
                 tracing::info!(user = %jid, "user re-homed to another node; stopping its actor here");
                 addr.do_send(StopUser);
             }

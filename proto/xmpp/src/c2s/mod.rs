@@ -275,6 +275,11 @@ impl C2s {
         }
     }
 
+    /// The negotiation settings this machine runs with.
+    pub fn config(&self) -> &Arc<C2sConfig> {
+        &self.cfg
+    }
+
     /// The id sent in our stream headers.
     pub fn stream_id(&self) -> &str {
         &self.stream_id
