@@ -266,6 +266,12 @@ async fn run_planes(
             blocked_max: cfg.xmpp.blocked_max,
             ..crate::im::ImLimits::default()
         },
+        crate::xmpp::SessionLimits {
+            max_connections: cfg.xmpp.max_connections,
+            max_connections_per_source: cfg.xmpp.max_connections_per_source,
+            max_stanzas_per_second: cfg.xmpp.max_stanzas_per_second,
+            max_bytes_per_second: cfg.xmpp.max_bytes_per_second,
+        },
     )
     .context("starting the XMPP service")?;
 

@@ -63,10 +63,14 @@ class RawStream:
     """One TCP (then TLS) connection to a node's c2s port."""
 
     def __init__(self, host: str, port: int = C2S_PORT, *, ca: Optional[Path] = None,
-                 domain: str = DOMAIN, timeout: float = READ_TIMEOUT) -> None:
+                 domain: str = DOMAIN, timeout: float = READ_TIMEOUT,
+                 source: Optional[str] = None) -> None:
+        """`source`: the local (loopback) address to connect from."""
         self.host, self.port, self.ca, self.domain, self.timeout = host, port, ca, domain, timeout
         try:
-            self.sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
+            self.sock: socket.socket = socket.create_connection(
+                (host, port), timeout=timeout,
+                source_address=(source, 0) if source else None)
         except OSError as exc:
             raise RawError(f"cannot connect to {host}:{port}: {exc}") from None
         self.buf = ""

@@ -132,6 +132,19 @@ pub struct AgentArgs {
     /// Shutdown grace period in milliseconds [default: 10000].
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE_MS", value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Open client connections per c2s listener [default: 100000].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Open client connections per source prefix (/32 IPv4, /64 IPv6) per listener
+    /// [default: 5000].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_SOURCE", value_name = "N")]
+    pub max_connections_per_source: Option<usize>,
+    /// Average stanzas per second one client session may send [default: 2000].
+    #[arg(long, env = "HERALD_MAX_STANZAS_PER_SECOND", value_name = "N")]
+    pub max_stanzas_per_second: Option<usize>,
+    /// Average bytes per second one client session may send [default: 4194304].
+    #[arg(long, env = "HERALD_MAX_BYTES_PER_SECOND", value_name = "BYTES")]
+    pub max_bytes_per_second: Option<usize>,
     /// Data-plane worker threads (actix arbiters) for client sessions and user actors; 0 means
     /// one per available core [default: 0].
     #[arg(long, env = "HERALD_WORKERS", value_name = "N")]
@@ -171,6 +184,10 @@ impl AgentArgs {
             cfg.raft.snapshot_entries => a.snapshot_entries,
             cfg.xmpp.max_stanza_bytes => a.max_stanza_bytes,
             cfg.xmpp.offline_max => a.offline_max,
+            cfg.xmpp.max_connections => a.max_connections,
+            cfg.xmpp.max_connections_per_source => a.max_connections_per_source,
+            cfg.xmpp.max_stanzas_per_second => a.max_stanzas_per_second,
+            cfg.xmpp.max_bytes_per_second => a.max_bytes_per_second,
             cfg.max_grpc_message_bytes => a.max_grpc_message_bytes,
             cfg.shutdown_grace_ms => a.shutdown_grace_ms,
             cfg.workers => a.workers,

@@ -104,6 +104,16 @@ pub struct XmppConfig {
     pub roster_max: usize,
     /// Block-list entries per user (1..=10000).
     pub blocked_max: usize,
+    /// Open client connections per listener (1..=1000000); past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Open client connections per source address prefix (/32 IPv4, /64 IPv6) per listener
+    /// (1..=1000000).
+    pub max_connections_per_source: usize,
+    /// Stanzas per second a session may send on average (1..=1000000), with bursts of twice
+    /// that; faster senders are slowed down, and closed with policy-violation after 10 s over.
+    pub max_stanzas_per_second: usize,
+    /// Bytes per second a session may send on average (1024..=1073741824), shaped the same way.
+    pub max_bytes_per_second: usize,
 }
 
 impl Default for XmppConfig {
@@ -114,6 +124,10 @@ impl Default for XmppConfig {
             offline_max: 100,
             roster_max: 1000,
             blocked_max: 1000,
+            max_connections: 100_000,
+            max_connections_per_source: 5_000,
+            max_stanzas_per_second: 2_000,
+            max_bytes_per_second: 4 << 20,
         }
     }
 }

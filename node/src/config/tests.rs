@@ -190,6 +190,18 @@ fn every_flag_has_its_env_var() {
             c.shutdown_grace_ms.to_string()
         }),
         ("HERALD_WORKERS", "3", |c| c.workers.to_string()),
+        ("HERALD_MAX_CONNECTIONS", "7", |c| {
+            c.xmpp.max_connections.to_string()
+        }),
+        ("HERALD_MAX_CONNECTIONS_PER_SOURCE", "3", |c| {
+            c.xmpp.max_connections_per_source.to_string()
+        }),
+        ("HERALD_MAX_STANZAS_PER_SECOND", "9", |c| {
+            c.xmpp.max_stanzas_per_second.to_string()
+        }),
+        ("HERALD_MAX_BYTES_PER_SECOND", "4096", |c| {
+            c.xmpp.max_bytes_per_second.to_string()
+        }),
     ];
     for (var, value, get) in cases {
         let mut cfg = NodeConfig::default();

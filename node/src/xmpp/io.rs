@@ -48,6 +48,27 @@ const BATCH: usize = 16 * 1024;
 const PENDING_IN_LIMIT: usize = 70 * 1024;
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+/// How long a closed connection's late input is read and discarded (see `Conn::close`).
+const LINGER: Duration = Duration::from_secs(2);
+/// The most input discarded while lingering.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Reads and drops input until EOF, an error or [`LINGER_BYTES`].
+async fn discard_input(tcp: &TcpStream) {
+    let mut buf = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        if tcp.readable().await.is_err() {
+            return;
+        }
+        match tcp.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+    }
+}
 /// Bound on rustls state transitions for one batch of input (each consumes bytes or output).
 const MAX_TLS_STEPS: usize = 100_000;
 
@@ -456,7 +477,28 @@ impl Conn {
             .is_ok_and(|r| r.is_ok())
         {
             let _ = self.tcp.shutdown().await;
+            // Lingering close: closing a socket with unread input makes the kernel send a
+            // reset, which can destroy our stream error before the client reads it (a client
+            // cut for flooding always has unread input). Read and discard until the client
+            // closes too, bounded in time and bytes.
+            let _ = tokio::time::timeout(LINGER, discard_input(&self.tcp)).await;
         }
+    }
+
+    /// Writes what the stopped session left queued, up to its `Close`, then closes.
+    async fn last_words(&mut self, out: &OutReceiver) {
+        while let Some(item) = out.pop() {
+            match item {
+                Out::Bytes(b) => {
+                    if self.send(&b, false).is_err() {
+                        return;
+                    }
+                }
+                Out::Close => break,
+                Out::StartTls => return,
+            }
+        }
+        Box::pin(self.close()).await;
     }
 
     async fn serve(
@@ -557,6 +599,12 @@ pub async fn run(
         Ok(()) => conn.serve(&cfg, &session, &out).await,
         Err(e) => Err(e),
     };
+    if matches!(end, Err(End::Session)) {
+        // The session stopped while this task waited for it to take input (e.g. it cut a
+        // flooding client): what it queued last — a stream error, the stream close — still
+        // goes out, then the connection closes cleanly.
+        conn.last_words(&out).await;
+    }
     if let Err(e) = end {
         match e {
             End::Server | End::Client | End::Session => {}

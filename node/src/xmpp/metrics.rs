@@ -14,6 +14,9 @@ pub const ROUTE_DURATION: &str = "herald_route_duration_seconds";
 pub const MAILBOX_DROPS: &str = "herald_mailbox_drops_total";
 /// Gauge: user actors on this node.
 pub const USER_ACTORS: &str = "herald_user_actors";
+/// Counter, label `limit`: connections, connections_per_source, stanza_rate, byte_rate,
+/// login_failures_source, login_failures_account.
+pub const LIMIT_HITS: &str = "herald_c2s_limit_hits_total";
 /// Counter: user actors stopped here because placement moved their user to another node.
 pub const USERS_REHOMED: &str = "herald_users_rehomed_total";
 /// Counter, label `result`: ok, conflict, error.
@@ -32,6 +35,10 @@ pub fn describe() {
     );
     describe_counter!(MAILBOX_DROPS, "Stanzas dropped on a full actor mailbox");
     describe_gauge!(USER_ACTORS, "User actors living on this node");
+    describe_counter!(
+        LIMIT_HITS,
+        "Client limits enforced (connection refused, session slowed or cut, login delayed), by limit"
+    );
     describe_counter!(
         USERS_REHOMED,
         "User actors stopped on this node because their user's home moved to another node"

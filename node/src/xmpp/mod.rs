@@ -62,6 +62,15 @@ pub fn shard_index(jid: &Jid, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
+/// Per-connection and per-session limits of the c2s listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    pub max_stanzas_per_second: usize,
+    pub max_bytes_per_second: usize,
+}
+
 /// What every XMPP actor of this node shares (read-only).
 pub struct Shared {
     pub node_id: u64,
@@ -70,6 +79,7 @@ pub struct Shared {
     pub shards: Vec<Addr<UserRegistry>>,
     pub im_limits: ImLimits,
     pub limits: Limits,
+    pub session_limits: SessionLimits,
     pub auth_limiter: Addr<limiter::AuthLimiter>,
     /// The last c2s configurations handed out (STARTTLS port, direct TLS port): sessions share
     /// one copy while the served domains stay the same.
@@ -295,6 +305,7 @@ pub fn start(
     listeners: XmppListeners,
     limits: Limits,
     im_limits: ImLimits,
+    session_limits: SessionLimits,
 ) -> anyhow::Result<Arc<Shared>> {
     metrics::describe();
     anyhow::ensure!(
@@ -312,6 +323,7 @@ pub fn start(
         shards: shards.clone(),
         im_limits,
         limits,
+        session_limits,
         auth_limiter: limiter::AuthLimiter::start_in_arbiter(&planes.arbiters[0], |_| {
             limiter::AuthLimiter::default()
         }),
@@ -338,9 +350,13 @@ pub fn start(
             tokio::net::TcpListener::from_std(listener)?
         };
         let (shared, tls, workers) = (shared.clone(), tls.clone(), workers.clone());
+        let conns = Arc::new(limiter::ConnLimits::new(
+            session_limits.max_connections,
+            session_limits.max_connections_per_source,
+        ));
         planes
             .control
-            .spawn(accept_loop(listener, direct, shared, tls, workers));
+            .spawn(accept_loop(listener, direct, shared, tls, workers, conns));
     }
     Ok(shared)
 }
@@ -426,6 +442,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     tls: Arc<rustls::ServerConfig>,
     workers: Arc<Workers>,
+    conns: Arc<limiter::ConnLimits>,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     loop {
@@ -434,6 +451,16 @@ async fn accept_loop(
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a client connection failed");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let source = match conns.open(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                ::metrics::counter!(metrics::LIMIT_HITS, "limit" => why.label()).increment(1);
+                tracing::debug!(%peer, limit = why.label(), direct_tls,
+                    "client connection refused: too many open connections");
+                drop(tcp);
                 continue;
             }
         };
@@ -448,7 +475,7 @@ async fn accept_loop(
         };
         let i = workers.least_loaded();
         workers.load[i].fetch_add(1, Relaxed);
-        let (shared, tls, w) = (shared.clone(), tls.clone(), workers.clone());
+        let (shared, tls, w, c) = (shared.clone(), tls.clone(), workers.clone(), conns.clone());
         let handed = workers.arbiters[i].spawn_fn(move || {
             actix_rt::spawn(async move {
                 match tokio::net::TcpStream::from_std(tcp) {
@@ -462,11 +489,13 @@ async fn accept_loop(
                     }
                 }
                 w.load[i].fetch_sub(1, Relaxed);
+                c.close(source);
             });
         });
         if !handed {
             // The arbiter is gone (the node is stopping): the connection closes with it.
             workers.load[i].fetch_sub(1, Relaxed);
+            conns.close(source);
         }
     }
 }

@@ -17,6 +17,7 @@ use herald_xmpp::{c2s::Action, ns, Element, Jid, StanzaError};
 use rand::RngCore;
 
 use super::io::{Out, OutQueue};
+use super::limiter::{Shape, Shaper};
 use super::metrics as xm;
 use super::sm::{SmReply, StreamMgmt};
 use super::users::{ClientStanzaMsg, OpenLocal, SessionClosed, SessionLoc, UserActor};
@@ -68,8 +69,15 @@ pub struct SessionActor {
     /// The last broadcast presence the client sent, replayed when the user's home moves.
     last_presence: Option<Box<Element>>,
     auth_failures: u32,
+    /// The account (`local@domain`) the client last tried to log in as.
+    account: Option<String>,
     closing: bool,
     sm: StreamMgmt,
+    /// Rate limits of what the client sends: stanzas and bytes per second.
+    stanza_rate: Box<Shaper>,
+    byte_rate: Box<Shaper>,
+    /// The next stanza was already charged against the rate (a batch resumed after a wait).
+    prepaid: bool,
 }
 
 fn nonce() -> Vec<u8> {
@@ -85,7 +93,13 @@ impl SessionActor {
         rand::rng().fill_bytes(&mut id);
         let stream_id = hex::encode(id);
         let c2s = C2s::new(cfg, stream_id, nonce());
+        let now = std::time::Instant::now();
+        let limits = shared.session_limits;
         SessionActor {
+            stanza_rate: Box::new(Shaper::new(limits.max_stanzas_per_second, now)),
+            byte_rate: Box::new(Shaper::new(limits.max_bytes_per_second, now)),
+            prepaid: false,
+            account: None,
             shared,
             c2s,
             out,
@@ -125,15 +139,30 @@ impl SessionActor {
                     // Verifying a PLAIN password runs PBKDF2 (milliseconds by design): the
                     // machine goes to the blocking pool with the credentials, and this session
                     // handles nothing else until it is back. The rest of this batch follows.
+                    // An account with many recent failures (from anywhere) waits first.
                     let creds = self.lookup(&domain, &localpart);
+                    let account = format!("{localpart}@{domain}");
+                    self.account = Some(account.clone());
                     let placeholder =
                         C2s::new(self.c2s.config().clone(), String::new(), vec![0; 16]);
                     let mut c2s = std::mem::replace(&mut self.c2s, placeholder);
                     let rest: Vec<Action> = queue.drain(..).collect();
-                    let verify = tokio::task::spawn_blocking(move || {
-                        let actions = c2s.handle(Input::Credentials(creds));
-                        (c2s, actions)
-                    });
+                    let ask = self
+                        .shared
+                        .auth_limiter
+                        .send(super::limiter::AccountDelay(account));
+                    let verify = async move {
+                        if let Ok(d) = ask.await {
+                            if !d.is_zero() {
+                                tokio::time::sleep(d).await;
+                            }
+                        }
+                        tokio::task::spawn_blocking(move || {
+                            let actions = c2s.handle(Input::Credentials(creds));
+                            (c2s, actions)
+                        })
+                        .await
+                    };
                     ctx.wait(actix::fut::wrap_future(verify).map(
                         move |res, act: &mut SessionActor, ctx| match res {
                             Ok((c2s, actions)) => {
@@ -163,9 +192,10 @@ impl SessionActor {
                     self.auth_failures += 1;
                     tracing::info!(peer = %self.peer, condition, failures = self.auth_failures,
                         "SASL authentication failed");
-                    self.shared
-                        .auth_limiter
-                        .do_send(super::limiter::Failed(self.peer.ip()));
+                    self.shared.auth_limiter.do_send(super::limiter::Failed {
+                        ip: self.peer.ip(),
+                        account: self.account.clone(),
+                    });
                     queue.extend(self.c2s.handle(Input::Nonce(nonce())));
                     // Slow down guessing: nothing more is read from this client for a while.
                     let delay = Duration::from_millis(500 * u64::from(self.auth_failures.min(6)));
@@ -176,7 +206,32 @@ impl SessionActor {
                     queue.extend(self.c2s.handle(Input::BindResult(result)));
                 }
                 Action::Established { full_jid } => self.established(full_jid, ctx),
-                Action::Stanza(el) => self.client_stanza(el, ctx),
+                Action::Stanza(el) => {
+                    if std::mem::take(&mut self.prepaid) {
+                        self.client_stanza(el, ctx);
+                        continue;
+                    }
+                    match self.shape(true, 1, ctx) {
+                        None => return,
+                        Some(None) => self.client_stanza(el, ctx),
+                        // Over the rate: this stanza and the rest of the batch wait (nothing
+                        // else is handled meanwhile, so nothing more is read either).
+                        Some(Some(d)) => {
+                            let mut rest = vec![Action::Stanza(el)];
+                            rest.extend(queue.drain(..));
+                            ctx.wait(actix::fut::wrap_future(tokio::time::sleep(d)).map(
+                                move |_, act: &mut SessionActor, ctx| {
+                                    if act.closing {
+                                        return;
+                                    }
+                                    act.prepaid = true;
+                                    act.run(rest, ctx);
+                                },
+                            ));
+                            return;
+                        }
+                    }
+                }
                 Action::Close { error } => {
                     if let Some(e) = &error {
                         metrics::counter!(xm::STREAM_ERRORS, "condition" => e.condition.name())
@@ -189,6 +244,40 @@ impl SessionActor {
                     ctx.stop();
                     return;
                 }
+            }
+        }
+    }
+
+    /// Charges `units` stanzas (`stanzas`) or bytes against the session's rate. `None`: the
+    /// session was closed for staying over it; `Some(Some(d))`: over the rate, wait `d`.
+    fn shape(
+        &mut self,
+        stanzas: bool,
+        units: usize,
+        ctx: &mut Context<Self>,
+    ) -> Option<Option<Duration>> {
+        let now = std::time::Instant::now();
+        let (shaper, limit) = if stanzas {
+            (&mut self.stanza_rate, "stanza_rate")
+        } else {
+            (&mut self.byte_rate, "byte_rate")
+        };
+        match shaper.charge(units, now) {
+            Shape::Pass => Some(None),
+            Shape::Delay(d) => {
+                metrics::counter!(xm::LIMIT_HITS, "limit" => limit).increment(1);
+                Some(Some(d))
+            }
+            Shape::Disconnect => {
+                metrics::counter!(xm::LIMIT_HITS, "limit" => limit).increment(1);
+                tracing::info!(peer = %self.peer, jid = ?self.full_jid.as_ref().map(|j| j.to_string()),
+                    limit, "client stayed over its rate limit; closing the session");
+                self.fail(
+                    StreamCondition::PolicyViolation,
+                    format!("sending too fast ({limit})"),
+                    ctx,
+                );
+                None
             }
         }
     }
@@ -390,7 +479,7 @@ impl SessionActor {
             Some(Err(_)) => {
                 let err = StanzaError::new(herald_xmpp::error::StanzaCondition::JidMalformed);
                 if let Some(reply) = err.reply_to(&el, None) {
-                    ctx.notify(Deliver(reply));
+                    Handler::handle(self, Deliver(reply), ctx);
                 }
                 return;
             }
@@ -402,7 +491,7 @@ impl SessionActor {
             {
                 if el.name() == "iq" {
                     if let Some(reply) = server_iq::handle(&el, to, &self.shared) {
-                        ctx.notify(Deliver(reply));
+                        Handler::handle(self, Deliver(reply), ctx);
                     }
                 }
                 return;
@@ -527,8 +616,16 @@ impl Handler<Inbound> for SessionActor {
         if self.closing {
             return;
         }
+        // Bytes already read are handled; an over-rate client is not read from for a while.
+        let wait = match self.shape(false, msg.0.len(), ctx) {
+            None => return,
+            Some(wait) => wait,
+        };
         let actions = self.c2s.handle(Input::Bytes(&msg.0));
         self.run(actions, ctx);
+        if let Some(d) = wait {
+            ctx.wait(actix::fut::wrap_future(tokio::time::sleep(d)));
+        }
     }
 }
 
