@@ -378,6 +378,8 @@ pub struct UserActor {
     core: Option<UserCore>,
     /// Revision of the stored UserData this actor last read or wrote (0: never stored).
     revision: u64,
+    /// Applied index at which `revision` was last compared with the store (see `refresh`).
+    checked_index: u64,
     locations: crate::im::ResourceMap<SessionLoc>,
 }
 
@@ -388,6 +390,7 @@ impl UserActor {
             jid,
             core: None,
             revision: 0,
+            checked_index: 0,
             locations: crate::im::ResourceMap::new(),
         }
     }
@@ -412,14 +415,30 @@ impl UserActor {
         }
     }
 
-    fn run(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+    /// Executes the effects of one input. When the input changed the user's durable state,
+    /// the write is committed first and the effects others can observe (pushes, deliveries,
+    /// routed stanzas) follow only once it is; a refused or failed write is answered to whoever
+    /// caused it, and the durable state is reloaded from the store (never overwritten).
+    fn run(&mut self, effects: Vec<Effect>, cause: Cause, ctx: &mut Context<Self>) {
+        if !effects.iter().any(|e| matches!(e, Effect::Persist)) {
+            self.execute(effects);
+            return;
+        }
+        let rest: Vec<Effect> = effects
+            .into_iter()
+            .filter(|e| !matches!(e, Effect::Persist))
+            .collect();
+        self.persist_then(rest, cause, ctx);
+    }
+
+    fn execute(&mut self, effects: Vec<Effect>) {
         for e in effects {
             match e {
                 Effect::ToSession { resource, stanza } => {
                     self.deliver_to_session(&resource, stanza)
                 }
                 Effect::Route(stanza) => self.shared.router().route(stanza),
-                Effect::Persist => self.persist(ctx),
+                Effect::Persist => {}
             }
         }
     }
@@ -445,9 +464,10 @@ impl UserActor {
         }
     }
 
-    /// Writes the user's durable state through Raft; the actor handles nothing else until the
-    /// write is acknowledged, so what it tells others is never ahead of what is stored.
-    fn persist(&mut self, ctx: &mut Context<Self>) {
+    /// Writes the user's durable state through Raft with the revision this actor last saw,
+    /// then runs `rest`. The actor handles nothing else until the write is answered, so what it
+    /// tells others is never ahead of what is stored.
+    fn persist_then(&mut self, rest: Vec<Effect>, cause: Cause, ctx: &mut Context<Self>) {
         let Some(core) = &self.core else {
             return;
         };
@@ -455,37 +475,114 @@ impl UserActor {
         let cluster = self.shared.cluster.clone();
         let expected = self.revision;
         let fut = async move {
-            let put = |expected_revision| Command {
-                op: Some(Op::Put(PutObject {
-                    object: Some(ConfigObject::new(Body::UserData(data.clone()))),
-                    mode: WriteMode::Upsert as i32,
-                    expected_revision,
-                    confirm: false,
-                })),
-            };
-            match cluster.write(&put(expected)).await {
-                Err(e) if e.code() == ErrorCode::FailedPrecondition => {
-                    metrics::counter!(xm::PERSISTS, "result" => "conflict").increment(1);
-                    tracing::warn!(user = %data.jid, error = %e,
-                        "user state was written elsewhere meanwhile (a re-homing race); overwriting with this actor's state");
-                    cluster.write(&put(0)).await
-                }
-                other => other,
-            }
+            cluster
+                .write(&Command {
+                    op: Some(Op::Put(PutObject {
+                        object: Some(ConfigObject::new(Body::UserData(data))),
+                        mode: WriteMode::Upsert as i32,
+                        expected_revision: expected,
+                        confirm: false,
+                    })),
+                })
+                .await
         };
         ctx.wait(
-            actix::fut::wrap_future(fut).map(|res, act: &mut UserActor, _| match res {
+            actix::fut::wrap_future(fut).map(move |res, act: &mut UserActor, _| match res {
                 Ok(w) => {
                     metrics::counter!(xm::PERSISTS, "result" => "ok").increment(1);
                     act.revision = w.revision;
+                    act.execute(rest);
                 }
                 Err(e) => {
-                    metrics::counter!(xm::PERSISTS, "result" => "error").increment(1);
-                    tracing::error!(user = %act.jid, error = %e, "could not store user state");
+                    let conflict = e.code() == ErrorCode::FailedPrecondition;
+                    metrics::counter!(xm::PERSISTS, "result" => if conflict { "conflict" } else { "error" })
+                        .increment(1);
+                    tracing::warn!(user = %act.jid, error = %e, conflict,
+                        "user state write refused or failed; answering the sender and reloading the stored state");
+                    act.refuse(cause);
+                    act.reload();
                 }
             }),
         );
     }
+
+    /// Tells whoever caused a change that could not be stored that it did not happen.
+    fn refuse(&mut self, cause: Cause) {
+        let err = herald_xmpp::StanzaError::with_text(
+            herald_xmpp::error::StanzaCondition::InternalServerError,
+            "the change could not be stored; try again",
+        );
+        match cause {
+            Cause::Client { resource, stanza } => {
+                if let Some(reply) = err.reply_to(&stanza, None) {
+                    self.deliver_to_session(&resource, reply);
+                }
+            }
+            Cause::Outside(stanza) => {
+                if let Some(reply) = err.reply_to(&stanza, None) {
+                    self.shared.router().route(reply);
+                }
+            }
+            Cause::Internal => {}
+        }
+    }
+
+    /// Replaces the in-memory durable state with the stored one (live sessions are kept).
+    fn reload(&mut self) {
+        let (data, revision) = self.stored();
+        self.revision = revision;
+        self.checked_index = self.shared.cluster.applied().state.applied_index();
+        if let Some(core) = self.core.as_mut() {
+            core.data = data;
+        }
+    }
+
+    /// Before handling input: if this node's applied store holds a newer revision of this
+    /// user's state than the one this actor knows (another node was the user's home meanwhile, e.g. while this
+    /// node was paused or cut off), take it. Cheap when nothing was applied since the last look.
+    fn refresh(&mut self) {
+        let applied = self.shared.cluster.applied();
+        let index = applied.state.applied_index();
+        if index == self.checked_index {
+            return;
+        }
+        self.checked_index = index;
+        let stored = applied
+            .state
+            .peek(ObjectKind::UserData, &self.jid.to_string())
+            .map_or(0, |o| o.revision);
+        // Only a newer revision counts: this node may not have applied our own last write yet
+        // (it was committed through the leader), so an older stored revision is just lag.
+        if stored > self.revision {
+            metrics::counter!(xm::PERSISTS, "result" => "reloaded").increment(1);
+            tracing::warn!(user = %self.jid, known = self.revision, stored,
+                "user state was written elsewhere; reloading it");
+            drop(applied);
+            self.reload();
+        }
+    }
+}
+
+/// The addressing of a stanza (name, namespace, id, type, from, to) without its payload: all an
+/// error reply needs, kept per input in case its write fails.
+fn header(el: &Element) -> Element {
+    let mut h = Element::new(el.name(), el.ns());
+    for (k, v) in el.attrs() {
+        if matches!(k, "id" | "type" | "from" | "to") {
+            h.set_attr(k, v);
+        }
+    }
+    h
+}
+
+/// What caused a batch of effects (to answer it when the write it needs fails).
+enum Cause {
+    /// A stanza from one of the user's sessions.
+    Client { resource: String, stanza: Element },
+    /// A stanza from someone else.
+    Outside(Element),
+    /// A session opening or closing.
+    Internal,
 }
 
 impl Actor for UserActor {
@@ -505,6 +602,7 @@ impl Actor for UserActor {
                     }
                     let (data, revision) = act.stored();
                     act.revision = revision;
+                    act.checked_index = act.shared.cluster.applied().state.applied_index();
                     act.core = Some(UserCore::new(
                         act.jid.clone(),
                         data,
@@ -519,11 +617,13 @@ impl Actor for UserActor {
 impl Handler<FromOutside> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: FromOutside, ctx: &mut Context<Self>) {
+        self.refresh();
         let Some(core) = self.core.as_mut() else {
             return;
         };
+        let cause = Cause::Outside(header(&msg.0));
         let effects = core.from_outside(msg.0, now_ms());
-        self.run(effects, ctx);
+        self.run(effects, cause, ctx);
     }
 }
 
@@ -543,11 +643,16 @@ impl Handler<ClientStanzaMsg> for UserActor {
                 ctx,
             );
         }
+        self.refresh();
         let Some(core) = self.core.as_mut() else {
             return;
         };
+        let cause = Cause::Client {
+            resource: resource.clone(),
+            stanza: header(&msg.stanza),
+        };
         let effects = core.from_client(&resource, msg.stanza, now_ms());
-        self.run(effects, ctx);
+        self.run(effects, cause, ctx);
     }
 }
 
@@ -565,11 +670,12 @@ impl Handler<SessionOpened> for UserActor {
             _ => {}
         }
         self.locations.insert(resource.clone(), msg.loc);
+        self.refresh();
         let Some(core) = self.core.as_mut() else {
             return;
         };
         let effects = core.session_bound(&resource);
-        self.run(effects, ctx);
+        self.run(effects, Cause::Internal, ctx);
     }
 }
 
@@ -582,11 +688,12 @@ impl Handler<SessionClosed> for UserActor {
         if self.locations.remove(&resource).is_none() {
             return;
         }
+        self.refresh();
         let Some(core) = self.core.as_mut() else {
             return;
         };
         let effects = core.session_closed(&resource, now_ms());
-        self.run(effects, ctx);
+        self.run(effects, Cause::Internal, ctx);
     }
 }
 
