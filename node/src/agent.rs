@@ -264,6 +264,7 @@ async fn run_planes(
             offline_max: cfg.xmpp.offline_max,
             roster_max: cfg.xmpp.roster_max,
             blocked_max: cfg.xmpp.blocked_max,
+            max_user_bytes: cfg.xmpp.max_user_bytes,
             ..crate::im::ImLimits::default()
         },
         crate::xmpp::SessionLimits {

@@ -23,7 +23,8 @@ def limited(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     """A one-node cluster started with the limits in the test's `limits` marker (environment
     variables, as an operator would set them)."""
-    for key, value in request.node.get_closest_marker("limits").kwargs.items():
+    marker = request.node.get_closest_marker("limits")
+    for key, value in (marker.kwargs.items() if marker else ()):
         monkeypatch.setenv(key, str(value))
     c = Cluster(tmp_path / "cluster")
     try:
@@ -129,3 +130,37 @@ def test_a_client_over_its_stanza_rate_is_slowed_then_cut(limited: Cluster) -> N
         s.expect_stream_error({"policy-violation"}, "a client that stayed over its stanza rate",
                               timeout=20)
     chat_still_works(limited)
+
+
+def test_stored_bytes_per_user_are_bounded(limited: Cluster) -> None:
+    """Offline messages of 150 KB to a user who is away: about 1 MiB (the default
+    xmpp.max_user_bytes) is stored; the next is bounced with resource-constraint; she gets
+    exactly the stored ones, in order."""
+    alice, apw = limited.new_user("alice")
+    carol, cpw = limited.new_user("carol")
+    big = "x" * (150 * 1024)
+
+    async def body() -> None:
+        async with Clients(limited) as xc:
+            a = await xc.login(alice, apw, NODE)
+            await a.online()
+            sent = 0
+            errors: list = []
+            while not errors and sent < 12:
+                a.chat(carol, f"{sent}:{big}")
+                sent += 1
+                await a.sync()
+                errors = await a.drain(a.message_errors, 0.5)
+            assert errors, f"{sent} offline messages of 150 KB were all stored"
+            conds = [e["error"]["condition"] for e in errors]
+            assert conds == ["resource-constraint"], conds
+            stored = sent - 1
+            assert 5 <= stored <= 7, f"{stored} messages of 150 KB stored under a 1 MiB bound"
+            assert limit_hits(limited, "user_bytes") >= 1
+            c = await xc.login(carol, cpw, NODE)
+            await c.online()
+            got = await c.expect_messages(alice, stored, timeout=20)
+            assert [m["body"].split(":", 1)[0] for m in got] == [str(i) for i in range(stored)]
+            extra = await c.drain(c.messages, 1.0)
+            assert extra == [], "a refused message was delivered after all"
+    run(body())

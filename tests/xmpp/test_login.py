@@ -126,3 +126,28 @@ async def _acked(sm, n: int) -> bool:
 
 async def _sm_answered(c) -> bool:
     return "sm_enabled" in c.trace or "sm_failed" in c.trace
+
+
+def test_direct_tls_negotiates_alpn_xmpp_client(cluster: Cluster) -> None:
+    """XEP-0368: direct TLS on 5223 selects ALPN `xmpp-client`; a client offering only another
+    protocol is refused by the handshake; one offering none is served."""
+    import socket
+    import ssl
+
+    from harness import C2S_TLS_PORT
+
+    def handshake(alpn: list[str] | None) -> str | None:
+        ctx = ssl.create_default_context(cafile=str(cluster.ca(1)))
+        if alpn is not None:
+            ctx.set_alpn_protocols(alpn)
+        with socket.create_connection((cluster.ip(1), C2S_TLS_PORT), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=cluster.domain) as tls:
+                return tls.selected_alpn_protocol()
+
+    assert handshake(["xmpp-client"]) == "xmpp-client"
+    assert handshake(["h2", "xmpp-client"]) == "xmpp-client"
+    assert handshake(None) is None
+    # Refused during the handshake (rustls fails it with no_application_protocol; the
+    # connection is closed before any XMPP is spoken).
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        handshake(["h2"])

@@ -104,6 +104,9 @@ pub struct XmppConfig {
     pub roster_max: usize,
     /// Block-list entries per user (1..=10000).
     pub blocked_max: usize,
+    /// Bytes of stored state per user: roster, block list and offline queue together, as
+    /// encoded (65536..=67108864); a change past it is refused with resource-constraint.
+    pub max_user_bytes: usize,
     /// Open client connections per listener (1..=1000000); past it new ones are closed at once.
     pub max_connections: usize,
     /// Open client connections per source address prefix (/32 IPv4, /64 IPv6) per listener
@@ -124,6 +127,7 @@ impl Default for XmppConfig {
             offline_max: 100,
             roster_max: 1000,
             blocked_max: 1000,
+            max_user_bytes: 1 << 20,
             max_connections: 100_000,
             max_connections_per_source: 5_000,
             max_stanzas_per_second: 2_000,

@@ -212,12 +212,13 @@ impl NodeConfig {
 
     fn validate_xmpp(&self) -> Result<(), ConfigError> {
         let x = &self.xmpp;
-        let checks: [(&str, usize, std::ops::RangeInclusive<usize>); 9] = [
+        let checks: [(&str, usize, std::ops::RangeInclusive<usize>); 10] = [
             ("xmpp.max_stanza_bytes", x.max_stanza_bytes, 4096..=16 << 20),
             ("xmpp.max_depth", x.max_depth, 4..=256),
             ("xmpp.offline_max", x.offline_max, 0..=10_000),
             ("xmpp.roster_max", x.roster_max, 1..=10_000),
             ("xmpp.blocked_max", x.blocked_max, 1..=10_000),
+            ("xmpp.max_user_bytes", x.max_user_bytes, 65_536..=64 << 20),
             ("xmpp.max_connections", x.max_connections, 1..=1_000_000),
             (
                 "xmpp.max_connections_per_source",

@@ -46,6 +46,9 @@ pub struct ImLimits {
     pub blocked_max: usize,
     /// The server advertises subscription pre-approval (RFC 6121 §3.4).
     pub pre_approval: bool,
+    /// Most bytes of stored state per user (roster, block list, offline queue, encoded); a
+    /// change that would exceed it is refused with resource-constraint.
+    pub max_user_bytes: usize,
 }
 
 impl Default for ImLimits {
@@ -54,6 +57,7 @@ impl Default for ImLimits {
             offline_max: 100,
             roster_max: 1000,
             blocked_max: 1000,
+            max_user_bytes: 1 << 20,
             pre_approval: true,
         }
     }

@@ -344,7 +344,15 @@ pub fn start(
             .collect(),
         arbiters: planes.arbiters,
     });
+    // XEP-0368: direct TLS names its protocol with ALPN `xmpp-client`. A client that offers
+    // ALPN without it is refused by the handshake; one that offers none is served.
+    let direct_tls = {
+        let mut c = (*tls).clone();
+        c.alpn_protocols = vec![b"xmpp-client".to_vec()];
+        Arc::new(c)
+    };
     for (listener, direct) in [(listeners.c2s, false), (listeners.c2s_tls, true)] {
+        let tls = if direct { &direct_tls } else { &tls };
         let listener = {
             let _on_control_plane = planes.control.enter();
             tokio::net::TcpListener::from_std(listener)?

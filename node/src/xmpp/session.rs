@@ -654,14 +654,19 @@ impl Handler<Deliver> for SessionActor {
         metrics::counter!(xm::STANZAS, "kind" => xm::kind(msg.0.name()), "direction" => "out")
             .increment(1);
         let mut bytes = herald_xmpp::codec::encode(&msg.0, ns::CLIENT);
-        match self.sm.sent(&msg.0) {
+        match self.sm.sent(&msg.0, bytes.len()) {
             Ok(Some(request)) => bytes.extend(herald_xmpp::codec::encode(&request, ns::CLIENT)),
             Ok(None) => {}
-            Err(n) => {
-                self.send_bytes(bytes, ctx);
+            Err(over) => {
+                // Not sent: it goes back to the account with the unacknowledged ones.
+                self.sm.keep_unsent(msg.0);
+                metrics::counter!(xm::LIMIT_HITS, "limit" => "unacked").increment(1);
                 self.fail(
                     StreamCondition::ResourceConstraint,
-                    format!("{n} stanzas left unacknowledged"),
+                    format!(
+                        "{} stanzas ({} bytes) left unacknowledged",
+                        over.stanzas, over.bytes
+                    ),
                     ctx,
                 );
                 return;

@@ -12,6 +12,9 @@ use herald_xmpp::{ns, Element};
 pub const REQUEST_EVERY: usize = 5;
 /// Most stanzas kept unacknowledged; past this the session is closed (resource-constraint).
 pub const MAX_UNACKED: usize = 10_000;
+/// Most bytes (as sent) kept unacknowledged; past this the session is closed too, so a client
+/// that never acknowledges large messages cannot pin more than this in the server's memory.
+pub const MAX_UNACKED_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub struct StreamMgmt {
@@ -20,9 +23,18 @@ pub struct StreamMgmt {
     inbound: u32,
     /// The client's last acknowledged count (`h`) of what we sent.
     acked: u32,
-    /// Sent and not yet acknowledged, oldest first.
-    unacked: VecDeque<Element>,
+    /// Sent and not yet acknowledged, oldest first, with their size as sent.
+    unacked: VecDeque<(Element, u32)>,
+    /// Sum of the sizes in `unacked`.
+    unacked_bytes: usize,
     since_request: usize,
+}
+
+/// What was left unacknowledged when the limit was hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unacked {
+    pub stanzas: usize,
+    pub bytes: usize,
 }
 
 /// What the session must do about a stream management element.
@@ -70,7 +82,8 @@ impl StreamMgmt {
                         self.acked as usize + self.unacked.len()
                     ));
                 }
-                self.unacked.drain(..newly);
+                let freed: usize = self.unacked.drain(..newly).map(|(_, n)| n as usize).sum();
+                self.unacked_bytes -= freed;
                 self.acked = h;
                 SmReply::Nothing
             }
@@ -89,16 +102,22 @@ impl StreamMgmt {
         }
     }
 
-    /// Records a stanza sent to the client. Returns `Some(<r/>)` when an acknowledgement should
-    /// be requested now, and `Err` when too much is unacknowledged.
-    pub fn sent(&mut self, el: &Element) -> Result<Option<Element>, usize> {
+    /// Records a stanza of `bytes` bytes sent to the client. Returns `Some(<r/>)` when an
+    /// acknowledgement should be requested now, and `Err` (what is unacknowledged) when too much
+    /// is, in stanzas or in bytes.
+    pub fn sent(&mut self, el: &Element, bytes: usize) -> Result<Option<Element>, Unacked> {
         if !self.enabled {
             return Ok(None);
         }
-        if self.unacked.len() >= MAX_UNACKED {
-            return Err(self.unacked.len());
+        if self.unacked.len() >= MAX_UNACKED || self.unacked_bytes + bytes > MAX_UNACKED_BYTES {
+            return Err(Unacked {
+                stanzas: self.unacked.len(),
+                bytes: self.unacked_bytes,
+            });
         }
-        self.unacked.push_back(el.clone());
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.unacked_bytes += bytes as usize;
+        self.unacked.push_back((el.clone(), bytes));
         self.since_request += 1;
         if self.since_request >= REQUEST_EVERY {
             self.since_request = 0;
@@ -107,10 +126,18 @@ impl StreamMgmt {
         Ok(None)
     }
 
+    /// Keeps `el` with the unacknowledged stanzas without sending it (the session is closing
+    /// over the limit): it goes back to the account with them.
+    pub fn keep_unsent(&mut self, el: Element) {
+        self.unacked.push_back((el, 0));
+    }
+
     /// The unacknowledged messages worth redelivering (with a body), in order; clears the queue.
     pub fn take_unacked_messages(&mut self) -> Vec<Element> {
+        self.unacked_bytes = 0;
         self.unacked
             .drain(..)
+            .map(|(e, _)| e)
             .filter(|e| {
                 e.name() == "message"
                     && e.get_attr("type") != Some("error")
@@ -138,7 +165,7 @@ mod tests {
     fn enable_ack_and_redeliver() {
         let mut sm = StreamMgmt::default();
         // Before enabling nothing is tracked.
-        assert_eq!(sm.sent(&msg(0)), Ok(None));
+        assert_eq!(sm.sent(&msg(0), 100), Ok(None));
         assert_eq!(sm.unacked(), 0);
         let SmReply::Send(e) = sm.handle(&Element::new("enable", ns::SM), "s1") else {
             panic!()
@@ -147,9 +174,9 @@ mod tests {
         assert!(e.get_attr("resume").is_none());
         // Four sent quietly, the fifth asks for an ack.
         for i in 0..4 {
-            assert_eq!(sm.sent(&msg(i)), Ok(None));
+            assert_eq!(sm.sent(&msg(i), 100), Ok(None));
         }
-        let r = sm.sent(&Element::new("presence", ns::CLIENT)).unwrap();
+        let r = sm.sent(&Element::new("presence", ns::CLIENT), 100).unwrap();
         assert!(r.is_some_and(|r| r.is("r", ns::SM)));
         // The client acknowledges 2.
         assert_eq!(
@@ -178,7 +205,7 @@ mod tests {
     fn protocol_violations() {
         let mut sm = StreamMgmt::default();
         sm.handle(&Element::new("enable", ns::SM), "s");
-        sm.sent(&msg(1)).unwrap();
+        sm.sent(&msg(1), 100).unwrap();
         assert!(matches!(
             sm.handle(&Element::new("a", ns::SM).attr("h", "5"), "s"),
             SmReply::Violation(_)
@@ -194,5 +221,30 @@ mod tests {
         assert!(
             matches!(sm.handle(&Element::new("resume", ns::SM), "s"), SmReply::Send(e) if e.is("failed", ns::SM))
         );
+    }
+
+    #[test]
+    fn unacknowledged_bytes_are_bounded() {
+        let mut sm = StreamMgmt::default();
+        sm.handle(&Element::new("enable", ns::SM), "s");
+        let big = MAX_UNACKED_BYTES / 4;
+        for i in 0..4 {
+            assert!(sm.sent(&msg(i), big).is_ok());
+        }
+        let over = sm.sent(&msg(4), 1).unwrap_err();
+        assert_eq!(
+            over,
+            Unacked {
+                stanzas: 4,
+                bytes: 4 * big
+            }
+        );
+        // Acknowledging frees the bytes.
+        let a = Element::new("a", ns::SM).attr("h", "2");
+        assert_eq!(sm.handle(&a, "s"), SmReply::Nothing);
+        assert!(sm.sent(&msg(5), big).is_ok());
+        // What could not be sent goes back to the account with the rest.
+        sm.keep_unsent(msg(6));
+        assert_eq!(sm.take_unacked_messages().len(), 4);
     }
 }

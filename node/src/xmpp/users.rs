@@ -471,6 +471,19 @@ impl UserActor {
         let Some(core) = &self.core else {
             return;
         };
+        let size = prost::Message::encoded_len(&core.data);
+        if size > self.shared.im_limits.max_user_bytes {
+            metrics::counter!(xm::LIMIT_HITS, "limit" => "user_bytes").increment(1);
+            tracing::warn!(user = %self.jid, size, limit = self.shared.im_limits.max_user_bytes,
+                "user state would exceed its byte limit; change refused");
+            self.refuse(
+                cause,
+                herald_xmpp::error::StanzaCondition::ResourceConstraint,
+                "stored data for this user is at its size limit",
+            );
+            self.reload();
+            return;
+        }
         let data = core.data.clone();
         let cluster = self.shared.cluster.clone();
         let expected = self.revision;
@@ -499,7 +512,11 @@ impl UserActor {
                         .increment(1);
                     tracing::warn!(user = %act.jid, error = %e, conflict,
                         "user state write refused or failed; answering the sender and reloading the stored state");
-                    act.refuse(cause);
+                    act.refuse(
+                        cause,
+                        herald_xmpp::error::StanzaCondition::InternalServerError,
+                        "the change could not be stored; try again",
+                    );
                     act.reload();
                 }
             }),
@@ -507,11 +524,8 @@ impl UserActor {
     }
 
     /// Tells whoever caused a change that could not be stored that it did not happen.
-    fn refuse(&mut self, cause: Cause) {
-        let err = herald_xmpp::StanzaError::with_text(
-            herald_xmpp::error::StanzaCondition::InternalServerError,
-            "the change could not be stored; try again",
-        );
+    fn refuse(&mut self, cause: Cause, condition: herald_xmpp::error::StanzaCondition, why: &str) {
+        let err = herald_xmpp::StanzaError::with_text(condition, why);
         match cause {
             Cause::Client { resource, stanza } => {
                 if let Some(reply) = err.reply_to(&stanza, None) {
