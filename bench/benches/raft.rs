@@ -133,7 +133,7 @@ fn start_node(rt: &Runtime, id: u64, dir: &Path, join: Option<String>) -> Result
     })?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (stop_server, stop_rx) = watch::channel(false);
-    let svc = NodeApiService::grpc(cluster.handle.clone(), None, MAX_GRPC_BYTES);
+    let svc = NodeApiService::grpc(cluster.handle.clone(), None, MAX_GRPC_BYTES, false);
     rt.spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)

@@ -25,16 +25,25 @@ impl tonic::service::Interceptor for TokenInjector {
 
 pub type PeerClient = NodeApiClient<InterceptedService<Channel, TokenInjector>>;
 
-/// How to reach peers: the shared token and the message size cap.
+/// How to reach peers: the shared token, the message size cap, and (mutual TLS between nodes)
+/// the cluster CA with this node's certificate.
 #[derive(Clone, Debug, Default)]
 pub struct PeerOptions {
     pub token: Option<String>,
     pub max_message_bytes: usize,
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
-fn endpoint(address: &str) -> Result<Endpoint, tonic::Status> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| tonic::Status::invalid_argument(format!("bad peer address {address}: {e}")))?
+fn endpoint(address: &str, opts: &PeerOptions) -> Result<Endpoint, tonic::Status> {
+    let bad = |e: &dyn std::fmt::Display| {
+        tonic::Status::invalid_argument(format!("bad peer address {address}: {e}"))
+    };
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let mut ep = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|e| bad(&e))?;
+    if let Some(tls) = &opts.tls {
+        ep = ep.tls_config(tls.clone()).map_err(|e| bad(&e))?;
+    }
+    Ok(ep
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
@@ -64,7 +73,7 @@ fn wrap(channel: Channel, opts: &PeerOptions) -> Result<PeerClient, tonic::Statu
 
 /// A lazily connecting client for `address` (host:port). Must be called inside a tokio runtime.
 pub fn peer_client(address: &str, opts: &PeerOptions) -> Result<PeerClient, tonic::Status> {
-    wrap(endpoint(address)?.connect_lazy(), opts)
+    wrap(endpoint(address, opts)?.connect_lazy(), opts)
 }
 
 /// A client for `address` whose connection is established now (fails fast when the peer is
@@ -73,7 +82,7 @@ pub async fn peer_client_connected(
     address: &str,
     opts: &PeerOptions,
 ) -> Result<PeerClient, tonic::Status> {
-    let channel = endpoint(address)?
+    let channel = endpoint(address, opts)?
         .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("cannot connect to {address}: {e}")))?;

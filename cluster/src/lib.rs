@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod handle;
+pub mod identity;
 pub mod metrics;
 pub mod placement;
 pub mod raft_loop;

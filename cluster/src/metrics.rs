@@ -62,6 +62,10 @@ pub fn describe() {
         "Cluster members this node currently sees alive (itself included)"
     );
     describe_counter!(
+        crate::service::IDENTITY_REFUSALS,
+        "Node-to-node calls refused: the caller's certificate does not back what it claims, or names no member"
+    );
+    describe_counter!(
         crate::routing::NODES_DECLARED_DEAD,
         "Times this node saw a peer go from live to dead (liveness pings unanswered or a routed item lost)"
     );

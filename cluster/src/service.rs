@@ -22,6 +22,19 @@ use crate::raft_loop::{Input, Role};
 /// Implements `herald.cluster.v1.NodeApi` over a [`ClusterHandle`].
 pub struct NodeApiService {
     handle: ClusterHandle,
+    /// Mutual TLS is on: every call must carry a cluster certificate naming its node, and
+    /// what the caller claims is checked against it.
+    verify_callers: bool,
+}
+
+/// Counter, label `rpc`: node-to-node calls refused because the caller's certificate does not
+/// back what it claims (another node's id, or not a member).
+pub const IDENTITY_REFUSALS: &str = "herald_cluster_identity_refusals_total";
+
+fn refuse(rpc: &'static str, why: String) -> Status {
+    metrics::counter!(IDENTITY_REFUSALS, "rpc" => rpc).increment(1);
+    tracing::warn!(rpc, reason = %why, "node-to-node call refused");
+    Status::permission_denied(why)
 }
 
 /// Rejects node-to-node calls without the shared cluster token (when one is configured).
@@ -39,12 +52,42 @@ impl tonic::service::Interceptor for TokenCheck {
 pub type NodeApiGrpc = InterceptedService<NodeApiServer<NodeApiService>, TokenCheck>;
 
 impl NodeApiService {
-    pub fn grpc(handle: ClusterHandle, token: Option<String>, max_bytes: usize) -> NodeApiGrpc {
+    /// `verify_callers`: the server runs with mutual TLS (see [`crate::identity`]).
+    pub fn grpc(
+        handle: ClusterHandle,
+        token: Option<String>,
+        max_bytes: usize,
+        verify_callers: bool,
+    ) -> NodeApiGrpc {
         let check = TokenCheck(token.map(std::sync::Arc::from));
-        let server = NodeApiServer::new(NodeApiService { handle })
-            .max_decoding_message_size(max_bytes)
-            .max_encoding_message_size(max_bytes);
+        let server = NodeApiServer::new(NodeApiService {
+            handle,
+            verify_callers,
+        })
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
         InterceptedService::new(server, check)
+    }
+
+    /// The caller's node id from its certificate (`None` without mutual TLS).
+    fn caller<T>(&self, req: &Request<T>, rpc: &'static str) -> Result<Option<u64>, Status> {
+        crate::identity::caller(req, self.verify_callers).inspect_err(|_| {
+            metrics::counter!(IDENTITY_REFUSALS, "rpc" => rpc).increment(1);
+        })
+    }
+
+    /// Refuses a caller that is not a member of the cluster (with mutual TLS on).
+    fn member_only<T>(&self, req: &Request<T>, rpc: &'static str) -> Result<(), Status> {
+        if let Some(id) = self.caller(req, rpc)? {
+            let members = self.handle.applied().state.nodes();
+            if !members.iter().any(|n| n.node_id == id) {
+                return Err(refuse(
+                    rpc,
+                    format!("node {id} is not a member of this cluster"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -55,9 +98,19 @@ impl NodeApi for NodeApiService {
         request: Request<Streaming<RaftEnvelope>>,
     ) -> Result<Response<RaftAck>, Status> {
         let me = self.handle.node_id();
+        let caller = self.caller(&request, "raft")?;
         let mut stream: Pin<Box<Streaming<RaftEnvelope>>> = Box::pin(request.into_inner());
         while let Some(env) = stream.next().await {
             let env = env?;
+            if let Some(id) = caller.filter(|id| *id != env.from) {
+                return Err(refuse(
+                    "raft",
+                    format!(
+                        "raft message claims to be from node {} but the caller's certificate names node {id}",
+                        env.from
+                    ),
+                ));
+            }
             if env.to != me {
                 return Err(Status::failed_precondition(format!(
                     "raft message for node {} reached node {me}",
@@ -85,6 +138,7 @@ impl NodeApi for NodeApiService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<WriteOutcome>, Status> {
+        self.member_only(&request, "propose")?;
         if self.handle.status().role != Role::Leader {
             return Err(Status::unavailable(NOT_LEADER));
         }
@@ -97,7 +151,17 @@ impl NodeApi for NodeApiService {
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        let caller = self.caller(&request, "join")?;
         let req = request.into_inner();
+        if let Some(id) = caller.filter(|id| *id != req.node_id) {
+            return Err(refuse(
+                "join",
+                format!(
+                    "join as node {} refused: the caller's certificate names node {id}",
+                    req.node_id
+                ),
+            ));
+        }
         if req.node_id == 0 || req.cluster_address.is_empty() {
             return Err(Status::invalid_argument(
                 "join needs a node id >= 1 and the node's cluster address",
@@ -124,6 +188,7 @@ impl NodeApi for NodeApiService {
         &self,
         request: Request<MembershipChange>,
     ) -> Result<Response<MembershipChangeReply>, Status> {
+        self.member_only(&request, "change_membership")?;
         if self.handle.status().role != Role::Leader {
             return Err(Status::unavailable(NOT_LEADER));
         }
@@ -146,8 +211,9 @@ impl NodeApi for NodeApiService {
 
     async fn status(
         &self,
-        _request: Request<StatusRequest>,
+        request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
+        self.caller(&request, "status")?;
         Ok(Response::new(self.handle.local_status()))
     }
 
@@ -160,9 +226,19 @@ impl NodeApi for NodeApiService {
                 "this node is not ready to route stanzas",
             ));
         };
+        let caller = self.caller(&request, "route")?;
         let mut stream = request.into_inner();
         while let Some(msg) = stream.next().await {
             let msg = msg?;
+            if let Some(id) = caller.filter(|id| *id != msg.from_node) {
+                return Err(refuse(
+                    "route",
+                    format!(
+                        "routed item claims to be from node {} but the caller's certificate names node {id}",
+                        msg.from_node
+                    ),
+                ));
+            }
             self.handle.routes().saw(msg.from_node);
             metrics::counter!(crate::routing::ROUTED, "direction" => "in").increment(1);
             if let Some(kind) = msg.kind {
@@ -179,6 +255,7 @@ impl NodeApi for NodeApiService {
         &self,
         request: Request<LocalSessionsRequest>,
     ) -> Result<Response<LocalSessionsReply>, Status> {
+        self.member_only(&request, "local_sessions")?;
         let Some(sink) = self.handle.routes().sink().cloned() else {
             return Err(Status::unavailable("this node is not serving clients yet"));
         };
@@ -187,6 +264,9 @@ impl NodeApi for NodeApiService {
     }
 
     async fn removed(&self, request: Request<RemovedNotice>) -> Result<Response<RaftAck>, Status> {
+        // Only a member (the leader that removed this node) may say so. The removal is
+        // already applied there, so the caller is still in this node's (older) member list.
+        self.member_only(&request, "removed")?;
         let n = request.into_inner();
         if n.node_id != self.handle.node_id() {
             return Err(Status::invalid_argument(format!(

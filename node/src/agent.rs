@@ -142,9 +142,24 @@ async fn run_planes(
         cluster_address: cfg.cluster_advertise(),
         admin_address: cfg.admin_advertise(),
     };
+    // Mutual TLS between nodes when a cluster CA is configured.
+    let cluster_tls = crate::tls::cluster_tls(&cfg).context("node-to-node TLS material")?;
+    if let Some(t) = &cluster_tls {
+        tracing::info!(cert = %t.cert_path.display(), "node-to-node calls use mutual TLS");
+    } else if !cfg.bind.is_loopback() {
+        anyhow::bail!("node-to-node TLS is required off loopback (set cluster_ca)");
+    }
     let peer = PeerOptions {
         token: cfg.cluster_token.as_ref().map(|s| s.expose().to_string()),
         max_message_bytes: cfg.max_grpc_message_bytes,
+        tls: cluster_tls.as_ref().map(|t| {
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca_pem))
+                .identity(tonic::transport::Identity::from_pem(
+                    &t.cert_pem,
+                    &t.key_pem,
+                ))
+        }),
     };
     let cluster = herald_cluster::start(
         ClusterConfig {
@@ -173,12 +188,27 @@ async fn run_planes(
         handle.clone(),
         peer.token.clone(),
         cfg.max_grpc_message_bytes,
+        cluster_tls.is_some(),
     );
     let cluster_listener = tokio::net::TcpListener::from_std(listeners.cluster)?;
     let cluster_addr = cluster_listener.local_addr()?;
+    let mut cluster_builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(t) = &cluster_tls {
+        // Client certificates are required and must chain to the cluster CA; who they name
+        // is checked per call by the service.
+        cluster_builder = cluster_builder
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(
+                        &t.cert_pem,
+                        &t.key_pem,
+                    ))
+                    .client_ca_root(tonic::transport::Certificate::from_pem(&t.ca_pem)),
+            )
+            .context("node-to-node TLS configuration")?;
+    }
     let cluster_server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        cluster_builder
             .add_service(cluster_svc)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(cluster_listener),

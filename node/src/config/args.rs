@@ -94,6 +94,18 @@ pub struct AgentArgs {
     /// PEM CA bundle for admin client certificates.
     #[arg(long, env = "HERALD_ADMIN_CLIENT_CA", value_name = "FILE")]
     pub admin_client_ca: Option<PathBuf>,
+    /// PEM cluster CA certificate: mutual TLS between nodes.
+    #[arg(long, env = "HERALD_CLUSTER_CA", value_name = "FILE")]
+    pub cluster_ca: Option<PathBuf>,
+    /// PEM cluster CA key: the node issues its own cluster certificate at start.
+    #[arg(long, env = "HERALD_CLUSTER_CA_KEY", value_name = "FILE")]
+    pub cluster_ca_key: Option<PathBuf>,
+    /// PEM certificate of this node for node-to-node TLS.
+    #[arg(long, env = "HERALD_CLUSTER_CERT", value_name = "FILE")]
+    pub cluster_cert: Option<PathBuf>,
+    /// PEM key of `--cluster-cert`.
+    #[arg(long, env = "HERALD_CLUSTER_KEY", value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
     /// Shared secret for node-to-node calls (prefer the env var: flags show in `ps`).
     #[arg(
         long,
@@ -199,6 +211,10 @@ impl AgentArgs {
             cfg.tls_key => a.tls_key.map(Some),
             cfg.admin_token => a.admin_token.map(|t| Some(Secret::new(t))),
             cfg.admin_client_ca => a.admin_client_ca.map(Some),
+            cfg.cluster_ca => a.cluster_ca.map(Some),
+            cfg.cluster_ca_key => a.cluster_ca_key.map(Some),
+            cfg.cluster_cert => a.cluster_cert.map(Some),
+            cfg.cluster_key => a.cluster_key.map(Some),
             cfg.cluster_token => a.cluster_token.map(|t| Some(Secret::new(t))),
         }
         if !a.domains.is_empty() {

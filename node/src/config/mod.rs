@@ -184,8 +184,19 @@ pub struct NodeConfig {
     pub admin_token: Option<Secret>,
     /// PEM CA bundle; admin clients presenting a certificate from it are accepted.
     pub admin_client_ca: Option<PathBuf>,
-    /// Shared secret for node-to-node calls.
+    /// Shared secret for node-to-node calls (an extra check; off loopback, mutual TLS through
+    /// `cluster_ca` is required).
     pub cluster_token: Option<Secret>,
+    /// PEM certificate of the cluster CA: setting it turns on mutual TLS between nodes; every
+    /// node's certificate must be issued by it and name the node (URI SAN urn:herald:node:N).
+    pub cluster_ca: Option<PathBuf>,
+    /// PEM private key of the cluster CA: this node issues its own cluster certificate with it
+    /// at start (instead of `cluster_cert`/`cluster_key`).
+    pub cluster_ca_key: Option<PathBuf>,
+    /// PEM certificate chain of this node for node-to-node TLS (issued by `cluster_ca`).
+    pub cluster_cert: Option<PathBuf>,
+    /// PEM private key matching `cluster_cert`.
+    pub cluster_key: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Log filter (an `EnvFilter` directive such as `info,herald_cluster=debug`); `RUST_LOG`
@@ -226,6 +237,10 @@ impl Default for NodeConfig {
             admin_token: None,
             admin_client_ca: None,
             cluster_token: None,
+            cluster_ca: None,
+            cluster_ca_key: None,
+            cluster_cert: None,
+            cluster_key: None,
             log_format: LogFormat::Human,
             log_level: "info".to_string(),
             raft: RaftConfig::default(),

@@ -234,6 +234,10 @@ fn every_toml_key_round_trips() {
         admin_token: Some(Secret::new("a")),
         admin_client_ca: Some("/ca".into()),
         cluster_token: Some(Secret::new("c")),
+        cluster_ca: Some("/cca".into()),
+        cluster_ca_key: Some("/ccak".into()),
+        cluster_cert: Some("/cc".into()),
+        cluster_key: Some("/ck".into()),
         log_format: LogFormat::Json,
         ..NodeConfig::default()
     };
@@ -284,7 +288,8 @@ fn validation_rules() {
     fn secured(c: &mut NodeConfig) {
         c.bind = PUBLIC;
         c.admin_token = Some(Secret::new("adm-token-1"));
-        c.cluster_token = Some(Secret::new("clu-token-1"));
+        c.cluster_ca = Some("/cluster-ca.pem".into());
+        c.cluster_ca_key = Some("/cluster-ca-key.pem".into());
     }
     type Case = (&'static str, fn(&mut NodeConfig), Option<&'static str>);
     let cases: Vec<Case> = vec![
@@ -370,16 +375,46 @@ fn validation_rules() {
                 c.bind = PUBLIC;
                 c.admin_token = Some(Secret::new("token-123"));
             },
-            Some("cluster_token"),
+            Some("cluster_ca"),
         ),
         (
-            "public bind, client ca + cluster token",
+            // The shared token alone is never the only guard off loopback.
+            "public bind, client ca + cluster token only",
             |c| {
                 c.bind = PUBLIC;
                 c.admin_client_ca = Some("/ca".into());
                 c.cluster_token = Some(Secret::new("token-123"));
             },
+            Some("cluster_ca"),
+        ),
+        (
+            "public bind, client ca + cluster mTLS",
+            |c| {
+                c.bind = PUBLIC;
+                c.admin_client_ca = Some("/ca".into());
+                c.cluster_ca = Some("/cca".into());
+                c.cluster_cert = Some("/cc".into());
+                c.cluster_key = Some("/ck".into());
+            },
             None,
+        ),
+        (
+            "cluster ca without a node certificate",
+            |c| c.cluster_ca = Some("/cca".into()),
+            Some("cluster_cert"),
+        ),
+        (
+            "cluster cert without its key",
+            |c| {
+                c.cluster_ca = Some("/cca".into());
+                c.cluster_cert = Some("/cc".into());
+            },
+            Some("cluster_key"),
+        ),
+        (
+            "cluster ca key without the ca",
+            |c| c.cluster_ca_key = Some("/ccak".into()),
+            Some("cluster_ca"),
         ),
         ("public bind, both tokens", secured, None),
         (

@@ -166,6 +166,7 @@ impl NodeConfig {
         self.validate_domains()?;
         check_secret("admin_token", &self.admin_token)?;
         check_secret("cluster_token", &self.cluster_token)?;
+        self.validate_cluster_tls()?;
         self.validate_exposure()?;
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log_level) {
             return Err(invalid(
@@ -316,15 +317,40 @@ impl NodeConfig {
                 ),
             ));
         }
-        if self.cluster_token.is_none() {
+        if self.cluster_ca.is_none() {
             return Err(invalid(
-                "cluster_token",
+                "cluster_ca",
                 format!(
-                    "bind {} is not loopback: set cluster_token, the shared secret for node-to-node calls",
+                    "bind {} is not loopback: node-to-node calls need mutual TLS; set cluster_ca with cluster_cert and cluster_key (or cluster_ca_key); cluster_token is an extra, not enough alone",
                     self.bind
                 ),
             ));
         }
         Ok(())
+    }
+
+    fn validate_cluster_tls(&self) -> Result<(), ConfigError> {
+        let has_pair = self.cluster_cert.is_some() && self.cluster_key.is_some();
+        if self.cluster_cert.is_some() != self.cluster_key.is_some() {
+            return Err(invalid(
+                if self.cluster_cert.is_some() {
+                    "cluster_key"
+                } else {
+                    "cluster_cert"
+                },
+                "cluster_cert and cluster_key must be set together",
+            ));
+        }
+        match &self.cluster_ca {
+            None if has_pair || self.cluster_ca_key.is_some() => Err(invalid(
+                "cluster_ca",
+                "cluster_cert, cluster_key and cluster_ca_key need cluster_ca (the CA that issued them)",
+            )),
+            Some(_) if !has_pair && self.cluster_ca_key.is_none() => Err(invalid(
+                "cluster_cert",
+                "cluster_ca needs this node's certificate: cluster_cert and cluster_key, or cluster_ca_key to issue one",
+            )),
+            _ => Ok(()),
+        }
     }
 }

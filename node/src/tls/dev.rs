@@ -299,3 +299,76 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
         .map_err(|source| io("write", &tmp, source))?;
     fs::rename(&tmp, path).map_err(|source| io("rename into", path, source))
 }
+
+/// Cluster certificate file names (issued by the cluster CA for node-to-node TLS).
+pub(super) const CLUSTER_NODE_FILE: &str = "cluster-node.pem";
+pub(super) const CLUSTER_NODE_KEY_FILE: &str = "cluster-node-key.pem";
+
+/// Issues this node's cluster certificate with the cluster CA (`ca_pem`, `ca_key_pem`): it
+/// names the node (URI SAN `urn:herald:node:<id>`) and the addresses peers dial (advertised
+/// host, bind IP). Written to `<data_dir>/tls`; reissued at every start. Returns the paths of
+/// the certificate and its key.
+pub(super) fn issue_cluster_cert(
+    cfg: &NodeConfig,
+    ca_pem: &Path,
+    ca_key_pem: &Path,
+) -> Result<(PathBuf, PathBuf), TlsError> {
+    let dir = cfg.data_dir.join("tls");
+    fs::create_dir_all(&dir).map_err(|source| io("create directory", &dir, source))?;
+    let key_pem =
+        fs::read_to_string(ca_key_pem).map_err(|source| io("read", ca_key_pem, source))?;
+    let ca_key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::DevCa {
+        dir: ca_key_pem.to_path_buf(),
+        reason: format!("not a usable private key: {e}"),
+    })?;
+    let ca_cert = read_certs(ca_pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| TlsError::Missing {
+            path: ca_pem.to_path_buf(),
+            what: "certificate",
+        })?;
+    let issuer = Issuer::from_ca_cert_der(&ca_cert, ca_key).map_err(|e| TlsError::DevCa {
+        dir: ca_pem.to_path_buf(),
+        reason: format!("not a usable CA certificate for this key: {e}"),
+    })?;
+    let mut names = BTreeSet::new();
+    if let Some(host) = &cfg.advertise_host {
+        names.insert(host.to_ascii_lowercase());
+    }
+    if !cfg.bind.is_unspecified() {
+        names.insert(cfg.bind.to_string());
+    }
+    names.insert("localhost".to_string());
+    let mut params = CertificateParams::new(names.into_iter().collect::<Vec<_>>())
+        .map_err(generate("cluster certificate"))?;
+    let uri = herald_cluster::identity::node_uri(cfg.node_id);
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        uri.as_str()
+            .try_into()
+            .map_err(generate("cluster certificate"))?,
+    ));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Herald");
+    dn.push(
+        DnType::CommonName,
+        format!("herald cluster node {}", cfg.node_id),
+    );
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    set_validity(&mut params, NODE_VALIDITY);
+    let key = KeyPair::generate().map_err(generate("cluster node key"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(generate("cluster certificate"))?;
+    let (cert_path, key_path) = (dir.join(CLUSTER_NODE_FILE), dir.join(CLUSTER_NODE_KEY_FILE));
+    write_file(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(&cert_path, cert.pem().as_bytes(), 0o644)?;
+    Ok((cert_path, key_path))
+}

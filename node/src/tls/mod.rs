@@ -189,6 +189,66 @@ pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsEr
     Ok(Arc::new(cfg))
 }
 
+/// PEM material for mutual TLS between nodes: the cluster CA and this node's certificate.
+pub struct ClusterTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub cert_path: PathBuf,
+}
+
+/// The node-to-node TLS material when `cluster_ca` is set (issuing this node's certificate
+/// with `cluster_ca_key` when no `cluster_cert` is given); `None` when node-to-node TLS is off.
+/// The certificate must name this node (`urn:herald:node:<id>`): a certificate for another
+/// node is refused here rather than at the first peer's handshake.
+pub fn cluster_tls(cfg: &NodeConfig) -> Result<Option<ClusterTls>, TlsError> {
+    let Some(ca) = &cfg.cluster_ca else {
+        return Ok(None);
+    };
+    let (cert_path, key_path) =
+        match (&cfg.cluster_cert, &cfg.cluster_key, &cfg.cluster_ca_key) {
+            (Some(c), Some(k), _) => (c.clone(), k.clone()),
+            (_, _, Some(ca_key)) => dev::issue_cluster_cert(cfg, ca, ca_key)?,
+            _ => return Err(TlsError::Missing {
+                path: ca.clone(),
+                what: "node certificate to go with it (cluster_cert/cluster_key or cluster_ca_key)",
+            }),
+        };
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsError::Io {
+            action: "read",
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let leaf = read_certs(&cert_path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| TlsError::Missing {
+            path: cert_path.clone(),
+            what: "certificate",
+        })?;
+    match herald_cluster::identity::node_id_of(leaf.as_ref()) {
+        Some(id) if id == cfg.node_id => {}
+        other => {
+            return Err(TlsError::Missing {
+                path: cert_path.clone(),
+                what: if other.is_some() {
+                    "URI SAN for this node (it names another node)"
+                } else {
+                    "URI SAN urn:herald:node:<node_id>"
+                },
+            })
+        }
+    }
+    Ok(Some(ClusterTls {
+        ca_pem: read(ca)?,
+        cert_pem: read(&cert_path)?,
+        key_pem: read(&key_path)?,
+        cert_path,
+    }))
+}
+
 /// A root store holding every certificate of the PEM file `ca_pem`.
 pub fn root_store(ca_pem: &Path) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
