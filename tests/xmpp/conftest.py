@@ -27,6 +27,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     setattr(item, f"rep_{rep.when}", rep)
     if rep.failed:
         for value in getattr(item, "funcargs", {}).values():
+            # A fixture's Cluster, or the `cluster` of a fixture object that holds one.
+            value = value if isinstance(value, Cluster) else getattr(value, "cluster", None)
             if isinstance(value, Cluster):
                 rep.sections.append((f"herald node logs ({value!r})", value.all_log_tails(60)))
 

@@ -147,8 +147,13 @@ def _kill_leftovers() -> None:
 class Cluster:
     """N herald processes on one loopback subnet, driven like an operator would."""
 
-    def __init__(self, workdir: Optional[Path] = None, domain: str = DOMAIN) -> None:
+    def __init__(self, workdir: Optional[Path] = None, domain: str = DOMAIN, *,
+                 extra_args: Iterable[str] = (), admin_token: Optional[str] = None) -> None:
+        """`extra_args` are appended to every node's `herald agent` command line; with
+        `admin_token` every node requires it (`--admin-token`) and the CLI calls send it."""
         self._tmp = None
+        self.extra_args = list(extra_args)
+        self.admin_token = admin_token
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="herald-pytest-")
             workdir = Path(self._tmp.name)
@@ -196,7 +201,9 @@ class Cluster:
             a.append("--bootstrap")
         else:
             a += ["--join", self.ip(join)]
-        return a
+        if self.admin_token is not None:
+            a += ["--admin-token", self.admin_token]
+        return a + self.extra_args
 
     def _spawn(self, node: int, args: list[str]) -> None:
         log = open(self.log_path(node), "ab")
@@ -333,12 +340,17 @@ class Cluster:
             raise HarnessError("no node is running")
         return alive[0]
 
-    def cli_raw(self, node: Optional[int], *args: str) -> subprocess.CompletedProcess:
-        """Runs `herald --admin IP:7471 ARGS` against `node` (first running node if None)."""
+    def cli_raw(self, node: Optional[int], *args: str,
+                token: Any = ...) -> subprocess.CompletedProcess:
+        """Runs `herald --admin IP:7471 ARGS` against `node` (first running node if None), with
+        the cluster's admin token unless `token` names another (None: no token at all)."""
         node = self.pick_admin(node)
         env = dict(os.environ)
         for k in ("HERALD_ADMIN", "HERALD_ADMIN_TOKEN", "HERALD_USER_PASSWORD"):
             env.pop(k, None)
+        token = self.admin_token if token is ... else token
+        if token is not None:
+            env["HERALD_ADMIN_TOKEN"] = token
         try:
             return subprocess.run(
                 [str(self.bin), "--admin", self.admin_addr(node), *args],

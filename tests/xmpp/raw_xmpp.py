@@ -15,6 +15,7 @@ import re
 import socket
 import ssl
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional
 
@@ -24,12 +25,15 @@ STREAM_NS = "http://etherx.jabber.org/streams"
 TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
 SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
 BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
+STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 READ_TIMEOUT = 10.0
 
 
-def stream_header(domain: str = DOMAIN) -> bytes:
-    return (f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+def stream_header(domain: str = DOMAIN, prolog: str = "") -> bytes:
+    """A client stream header; `prolog` goes between the XML declaration and the header (a
+    DOCTYPE, say)."""
+    return (f"<?xml version='1.0'?>{prolog}<stream:stream xmlns='jabber:client' "
             f"xmlns:stream='{STREAM_NS}' to='{domain}' version='1.0'>").encode()
 
 
@@ -41,6 +45,18 @@ _STREAM_ERROR = re.compile(
     r"<(?:stream:error|error\s+xmlns=['\"]http://etherx\.jabber\.org/streams['\"])[^>]*>"
     r"(.*?)</(?:stream:)?error>", re.S)
 _CHILD = re.compile(r"<([A-Za-z][\w.-]*)[\s/>]")
+_SASL_FAILURE = r"<failure\b[^>]*>(.*?)</failure>|<failure\b[^>]*/>"
+
+
+def stanza_error(stanza: ET.Element) -> tuple[Optional[str], list[str]]:
+    """The `type` and the defined conditions (RFC 6120 §8.3) of an error stanza's `<error/>`
+    (None and [] when it has none)."""
+    err = stanza.find("error")
+    if err is None:
+        return None, []
+    prefix = f"{{{STANZAS_NS}}}"
+    conds = [c.tag[len(prefix):] for c in err if c.tag.startswith(prefix)]
+    return err.get("type"), [c for c in conds if c != "text"]
 
 
 def scram_client_final(algo: str, password: str, client_first_bare: str,
@@ -65,7 +81,8 @@ class RawStream:
     def __init__(self, host: str, port: int = C2S_PORT, *, ca: Optional[Path] = None,
                  domain: str = DOMAIN, timeout: float = READ_TIMEOUT,
                  source: Optional[str] = None) -> None:
-        """`source`: the local (loopback) address to connect from."""
+        """`source`: the local IP to connect from (another 127.x address keeps what the server
+        counts per client address, such as failed logins, apart from other clients)."""
         self.host, self.port, self.ca, self.domain, self.timeout = host, port, ca, domain, timeout
         try:
             self.sock: socket.socket = socket.create_connection(
@@ -74,6 +91,8 @@ class RawStream:
         except OSError as exc:
             raise RawError(f"cannot connect to {host}:{port}: {exc}") from None
         self.buf = ""
+        #: What the last `read_until` skipped before its match.
+        self.skipped = ""
         self.eof = False
         self.log: list[str] = []
 
@@ -146,6 +165,7 @@ class RawStream:
         while True:
             m = rx.search(self.buf)
             if m:
+                self.skipped = self.buf[:m.start()]
                 self.buf = self.buf[m.end():]
                 return m
             if self.eof or time.monotonic() >= deadline:
@@ -198,19 +218,23 @@ class RawStream:
             raw = f"\0{user}\0{password}".encode()
             self.send(f"<auth xmlns='{SASL_NS}' mechanism='PLAIN'>"
                       f"{base64.b64encode(raw).decode()}</auth>")
-            self._sasl_outcome()
+            self.sasl_outcome()
             return
         raise RawError(f"no usable SASL mechanism offered: {mechs} in {features}")
 
-    def _sasl_outcome(self) -> str:
+    def sasl_outcome(self) -> str:
+        """Waits for `<success/>` (returns its data) or `<failure/>` (raises RawError)."""
         m = self.read_until(r"<success\b[^>]*/>|<success\b[^>]*>(.*?)</success>"
                             r"|<failure\b.*?(?:/>|</failure>)", "SASL <success/> or <failure/>")
         if m.group(0).startswith("<failure"):
             raise RawError(f"SASL failed: {m.group(0)}")
         return m.group(1) or ""
 
-    def _scram(self, mech: str, algo: str, user: str, password: str) -> None:
-        cnonce = base64.b64encode(os.urandom(18)).decode()
+    def scram_start(self, mech: str, user: str,
+                    cnonce: Optional[str] = None) -> tuple[str, str]:
+        """Sends `<auth/>` with the SCRAM client-first message for `user` (client nonce
+        `cnonce`, random if None); returns (client-first-message-bare, server-first-message)."""
+        cnonce = cnonce or base64.b64encode(os.urandom(18)).decode()
         name = user.replace("=", "=3D").replace(",", "=2C")
         first_bare = f"n={name},r={cnonce}"
         self.send(f"<auth xmlns='{SASL_NS}' mechanism='{mech}'>"
@@ -223,10 +247,17 @@ class RawStream:
         attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
         if not attrs.get("r", "").startswith(cnonce):
             raise RawError(f"SCRAM server nonce does not extend ours: {server_first}")
-        final = scram_client_final(algo, password, first_bare, server_first)
-        self.send(f"<response xmlns='{SASL_NS}'>{base64.b64encode(final.encode()).decode()}"
+        return first_bare, server_first
+
+    def sasl_response(self, data: str) -> None:
+        """Sends `<response/>` carrying `data`, base64-encoded."""
+        self.send(f"<response xmlns='{SASL_NS}'>{base64.b64encode(data.encode()).decode()}"
                   "</response>")
-        self._sasl_outcome()
+
+    def _scram(self, mech: str, algo: str, user: str, password: str) -> None:
+        first_bare, server_first = self.scram_start(mech, user)
+        self.sasl_response(scram_client_final(algo, password, first_bare, server_first))
+        self.sasl_outcome()
 
     def bind(self, resource: str = "raw") -> str:
         """Binds a resource on the (already restarted) stream; returns the full JID."""
@@ -247,6 +278,44 @@ class RawStream:
         return self.bind(resource)
 
     # -- outcomes ----------------------------------------------------------------------------
+
+    def expect_sasl_failure(self, condition: str, what: str,
+                            timeout: Optional[float] = None) -> None:
+        """Waits for `<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>` whose one condition
+        is `condition` (RFC 6120 §6.5)."""
+        m = self.read_until(_SASL_FAILURE, f"SASL <failure><{condition}/></failure> after {what}",
+                            timeout)
+        conds = [c for c in _CHILD.findall(m.group(1) or "") if c != "text"]
+        if conds != [condition]:
+            raise RawError(f"after {what}: expected SASL failure <{condition}/>, got "
+                           f"{conds or 'no condition'}: {m.group(0)}")
+
+    def read_stanza(self, stanza_id: Optional[str], what: str,
+                    timeout: Optional[float] = None) -> ET.Element:
+        """Reads until a top-level `<message/>`, `<presence/>` or `<iq/>` with this `id` (None:
+        with no `id` at all) arrives, skipping others, and returns it parsed."""
+        if stanza_id is None:
+            has_id = r"(?![^>]*\bid=)"
+        else:
+            has_id = r"(?=[^>]*\bid=(?P<q>['\"])" + re.escape(stanza_id) + r"(?P=q))"
+        rx = r"<(?P<name>message|presence|iq)\b" + has_id + r"[^>]*?(?:/>|>.*?</(?P=name)>)"
+        m = self.read_until(rx, f"a stanza with id {stanza_id!r} ({what})", timeout)
+        try:
+            return ET.fromstring(m.group(0))
+        except ET.ParseError as exc:
+            raise RawError(f"{what}: the stanza does not parse ({exc}): {m.group(0)}") from None
+
+    def expect_stanza_error(self, stanza_id: Optional[str], etype: str, condition: str, what: str,
+                            timeout: Optional[float] = None) -> ET.Element:
+        """Waits for the error reply to the stanza with this `id` and checks its `<error/>`
+        type and defined condition (RFC 6120 §8.3). Returns the reply."""
+        reply = self.read_stanza(stanza_id, f"the error reply to {what}", timeout)
+        got = stanza_error(reply)
+        if reply.get("type") != "error" or got != (etype, [condition]):
+            raise RawError(f"after {what}: expected a stanza error type={etype} <{condition}/>,"
+                           f" got type={reply.get('type')} error={got}: "
+                           f"{ET.tostring(reply, encoding='unicode')[:600]}")
+        return reply
 
     def expect_stream_error(self, allowed: set[str], what: str,
                             timeout: Optional[float] = None) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from harness import C2S_PORT, Cluster
 from raw_xmpp import RawStream, stream_header
-from xmpp_client import Clients, run
+from xmpp_client import assert_pair_chats
 
 NODE = 2
 OVERSIZED_BYTES = 300 * 1024
@@ -97,17 +97,7 @@ def test_bad_input_gets_a_stream_error_and_the_node_survives(cluster: Cluster, c
         CASES[case](s, cluster, victim)
 
     assert cluster.is_running(NODE), f"node {NODE} died after {case}"
-
-    async def still_serves() -> None:
-        async with Clients(cluster) as xc:
-            a = await xc.login(alice, apw, NODE)
-            b = await xc.login(bob, bpw, NODE)
-            await a.online()
-            await b.online()
-            a.chat(bob, f"still alive after {case}")
-            got = await b.expect_messages(alice, 1)
-            assert got[0]["body"] == f"still alive after {case}", got[0]
-    run(still_serves())
+    assert_pair_chats(cluster, NODE, (alice, apw), (bob, bpw), f"still alive after {case}")
 
 
 def test_stream_header_is_answered_with_starttls_required(cluster: Cluster) -> None:

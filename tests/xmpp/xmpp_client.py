@@ -433,3 +433,19 @@ def pick_nodes(cluster: Cluster, a: str, b: str,
             if na != nb and (na != ha or nb != hb):
                 return na, nb
     raise AssertionError(f"cannot place {a} (home {ha}) and {b} (home {hb}) on {nodes}")
+
+
+def assert_pair_chats(cluster: Cluster, node: int, a: tuple[str, str], b: tuple[str, str],
+                      body: str, timeout: float = 30.0) -> None:
+    """Two ordinary clients log in on `node` and `a` chats to `b`: the check that a node
+    still serves everyone else after one client did something hostile (bounded)."""
+    async def chat() -> None:
+        async with Clients(cluster) as xc:
+            ca = await xc.login(*a, node)
+            cb = await xc.login(*b, node)
+            await ca.online()
+            await cb.online()
+            ca.chat(b[0], body)
+            got = await cb.expect_messages(a[0], 1)
+            assert got[0]["body"] == body, got[0]
+    run(chat(), timeout)
