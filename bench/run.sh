@@ -48,7 +48,7 @@ RATE=${RATE:-}
 ISOLATION_FACTOR=${ISOLATION_FACTOR:-1.2}
 # Prosody tuning (bench/README.md, "Fairness"): chosen by a smoke comparison.
 PROSODY_OPPORTUNISTIC_WRITES=${PROSODY_OPPORTUNISTIC_WRITES:-false}
-PROSODY_GC=${PROSODY_GC:-incremental}
+PROSODY_GC=${PROSODY_GC:-generational}
 FANOUT_WATCHERS=${FANOUT_WATCHERS:-1000}
 FANOUT_ROUNDS=${FANOUT_ROUNDS:-20}
 IDLE_HOLD=${IDLE_HOLD:-10}
@@ -545,8 +545,8 @@ EOF
     wait_port $EJABBERD_IP $C2S_PORT_EJABBERD 60
     pid=$(descendant "$wrapper" beam.smp)
     PIDS+=("$pid")
-    # The flags the VM really got (its command line), for the log.
-    log "ejabberd beam.smp $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | grep -o -- '+S [0-9:]*\|+sbwt[a-z]* none' | tr '\n' ' ')"
+    # The flags the VM really got (erl hands `+S 1:1` to beam.smp as `-S 1:1`), for the log.
+    log "ejabberd beam.smp $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | grep -o -- '-S [0-9:]*\|-sbwt[a-z]* none' | tr '\n' ' ' || true)"
   }
   ejabberd_stop() {
     "${ectl[@]}" stop >/dev/null 2>&1 || true
