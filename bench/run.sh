@@ -8,7 +8,8 @@
 # processes of the login storm, 2), IDLE_SIZES (idle hold counts; above 9,000 the generator
 # runs as two processes), CHAT_SESSIONS, CHAT_REPEAT (chat runs per system, shape and
 # placement), CHAT_RATES (total msgs/s steps), CHAT_STEP (seconds per step), CHAT_DRAIN
-# (seconds of drain after each step), CHAT_STOP_AFTER (consecutive failing steps that end a
+# (seconds of drain after each step), CHAT_SETTLE (quiet seconds between the logins and the
+# first step), CHAT_STOP_AFTER (consecutive failing steps that end a
 # run), SHAPES ("pairs oneway": chat traffic shapes), PLACEMENTS ("pinned unpinned": pinned =
 # server on CPU 1, generator on CPU 0; unpinned = no taskset, both share both cores),
 # FANOUT_WATCHERS, FANOUT_ROUNDS, IDLE_HOLD (seconds), SYSTEMS ("herald prosody ejabberd"),
@@ -40,6 +41,7 @@ CHAT_SESSIONS=${CHAT_SESSIONS:-200}
 CHAT_RATES=${CHAT_RATES:-"1000,2000,3000,5000,10000,15000,20000,25000,30000,40000,50000,64000"}
 CHAT_STEP=${CHAT_STEP:-10}
 CHAT_DRAIN=${CHAT_DRAIN:-5}
+CHAT_SETTLE=${CHAT_SETTLE:-5}
 CHAT_STOP_AFTER=${CHAT_STOP_AFTER:-2}
 SHAPES=${SHAPES:-"pairs oneway"}
 PLACEMENTS=${PLACEMENTS:-"pinned unpinned"}
@@ -220,7 +222,7 @@ run_scenarios() { # system ip port — the system's "${sys}_restart" function se
         fresh "chat $shape, $CHAT_SESSIONS sessions, rates $CHAT_RATES (run $r of $CHAT_REPEAT)"
         mapfile -t c < <(common)
         "${lg[@]}" chat "${c[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
-          --shape "$shape" --duration "$CHAT_STEP" --drain "$CHAT_DRAIN" \
+          --shape "$shape" --duration "$CHAT_STEP" --drain "$CHAT_DRAIN" --settle "$CHAT_SETTLE" \
           --stop-after "$CHAT_STOP_AFTER" --json "$RESULTS/chat.json"
       done
     done
@@ -600,7 +602,7 @@ if [ "$CROSS_NODE" = 1 ]; then
     taskset -c 0 "$LOADGEN" chat --server 127.0.0.41:$C2S_PORT_HERALD \
       --server2 127.0.0.42:$C2S_PORT_HERALD --ca "$CA" --domain "$DOMAIN" --system herald \
       --server-pid "$p1" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" --duration "$CHAT_STEP" \
-      --drain "$CHAT_DRAIN" --stop-after "$CHAT_STOP_AFTER" --placement pinned \
+      --drain "$CHAT_DRAIN" --settle "$CHAT_SETTLE" --stop-after "$CHAT_STOP_AFTER" --placement pinned \
       --server-flags "3 nodes on CPU 1, $(herald_flags_note)" --json "$RESULTS/chat-cross-node.json"
   done
   stop_pid "$p1"; stop_pid "$p2"; stop_pid "$p3"
@@ -658,7 +660,7 @@ if has_scenario isolation && [[ " $SYSTEMS " == *" herald "* ]]; then
     "${LGP[@]}" "$LOADGEN" isolation --server "${ISO_IPS[0]}:5222" --server2 "${ISO_IPS[1]}:5222" \
       --ca "$CA" --domain "$DOMAIN" --system herald --server-pid "$i1" --placement "$pl" \
       --server-flags "3 nodes, $(herald_flags_note)" --users "$CHAT_SESSIONS" \
-      --rates "$rate" --duration "$DURATION" --drain "$CHAT_DRAIN" --stop-after 1 \
+      --rates "$rate" --duration "$DURATION" --drain "$CHAT_DRAIN" --settle "$CHAT_SETTLE" --stop-after 1 \
       --status-cmd "$HERALD --admin ${ISO_IPS[0]}:7471 cluster status" \
       --metrics "${ISO_IPS[0]}:9470,${ISO_IPS[1]}:9470,${ISO_IPS[2]}:9470" \
       --json "$RESULTS/isolation.json" || log "isolation ($pl): loadgen failed"

@@ -110,6 +110,10 @@ struct ChatArgs {
     /// Stop after this many consecutive failing steps.
     #[arg(long, default_value_t = 2)]
     stop_after: usize,
+    /// Seconds of quiet between the logins and the first step (server start-up and login work
+    /// is not charged to the first step).
+    #[arg(long, default_value_t = 5.0)]
+    settle: f64,
 }
 
 #[derive(Args, Clone)]
@@ -360,6 +364,7 @@ fn chat_plan(c: &Common, a: &CommonArgs, ch: &ChatArgs, scenario: &str) -> chat:
         rates: a.rates.clone(),
         duration: Duration::from_secs(a.duration),
         drain: Duration::from_secs_f64(ch.drain.clamp(0.0, 600.0)),
+        settle: Duration::from_secs_f64(ch.settle.clamp(0.0, 600.0)),
         shape: ch.shape,
         stop_after: ch.stop_after,
         p99_limit_ms: ch.p99_limit,

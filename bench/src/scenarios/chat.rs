@@ -68,6 +68,10 @@ pub struct ChatPlan {
     pub duration: Duration,
     /// Longest wait for the last messages after sending stops.
     pub drain: Duration,
+    /// Quiet time between the logins and the first step (sessions read, nothing is sent), so
+    /// that work a server does after its start and the logins is not charged to the first
+    /// step's CPU.
+    pub settle: Duration,
     /// Traffic shape.
     pub shape: Shape,
     /// Stop after this many consecutive failing steps.
@@ -121,6 +125,9 @@ pub async fn run(common: &Common, plan: &ChatPlan) -> Vec<Row> {
         plan.shape.name(),
         tls
     );
+    if !plan.settle.is_zero() && live > 0 {
+        sessions = settle(sessions, plan.settle).await;
+    }
     let mut rows = Vec::new();
     let mut best: Option<Row> = None;
     let mut failing = 0;
@@ -178,6 +185,32 @@ pub async fn run(common: &Common, plan: &ChatPlan) -> Vec<Row> {
     rows.push(summary);
     close_all(sessions, Duration::from_secs(10)).await;
     rows
+}
+
+/// Holds the sessions for `quiet` (reading, answering iqs, sending nothing); returns those
+/// still healthy.
+async fn settle(sessions: Vec<(usize, Session)>, quiet: Duration) -> Vec<(usize, Session)> {
+    let counters = Arc::new(Counters {
+        sent: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+    });
+    let (phase_tx, phase_rx) = watch::channel(Phase::Drain);
+    let mut set = JoinSet::new();
+    for (i, s) in sessions {
+        let (c, p) = (counters.clone(), phase_rx.clone());
+        // No step has this number: nothing received is counted.
+        set.spawn(session_loop(i, s, Role::Receive, u64::MAX, c, p));
+    }
+    tokio::time::sleep(quiet).await;
+    let _ = phase_tx.send(Phase::Stop);
+    let mut back = Vec::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok((Some(s), _)) = j {
+            back.push(s);
+        }
+    }
+    back.sort_by_key(|(i, _)| *i);
+    back
 }
 
 /// Whether a step passed: p99 under the limit, nothing lost, at least 90 % of the offered
