@@ -359,6 +359,7 @@ herald_ports() { # prints the port flags shared by every node
 
 start_herald() { # id ip dir extra... (placement: SRV prefix, --workers 1 when pinned)
   local id=$1 ip=$2 dir=$3; shift 3
+  # shellcheck disable=SC2046 # herald_ports prints several flags
   start_herald_ports "$id" "$ip" "$dir" $(herald_ports) "$@"
 }
 
