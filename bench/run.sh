@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Herald vs Prosody with the same generator, in one run, on one machine.
+# Herald vs Prosody vs ejabberd with the same generator, in one run, on one machine.
 #
 #   bench/run.sh                      # everything with the defaults below
 #   SIZES="200" SYSTEMS="herald" bench/run.sh   # a quick subset
 #
-# Knobs (environment): SIZES (login storm session counts), IDLE_SIZES (idle hold counts; above
-# 9,000 the generator runs as two processes), CHAT_SESSIONS, CHAT_REPEAT (chat runs per system), CHAT_RATES (total msgs/s
-# steps), CHAT_STEP (seconds per step), FANOUT_WATCHERS, FANOUT_ROUNDS, IDLE_HOLD (seconds),
-# SYSTEMS ("herald prosody"), CROSS_NODE=1 (also run chat across a 3-node Herald cluster),
-# WORK (scratch dir), SCENARIOS (loadgen scenarios to run, default "idle login chat fanout";
-# "" runs none), BUILD=0 (use the existing release binaries, no cargo build), TSUNG=1 (also run
-# the Tsung cross-check, bench/tsung/, on every system: TSUNG_USERS, TSUNG_RATE total msgs/s,
-# TSUNG_SECS of chat; TSUNG_ORDER "loadgen tsung" or "tsung loadgen": which generator goes first). The generator runs on CPU 0, the server under test on CPU 1 (taskset).
+# Knobs (environment): SIZES (login storm session counts), LOGIN_PROCESSES (generator
+# processes of the login storm, 2), IDLE_SIZES (idle hold counts; above 9,000 the generator
+# runs as two processes), CHAT_SESSIONS, CHAT_REPEAT (chat runs per system, shape and
+# placement), CHAT_RATES (total msgs/s steps), CHAT_STEP (seconds per step), CHAT_DRAIN
+# (seconds of drain after each step), CHAT_SETTLE (quiet seconds between the logins and the
+# first step), CHAT_STOP_AFTER (consecutive failing steps that end a
+# run), SHAPES ("pairs oneway": chat traffic shapes), PLACEMENTS ("pinned unpinned": pinned =
+# server on CPU 1, generator on CPU 0; unpinned = no taskset, both share both cores),
+# FANOUT_WATCHERS, FANOUT_ROUNDS, IDLE_HOLD (seconds), SYSTEMS ("herald prosody ejabberd"),
+# CROSS_NODE=1 (also run chat across a 3-node Herald cluster, pinned), WORK (scratch dir),
+# SCENARIOS (default "idle login chat fanout isolation"; "" runs none; isolation is Herald only:
+# a 3-node cluster on 127.0.0.11-13 under chat at RATE msgs/s, default ISOLATION_FACTOR 1.2 x
+# the Herald chat peak of the same placement in results/chat.json, for DURATION s, 60, while
+# `cluster status` is called once per second), BUILD=0 (use the existing release binaries, no
+# cargo build), PROSODY_OPPORTUNISTIC_WRITES (true/false), PROSODY_GC (incremental or
+# generational), TSUNG=1 (also run the Tsung cross-check, bench/tsung/, on every system in the
+# pinned placement: TSUNG_USERS, TSUNG_RATE total msgs/s, TSUNG_SECS of chat; TSUNG_ORDER
+# "loadgen tsung" or "tsung loadgen": which generator goes first).
 # Each server gets its own 127.0.0.x address and unusual ports (5222 may be taken by others);
 # clients connect from 127.0.1.1-16. Servers are started and stopped by PID.
 set -euo pipefail
@@ -20,21 +30,33 @@ ulimit -n "$(ulimit -Hn)"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
-RESULTS=$BENCH/results
+RESULTS=${RESULTS:-$BENCH/results} # where rows are appended
 WORK=${WORK:-/tmp/herald-bench}
 SIZES=${SIZES:-"200 2000"}
+LOGIN_PROCESSES=${LOGIN_PROCESSES:-2}
 # 19,900: the server's open-files limit here is 20,000 (a hard limit root cannot raise).
 IDLE_SIZES=${IDLE_SIZES:-"2000 10000 19900"}
 CHAT_REPEAT=${CHAT_REPEAT:-1}
 CHAT_SESSIONS=${CHAT_SESSIONS:-200}
-CHAT_RATES=${CHAT_RATES:-"1000,2000,4000,6000,8000,12000,16000,24000,32000,40000,48000,64000"}
-CHAT_STEP=${CHAT_STEP:-4}
+CHAT_RATES=${CHAT_RATES:-"1000,2000,3000,5000,10000,15000,20000,25000,30000,40000,50000,64000"}
+CHAT_STEP=${CHAT_STEP:-10}
+CHAT_DRAIN=${CHAT_DRAIN:-5}
+CHAT_SETTLE=${CHAT_SETTLE:-5}
+CHAT_STOP_AFTER=${CHAT_STOP_AFTER:-2}
+SHAPES=${SHAPES:-"pairs oneway"}
+PLACEMENTS=${PLACEMENTS:-"pinned unpinned"}
+DURATION=${DURATION:-60}
+RATE=${RATE:-}
+ISOLATION_FACTOR=${ISOLATION_FACTOR:-1.2}
+# Prosody tuning (bench/README.md, "Fairness"): chosen by a smoke comparison.
+PROSODY_OPPORTUNISTIC_WRITES=${PROSODY_OPPORTUNISTIC_WRITES:-false}
+PROSODY_GC=${PROSODY_GC:-generational}
 FANOUT_WATCHERS=${FANOUT_WATCHERS:-1000}
 FANOUT_ROUNDS=${FANOUT_ROUNDS:-20}
 IDLE_HOLD=${IDLE_HOLD:-10}
-SYSTEMS=${SYSTEMS:-"herald prosody"}
+SYSTEMS=${SYSTEMS:-"herald prosody ejabberd"}
 CROSS_NODE=${CROSS_NODE:-0}
-SCENARIOS=${SCENARIOS-"idle login chat fanout"}
+SCENARIOS=${SCENARIOS-"idle login chat fanout isolation"}
 BUILD=${BUILD:-1}
 TSUNG=${TSUNG:-0}
 TSUNG_USERS=${TSUNG_USERS:-$CHAT_SESSIONS}
@@ -50,6 +72,12 @@ C2S_PORT_HERALD=15222
 C2S_PORT_PROSODY=25222
 
 has_scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+for pl in $PLACEMENTS; do
+  case $pl in pinned | unpinned) ;; *) echo "PLACEMENTS: unknown placement $pl" >&2; exit 2 ;; esac
+done
+for sh in $SHAPES; do
+  case $sh in pairs | oneway) ;; *) echo "SHAPES: unknown shape $sh" >&2; exit 2 ;; esac
+done
 
 # Users u1..u<max_users> are created on every system: enough for the largest selected scenario.
 max_users=0
@@ -58,6 +86,7 @@ sizes_used=""
 has_scenario idle && sizes_used=$IDLE_SIZES
 has_scenario login && sizes_used="$sizes_used $SIZES"
 has_scenario chat && sizes_used="$sizes_used $CHAT_SESSIONS"
+has_scenario isolation && sizes_used="$sizes_used $CHAT_SESSIONS"
 [ "$TSUNG" = 1 ] && sizes_used="$sizes_used $TSUNG_USERS"
 for n in $sizes_used; do [ "$n" -gt "$max_users" ] && max_users=$n; done
 max_users=$((max_users + 1))
@@ -83,6 +112,20 @@ stop_pid() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
+# ---- placements: where the server and the generator run ----------------------------------
+# pinned: server on CPU 1, generator on CPU 0 (taskset); unpinned: no taskset for either.
+# Sets PLACEMENT, SRV (command prefix of servers) and LGP (prefix of the generator).
+SRV=(taskset -c 1)
+LGP=(taskset -c 0)
+PLACEMENT=pinned
+set_placement() { # pinned|unpinned
+  PLACEMENT=$1
+  case $1 in
+    pinned) SRV=(taskset -c 1); LGP=(taskset -c 0) ;;
+    unpinned) SRV=(); LGP=() ;;
+  esac
+}
+
 wait_port() { # ip port seconds
   for _ in $(seq $(($3 * 10))); do
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
@@ -96,6 +139,22 @@ if [ "$BUILD" = 1 ]; then
   log "building herald and loadgen (release)"
   (cd "$ROOT" && cargo build --release -p herald-node --bin herald -p herald-bench --bin loadgen)
 fi
+# `herald agent --workers N` (runtime worker threads; default: the available cores) is new:
+# pinned Herald gets --workers 1 when the binary knows the flag, unpinned Herald its default.
+HERALD_HAS_WORKERS=0
+if [ -x "$HERALD" ] && "$HERALD" agent --help 2>/dev/null | grep -q -- --workers; then
+  HERALD_HAS_WORKERS=1
+fi
+herald_workers() { # prints the --workers flag of the current placement, if any
+  if [ "$PLACEMENT" = pinned ] && [ "$HERALD_HAS_WORKERS" = 1 ]; then echo --workers 1; fi
+}
+herald_flags_note() {
+  if [ "$PLACEMENT" = pinned ]; then
+    if [ "$HERALD_HAS_WORKERS" = 1 ]; then echo "--workers 1"; else echo "no --workers flag in this binary"; fi
+  else
+    echo "default workers (no --workers flag)"
+  fi
+}
 if [[ " $SYSTEMS " == *" prosody "* ]] && ! command -v prosody >/dev/null; then
   log "installing prosody"
   DEBIAN_FRONTEND=noninteractive apt-get install -y prosody lua-unbound >/dev/null
@@ -106,7 +165,7 @@ if [ "$TSUNG" = 1 ] && ! command -v tsung >/dev/null; then
 fi
 mkdir -p "$WORK" "$RESULTS"
 # Other processes share this machine: record CPU use of everything during the run.
-echo "# bench/run.sh SYSTEMS=\"$SYSTEMS\" CROSS_NODE=$CROSS_NODE" >>"$RESULTS/vmstat.txt"
+echo "# bench/run.sh SYSTEMS=\"$SYSTEMS\" PLACEMENTS=\"$PLACEMENTS\" SHAPES=\"$SHAPES\" CROSS_NODE=$CROSS_NODE $(date -u +%FT%TZ)" >>"$RESULTS/vmstat.txt"
 vmstat -n -t 5 >>"$RESULTS/vmstat.txt" 2>&1 &
 PIDS+=($!)
 
@@ -125,14 +184,19 @@ fi
 CA=$CERTS/ca.pem
 
 # ---- scenarios (same generator, same arguments for every system) ----------------------------
-run_scenarios() { # system ip port — the system's "${sys}_restart" function sets $pid
+run_scenarios() { # system ip port — the system's "${sys}_restart" function sets $pid and
+  # $SERVER_FLAGS (how it was started); PLACEMENT, SRV and LGP are set by set_placement.
   local sys=$1 ip=$2 port=$3
-  local lg=(taskset -c 0 "$LOADGEN")
+  local lg=("${LGP[@]}" "$LOADGEN")
   # Every group of measurements starts on a freshly started server process, so that none pays
   # for what an earlier one left behind (freed memory still held, collector work, timers).
-  fresh() { "${sys}_restart"; log "$sys: $1 on a fresh server (pid $pid), load $(cut -d' ' -f1-3 /proc/loadavg)"; }
+  fresh() {
+    "${sys}_restart"
+    log "$sys ($PLACEMENT; $SERVER_FLAGS): $1 on a fresh server (pid $pid), load $(cut -d' ' -f1-3 /proc/loadavg)"
+  }
   common() { printf '%s\n' --server "$ip:$port" --ca "$CA" --domain "$DOMAIN" --system "$sys" \
-    --server-pid "$pid" --password-prefix pw --user-prefix u; }
+    --server-pid "$pid" --password-prefix pw --user-prefix u --placement "$PLACEMENT" \
+    --server-flags "$SERVER_FLAGS"; }
   if has_scenario idle; then
     for n in $IDLE_SIZES; do
       local procs=1
@@ -144,18 +208,23 @@ run_scenarios() { # system ip port — the system's "${sys}_restart" function se
     done
   fi
   if has_scenario login; then
-    fresh "login storm $SIZES"
+    fresh "login storm $SIZES ($LOGIN_PROCESSES generator processes)"
     mapfile -t c < <(common)
     for n in $SIZES; do
-      "${lg[@]}" login "${c[@]}" --users "$n" --json "$RESULTS/login.json"
+      "${lg[@]}" login "${c[@]}" --users "$n" --processes "$LOGIN_PROCESSES" \
+        --json "$RESULTS/login.json"
     done
   fi
   if has_scenario chat; then
-    for r in $(seq "$CHAT_REPEAT"); do
-      fresh "chat $CHAT_SESSIONS sessions, rates $CHAT_RATES (run $r of $CHAT_REPEAT)"
-      mapfile -t c < <(common)
-      "${lg[@]}" chat "${c[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
-        --duration "$CHAT_STEP" --json "$RESULTS/chat.json"
+    local shape
+    for shape in $SHAPES; do
+      for r in $(seq "$CHAT_REPEAT"); do
+        fresh "chat $shape, $CHAT_SESSIONS sessions, rates $CHAT_RATES (run $r of $CHAT_REPEAT)"
+        mapfile -t c < <(common)
+        "${lg[@]}" chat "${c[@]}" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" \
+          --shape "$shape" --duration "$CHAT_STEP" --drain "$CHAT_DRAIN" --settle "$CHAT_SETTLE" \
+          --stop-after "$CHAT_STOP_AFTER" --json "$RESULTS/chat.json"
+      done
     done
   fi
   if has_scenario fanout; then
@@ -164,7 +233,8 @@ run_scenarios() { # system ip port — the system's "${sys}_restart" function se
     "${lg[@]}" fanout "${c[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
       --rate 5 --json "$RESULTS/fanout.json"
   fi
-  if [ "$TSUNG" = 1 ]; then
+  # Tsung runs pinned only: one Erlang scheduler on CPU 0 (see tsung_start_once).
+  if [ "$TSUNG" = 1 ] && [ "$PLACEMENT" = pinned ]; then
     fresh "tsung cross-check"
     tsung_run "$sys" "$ip" "$port" "$pid"
   fi
@@ -211,7 +281,8 @@ tsung_loadgen_side() {
   log "$sys: loadgen chat at the tsung rate ($TSUNG_RATE msgs/s, ${TSUNG_SECS} s)"
   taskset -c 0 "$LOADGEN" chat --server "$ip:$port" --ca "$CA" --domain "$DOMAIN" \
     --system "$sys" --server-pid "$pid" --password-prefix pw --user-prefix u \
-    --users "$TSUNG_USERS" --rates "$TSUNG_RATE" --duration "$TSUNG_SECS" \
+    --users "$TSUNG_USERS" --rates "$TSUNG_RATE" --duration "$TSUNG_SECS" --drain 2 \
+    --placement pinned --server-flags "$SERVER_FLAGS" \
     --json "$dir/loadgen-chat.json" || log "$sys: loadgen chat failed"
 }
 
@@ -286,19 +357,25 @@ herald_ports() { # prints the port flags shared by every node
     --sip-tls-port 15061 --cluster-port 17470 --admin-port 17471 --http-port 19470
 }
 
-start_herald() { # id ip dir extra...
+start_herald() { # id ip dir extra... (placement: SRV prefix, --workers 1 when pinned)
+  local id=$1 ip=$2 dir=$3; shift 3
+  # shellcheck disable=SC2046 # herald_ports prints several flags
+  start_herald_ports "$id" "$ip" "$dir" $(herald_ports) "$@"
+}
+
+start_herald_ports() { # id ip dir flags... — no port flags added (the isolation cluster uses the defaults)
   local id=$1 ip=$2 dir=$3; shift 3
   mkdir -p "$dir"
   # shellcheck disable=SC2046
-  taskset -c 1 "$HERALD" agent --node-id "$id" --bind "$ip" --data-dir "$dir" \
-    --domain "$DOMAIN" $(herald_ports) --tls-cert "$CERTS/$DOMAIN.crt" \
-    --tls-key "$CERTS/$DOMAIN.key" --log-level warn "$@" >"$dir/log" 2>&1 &
+  "${SRV[@]}" "$HERALD" agent --node-id "$id" --bind "$ip" --data-dir "$dir" \
+    --domain "$DOMAIN" --tls-cert "$CERTS/$DOMAIN.crt" \
+    --tls-key "$CERTS/$DOMAIN.key" --log-level warn $(herald_workers) "$@" >"$dir/log" 2>&1 &
   LAST_PID=$!
   PIDS+=("$LAST_PID")
 }
 
-herald_users() { # admin_ip count
-  local admin=$1:17471 n=$2
+herald_users() { # admin_ip count [admin_port]
+  local admin=$1:${3:-17471} n=$2
   seq 1 "$n" | xargs -P 8 -I{} sh -c \
     "'$HERALD' --admin $admin user add u{}@$DOMAIN --password pw{} >/dev/null 2>&1 ||
      '$HERALD' --admin $admin user show u{}@$DOMAIN >/dev/null 2>&1 || echo 'user u{} failed' >&2"
@@ -308,6 +385,7 @@ herald_restart() {
   [ -n "${pid:-}" ] && herald_stop
   start_herald 1 $HERALD_IP "$WORK/herald" --bootstrap # an existing data dir is resumed
   pid=$LAST_PID
+  SERVER_FLAGS=$(herald_flags_note)
   wait_port $HERALD_IP 17471 30
   wait_port $HERALD_IP $C2S_PORT_HERALD 30
   sleep 2
@@ -320,7 +398,10 @@ if [[ " $SYSTEMS " == *" herald "* ]]; then
   herald_restart
   log "herald (pid $pid): adding $max_users users"
   herald_users $HERALD_IP "$max_users"
-  run_scenarios herald $HERALD_IP $C2S_PORT_HERALD
+  for pl in $PLACEMENTS; do
+    set_placement "$pl"
+    run_scenarios herald $HERALD_IP $C2S_PORT_HERALD
+  done
 fi
 
 # ---- Prosody --------------------------------------------------------------------------------
@@ -340,7 +421,9 @@ c2s_direct_tls_ports = { }
 s2s_ports = { 25269 }
 http_ports = { }
 https_ports = { }
-network_settings = { nagle = false }
+network_backend = "epoll"
+network_settings = { nagle = false; opportunistic_writes = $PROSODY_OPPORTUNISTIC_WRITES }
+gc = { mode = "$PROSODY_GC" }
 c2s_require_encryption = true
 authentication = "internal_hashed"
 storage = "internal"
@@ -369,14 +452,21 @@ for i in range(1, n + 1):
 EOF
   prosody_restart() {
     [ -n "${pid:-}" ] && prosody_stop
-    taskset -c 1 prosody --config "$P/prosody.cfg.lua" -F >>"$P/stdout" 2>&1 &
+    "${SRV[@]}" prosody --config "$P/prosody.cfg.lua" -F >>"$P/stdout" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_port $PROSODY_IP $C2S_PORT_PROSODY 30
+    SERVER_FLAGS="network_backend=epoll opportunistic_writes=$PROSODY_OPPORTUNISTIC_WRITES gc=$PROSODY_GC"
+    if grep -q "Failed to apply GC" "$P/prosody.log" 2>/dev/null; then
+      log "prosody: GC settings refused (see $P/prosody.log)"
+    fi
   }
   prosody_stop() { stop_pid "$pid"; pid=""; }
   pid=""
-  run_scenarios prosody $PROSODY_IP $C2S_PORT_PROSODY
+  for pl in $PLACEMENTS; do
+    set_placement "$pl"
+    run_scenarios prosody $PROSODY_IP $C2S_PORT_PROSODY
+  done
 fi
 
 # ---- ejabberd -------------------------------------------------------------------------------
@@ -421,7 +511,18 @@ modules:
   mod_disco: {}
   mod_ping: {}
 EOF
-  printf 'ERLANG_NODE=herald_bench@localhost\nINET_DIST_INTERFACE=127.0.0.1\n' >"$E/ejabberdctl.cfg"
+  # Erlang VM flags by placement (bench/README.md, "Fairness"): pinned to one core, one
+  # scheduler; either way no scheduler busy-waiting, which would count as CPU work of the
+  # server and steal the core from the generator (unpinned).
+  ejabberd_cfg() {
+    local erl="+sbwt none +sbwtdcpu none +sbwtdio none"
+    [ "$PLACEMENT" = pinned ] && erl="+S 1:1 $erl"
+    printf 'ERLANG_NODE=herald_bench@localhost\nINET_DIST_INTERFACE=127.0.0.1\nERL_OPTIONS="%s"\n' \
+      "$erl" >"$E/ejabberdctl.cfg"
+    chown ejabberd "$E/ejabberdctl.cfg"
+    SERVER_FLAGS="erl $erl"
+  }
+  ejabberd_cfg
   # ejabberdctl runs the node as the ejabberd user. Called by root it does so through su, which
   # resets the open-files limit to 1024 (the node then stops accepting at ~1,090 sessions and
   # its acceptor spins on EMFILE); so switch user ourselves, keeping this shell's limit.
@@ -440,12 +541,15 @@ EOF
   fi
   ejabberd_restart() {
     [ -n "${pid:-}" ] && ejabberd_stop
-    taskset -c 1 "${ectl[@]}" foreground >>"$E/stdout" 2>&1 &
+    ejabberd_cfg
+    "${SRV[@]}" "${ectl[@]}" foreground >>"$E/stdout" 2>&1 &
     wrapper=$!
     PIDS+=("$wrapper")
     wait_port $EJABBERD_IP $C2S_PORT_EJABBERD 60
     pid=$(descendant "$wrapper" beam.smp)
     PIDS+=("$pid")
+    # The flags the VM really got (erl hands `+S 1:1` to beam.smp as `-S 1:1`), for the log.
+    log "ejabberd beam.smp $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | grep -o -- '-S [0-9:]*\|-sbwt[a-z]* none' | tr '\n' ' ' || true)"
   }
   ejabberd_stop() {
     "${ectl[@]}" stop >/dev/null 2>&1 || true
@@ -470,12 +574,17 @@ EOF
     chown ejabberd "$E/users-$first.xml"
     "${ectl[@]}" import_piefxis "$E/users-$first.xml"
   done
-  run_scenarios ejabberd $EJABBERD_IP $C2S_PORT_EJABBERD
+  ejabberd_stop # the import ran on a server of the default placement
+  for pl in $PLACEMENTS; do
+    set_placement "$pl"
+    run_scenarios ejabberd $EJABBERD_IP $C2S_PORT_EJABBERD
+  done
   [ -z "$ejabberd_epmd" ] || stop_pid "$ejabberd_epmd"
 fi
 
 # ---- Herald cross-node chat (3-node cluster) ------------------------------------------------
 if [ "$CROSS_NODE" = 1 ]; then
+  set_placement pinned # all three nodes on CPU 1, as in the recorded run
   rm -rf "$WORK/c1" "$WORK/c2" "$WORK/c3"
   start_herald 1 127.0.0.41 "$WORK/c1" --bootstrap
   p1=$LAST_PID
@@ -494,8 +603,69 @@ if [ "$CROSS_NODE" = 1 ]; then
     taskset -c 0 "$LOADGEN" chat --server 127.0.0.41:$C2S_PORT_HERALD \
       --server2 127.0.0.42:$C2S_PORT_HERALD --ca "$CA" --domain "$DOMAIN" --system herald \
       --server-pid "$p1" --users "$CHAT_SESSIONS" --rates "$CHAT_RATES" --duration "$CHAT_STEP" \
-      --json "$RESULTS/chat-cross-node.json"
+      --drain "$CHAT_DRAIN" --settle "$CHAT_SETTLE" --stop-after "$CHAT_STOP_AFTER" --placement pinned \
+      --server-flags "3 nodes on CPU 1, $(herald_flags_note)" --json "$RESULTS/chat-cross-node.json"
   done
   stop_pid "$p1"; stop_pid "$p2"; stop_pid "$p3"
+fi
+# ---- control-plane isolation (SCENARIOS=isolation, Herald only) -----------------------------
+# A 3-node cluster on 127.0.0.11-13 with the default ports (admin 7471, HTTP 9470, c2s 5222),
+# chat across nodes 1 and 2 at RATE (default ISOLATION_FACTOR x this placement's Herald chat
+# peak, pairs shape, median of the peak rows in results/chat.json) for DURATION s, while
+# `herald --admin 127.0.0.11:7471 cluster status` runs once per second; every node's /metrics
+# before and after. Rows: results/isolation.json.
+isolation_rate() { # placement → msgs/s to offer, or nothing
+  if [ -n "$RATE" ]; then echo "$RATE"; return; fi
+  python3 - "$RESULTS/chat.json" "$1" "$ISOLATION_FACTOR" <<'EOF_PY'
+import json, os, sys
+path, placement, factor = sys.argv[1], sys.argv[2], float(sys.argv[3])
+rows = json.load(open(path)) if os.path.exists(path) else []
+peaks = sorted(r["offered_rate"] for r in rows
+               if r.get("system") == "herald" and r.get("scenario") == "chat"
+               and (r.get("note") or "").startswith("peak") and r.get("offered_rate")
+               and r.get("shape", "pairs") == "pairs" and r.get("placement") == placement)
+if peaks:
+    print(round(factor * peaks[(len(peaks) - 1) // 2]))
+EOF_PY
+}
+
+if has_scenario isolation && [[ " $SYSTEMS " == *" herald "* ]]; then
+  ISO_IPS=(127.0.0.11 127.0.0.12 127.0.0.13)
+  for pl in $PLACEMENTS; do
+    set_placement "$pl"
+    rate=$(isolation_rate "$pl")
+    if [ -z "$rate" ]; then
+      log "isolation ($pl): no Herald chat peak for this placement in $RESULTS/chat.json; set RATE"
+      continue
+    fi
+    rm -rf "$WORK/iso1" "$WORK/iso2" "$WORK/iso3"
+    start_herald_ports 1 "${ISO_IPS[0]}" "$WORK/iso1" --bootstrap
+    i1=$LAST_PID
+    wait_port "${ISO_IPS[0]}" 7471 30
+    start_herald_ports 2 "${ISO_IPS[1]}" "$WORK/iso2" --join "${ISO_IPS[0]}:7470"
+    i2=$LAST_PID
+    start_herald_ports 3 "${ISO_IPS[2]}" "$WORK/iso3" --join "${ISO_IPS[0]}:7470"
+    i3=$LAST_PID
+    wait_port "${ISO_IPS[1]}" 5222 30
+    wait_port "${ISO_IPS[2]}" 5222 30
+    # Bounded wait (60 s) until all three are leader or follower in `cluster status`.
+    for _ in $(seq 60); do
+      members=$("$HERALD" -o json --admin "${ISO_IPS[0]}:7471" cluster status 2>/dev/null |
+        grep -o '"role": *"\(leader\|follower\)"' | wc -l || true)
+      [ "$members" = 3 ] && break
+      sleep 1
+    done
+    log "isolation ($pl): cluster pids $i1 $i2 $i3, $members of 3 members up; adding users"
+    herald_users "${ISO_IPS[0]}" "$CHAT_SESSIONS" 7471
+    log "isolation ($pl): chat at $rate msgs/s for $DURATION s, cluster status once per second"
+    "${LGP[@]}" "$LOADGEN" isolation --server "${ISO_IPS[0]}:5222" --server2 "${ISO_IPS[1]}:5222" \
+      --ca "$CA" --domain "$DOMAIN" --system herald --server-pid "$i1" --placement "$pl" \
+      --server-flags "3 nodes, $(herald_flags_note)" --users "$CHAT_SESSIONS" \
+      --rates "$rate" --duration "$DURATION" --drain "$CHAT_DRAIN" --settle "$CHAT_SETTLE" --stop-after 1 \
+      --status-cmd "$HERALD --admin ${ISO_IPS[0]}:7471 cluster status" \
+      --metrics "${ISO_IPS[0]}:9470,${ISO_IPS[1]}:9470,${ISO_IPS[2]}:9470" \
+      --json "$RESULTS/isolation.json" || log "isolation ($pl): loadgen failed"
+    stop_pid "$i1"; stop_pid "$i2"; stop_pid "$i3"
+  done
 fi
 log "done: results in $RESULTS"

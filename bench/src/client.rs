@@ -174,6 +174,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xml<S> {
     }
 }
 
+/// What the TLS handshake settled on, as rustls names it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsInfo {
+    /// Protocol version, e.g. "TLSv1_3".
+    pub version: String,
+    /// Cipher suite, e.g. "TLS13_AES_256_GCM_SHA384".
+    pub cipher: String,
+}
+
+impl TlsInfo {
+    fn of(conn: &rustls::ClientConnection) -> TlsInfo {
+        TlsInfo {
+            version: conn
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_else(|| "unknown".into()),
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
 /// An authenticated, bound, available session.
 pub struct Session {
     xml: Xml<TlsStream<TcpStream>>,
@@ -181,6 +205,8 @@ pub struct Session {
     pub jid: String,
     /// Number of roster items the server returned at login.
     pub roster_items: usize,
+    /// Negotiated TLS version and cipher suite.
+    pub tls: TlsInfo,
 }
 
 impl Session {
@@ -234,6 +260,7 @@ impl Session {
             connector.connect(name, plain.io).await?
         };
         trace("tls established");
+        let tls_info = TlsInfo::of(tls.get_ref().1);
         let mut xml = Xml::new(tls);
         xml.open(&cfg.domain).await?;
         let features = xml.stanza().await?;
@@ -295,6 +322,7 @@ impl Session {
             xml,
             jid,
             roster_items,
+            tls: tls_info,
         })
     }
 
@@ -303,7 +331,8 @@ impl Session {
         self.xml.send(e).await
     }
 
-    /// Sends pre-encoded bytes (written and flushed).
+    /// Sends pre-encoded bytes (written and flushed): one call, one TLS record as long as
+    /// `bytes` fits one (16 KiB), normally one `write` on the socket.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.xml.io.write_all(bytes).await?;
         self.xml.io.flush().await?;

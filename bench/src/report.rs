@@ -59,15 +59,58 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// CPU time (user + system) of `pid` in clock ticks (100 per second on Linux), if readable.
+/// Clock ticks per second of the utime/stime fields in `/proc/PID/stat` (Linux exports them
+/// in USER_HZ, which is 100 on every architecture the kernel's ABI defines today).
+pub const TICKS_PER_SEC: u64 = 100;
+
+/// CPU time (user + system) of `pid` in clock ticks ([`TICKS_PER_SEC`]), if readable. The
+/// process line counts every thread of the process (ejabberd's beam.smp, Herald's workers).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    stat_cpu_ticks(&stat)
+}
+
+/// utime + stime (fields 14 and 15) of one `/proc/PID/stat` line. The command name (field 2)
+/// is in parentheses and may itself contain spaces and parentheses, so fields are counted from
+/// the last `)`.
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    // After the name: state (3), ppid (4), … utime (14), stime (15).
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// CPU time a process used over a wall-clock interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuUse {
+    /// User + system CPU time, microseconds (resolution: one tick, 10 ms).
+    pub cpu_us: u64,
+    /// Wall time of the interval, seconds.
+    pub wall_secs: f64,
+}
+
+impl CpuUse {
+    /// From two tick readings `wall_secs` apart (None when the counter went backwards, i.e. the
+    /// PID now names another process).
+    pub fn from_ticks(before: u64, after: u64, wall_secs: f64) -> Option<CpuUse> {
+        let ticks = after.checked_sub(before)?;
+        Some(CpuUse {
+            cpu_us: ticks * (1_000_000 / TICKS_PER_SEC),
+            wall_secs,
+        })
+    }
+
+    /// Percent of one core (200 % = two cores busy).
+    pub fn percent(&self) -> Option<f64> {
+        (self.wall_secs > 0.0).then(|| self.cpu_us as f64 / 1e6 / self.wall_secs * 100.0)
+    }
+
+    /// CPU microseconds per item (e.g. per delivered message); None for zero items.
+    pub fn us_per(&self, items: u64) -> Option<f64> {
+        (items > 0).then(|| self.cpu_us as f64 / items as f64)
+    }
 }
 
 /// CPU use of a process over a measured interval.
@@ -88,14 +131,15 @@ impl CpuMeter {
         }
     }
 
+    /// CPU time used since [`CpuMeter::start`] (None if /proc was unreadable).
+    pub fn read(&self) -> Option<CpuUse> {
+        let now = cpu_ticks(self.pid)?;
+        CpuUse::from_ticks(self.ticks?, now, self.at.elapsed().as_secs_f64())
+    }
+
     /// Percent of one core used since [`CpuMeter::start`] (None if /proc was unreadable).
     pub fn percent(&self) -> Option<f64> {
-        let now = cpu_ticks(self.pid)?;
-        let secs = self.at.elapsed().as_secs_f64();
-        if secs <= 0.0 {
-            return None;
-        }
-        Some(((now.saturating_sub(self.ticks?)) as f64 / 100.0) / secs * 100.0)
+        self.read()?.percent()
     }
 }
 
@@ -130,6 +174,34 @@ pub struct Row {
     pub server_cpu_pct: Option<f64>,
     /// Free text: what the number means for this row.
     pub note: Option<String>,
+    /// Chat traffic shape: "pairs" (both directions, one write per message) or "oneway"
+    /// (sender → receiver's full JID, due messages coalesced on a shared 1 ms tick).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape: Option<String>,
+    /// Where server and generator ran: "pinned" (server CPU 1, generator CPU 0) or "unpinned".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
+    /// How the server was started for this row (flags that matter: workers, schedulers, GC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_flags: Option<String>,
+    /// Messages delivered (received by the generator) in this step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u64>,
+    /// Server CPU time (user + system, all threads) over the step divided by `delivered`, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_msg: Option<f64>,
+    /// Negotiated TLS version as rustls names it (e.g. "TLSv1_3").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// Negotiated TLS cipher suite as rustls names it (e.g. "TLS13_AES_256_GCM_SHA384").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
+    /// CPU of each generator process when the scenario ran over several (first: the parent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_pct_each: Option<Vec<f64>>,
+    /// Control-plane isolation results (scenario "isolation").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::scenarios::isolation::Isolation>,
     /// nproc, RAM and CPU model.
     pub machine: String,
     /// UTC date of the run (YYYY-MM-DD).
@@ -144,6 +216,14 @@ impl Row {
             self.p90_ms = Some(p.p90_ms);
             self.p99_ms = Some(p.p99_ms);
             self.max_ms = Some(p.max_ms);
+        }
+    }
+
+    /// Copies the negotiated TLS version and cipher suite into the row.
+    pub fn set_tls(&mut self, tls: Option<&crate::client::TlsInfo>) {
+        if let Some(t) = tls {
+            self.tls_version = Some(t.version.clone());
+            self.tls_cipher = Some(t.cipher.clone());
         }
     }
 }
@@ -271,6 +351,38 @@ mod tests {
         ] {
             assert_eq!(civil_date(days), want);
         }
+    }
+
+    #[test]
+    fn stat_cpu_fields() {
+        // utime 1500, stime 250; the command name has spaces and a ')' of its own.
+        let odd = "4242 (beam.smp (x) y) S 1 4242 4242 0 -1 4194560 9 0 0 0 1500 250 0 0 20 0 \
+                   40 0 123 456 789";
+        let cases = [
+            (odd, Some(1750)),
+            ("1 (herald) R 0 1 1 0 -1 0 0 0 0 0 7 3 0 0", Some(10)),
+            ("1 (herald) R 0 1 1 0 -1 0 0 0 0 0 7", None),
+            ("1 (herald) R 0 1 1 0 -1 0 0 0 0 0 x 3", None),
+            ("no parenthesis at all", None),
+            ("", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(stat_cpu_ticks(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn cpu_use_arithmetic() {
+        let u = CpuUse::from_ticks(100, 350, 2.0).expect("forward");
+        assert_eq!(u.cpu_us, 2_500_000);
+        assert_eq!(u.percent(), Some(125.0));
+        assert_eq!(u.us_per(10_000), Some(250.0));
+        assert_eq!(u.us_per(0), None);
+        assert_eq!(CpuUse::from_ticks(350, 100, 2.0), None);
+        assert_eq!(
+            CpuUse::from_ticks(1, 1, 0.0).and_then(|u| u.percent()),
+            None
+        );
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! ```text
 //! loadgen login  --server 127.0.0.21:5222 --ca ca.pem --domain example.test --users 200 --json out.json
 //! loadgen idle   ... --users 2000 --server-pid PID --duration 10 [--processes 2]
-//! loadgen chat   ... --users 200 --rates 2000,5000,10000 --duration 5
+//! loadgen chat   ... --users 200 --rates 2000,5000,10000 --duration 10 --drain 5 --shape oneway
 //! loadgen fanout ... --users 1001 --rounds 20 --rate 5
+//! loadgen isolation ... --server2 IP:PORT --rates 48000 --duration 60 \
+//!     --status-cmd "herald --admin 127.0.0.11:7471 cluster status" \
+//!     --metrics 127.0.0.11:9470,127.0.0.12:9470,127.0.0.13:9470
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,7 +18,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use herald_bench::client::{tls_config, ConnectConfig};
 use herald_bench::report::{append_rows, machine, today, Row};
-use herald_bench::scenarios::{chat, fanout, idle, login, Common};
+use herald_bench::scenarios::worker::WorkerSlice;
+use herald_bench::scenarios::{chat, fanout, idle, isolation, login, Common};
 use herald_bench::scram::Hash;
 
 #[derive(Parser)]
@@ -27,27 +31,50 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Login storm: N users sign in, fetch the roster and send initial presence.
+    /// Login storm: N users sign in, fetch the roster and send initial presence (over
+    /// --processes generator processes).
     Login(CommonArgs),
+    /// One slice of `login --processes K` (started by `login`: prints READY, logs in on GO,
+    /// prints DONE, holds until stdin closes).
+    #[command(hide = true)]
+    LoginWorker(CommonArgs),
     /// Idle hold: N sessions held for --duration; server RSS growth per session.
     Idle(CommonArgs),
     /// One slice of `idle --processes K` (started by `idle`; prints READY, holds until stdin
     /// closes).
     #[command(hide = true)]
     IdleWorker(CommonArgs),
-    /// Chat: pairs exchange messages at stepped total rates (--rates) until p99 > --p99-limit.
+    /// Chat: pairs exchange messages at stepped total rates (--rates) until --stop-after
+    /// consecutive steps fail (p99 >= --p99-limit, a message lost, < 90 % of the rate sent).
     Chat {
         #[command(flatten)]
         common: CommonArgs,
-        /// Second server (IP:PORT) for odd slots: cross-node chat on a cluster.
+        #[command(flatten)]
+        chat: ChatArgs,
+    },
+    /// Control-plane isolation: one chat step on a cluster while a status command runs once
+    /// per second; /metrics counters of every node before and after.
+    Isolation {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        chat: ChatArgs,
+        /// Status command, split at whitespace (e.g. "herald --admin IP:7471 cluster status").
         #[arg(long)]
-        server2: Option<SocketAddr>,
-        /// p99 limit in milliseconds.
-        #[arg(long, default_value_t = 100.0)]
-        p99_limit: f64,
-        /// Most messages per step.
-        #[arg(long, default_value_t = 2_000_000)]
-        max_messages: u64,
+        status_cmd: String,
+        /// Seconds between the starts of two status calls.
+        #[arg(long, default_value_t = 1.0)]
+        status_interval: f64,
+        /// Every node's HTTP address IP:PORT, comma-separated (its /metrics is scraped).
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<SocketAddr>,
+        /// Counters whose increase is reported, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "herald_raft_leader_changes_total,herald_cluster_nodes_declared_dead_total,herald_users_rehomed_total"
+        )]
+        counters: Vec<String>,
     },
     /// Presence fan-out: user 1 publishes, the other --users - 1 watch it.
     Fanout {
@@ -60,6 +87,33 @@ enum Cmd {
         #[arg(long, default_value_t = 180)]
         setup_timeout: u64,
     },
+}
+
+#[derive(Args, Clone)]
+struct ChatArgs {
+    /// Second server (IP:PORT) for odd slots: cross-node chat on a cluster.
+    #[arg(long)]
+    server2: Option<SocketAddr>,
+    /// p99 limit in milliseconds: a step fails at p99 >= this.
+    #[arg(long, default_value_t = 100.0)]
+    p99_limit: f64,
+    /// Most messages per step.
+    #[arg(long, default_value_t = 2_000_000)]
+    max_messages: u64,
+    /// Traffic shape: pairs (both ways, one write per message) or oneway (sender to the
+    /// receiver's full JID, shared 1 ms tick, due messages coalesced into one write).
+    #[arg(long, default_value = "pairs")]
+    shape: chat::Shape,
+    /// Longest wait for the last messages after each step, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Stop after this many consecutive failing steps.
+    #[arg(long, default_value_t = 2)]
+    stop_after: usize,
+    /// Seconds of quiet between the logins and the first step (server start-up and login work
+    /// is not charged to the first step).
+    #[arg(long, default_value_t = 5.0)]
+    settle: f64,
 }
 
 #[derive(Args, Clone)]
@@ -121,10 +175,17 @@ struct CommonArgs {
     /// Print the time of each login step (debugging a server's login path).
     #[arg(long)]
     trace_login: bool,
-    /// Idle: spread the sessions over this many generator processes (one process may hold
-    /// at most ~20,000 sockets).
+    /// Idle and login: spread the sessions over this many generator processes (one process
+    /// may hold at most ~20,000 sockets; one single-threaded process may bound a login storm).
+    /// Login divides --concurrency between them.
     #[arg(long, default_value_t = 1)]
     processes: usize,
+    /// Placement written into rows: pinned or unpinned.
+    #[arg(long)]
+    placement: Option<String>,
+    /// How the server was started (flags that matter), written into rows.
+    #[arg(long)]
+    server_flags: Option<String>,
     /// Runtime worker threads of the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -163,12 +224,19 @@ fn common(a: &CommonArgs) -> Result<Common, String> {
         server_pid: a.server_pid,
         machine: machine(),
         date: today(),
+        placement: a.placement.clone(),
+        server_flags: a.server_flags.clone(),
     })
 }
 
-/// Splits `--users` over `--processes`: this process's count and one slice per worker (own
-/// source addresses each, so that no process runs out of ephemeral ports).
-fn idle_slices(a: &CommonArgs) -> Result<(usize, Vec<idle::WorkerSlice>), String> {
+/// Splits `--users` over `--processes`: this process's count and one slice per worker
+/// (`loadgen SUBCOMMAND`, own source addresses each, so that no process runs out of ephemeral
+/// ports; logins in flight `concurrency` each).
+fn worker_slices(
+    a: &CommonArgs,
+    subcommand: &str,
+    concurrency: usize,
+) -> Result<(usize, Vec<WorkerSlice>), String> {
     let k = a.processes.clamp(1, 16);
     let per = a.users.div_ceil(k);
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
@@ -180,7 +248,7 @@ fn idle_slices(a: &CommonArgs) -> Result<(usize, Vec<idle::WorkerSlice>), String
             break;
         }
         let base = u32::from(a.source_base) + (j as u32) * u32::from(a.source_count);
-        let mut argv = vec![exe.display().to_string(), "idle-worker".to_string()];
+        let mut argv = vec![exe.display().to_string(), subcommand.to_string()];
         let flags: [(&str, String); 12] = [
             ("--server", a.server.to_string()),
             ("--ca", a.ca.display().to_string()),
@@ -190,7 +258,7 @@ fn idle_slices(a: &CommonArgs) -> Result<(usize, Vec<idle::WorkerSlice>), String
             ("--password-prefix", a.password_prefix.clone()),
             ("--first-user", (a.first_user + start).to_string()),
             ("--duration", a.duration.to_string()),
-            ("--concurrency", a.concurrency.to_string()),
+            ("--concurrency", concurrency.to_string()),
             ("--login-timeout", a.login_timeout.to_string()),
             ("--source-base", Ipv4Addr::from(base).to_string()),
             ("--scram", a.scram.clone()),
@@ -204,7 +272,7 @@ fn idle_slices(a: &CommonArgs) -> Result<(usize, Vec<idle::WorkerSlice>), String
         if a.direct_tls {
             argv.push("--direct-tls".into());
         }
-        workers.push(idle::WorkerSlice { argv, users });
+        workers.push(WorkerSlice { argv, users });
     }
     Ok((per.min(a.users), workers))
 }
@@ -212,12 +280,20 @@ fn idle_slices(a: &CommonArgs) -> Result<(usize, Vec<idle::WorkerSlice>), String
 async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
     match cli.cmd {
         Cmd::Login(a) => {
+            let mut c = common(&a)?;
+            // The storm keeps --concurrency logins in flight in total.
+            c.concurrency = a.concurrency.div_ceil(a.processes.clamp(1, 16)).max(1);
+            let (own, workers) = worker_slices(&a, "login-worker", c.concurrency)?;
+            Ok((vec![login::run(&c, own, &workers).await], a.json))
+        }
+        Cmd::LoginWorker(a) => {
             let c = common(&a)?;
-            Ok((vec![login::run(&c, a.users).await], a.json))
+            login::worker(&c, a.users, Duration::from_secs(1800)).await;
+            Ok((vec![], None))
         }
         Cmd::Idle(a) => {
             let c = common(&a)?;
-            let (own, workers) = idle_slices(&a)?;
+            let (own, workers) = worker_slices(&a, "idle-worker", a.concurrency)?;
             let row = idle::run(&c, own, Duration::from_secs(a.duration), &workers).await;
             Ok((vec![row], a.json))
         }
@@ -229,32 +305,34 @@ async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
         }
         Cmd::Chat {
             common: a,
-            server2,
-            p99_limit,
-            max_messages,
+            chat: ch,
         } => {
             let c = common(&a)?;
-            let second = server2.map(|addr| {
-                let mut s = c.clone();
-                s.connect.server = addr;
-                s.server_pid = None;
-                s
-            });
-            let plan = chat::ChatPlan {
-                sessions: a.users,
-                rates: a.rates.clone(),
-                duration: Duration::from_secs(a.duration),
-                p99_limit_ms: p99_limit,
-                max_messages,
-                scenario: if second.is_some() {
-                    "chat-cross-node"
-                } else {
-                    "chat"
-                }
-                .into(),
-                second,
+            let scenario = if ch.server2.is_some() {
+                "chat-cross-node"
+            } else {
+                "chat"
             };
+            let plan = chat_plan(&c, &a, &ch, scenario);
             Ok((chat::run(&c, &plan).await, a.json))
+        }
+        Cmd::Isolation {
+            common: a,
+            chat: ch,
+            status_cmd,
+            status_interval,
+            metrics,
+            counters,
+        } => {
+            let c = common(&a)?;
+            let plan = isolation::IsolationPlan {
+                chat: chat_plan(&c, &a, &ch, "isolation"),
+                status_cmd: status_cmd.split_whitespace().map(String::from).collect(),
+                status_interval: Duration::from_secs_f64(status_interval.max(0.1)),
+                metrics,
+                counters,
+            };
+            Ok((isolation::run(&c, &plan).await, a.json))
         }
         Cmd::Fanout {
             common: a,
@@ -273,11 +351,36 @@ async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
     }
 }
 
+/// The chat plan from the command line; odd slots on `--server2` when given.
+fn chat_plan(c: &Common, a: &CommonArgs, ch: &ChatArgs, scenario: &str) -> chat::ChatPlan {
+    let second = ch.server2.map(|addr| {
+        let mut s = c.clone();
+        s.connect.server = addr;
+        s.server_pid = None;
+        s
+    });
+    chat::ChatPlan {
+        sessions: a.users,
+        rates: a.rates.clone(),
+        duration: Duration::from_secs(a.duration),
+        drain: Duration::from_secs_f64(ch.drain.clamp(0.0, 600.0)),
+        settle: Duration::from_secs_f64(ch.settle.clamp(0.0, 600.0)),
+        shape: ch.shape,
+        stop_after: ch.stop_after,
+        p99_limit_ms: ch.p99_limit,
+        max_messages: ch.max_messages,
+        scenario: scenario.into(),
+        second,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
-        Cmd::Login(a) | Cmd::Idle(a) | Cmd::IdleWorker(a) => a.threads,
-        Cmd::Chat { common, .. } | Cmd::Fanout { common, .. } => common.threads,
+        Cmd::Login(a) | Cmd::LoginWorker(a) | Cmd::Idle(a) | Cmd::IdleWorker(a) => a.threads,
+        Cmd::Chat { common, .. } | Cmd::Fanout { common, .. } | Cmd::Isolation { common, .. } => {
+            common.threads
+        }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))

@@ -1,21 +1,61 @@
-//! Scenario 3 (and 5 with a second server), chat: sessions in pairs (slot 2k ↔ 2k+1) send each
-//! other `type='chat'` messages whose body carries the step number and the send time. Each
-//! step offers a total rate for `duration`, then drains for up to two seconds; latency is send
-//! to receipt on the partner. Steps go up until p99 exceeds the limit, messages are lost, or
-//! the achieved rate falls under 90 % of the offered one; the highest step that passed is the
-//! sustained rate.
+//! Scenario 3 (and 5 with a second server), chat, in two traffic shapes:
+//!
+//! - **pairs**: sessions in pairs (slot 2k ↔ 2k+1) send each other `type='chat'` messages to the
+//!   partner's bare JID, each session on its own ticker, every message written and flushed on
+//!   its own (one TLS record, one syscall);
+//! - **oneway**: slot 2k only sends, to the full JID of slot 2k+1, which only receives; all
+//!   senders share one 1 ms tick ([`super::pace::Pacer`]) and each writes the messages due to
+//!   it at a tick as one buffer (one TLS record, one syscall carrying several stanzas).
+//!
+//! Bodies carry the step number and the send time. Each step offers a total rate for
+//! `duration`, then drains for up to `drain`; latency is send to receipt. A step fails when
+//! p99 reaches the limit, a message is lost, or under 90 % of the offered rate went out; steps
+//! go up until `stop_after` consecutive steps failed, and the highest step that passed is the
+//! peak. The server's CPU time (utime + stime of the whole process, from /proc) over each step,
+//! send and drain, is divided by the messages delivered in that step.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::pace::{batch, Pacer};
 use super::{close_all, iq_reply, login_all, Common};
 use crate::client::Session;
 use crate::report::{now_us, percentiles, CpuMeter, Row};
+
+/// The traffic shape of a chat run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Both directions, bare JIDs, one write per message, a ticker per session.
+    Pairs,
+    /// Sender to receiver's full JID, shared 1 ms tick, due messages coalesced per write.
+    Oneway,
+}
+
+impl Shape {
+    /// The name in rows and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Pairs => "pairs",
+            Shape::Oneway => "oneway",
+        }
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shape, String> {
+        match s {
+            "pairs" => Ok(Shape::Pairs),
+            "oneway" => Ok(Shape::Oneway),
+            other => Err(format!("shape {other}: expected pairs or oneway")),
+        }
+    }
+}
 
 /// Knobs of the chat scenario.
 #[derive(Clone)]
@@ -26,6 +66,16 @@ pub struct ChatPlan {
     pub rates: Vec<f64>,
     /// Sending time of each step.
     pub duration: Duration,
+    /// Longest wait for the last messages after sending stops.
+    pub drain: Duration,
+    /// Quiet time between the logins and the first step (sessions read, nothing is sent), so
+    /// that work a server does after its start and the logins is not charged to the first
+    /// step's CPU.
+    pub settle: Duration,
+    /// Traffic shape.
+    pub shape: Shape,
+    /// Stop after this many consecutive failing steps.
+    pub stop_after: usize,
     /// p99 above which a step fails, in milliseconds.
     pub p99_limit_ms: f64,
     /// Most messages one step may send (bounds memory of latency samples).
@@ -67,25 +117,34 @@ pub async fn run(common: &Common, plan: &ChatPlan) -> Vec<Row> {
     let present: std::collections::HashSet<usize> = sessions.iter().map(|(i, _)| *i).collect();
     sessions.retain(|(i, _)| present.contains(&(i ^ 1)));
     let live = sessions.len();
-    eprintln!("chat: {live} sessions in pairs");
+    let jids: std::collections::HashMap<usize, String> =
+        sessions.iter().map(|(i, s)| (*i, s.jid.clone())).collect();
+    let tls = sessions.first().map(|(_, s)| s.tls.clone());
+    eprintln!(
+        "chat ({}): {live} sessions in pairs, TLS {:?}",
+        plan.shape.name(),
+        tls
+    );
+    if !plan.settle.is_zero() && live > 0 {
+        sessions = settle(sessions, plan.settle).await;
+    }
     let mut rows = Vec::new();
     let mut best: Option<Row> = None;
+    let mut failing = 0;
     for (step, &rate) in plan.rates.iter().enumerate() {
         if live == 0 || rate <= 0.0 {
             break;
         }
-        let (row, back) = step_run(common, plan, sessions, step as u64, rate).await;
+        let (mut row, back) = step_run(common, plan, sessions, step as u64, rate, &jids).await;
         sessions = back;
-        let passed = row.lost == Some(0)
-            && row.p99_ms.is_some_and(|p| p <= plan.p99_limit_ms)
-            && row.msgs_per_sec.is_some_and(|r| r >= 0.9 * rate);
+        row.set_tls(tls.as_ref());
+        let passed = step_passed(&row, rate, plan.p99_limit_ms);
         eprintln!(
-            "chat step {step}: offered {rate}/s achieved {:?}/s p50 {:?} p99 {:?} lost {:?} gen {:?}% srv {:?}% -> {}",
+            "chat step {step}: offered {rate}/s achieved {:?}/s p50 {:?} p99 {:?} lost {:?} gen {:?}% srv {:?}% srv {:?} µs/msg -> {}",
             row.msgs_per_sec, row.p50_ms, row.p99_ms, row.lost, row.generator_cpu_pct,
-            row.server_cpu_pct, if passed { "ok" } else { "over limit" }
+            row.server_cpu_pct, row.server_cpu_us_per_msg, if passed { "ok" } else { "over limit" }
         );
-        let mut r = row;
-        r.note = Some(
+        row.note = Some(
             if passed {
                 "step: sustained"
             } else {
@@ -93,23 +152,95 @@ pub async fn run(common: &Common, plan: &ChatPlan) -> Vec<Row> {
             }
             .into(),
         );
-        rows.push(r.clone());
-        if !passed {
-            break;
+        rows.push(row.clone());
+        if passed {
+            failing = 0;
+            if best
+                .as_ref()
+                .is_none_or(|b| b.offered_rate.is_some_and(|r| r < rate))
+            {
+                best = Some(row);
+            }
+        } else {
+            failing += 1;
+            if failing >= plan.stop_after.max(1) {
+                break;
+            }
         }
-        best = Some(r);
         if sessions.len() < live {
+            eprintln!("chat: {} sessions broke, stopping", live - sessions.len());
             break;
         }
     }
-    let mut summary = best.unwrap_or_else(|| common.row(&plan.scenario, live));
+    let mut summary = best.unwrap_or_else(|| {
+        let mut r = common.row(&plan.scenario, live);
+        r.shape = Some(plan.shape.name().into());
+        r
+    });
     summary.note = Some(format!(
-        "peak: highest offered rate sustained with p99 <= {} ms, nothing lost, >= 90% achieved",
-        plan.p99_limit_ms
+        "peak: highest offered rate sustained with p99 < {} ms, nothing lost, >= 90% achieved \
+         (steps stop after {} consecutive failures)",
+        plan.p99_limit_ms, plan.stop_after
     ));
     rows.push(summary);
     close_all(sessions, Duration::from_secs(10)).await;
     rows
+}
+
+/// Holds the sessions for `quiet` (reading, answering iqs, sending nothing); returns those
+/// still healthy.
+async fn settle(sessions: Vec<(usize, Session)>, quiet: Duration) -> Vec<(usize, Session)> {
+    let counters = Arc::new(Counters {
+        sent: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+    });
+    let (phase_tx, phase_rx) = watch::channel(Phase::Drain);
+    let mut set = JoinSet::new();
+    for (i, s) in sessions {
+        let (c, p) = (counters.clone(), phase_rx.clone());
+        // No step has this number: nothing received is counted.
+        set.spawn(session_loop(i, s, Role::Receive, u64::MAX, c, p));
+    }
+    tokio::time::sleep(quiet).await;
+    let _ = phase_tx.send(Phase::Stop);
+    let mut back = Vec::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok((Some(s), _)) = j {
+            back.push(s);
+        }
+    }
+    back.sort_by_key(|(i, _)| *i);
+    back
+}
+
+/// Whether a step passed: p99 under the limit, nothing lost, at least 90 % of the offered
+/// rate sent.
+fn step_passed(row: &Row, rate: f64, p99_limit_ms: f64) -> bool {
+    row.lost == Some(0)
+        && row.p99_ms.is_some_and(|p| p < p99_limit_ms)
+        && row.msgs_per_sec.is_some_and(|r| r >= 0.9 * rate)
+}
+
+/// What one session does during a step besides receiving.
+enum Role {
+    /// Pairs: its own ticker, one message per tick to `partner`.
+    Ticker {
+        partner: String,
+        period: Duration,
+        offset: Duration,
+        cap: u64,
+    },
+    /// One-way sender: writes what the shared tick made due, to `to`.
+    Paced { to: String, due: Arc<Due> },
+    /// One-way receiver: only receives.
+    Receive,
+}
+
+/// Messages due to one paced sender, set by the tick task.
+#[derive(Default)]
+struct Due {
+    count: AtomicU64,
+    wake: Notify,
 }
 
 async fn step_run(
@@ -118,51 +249,78 @@ async fn step_run(
     sessions: Vec<(usize, Session)>,
     step: u64,
     rate: f64,
+    jids: &std::collections::HashMap<usize, String>,
 ) -> (Row, Vec<(usize, Session)>) {
     let n = sessions.len();
-    let per_session = rate / n as f64;
-    let period = Duration::from_secs_f64(1.0 / per_session.max(0.001));
-    let per_session_cap = plan.max_messages / n as u64 + 1;
     let counters = Arc::new(Counters {
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
     });
     let (phase_tx, phase_rx) = watch::channel(Phase::Send);
     let mut set = JoinSet::new();
-    for (idx, (i, s)) in sessions.into_iter().enumerate() {
-        let partner = common.bare_jid(i ^ 1);
-        // Spread the first sends over one period.
-        let offset = period.mul_f64(idx as f64 / n as f64);
-        set.spawn(session_loop(
-            i,
-            s,
-            partner,
-            step,
-            period,
-            offset,
-            per_session_cap,
-            counters.clone(),
-            phase_rx.clone(),
-        ));
+    let mut dues = Vec::new();
+    match plan.shape {
+        Shape::Pairs => {
+            let per_session = rate / n as f64;
+            let period = Duration::from_secs_f64(1.0 / per_session.max(0.001));
+            let cap = plan.max_messages / n as u64 + 1;
+            for (idx, (i, s)) in sessions.into_iter().enumerate() {
+                let role = Role::Ticker {
+                    partner: common.bare_jid(i ^ 1),
+                    // Spread the first sends over one period.
+                    offset: period.mul_f64(idx as f64 / n as f64),
+                    period,
+                    cap,
+                };
+                let (c, p) = (counters.clone(), phase_rx.clone());
+                set.spawn(session_loop(i, s, role, step, c, p));
+            }
+        }
+        Shape::Oneway => {
+            for (i, s) in sessions {
+                let role = if i % 2 == 0 {
+                    let due = Arc::new(Due::default());
+                    dues.push(due.clone());
+                    let to = jids.get(&(i ^ 1)).cloned().unwrap_or_default();
+                    Role::Paced { to, due }
+                } else {
+                    Role::Receive
+                };
+                let (c, p) = (counters.clone(), phase_rx.clone());
+                set.spawn(session_loop(i, s, role, step, c, p));
+            }
+        }
     }
     let gen = CpuMeter::start(std::process::id());
     let server = common.server_pid.map(CpuMeter::start);
     let t0 = Instant::now();
+    let ticks = (!dues.is_empty()).then(|| {
+        let senders = dues.len();
+        let pacer = Pacer::new(
+            senders,
+            rate / senders as f64,
+            plan.max_messages / senders as u64 + 1,
+        );
+        tokio::spawn(tick_loop(pacer, dues, t0, phase_rx.clone()))
+    });
     tokio::time::sleep(plan.duration).await;
     let send_secs = t0.elapsed().as_secs_f64();
     let _ = phase_tx.send(Phase::Drain);
     // Let every task see the phase change (a send in progress when it was published
     // is counted after it completes), then wait for the last receipts.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let drain_deadline = Instant::now() + Duration::from_secs(2);
+    let drain_deadline = Instant::now() + plan.drain;
     while Instant::now() < drain_deadline
         && counters.received.load(Ordering::Relaxed) < counters.sent.load(Ordering::Relaxed)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let gen_cpu = gen.percent();
-    let server_cpu = server.and_then(|m| m.percent());
+    let server_use = server.and_then(|m| m.read());
     let _ = phase_tx.send(Phase::Stop);
+    if let Some(t) = ticks {
+        let _ = t.await;
+    }
     let mut latencies = Vec::new();
     let mut back = Vec::with_capacity(n);
     while let Some(j) = set.join_next().await {
@@ -175,37 +333,74 @@ async fn step_run(
     }
     back.sort_by_key(|(i, _)| *i);
     let sent = counters.sent.load(Ordering::Relaxed);
+    let delivered = latencies.len() as u64;
     let mut row = common.row(&plan.scenario, n);
+    row.shape = Some(plan.shape.name().into());
     row.offered_rate = Some(rate);
     row.msgs_per_sec = Some(sent as f64 / send_secs);
-    row.lost = Some(sent.saturating_sub(latencies.len() as u64));
+    row.lost = Some(sent.saturating_sub(delivered));
+    row.delivered = Some(delivered);
     row.set_latency(&percentiles(&mut latencies));
     row.generator_cpu_pct = gen_cpu;
-    row.server_cpu_pct = server_cpu;
+    row.server_cpu_pct = server_use.and_then(|u| u.percent());
+    row.server_cpu_us_per_msg = server_use.and_then(|u| u.us_per(delivered));
     (row, back)
 }
 
-/// One session during one step: sends on its ticker while the phase is Send, records the
+/// The shared 1 ms tick of the one-way shape: hands every sender the messages due to it until
+/// the sending phase ends (bounded by the step's duration).
+async fn tick_loop(
+    mut pacer: Pacer,
+    dues: Vec<Arc<Due>>,
+    t0: Instant,
+    phase: watch::Receiver<Phase>,
+) {
+    let mut tick = tokio::time::interval_at(t0, Duration::from_millis(1));
+    // A late tick is not repeated: the next one hands out everything due by then.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    while *phase.borrow() == Phase::Send {
+        tick.tick().await;
+        let elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        pacer.tick(elapsed_ms, |j, count| {
+            dues[j].count.fetch_add(count, Ordering::Relaxed);
+            dues[j].wake.notify_one();
+        });
+    }
+}
+
+/// One session during one step: sends as its role says while the phase is Send, records the
 /// latency of every message of this step it receives, answers iqs. Returns the session (None
 /// if it broke) and its latency samples.
-#[allow(clippy::too_many_arguments)]
 async fn session_loop(
     i: usize,
     mut s: Session,
-    partner: String,
+    role: Role,
     step: u64,
-    period: Duration,
-    offset: Duration,
-    cap: u64,
     counters: Arc<Counters>,
     mut phase: watch::Receiver<Phase>,
 ) -> (Option<(usize, Session)>, Vec<u64>) {
     let mut lat = Vec::new();
-    let mut ticker = tokio::time::interval_at(Instant::now() + offset, period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let (mut ticker, prefix, cap) = match &role {
+        Role::Ticker {
+            partner,
+            period,
+            offset,
+            cap,
+        } => {
+            let mut t = tokio::time::interval_at(Instant::now() + *offset, *period);
+            t.set_missed_tick_behavior(MissedTickBehavior::Burst);
+            let prefix = format!("<message to='{partner}' type='chat'><body>{step}:");
+            (Some(t), prefix, *cap)
+        }
+        _ => (None, String::new(), 0),
+    };
+    let (paced_to, due) = match &role {
+        Role::Paced { to, due } => (to.as_str(), Some(due.clone())),
+        _ => ("", None),
+    };
     let mut sending = true;
     let mut sent = 0u64;
-    let prefix = format!("<message to='{partner}' type='chat'><body>{step}:");
+    let mut out = Vec::new();
     loop {
         loop {
             match s.buffered_stanza() {
@@ -241,13 +436,26 @@ async fn session_loop(
                     Phase::Stop => return (Some((i, s)), lat),
                 }
             }
-            _ = ticker.tick(), if sending && sent < cap => {
+            _ = async { ticker.as_mut()?.tick().await; Some(()) },
+                if sending && ticker.is_some() && sent < cap => {
                 let msg = format!("{prefix}{}</body></message>", now_us());
                 if s.send_raw(msg.as_bytes()).await.is_err() {
                     return (None, lat);
                 }
                 sent += 1;
                 counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            _ = async { due.as_ref()?.wake.notified().await; Some(()) },
+                if sending && due.is_some() => {
+                let count = due.as_ref().map_or(0, |d| d.count.swap(0, Ordering::Relaxed));
+                if count > 0 {
+                    out.clear();
+                    batch(&mut out, paced_to, step, now_us(), count);
+                    if s.send_raw(&out).await.is_err() {
+                        return (None, lat);
+                    }
+                    counters.sent.fetch_add(count, Ordering::Relaxed);
+                }
             }
             r = s.fill() => if !matches!(r, Ok(true)) { return (None, lat) },
         }

@@ -42,6 +42,7 @@ enum Phase {
 pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
     let logins = login_all(common, 0..plan.watchers + 1).await;
     let mut row = common.row("fanout", logins.sessions.len());
+    row.set_tls(logins.sessions.first().map(|(_, s)| &s.tls));
     let publisher_jid = common.bare_jid(0);
     let Some(pos) = logins.sessions.iter().position(|(i, _)| *i == 0) else {
         row.note = Some("publisher failed to log in".into());

@@ -5,27 +5,15 @@
 //! counts are spread over worker processes (`loadgen idle-worker`, started by this one): each
 //! logs in its slice, reports `READY` on stdout, and holds its sessions until its stdin closes.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::worker::{stdin_closed, Worker, WorkerSlice};
 use super::{close_all, iq_reply, login_all, Common};
 use crate::client::Session;
 use crate::report::{percentiles, rss_bytes, CpuMeter, Row};
-
-/// A worker process's slice: `argv` runs `loadgen idle-worker` for users
-/// `first_user .. first_user + users` (numbers as in [`Common::user`]).
-#[derive(Debug, Clone)]
-pub struct WorkerSlice {
-    /// Program and arguments.
-    pub argv: Vec<String>,
-    /// Sessions it opens.
-    pub users: usize,
-}
 
 /// How long workers may take to report `READY` (their logins run in parallel with ours).
 const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(900);
@@ -35,7 +23,7 @@ pub async fn run(common: &Common, users: usize, hold: Duration, workers: &[Worke
     let before = common.server_pid.and_then(rss_bytes);
     let mut children = Vec::new();
     for w in workers {
-        match spawn_worker(w) {
+        match Worker::spawn(w) {
             Ok(c) => children.push(c),
             Err(e) => eprintln!("loadgen: starting worker {:?}: {e}", w.argv),
         }
@@ -44,10 +32,11 @@ pub async fn run(common: &Common, users: usize, hold: Duration, workers: &[Worke
     let mut n = logins.sessions.len();
     let mut failed = logins.failed + (workers.len() - children.len());
     for c in &mut children {
-        match tokio::time::timeout(WORKER_READY_TIMEOUT, worker_ready(c)).await {
-            Ok(Some((ok, bad))) => {
-                n += ok;
-                failed += bad;
+        let ready = c.expect("READY", WORKER_READY_TIMEOUT).await;
+        match ready.as_deref() {
+            Some([ok, bad, ..]) => {
+                n += ok.parse::<usize>().unwrap_or(0);
+                failed += bad.parse::<usize>().unwrap_or(0);
             }
             _ => {
                 eprintln!("loadgen: a worker did not report READY");
@@ -57,6 +46,7 @@ pub async fn run(common: &Common, users: usize, hold: Duration, workers: &[Worke
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut set = JoinSet::new();
+    let tls = logins.sessions.first().map(|(_, s)| s.tls.clone());
     for (i, s) in logins.sessions.drain(..) {
         set.spawn(hold_one(i, s, stop_rx.clone()));
     }
@@ -68,6 +58,7 @@ pub async fn run(common: &Common, users: usize, hold: Duration, workers: &[Worke
     row.generator_cpu_pct = gen.percent();
     row.server_cpu_pct = server.and_then(|m| m.percent());
     row.set_latency(&percentiles(&mut logins.latencies_us));
+    row.set_tls(tls.as_ref());
     row.lost = Some(failed as u64);
     if let (Some(b), Some(a)) = (before, after) {
         if n > 0 {
@@ -80,48 +71,12 @@ pub async fn run(common: &Common, users: usize, hold: Duration, workers: &[Worke
             1 + children.len()
         ));
     }
-    for c in &mut children {
+    for c in children {
         // Closing stdin tells the worker to close its sessions and exit.
-        drop(c.stdin.take());
-    }
-    for mut c in children {
-        if tokio::time::timeout(Duration::from_secs(60), c.wait())
-            .await
-            .is_err()
-        {
-            let _ = c.kill().await;
-        }
+        c.finish(Duration::from_secs(60)).await;
     }
     release(stop_tx, set, Duration::from_secs(10)).await;
     row
-}
-
-fn spawn_worker(w: &WorkerSlice) -> std::io::Result<Child> {
-    let (prog, args) = w
-        .argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("empty worker command"))?;
-    Command::new(prog)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-}
-
-/// Reads the worker's `READY ok failed` line.
-async fn worker_ready(c: &mut Child) -> Option<(usize, usize)> {
-    let out = c.stdout.as_mut()?;
-    let mut lines = BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let mut f = line.split_whitespace();
-        if f.next() == Some("READY") {
-            let ok = f.next()?.parse().ok()?;
-            let bad = f.next()?.parse().ok()?;
-            return Some((ok, bad));
-        }
-    }
-    None
 }
 
 /// `loadgen idle-worker`: logs in `users` sessions, prints `READY ok failed`, holds them
@@ -134,12 +89,7 @@ pub async fn worker(common: &Common, users: usize, limit: Duration) {
     for (i, s) in logins.sessions {
         set.spawn(hold_one(i, s, stop_rx.clone()));
     }
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 64];
-    let _ = tokio::time::timeout(limit, async {
-        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-    })
-    .await;
+    stdin_closed(limit).await;
     release(stop_tx, set, Duration::from_secs(30)).await;
 }
 

@@ -6,7 +6,10 @@
 pub mod chat;
 pub mod fanout;
 pub mod idle;
+pub mod isolation;
 pub mod login;
+pub mod pace;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +42,10 @@ pub struct Common {
     pub machine: String,
     /// Date for rows.
     pub date: String,
+    /// Placement written into rows ("pinned", "unpinned"), if given.
+    pub placement: Option<String>,
+    /// How the server was started, written into rows, if given.
+    pub server_flags: Option<String>,
 }
 
 impl Common {
@@ -60,6 +67,8 @@ impl Common {
             sessions,
             machine: self.machine.clone(),
             date: self.date.clone(),
+            placement: self.placement.clone(),
+            server_flags: self.server_flags.clone(),
             ..Row::default()
         }
     }
