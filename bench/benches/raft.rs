@@ -34,6 +34,7 @@ use herald_grpc::config::{
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
 
 /// Nodes in the benchmark cluster.
 const NODES: u64 = 3;
@@ -138,7 +139,15 @@ fn start_node(rt: &Runtime, id: u64, dir: &Path, join: Option<String>) -> Result
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait_true(stop_rx)),
+            .serve_with_incoming_shutdown(
+                // As the agent does: tonic's tcp_nodelay does not reach a handed-in stream.
+                TcpListenerStream::new(listener).map(|conn| {
+                    conn.inspect(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    })
+                }),
+                wait_true(stop_rx),
+            ),
     );
     Ok(Node {
         handle: cluster.handle,

@@ -211,7 +211,7 @@ async fn run_planes(
         cluster_builder
             .add_service(cluster_svc)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(cluster_listener),
+                nodelay_incoming(cluster_listener),
                 wait_true(cluster_stop),
             ),
     );
@@ -245,10 +245,7 @@ async fn run_planes(
     let admin_server = tokio::spawn(
         admin_builder
             .add_service(admin_svc)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(admin_listener),
-                wait_true(admin_stop),
-            ),
+            .serve_with_incoming_shutdown(nodelay_incoming(admin_listener), wait_true(admin_stop)),
     );
 
     // HTTP: metrics and health.
@@ -362,6 +359,21 @@ async fn run_planes(
     loop_result.context("the raft loop failed")?;
     tracing::info!("stopped cleanly");
     Ok(exit)
+}
+
+/// Accepted connections with Nagle's algorithm off. tonic applies its own `tcp_nodelay` only to
+/// the listeners it binds itself, not to an incoming stream it is handed: without this, a
+/// response written in several pieces waited for the client's delayed ACK (`cluster status`
+/// on a 3-node cluster took 40 ms, for 1 ms of work).
+fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        })
+    })
 }
 
 async fn wait_true(mut rx: watch::Receiver<bool>) {
