@@ -65,6 +65,8 @@ pub fn describe() {
         crate::service::IDENTITY_REFUSALS,
         "Node-to-node calls refused: the caller's certificate does not back what it claims, or names no member"
     );
+    // Exported from the start (at 0), so that a scrape can tell "none" from "not exported".
+    metrics::counter!(crate::routing::NODES_DECLARED_DEAD).absolute(0);
     describe_counter!(
         crate::routing::NODES_DECLARED_DEAD,
         "Times this node saw a peer go from live to dead (liveness pings unanswered or a routed item lost)"

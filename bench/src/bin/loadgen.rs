@@ -183,8 +183,9 @@ struct CommonArgs {
     /// Placement written into rows: pinned or unpinned.
     #[arg(long)]
     placement: Option<String>,
-    /// How the server was started (flags that matter), written into rows.
-    #[arg(long)]
+    /// How the server was started (flags that matter), written into rows. May start with a
+    /// hyphen (`--workers 1`).
+    #[arg(long, allow_hyphen_values = true)]
     server_flags: Option<String>,
     /// Runtime worker threads of the generator.
     #[arg(long, default_value_t = 1)]

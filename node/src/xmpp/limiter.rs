@@ -286,42 +286,56 @@ pub enum Shape {
 
 /// Token bucket: `rate` units per second on average, bursts up to `2 × rate`. A sender over
 /// the rate is delayed; one that has been over it without a break for [`Shaper::GRACE`] is cut.
-#[derive(Debug, Clone)]
+/// Compact (12 bytes, kept inline in every session): times are milliseconds since a
+/// process-wide epoch, and the rate is passed in with each charge (it comes from the config).
+#[derive(Debug, Clone, Copy)]
 pub struct Shaper {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-    over_since: Option<Instant>,
+    /// Tokens left (negative: owed).
+    tokens: f32,
+    /// When `tokens` was last brought up to date.
+    last_ms: u32,
+    /// Since when the sender has been over the rate without a break, plus one (0: it is not).
+    over_since_ms: u32,
+}
+
+/// Milliseconds since the first call (wraps after 49 days; a wrapped interval refills fully).
+fn epoch_ms(now: Instant) -> u32 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    (now.saturating_duration_since(epoch).as_millis() & 0xffff_ffff) as u32
 }
 
 impl Shaper {
     pub const GRACE: Duration = Duration::from_secs(10);
 
+    /// A full bucket (a burst of `2 × rate` may pass at once).
     pub fn new(rate: usize, now: Instant) -> Self {
-        let rate = rate.max(1) as f64;
         Shaper {
-            rate,
-            burst: 2.0 * rate,
-            tokens: 2.0 * rate,
-            last: now,
-            over_since: None,
+            tokens: 2.0 * rate.max(1) as f32,
+            last_ms: epoch_ms(now),
+            over_since_ms: 0,
         }
     }
 
-    pub fn charge(&mut self, units: usize, now: Instant) -> Shape {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - units as f64;
-        if self.tokens >= 0.0 {
-            self.over_since = None;
+    pub fn charge(&mut self, rate: usize, units: usize, now: Instant) -> Shape {
+        let rate = rate.max(1) as f64;
+        let now_ms = epoch_ms(now);
+        let elapsed = f64::from(now_ms.wrapping_sub(self.last_ms)) / 1000.0;
+        self.last_ms = now_ms;
+        let tokens = (f64::from(self.tokens) + elapsed * rate).min(2.0 * rate) - units as f64;
+        self.tokens = tokens as f32;
+        if tokens >= 0.0 {
+            self.over_since_ms = 0;
             return Shape::Pass;
         }
-        let since = *self.over_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= Self::GRACE {
+        if self.over_since_ms == 0 {
+            self.over_since_ms = now_ms.wrapping_add(1);
+        }
+        let over_for = now_ms.wrapping_sub(self.over_since_ms.wrapping_sub(1));
+        if u128::from(over_for) >= Self::GRACE.as_millis() {
             return Shape::Disconnect;
         }
-        Shape::Delay(Duration::from_secs_f64(-self.tokens / self.rate))
+        Shape::Delay(Duration::from_secs_f64(-tokens / rate))
     }
 }
 
@@ -436,24 +450,25 @@ mod tests {
     fn shaper_passes_bursts_delays_then_disconnects() {
         let t0 = Instant::now();
         let mut s = Shaper::new(10, t0);
+        assert!(std::mem::size_of::<Shaper>() <= 12);
         // A burst of twice the rate passes.
         for _ in 0..20 {
-            assert_eq!(s.charge(1, t0), Shape::Pass);
+            assert_eq!(s.charge(10, 1, t0), Shape::Pass);
         }
         // The next one waits about 1/rate.
-        match s.charge(1, t0) {
-            Shape::Delay(d) => assert!((d.as_secs_f64() - 0.1).abs() < 1e-6, "{d:?}"),
+        match s.charge(10, 1, t0) {
+            Shape::Delay(d) => assert!((d.as_secs_f64() - 0.1).abs() < 1e-3, "{d:?}"),
             other => panic!("{other:?}"),
         }
         // Back within the rate after a pause: passes again, the grace period restarts.
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(s.charge(1, t1), Shape::Pass);
+        assert_eq!(s.charge(10, 1, t1), Shape::Pass);
         // A sender that stays over the rate for the grace period is cut.
         let mut t = t1;
         let mut verdict = Shape::Pass;
         for _ in 0..1000 {
             t += Duration::from_millis(50);
-            verdict = s.charge(10, t);
+            verdict = s.charge(10, 10, t);
             if verdict == Shape::Disconnect {
                 break;
             }

@@ -39,6 +39,8 @@ pub fn describe() {
         LIMIT_HITS,
         "Client limits enforced (connection refused, session slowed or cut, login delayed), by limit"
     );
+    // Exported from the start (at 0), so that a scrape can tell "none" from "not exported".
+    metrics::counter!(USERS_REHOMED).absolute(0);
     describe_counter!(
         USERS_REHOMED,
         "User actors stopped on this node because their user's home moved to another node"

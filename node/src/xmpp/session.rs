@@ -74,8 +74,8 @@ pub struct SessionActor {
     closing: bool,
     sm: StreamMgmt,
     /// Rate limits of what the client sends: stanzas and bytes per second.
-    stanza_rate: Box<Shaper>,
-    byte_rate: Box<Shaper>,
+    stanza_rate: Shaper,
+    byte_rate: Shaper,
     /// The next stanza was already charged against the rate (a batch resumed after a wait).
     prepaid: bool,
 }
@@ -96,8 +96,8 @@ impl SessionActor {
         let now = std::time::Instant::now();
         let limits = shared.session_limits;
         SessionActor {
-            stanza_rate: Box::new(Shaper::new(limits.max_stanzas_per_second, now)),
-            byte_rate: Box::new(Shaper::new(limits.max_bytes_per_second, now)),
+            stanza_rate: Shaper::new(limits.max_stanzas_per_second, now),
+            byte_rate: Shaper::new(limits.max_bytes_per_second, now),
             prepaid: false,
             account: None,
             shared,
@@ -185,6 +185,8 @@ impl SessionActor {
                 Action::Authenticated { jid, mechanism } => {
                     metrics::counter!(xm::AUTH, "result" => "success").increment(1);
                     self.bare = Some(jid.clone());
+                    // Only failures are counted per account: nothing to keep for the session.
+                    self.account = None;
                     tracing::debug!(%jid, mechanism = mechanism.name(), peer = %self.peer, "authenticated");
                 }
                 Action::AuthFailed { condition } => {
@@ -257,12 +259,21 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) -> Option<Option<Duration>> {
         let now = std::time::Instant::now();
-        let (shaper, limit) = if stanzas {
-            (&mut self.stanza_rate, "stanza_rate")
+        let limits = self.shared.session_limits;
+        let (shaper, rate, limit) = if stanzas {
+            (
+                &mut self.stanza_rate,
+                limits.max_stanzas_per_second,
+                "stanza_rate",
+            )
         } else {
-            (&mut self.byte_rate, "byte_rate")
+            (
+                &mut self.byte_rate,
+                limits.max_bytes_per_second,
+                "byte_rate",
+            )
         };
-        match shaper.charge(units, now) {
+        match shaper.charge(rate, units, now) {
             Shape::Pass => Some(None),
             Shape::Delay(d) => {
                 metrics::counter!(xm::LIMIT_HITS, "limit" => limit).increment(1);
