@@ -20,7 +20,7 @@ use rcgen::{
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{load_files, read_certs, TlsError, TlsMaterial};
+use super::{load_files, TlsError, TlsMaterial};
 use crate::config::NodeConfig;
 
 /// CA certificate file name.
@@ -188,13 +188,7 @@ fn load_or_create_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>, TlsError> {
         dir: dir.to_path_buf(),
         reason: format!("{CA_KEY_FILE} is not a usable private key: {e}"),
     })?;
-    let ca_cert = read_certs(&cert_path)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| TlsError::Missing {
-            path: cert_path.clone(),
-            what: "certificate",
-        })?;
+    let ca_cert = super::first_cert(&cert_path)?;
     Issuer::from_ca_cert_der(&ca_cert, key).map_err(|e| TlsError::DevCa {
         dir: dir.to_path_buf(),
         reason: format!("{CA_FILE} is not a usable CA certificate: {e}"),
@@ -234,19 +228,11 @@ fn issue_node_cert(
     issuer: &Issuer<'static, KeyPair>,
     sans: &[String],
 ) -> Result<(), TlsError> {
-    let mut params = CertificateParams::new(sans.to_vec()).map_err(generate("node certificate"))?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Herald");
-    dn.push(DnType::CommonName, format!("herald node {}", cfg.node_id));
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params, NODE_VALIDITY);
+    let params = leaf_params(
+        sans.to_vec(),
+        format!("herald node {}", cfg.node_id),
+        "node certificate",
+    )?;
     let key = KeyPair::generate().map_err(generate("node key"))?;
     let cert = params
         .signed_by(&key, issuer)
@@ -260,6 +246,29 @@ fn issue_node_cert(
     let mut listing = sans.join("\n");
     listing.push('\n');
     write_file(&dir.join(SANS_FILE), listing.as_bytes(), 0o644)
+}
+
+/// An end-entity certificate's parameters: `sans`, Herald's organisation and `common_name`,
+/// server and client authentication, the node validity.
+fn leaf_params(
+    sans: Vec<String>,
+    common_name: String,
+    what: &'static str,
+) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(sans).map_err(generate(what))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Herald");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    set_validity(&mut params, NODE_VALIDITY);
+    Ok(params)
 }
 
 /// Valid from a day ago (clock skew) for `validity`, with a random positive serial number.
@@ -321,13 +330,7 @@ pub(super) fn issue_cluster_cert(
         dir: ca_key_pem.to_path_buf(),
         reason: format!("not a usable private key: {e}"),
     })?;
-    let ca_cert = read_certs(ca_pem)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| TlsError::Missing {
-            path: ca_pem.to_path_buf(),
-            what: "certificate",
-        })?;
+    let ca_cert = super::first_cert(ca_pem)?;
     let issuer = Issuer::from_ca_cert_der(&ca_cert, ca_key).map_err(|e| TlsError::DevCa {
         dir: ca_pem.to_path_buf(),
         reason: format!("not a usable CA certificate for this key: {e}"),
@@ -340,29 +343,17 @@ pub(super) fn issue_cluster_cert(
         names.insert(cfg.bind.to_string());
     }
     names.insert("localhost".to_string());
-    let mut params = CertificateParams::new(names.into_iter().collect::<Vec<_>>())
-        .map_err(generate("cluster certificate"))?;
+    let mut params = leaf_params(
+        names.into_iter().collect(),
+        format!("herald cluster node {}", cfg.node_id),
+        "cluster certificate",
+    )?;
     let uri = herald_cluster::identity::node_uri(cfg.node_id);
     params.subject_alt_names.push(rcgen::SanType::URI(
         uri.as_str()
             .try_into()
             .map_err(generate("cluster certificate"))?,
     ));
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Herald");
-    dn.push(
-        DnType::CommonName,
-        format!("herald cluster node {}", cfg.node_id),
-    );
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params, NODE_VALIDITY);
     let key = KeyPair::generate().map_err(generate("cluster node key"))?;
     let cert = params
         .signed_by(&key, &issuer)

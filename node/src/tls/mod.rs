@@ -221,13 +221,7 @@ pub fn cluster_tls(cfg: &NodeConfig) -> Result<Option<ClusterTls>, TlsError> {
             source,
         })
     };
-    let leaf = read_certs(&cert_path)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| TlsError::Missing {
-            path: cert_path.clone(),
-            what: "certificate",
-        })?;
+    let leaf = first_cert(&cert_path)?;
     match herald_cluster::identity::node_id_of(leaf.as_ref()) {
         Some(id) if id == cfg.node_id => {}
         other => {
@@ -247,6 +241,17 @@ pub fn cluster_tls(cfg: &NodeConfig) -> Result<Option<ClusterTls>, TlsError> {
         key_pem: read(&key_path)?,
         cert_path,
     }))
+}
+
+/// The first certificate of a PEM file.
+pub(crate) fn first_cert(path: &Path) -> Result<CertificateDer<'static>, TlsError> {
+    read_certs(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| TlsError::Missing {
+            path: path.to_path_buf(),
+            what: "certificate",
+        })
 }
 
 /// A root store holding every certificate of the PEM file `ca_pem`.
