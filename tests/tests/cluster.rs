@@ -108,8 +108,13 @@ fn acknowledged_writes_survive_leader_kill() -> Result<()> {
     let writer = {
         let (acked, alive, stop, sb) = (acked.clone(), alive.clone(), stop.clone(), sb.clone());
         std::thread::spawn(move || {
+            // Bounded in time and count. The count alone (it was 400) ran out before the new
+            // leader was elected once writes became fast (admin responses no longer wait for
+            // a delayed ACK), leaving nothing to acknowledge after the kill.
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
             let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) && i < 400 {
+            while !stop.load(Ordering::SeqCst) && i < 20_000 && std::time::Instant::now() < deadline
+            {
                 let nodes = alive.lock().unwrap().clone();
                 let node = nodes[(i as usize) % nodes.len()];
                 let name = format!("w{i}.test");
