@@ -59,7 +59,6 @@ pub struct Routes {
     peers: Mutex<HashMap<u64, Peer>>,
     sink: OnceLock<Arc<dyn RouteSink>>,
     last_seen: Arc<Mutex<HashMap<u64, Instant>>>,
-    started: Instant,
     /// Items that could not be handed to their peer (it was unreachable), for re-routing.
     lost_tx: mpsc::UnboundedSender<(u64, route_message::Kind)>,
     lost_rx: Mutex<Option<mpsc::UnboundedReceiver<(u64, route_message::Kind)>>>,
@@ -80,7 +79,6 @@ impl Routes {
             peers: Mutex::new(HashMap::new()),
             sink: OnceLock::new(),
             last_seen: Arc::new(Mutex::new(HashMap::new())),
-            started: Instant::now(),
             lost_tx,
             lost_rx: Mutex::new(Some(lost_rx)),
         }
@@ -176,9 +174,22 @@ impl Routes {
         if node == self.me {
             return true;
         }
+        // A member not heard from yet is live until proven silent: the liveness loop starts its
+        // clock when it first sees the member (`first_seen`). Counting from this node's own
+        // start instead made every peer look dead to a node that joined long after starting
+        // (a retried join): all users were homed on it for the first half second, then moved.
         let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-        let last = seen.get(&node).copied().unwrap_or(self.started);
-        last.elapsed() < DEAD_AFTER
+        seen.get(&node)
+            .is_none_or(|last| last.elapsed() < DEAD_AFTER)
+    }
+
+    /// Starts the silence clock of a member the first time the liveness loop sees it.
+    pub fn first_seen(&self, node: u64) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(node)
+            .or_insert_with(Instant::now);
     }
 }
 
@@ -207,6 +218,7 @@ pub(crate) async fn liveness_loop(handle: ClusterHandle) {
                 live += 1;
                 continue;
             }
+            handle.routes().first_seen(n.node_id);
             let h = handle.clone();
             tokio::spawn(async move {
                 if let Ok(mut c) = h.peer_at(&n.cluster_address) {
@@ -249,6 +261,22 @@ mod tests {
         assert!(!r.is_live(2));
         r.saw(2);
         assert!(r.is_live(2));
+    }
+
+    #[test]
+    fn a_member_first_seen_late_is_live_until_proven_silent() {
+        let r = Routes::new(1, PeerOptions::default());
+        // Never heard from (e.g. this node's join was retried long after it started).
+        assert!(r.is_live(3));
+        r.first_seen(3);
+        assert!(r.is_live(3));
+        // first_seen does not refresh: a silent member still expires.
+        r.last_seen
+            .lock()
+            .unwrap()
+            .insert(3, Instant::now() - DEAD_AFTER - Duration::from_millis(1));
+        r.first_seen(3);
+        assert!(!r.is_live(3));
     }
 
     #[test]
