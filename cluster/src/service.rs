@@ -31,6 +31,23 @@ pub struct NodeApiService {
 /// back what it claims (another node's id, or not a member).
 pub const IDENTITY_REFUSALS: &str = "herald_cluster_identity_refusals_total";
 
+/// Refuses a call whose claimed node id (`what`: which field claims it) is not the one the
+/// caller's certificate names. Nothing to check without mutual TLS (`caller` is `None`).
+fn check_claim(
+    rpc: &'static str,
+    caller: Option<u64>,
+    claimed: u64,
+    what: &str,
+) -> Result<(), Status> {
+    match caller {
+        Some(id) if id != claimed => Err(refuse(
+            rpc,
+            format!("{what} node {claimed} but the caller's certificate names node {id}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn refuse(rpc: &'static str, why: String) -> Status {
     metrics::counter!(IDENTITY_REFUSALS, "rpc" => rpc).increment(1);
     tracing::warn!(rpc, reason = %why, "node-to-node call refused");
@@ -102,15 +119,7 @@ impl NodeApi for NodeApiService {
         let mut stream: Pin<Box<Streaming<RaftEnvelope>>> = Box::pin(request.into_inner());
         while let Some(env) = stream.next().await {
             let env = env?;
-            if let Some(id) = caller.filter(|id| *id != env.from) {
-                return Err(refuse(
-                    "raft",
-                    format!(
-                        "raft message claims to be from node {} but the caller's certificate names node {id}",
-                        env.from
-                    ),
-                ));
-            }
+            check_claim("raft", caller, env.from, "raft message claims to be from")?;
             if env.to != me {
                 return Err(Status::failed_precondition(format!(
                     "raft message for node {} reached node {me}",
@@ -153,15 +162,12 @@ impl NodeApi for NodeApiService {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
         let caller = self.caller(&request, "join")?;
         let req = request.into_inner();
-        if let Some(id) = caller.filter(|id| *id != req.node_id) {
-            return Err(refuse(
-                "join",
-                format!(
-                    "join as node {} refused: the caller's certificate names node {id}",
-                    req.node_id
-                ),
-            ));
-        }
+        check_claim(
+            "join",
+            caller,
+            req.node_id,
+            "join refused: it asks to join as",
+        )?;
         if req.node_id == 0 || req.cluster_address.is_empty() {
             return Err(Status::invalid_argument(
                 "join needs a node id >= 1 and the node's cluster address",
@@ -230,15 +236,12 @@ impl NodeApi for NodeApiService {
         let mut stream = request.into_inner();
         while let Some(msg) = stream.next().await {
             let msg = msg?;
-            if let Some(id) = caller.filter(|id| *id != msg.from_node) {
-                return Err(refuse(
-                    "route",
-                    format!(
-                        "routed item claims to be from node {} but the caller's certificate names node {id}",
-                        msg.from_node
-                    ),
-                ));
-            }
+            check_claim(
+                "route",
+                caller,
+                msg.from_node,
+                "routed item claims to be from",
+            )?;
             self.handle.routes().saw(msg.from_node);
             metrics::counter!(crate::routing::ROUTED, "direction" => "in").increment(1);
             if let Some(kind) = msg.kind {

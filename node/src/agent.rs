@@ -144,10 +144,9 @@ async fn run_planes(
     };
     // Mutual TLS between nodes when a cluster CA is configured.
     let cluster_tls = crate::tls::cluster_tls(&cfg).context("node-to-node TLS material")?;
+    // (Off loopback, NodeConfig::validate has already required cluster_ca.)
     if let Some(t) = &cluster_tls {
         tracing::info!(cert = %t.cert_path.display(), "node-to-node calls use mutual TLS");
-    } else if !cfg.bind.is_loopback() {
-        anyhow::bail!("node-to-node TLS is required off loopback (set cluster_ca)");
     }
     let peer = PeerOptions {
         token: cfg.cluster_token.as_ref().map(|s| s.expose().to_string()),

@@ -229,6 +229,18 @@ impl Sandbox {
         self.spawn(node, args)
     }
 
+    /// Bootstraps node 1, joins nodes 2 and 3 through it, and waits until all three are ready
+    /// and agree (digest, applied index, leader).
+    pub fn start_three(&mut self) -> Result<()> {
+        self.start_ready(1, Mode::Bootstrap)?;
+        self.start(2, Mode::Join(1))?;
+        self.start(3, Mode::Join(1))?;
+        self.wait_ready(2)?;
+        self.wait_ready(3)?;
+        self.wait_converged(1, &[1, 2, 3])?;
+        Ok(())
+    }
+
     /// Starts a node and waits until `/readyz` says ready.
     pub fn start_ready(&mut self, node: u64, mode: Mode) -> Result<()> {
         self.start(node, mode)?;

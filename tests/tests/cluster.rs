@@ -11,12 +11,7 @@ use herald_tests::{wait_until, Mode, Sandbox};
 
 fn three_nodes() -> Result<Sandbox> {
     let mut sb = Sandbox::new();
-    sb.start_ready(1, Mode::Bootstrap)?;
-    sb.start(2, Mode::Join(1))?;
-    sb.start(3, Mode::Join(1))?;
-    sb.wait_ready(2)?;
-    sb.wait_ready(3)?;
-    sb.wait_converged(1, &[1, 2, 3])?;
+    sb.start_three()?;
     Ok(sb)
 }
 

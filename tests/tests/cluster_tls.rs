@@ -97,12 +97,7 @@ fn nodes_talk_over_mutual_tls_and_forged_identities_are_refused() -> Result<()> 
         "--cluster-ca-key".into(),
         ca_key_path.display().to_string(),
     ];
-    sb.start_ready(1, Mode::Bootstrap)?;
-    sb.start(2, Mode::Join(1))?;
-    sb.start(3, Mode::Join(1))?;
-    sb.wait_ready(2)?;
-    sb.wait_ready(3)?;
-    sb.wait_converged(1, &[1, 2, 3])?;
+    sb.start_three()?;
     // Replication works over mutual TLS: a write through node 3 is read on node 1.
     sb.cli_ok(3, &["domain", "add", "tls.test"])?;
     sb.wait_converged(1, &[1, 2, 3])?;
