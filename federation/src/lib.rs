@@ -8,8 +8,11 @@
 //!
 //! Today it holds [`availability`]: the canonical availability model (REQUIREMENTS §4, MAP-1),
 //! the seed mapping tables as data (`federation/tables/*.tsv`, MAP-2, MAP-11), the calendar
-//! overlay (MAP-9) and the RFC 6121 presence wire form (MAP-3).
+//! overlay (MAP-9) and the RFC 6121 presence wire form (MAP-3); and [`edge`]: the XMPP federation
+//! policy, DNS SRV ordering and the per-destination outbound queue with backoff that the
+//! node's s2s actors drive.
 
 #![deny(missing_docs)]
 
 pub mod availability;
+pub mod edge;

@@ -9,6 +9,7 @@
 //! - [`stanza`]: typed views of message, presence and iq.
 //! - [`sasl`]: SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN, server side.
 //! - [`c2s`]: the client-to-server stream negotiation state machine (STARTTLS, SASL, bind).
+//! - [`s2s`]: server-to-server pieces: dialback keys and elements, features, headers.
 //! - [`ns`]: namespace names.
 
 pub mod c2s;
@@ -17,6 +18,7 @@ pub mod element;
 pub mod error;
 pub mod jid;
 pub mod ns;
+pub mod s2s;
 pub mod sasl;
 pub mod stanza;
 
