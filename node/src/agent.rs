@@ -33,6 +33,7 @@ use crate::http::{HttpState, Readiness};
 pub struct Listeners {
     pub c2s: std::net::TcpListener,
     pub c2s_tls: std::net::TcpListener,
+    pub s2s: std::net::TcpListener,
     pub cluster: std::net::TcpListener,
     pub admin: std::net::TcpListener,
     pub http: std::net::TcpListener,
@@ -51,6 +52,7 @@ impl Listeners {
         Ok(Listeners {
             c2s: bind(cfg.c2s_port, "XMPP c2s (STARTTLS)")?,
             c2s_tls: bind(cfg.c2s_tls_port, "XMPP c2s (direct TLS)")?,
+            s2s: bind(cfg.s2s_port, "XMPP s2s (federation)")?,
             cluster: bind(cfg.cluster_port, "node-to-node gRPC")?,
             admin: bind(cfg.admin_port, "admin gRPC")?,
             http: bind(cfg.http_port, "HTTP (metrics, health)")?,
@@ -270,6 +272,8 @@ async fn run_planes(
     // XMPP clients: data plane.
     let c2s_addr = local(&listeners.c2s)?;
     let c2s_tls_addr = local(&listeners.c2s_tls)?;
+    let s2s_addr = local(&listeners.s2s)?;
+    let s2s_arbiter = arbiters[0].clone();
     let tls_server = crate::tls::server_config(&tls).context("c2s TLS configuration")?;
     let xmpp = crate::xmpp::start(
         handle.clone(),
@@ -301,12 +305,39 @@ async fn run_planes(
         },
     )
     .context("starting the XMPP service")?;
+    let limits = herald_xmpp::codec::Limits {
+        max_stanza_bytes: cfg.xmpp.max_stanza_bytes,
+        max_depth: cfg.xmpp.max_depth,
+    };
+    let s2s = {
+        let _on_control_plane = control.enter();
+        let dns = match &cfg.dns_resolver {
+            Some(r) => Some(crate::config::parse_dns_resolver(r).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let s2s = crate::s2s::S2s::new(
+            handle.clone(),
+            &xmpp,
+            &tls,
+            cfg.tls_ca.as_deref(),
+            dns,
+            herald_xmpp::s2s::DEFAULT_PORT,
+            limits,
+            s2s_arbiter,
+        )
+        .context("starting XMPP federation")?;
+        let _ = xmpp.s2s.set(s2s.clone());
+        let listener = tokio::net::TcpListener::from_std(listeners.s2s)?;
+        control.spawn(crate::s2s::accept_loop(listener, s2s.clone()));
+        s2s
+    };
 
     tracing::info!(
         node = cfg.node_id,
         data_dir = %cfg.data_dir.display(),
         c2s = %c2s_addr,
         c2s_tls = %c2s_tls_addr,
+        s2s = %s2s_addr,
         cluster = %cluster_addr,
         admin = %admin_addr,
         http = %http_addr,
@@ -327,6 +358,7 @@ async fn run_planes(
         Exit::Shutdown => tracing::info!("shutting down"),
     }
 
+    s2s.stop();
     // 1. Tell clients (system-shutdown) so they reconnect elsewhere; give the sessions a moment
     //    to hand unacknowledged messages back to their accounts.
     {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod im;
 pub mod metrics;
+pub mod s2s;
 pub mod scram;
 pub mod telemetry;
 pub mod tls;

@@ -83,6 +83,13 @@ pub struct AgentArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle trusted (besides the system roots) for federation peers' certificates.
+    #[arg(long, env = "HERALD_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// DNS server for federation lookups (SRV, A/AAAA), `IP` or `IP:PORT` [default: the
+    /// system's resolver].
+    #[arg(long, env = "HERALD_DNS_RESOLVER", value_name = "IP[:PORT]")]
+    pub dns_resolver: Option<String>,
     /// Token the admin API requires (prefer the env var: flags show in `ps`).
     #[arg(
         long,
@@ -209,6 +216,8 @@ impl AgentArgs {
             cfg.join => a.join.map(Some),
             cfg.tls_cert => a.tls_cert.map(Some),
             cfg.tls_key => a.tls_key.map(Some),
+            cfg.tls_ca => a.tls_ca.map(Some),
+            cfg.dns_resolver => a.dns_resolver.map(Some),
             cfg.admin_token => a.admin_token.map(|t| Some(Secret::new(t))),
             cfg.admin_client_ca => a.admin_client_ca.map(Some),
             cfg.cluster_ca => a.cluster_ca.map(Some),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use args::AgentArgs;
-pub use validate::{is_dns_name, parse_join, ConfigError};
+pub use validate::{is_dns_name, parse_dns_resolver, parse_join, ConfigError};
 
 /// Port of the node-to-node API when `join` names no port.
 pub const DEFAULT_CLUSTER_PORT: u16 = 7470;
@@ -180,6 +180,12 @@ pub struct NodeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key matching `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle trusted, besides the system roots, for the certificates of federation
+    /// peers (XMPP s2s).
+    pub tls_ca: Option<PathBuf>,
+    /// DNS server for federation lookups (`IP` or `IP:PORT`, port 53 by default); the system's
+    /// resolver when unset.
+    pub dns_resolver: Option<String>,
     /// Bearer token the admin API requires.
     pub admin_token: Option<Secret>,
     /// PEM CA bundle; admin clients presenting a certificate from it are accepted.
@@ -234,6 +240,8 @@ impl Default for NodeConfig {
             http_port: 9470,
             tls_cert: None,
             tls_key: None,
+            tls_ca: None,
+            dns_resolver: None,
             admin_token: None,
             admin_client_ca: None,
             cluster_token: None,

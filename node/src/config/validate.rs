@@ -164,6 +164,9 @@ impl NodeConfig {
             ));
         }
         self.validate_domains()?;
+        if let Some(r) = &self.dns_resolver {
+            parse_dns_resolver(r).map_err(|reason| invalid("dns_resolver", reason))?;
+        }
         check_secret("admin_token", &self.admin_token)?;
         check_secret("cluster_token", &self.cluster_token)?;
         self.validate_cluster_tls()?;
@@ -353,4 +356,15 @@ impl NodeConfig {
             _ => Ok(()),
         }
     }
+}
+
+/// Parses `IP` or `IP:PORT` (IPv6 as `[::1]:53` or bare `::1`); port 53 by default.
+pub fn parse_dns_resolver(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        return Ok(addr);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("`{s}` is not IP or IP:PORT (a DNS server address)"))
 }

@@ -84,6 +84,8 @@ pub struct Shared {
     /// The last c2s configurations handed out (STARTTLS port, direct TLS port): sessions share
     /// one copy while the served domains stay the same.
     pub c2s_configs: std::sync::Mutex<[Option<Arc<C2sConfig>>; 2]>,
+    /// The federation edge (set once, right after start).
+    pub s2s: std::sync::OnceLock<Arc<crate::s2s::S2s>>,
 }
 
 impl Shared {
@@ -203,6 +205,7 @@ pub fn parse_stanza(xml: &str) -> Option<Element> {
 /// Receives what other nodes route here and hands it to the user's registry shard.
 struct NodeSink {
     shards: Vec<Addr<UserRegistry>>,
+    shared: std::sync::Weak<Shared>,
 }
 
 impl NodeSink {
@@ -256,6 +259,14 @@ impl RouteSink for NodeSink {
                     .is_ok(),
                 None => true,
             },
+            Kind::ToRemote(xml) => {
+                let s2s = self.shared.upgrade().and_then(|s| s.s2s.get().cloned());
+                match (s2s, parse_stanza(&xml)) {
+                    (Some(s2s), Some(el)) => s2s.send(el, true),
+                    _ => tracing::warn!(from_node, "stanza for another domain dropped: no federation edge here"),
+                }
+                true
+            }
             Kind::ToSession(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
                 (Some(full), Some(stanza)) => self
                     .shard(&full)
@@ -328,11 +339,15 @@ pub fn start(
             limiter::AuthLimiter::default()
         }),
         c2s_configs: Default::default(),
+        s2s: Default::default(),
     });
     for s in &shards {
         s.do_send(users::Init(shared.clone()));
     }
-    cluster.routes().set_sink(Arc::new(NodeSink { shards }));
+    cluster.routes().set_sink(Arc::new(NodeSink {
+        shards,
+        shared: Arc::downgrade(&shared),
+    }));
     if let Some(lost) = cluster.routes().take_lost() {
         planes.control.spawn(reroute_lost(shared.clone(), lost));
     }
@@ -438,6 +453,12 @@ async fn reroute_lost(
             }
             // The sessions of a dead node are gone with it.
             Kind::ToSession(_) => {}
+            // Picks another federation node.
+            Kind::ToRemote(xml) => {
+                if let (Some(s2s), Some(el)) = (shared.s2s.get(), parse_stanza(&xml)) {
+                    s2s.send(el, false);
+                }
+            }
         }
     }
 }

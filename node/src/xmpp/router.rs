@@ -1,6 +1,6 @@
 //! Router: where a stanza addressed to `to` goes — a user homed on this node (its UserActor),
-//! a user homed on another node (node-to-node stream), or another domain (federation, not yet
-//! available: the sender gets `remote-server-not-found`).
+//! a user homed on another node (node-to-node stream), or another domain (the federation edge,
+//! `crate::s2s`).
 
 use std::sync::Arc;
 
@@ -30,8 +30,13 @@ impl Router {
             return;
         };
         if !self.shared.is_local_domain(to.domain()) {
-            tracing::debug!(domain = to.domain(), "no federation route to this domain");
-            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
+            match self.shared.s2s.get() {
+                Some(s2s) => s2s.send(stanza, false),
+                None => {
+                    tracing::debug!(domain = to.domain(), "no federation edge on this node");
+                    self.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
+                }
+            }
             return;
         }
         let Some(_) = to.local() else {
@@ -70,14 +75,9 @@ impl Router {
             return;
         }
         if let Some(reply) = StanzaError::new(condition).reply_to(stanza, None) {
-            // The sender is one of our users (the only ones who can send through the router).
-            if reply
-                .get_attr("to")
-                .and_then(|t| Jid::parse(t).ok())
-                .is_some_and(|j| self.shared.is_local_domain(j.domain()))
-            {
-                self.route(reply);
-            }
+            // The sender is one of our users, or a user of another domain (the answer then goes
+            // out through federation).
+            self.route(reply);
         }
     }
 }

@@ -15,6 +15,8 @@ use crate::ns;
 
 /// The dialback namespace (`db:` prefix).
 pub const DIALBACK: &str = "jabber:server:dialback";
+/// The port servers listen on for server-to-server streams (RFC 6120 §14.7).
+pub const DEFAULT_PORT: u16 = 5269;
 /// The stream feature announcing dialback (XEP-0220 §2.6).
 pub const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
 

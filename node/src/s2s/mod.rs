@@ -1,0 +1,265 @@
+//! XMPP federation (server-to-server, RFC 6120 server streams with XEP-0220 dialback and
+//! XEP-0178 SASL EXTERNAL) on a federation-enabled node.
+//!
+//! Message flow:
+//! - Outbound: the dispatcher ([`crate::xmpp::router`]) hands a stanza for another domain to
+//!   [`S2s::send`]. The outbound policy decides first; then, on a node that carries federation,
+//!   the stanza goes to the [`outbound::LinkActor`] of its (local domain, remote domain) pair —
+//!   one actor per pair, with a bounded queue, backoff and bounces (`federation::edge::link`).
+//!   A node that does not carry federation forwards it to one that does (node-to-node
+//!   `to_remote`), chosen by the domain's hash among the live enabled nodes.
+//! - Inbound: [`inbound::serve`] runs each accepted stream (STARTTLS, SASL EXTERNAL, dialback,
+//!   answering `db:verify` for our own keys), checks every stanza's `from` against the domains
+//!   the stream authenticated and the inbound policy, and hands it to the dispatcher, which
+//!   routes it to the recipient's home node.
+//!
+//! Settings (`xmpp-federation`, `xmpp-policy`, local domains) are read from the replicated
+//! store on every decision, so changes apply without a restart.
+
+pub mod dns;
+pub mod inbound;
+pub mod metrics;
+pub mod outbound;
+pub mod stream;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use actix::Addr;
+use herald_cluster::ClusterHandle;
+use herald_federation::edge::policy::{self, Decision, Direction};
+use herald_grpc::cluster::route_message::Kind;
+use herald_grpc::config::config_object::Body;
+use herald_grpc::config::{ObjectKind, XmppFederationPolicy, XmppFederationSettings, XmppSecurityMode};
+use herald_xmpp::error::{StanzaCondition, StanzaError};
+use herald_xmpp::{Element, Jid, Limits};
+
+use crate::xmpp::Shared;
+
+/// The federation settings in force, read from the store.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub federation: XmppFederationSettings,
+    pub policy: XmppFederationPolicy,
+    /// The dialback secret (the stored one, else this process's own).
+    pub secret: String,
+}
+
+impl Settings {
+    pub fn mode(&self) -> XmppSecurityMode {
+        XmppSecurityMode::try_from(self.federation.security_mode).unwrap_or(XmppSecurityMode::TlsRequired)
+    }
+    pub fn decide(&self, domain: &str, dir: Direction) -> Decision {
+        policy::decide(&self.policy, domain, dir)
+    }
+}
+
+/// The federation edge of one node.
+pub struct S2s {
+    pub node_id: u64,
+    pub cluster: ClusterHandle,
+    pub xmpp: Weak<Shared>,
+    pub trust: tls::PeerTrust,
+    pub server_tls: Arc<rustls::ServerConfig>,
+    pub client_tls: Arc<rustls::ClientConfig>,
+    pub dns: dns::Dns,
+    /// Port tried when a domain has no SRV records.
+    pub default_port: u16,
+    pub limits: Limits,
+    /// Used when no dialback secret is stored (one node can then verify only its own keys).
+    fallback_secret: String,
+    /// Where link actors live.
+    arbiter: actix_rt::ArbiterHandle,
+    links: Mutex<HashMap<(String, String), Addr<outbound::LinkActor>>>,
+}
+
+impl S2s {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cluster: ClusterHandle,
+        xmpp: &Arc<Shared>,
+        material: &crate::tls::TlsMaterial,
+        tls_ca: Option<&std::path::Path>,
+        dns_server: Option<std::net::SocketAddr>,
+        default_port: u16,
+        limits: Limits,
+        arbiter: actix_rt::ArbiterHandle,
+    ) -> anyhow::Result<Arc<S2s>> {
+        let trust = tls::PeerTrust::new(tls_ca)?;
+        metrics::describe();
+        tracing::info!(roots = trust.roots, "federation trust anchors loaded");
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        Ok(Arc::new(S2s {
+            node_id: cluster.node_id(),
+            cluster,
+            xmpp: Arc::downgrade(xmpp),
+            trust,
+            server_tls: tls::server_config(material)?,
+            client_tls: tls::client_config(material)?,
+            dns: dns::Dns::new(dns_server)?,
+            default_port,
+            limits,
+            fallback_secret: hex::encode(secret),
+            arbiter,
+            links: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> Settings {
+        let applied = self.cluster.applied();
+        let federation = match applied.state.get(ObjectKind::XmppFederation, "").and_then(|o| o.body) {
+            Some(Body::XmppFederation(f)) => f,
+            _ => XmppFederationSettings::default(),
+        };
+        let policy = match applied.state.get(ObjectKind::XmppPolicy, "").and_then(|o| o.body) {
+            Some(Body::XmppPolicy(p)) => p,
+            _ => XmppFederationPolicy::default(),
+        };
+        let secret = if federation.dialback_secret.is_empty() {
+            self.fallback_secret.clone()
+        } else {
+            federation.dialback_secret.clone()
+        };
+        Settings { federation, policy, secret }
+    }
+
+    /// Whether this node carries federation now.
+    pub fn enabled_here(&self, s: &Settings) -> bool {
+        s.federation.enabled_nodes.contains(&self.node_id)
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.cluster.applied().state.peek(ObjectKind::Domain, domain).is_some()
+    }
+
+    /// Sends a stanza from one of our users to another domain (or bounces it).
+    pub fn send(self: &Arc<Self>, stanza: Element, forwarded: bool) {
+        let Some((from, to)) = addresses(&stanza) else {
+            tracing::debug!("federated stanza without usable from/to dropped");
+            return;
+        };
+        let remote = to.domain().to_string();
+        let s = self.settings();
+        let d = s.decide(&remote, Direction::Outbound);
+        if !d.allowed {
+            tracing::info!(domain = %remote, rule = %d.rule, "outbound federation denied by policy");
+            metrics::failure("outbound", "policy");
+            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, "denied by the federation policy");
+            return;
+        }
+        if self.enabled_here(&s) {
+            self.link(from.domain(), &remote).do_send(outbound::Push(stanza));
+            return;
+        }
+        if forwarded {
+            // The sender thought we carry federation; we no longer do.
+            metrics::failure("outbound", "disabled");
+            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, "XMPP federation is not enabled on this node");
+            return;
+        }
+        let live = self.cluster.live_nodes();
+        let mut carriers: Vec<u64> = s
+            .federation
+            .enabled_nodes
+            .iter()
+            .copied()
+            .filter(|n| live.contains(n))
+            .collect();
+        if carriers.is_empty() {
+            tracing::info!(domain = %remote, "no live node carries XMPP federation");
+            metrics::failure("outbound", "disabled");
+            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, "XMPP federation is not enabled");
+            return;
+        }
+        carriers.sort_by_key(|n| spread(&remote, *n));
+        let xml = stanza.to_xml_string();
+        for n in carriers {
+            match self.cluster.route(n, Kind::ToRemote(xml.clone())) {
+                Ok(()) => {
+                    ::metrics::counter!(metrics::FORWARDED).increment(1);
+                    return;
+                }
+                Err(e) => tracing::warn!(node = n, domain = %remote, error = %e, "forwarding to a federation node failed"),
+            }
+        }
+        self.bounce(&stanza, StanzaCondition::RemoteServerTimeout, "no federation node could be reached");
+    }
+
+    /// The link actor of a (local, remote) domain pair, started on first use.
+    fn link(self: &Arc<Self>, local: &str, remote: &str) -> Addr<outbound::LinkActor> {
+        let key = (local.to_string(), remote.to_string());
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = links.get(&key).filter(|a| a.connected()) {
+            return a.clone();
+        }
+        let actor = outbound::LinkActor::new(self.clone(), key.0.clone(), key.1.clone());
+        let addr = <outbound::LinkActor as actix::Actor>::start_in_arbiter(&self.arbiter, |_| actor);
+        links.insert(key, addr.clone());
+        addr
+    }
+
+    /// Answers `stanza` (from one of our users) with an error, unless it is presence or an
+    /// error itself.
+    pub fn bounce(&self, stanza: &Element, condition: StanzaCondition, why: &str) {
+        if stanza.name() == "presence" || stanza.get_attr("type") == Some("error") {
+            return;
+        }
+        ::metrics::counter!(metrics::BOUNCED, "condition" => condition.name()).increment(1);
+        let err = StanzaError::with_text(condition, why);
+        if let (Some(reply), Some(x)) = (err.reply_to(stanza, None), self.xmpp.upgrade()) {
+            x.router().route(reply);
+        }
+    }
+
+    /// Hands a stanza that arrived from another domain to the dispatcher.
+    pub fn deliver(&self, mut stanza: Element) {
+        herald_xmpp::s2s::swap_ns(&mut stanza, herald_xmpp::ns::SERVER, herald_xmpp::ns::CLIENT);
+        ::metrics::counter!(metrics::STANZAS, "direction" => "inbound").increment(1);
+        if let Some(x) = self.xmpp.upgrade() {
+            x.router().route(stanza);
+        }
+    }
+
+    /// Closes every link (shutdown): queued stanzas are bounced.
+    pub fn stop(&self) {
+        let links = std::mem::take(&mut *self.links.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, a) in links {
+            a.do_send(outbound::Stop);
+        }
+    }
+}
+
+/// Rendezvous weight of node `n` for `domain` (lowest first).
+fn spread(domain: &str, n: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    domain.hash(&mut h);
+    n.hash(&mut h);
+    h.finish()
+}
+
+/// `from` and `to` of a stanza, both parsed.
+pub fn addresses(stanza: &Element) -> Option<(Jid, Jid)> {
+    let from = Jid::parse(stanza.get_attr("from")?).ok()?;
+    let to = Jid::parse(stanza.get_attr("to")?).ok()?;
+    Some((from, to))
+}
+
+/// Accepts inbound federation connections; each one is served on the control plane (a few
+/// streams per peer domain, not client-scale).
+pub async fn accept_loop(listener: tokio::net::TcpListener, s2s: Arc<S2s>) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                tokio::spawn(inbound::serve(s2s.clone(), tcp, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a federation connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
