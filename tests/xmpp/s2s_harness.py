@@ -62,9 +62,14 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+import base64
+import re
+import ssl
+
 import pytest
 
 from harness import HarnessError, _claim_subnet, _release_subnet, wait_until
+from raw_xmpp import SASL_NS, STREAM_NS, TLS_NS, RawError, RawStream
 
 C2S_PORT = 5222
 S2S_PORT = 5269
@@ -600,6 +605,107 @@ VirtualHost {_lua_str(self.domain)}
 
     def __repr__(self) -> str:
         return f"Prosody({self.domain} on {self.ip})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw server-to-server streams
+
+
+DIALBACK_NS = "jabber:server:dialback"
+
+
+def s2s_header(from_domain: Optional[str], to_domain: Optional[str],
+               dialback: bool = True) -> bytes:
+    """An initiating server's stream header (`jabber:server`, with the dialback namespace
+    declared when `dialback`); a None domain leaves the attribute out."""
+    attrs = "".join(f" {k}='{v}'" for k, v in (("from", from_domain), ("to", to_domain)) if v)
+    db = f" xmlns:db='{DIALBACK_NS}'" if dialback else ""
+    return (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+            f"xmlns:stream='{STREAM_NS}'{db}{attrs} version='1.0'>").encode()
+
+
+class RawS2S(RawStream):
+    """A raw connection to a server's s2s port, speaking as server `from_domain` to
+    `to_domain`: stream header, STARTTLS (optionally with a client certificate), SASL
+    EXTERNAL, dialback elements. Every read is bounded (`RawStream.read_until`)."""
+
+    def __init__(self, host: str, *, from_domain: Optional[str], to_domain: str,
+                 port: int = S2S_PORT, ca: Optional[Path] = None,
+                 cert: Optional[tuple[Path, Path]] = None, timeout: float = 10.0) -> None:
+        super().__init__(host, port, ca=ca, domain=to_domain, timeout=timeout)
+        self.from_domain, self.to_domain, self.cert = from_domain, to_domain, cert
+        #: The `id` of the last stream header the server sent.
+        self.stream_id: Optional[str] = None
+
+    def read_features(self) -> str:
+        m = self.read_until(r"<stream:stream\b[^>]*>", "the server's stream header")
+        sid = re.search(r"\bid=['\"]([^'\"]+)['\"]", m.group(0))
+        self.stream_id = sid.group(1) if sid else None
+        m = self.read_until(r"<stream:features\s*/>|<stream:features\b.*?</stream:features>",
+                            "stream features")
+        return m.group(0)
+
+    def open_stream(self) -> str:
+        """Sends the s2s stream header; returns the server's features."""
+        self.send(s2s_header(self.from_domain, self.to_domain))
+        return self.read_features()
+
+    def starttls(self) -> str:
+        """Opens the stream, STARTTLS (presenting `cert` if given, trusting `ca`, checking the
+        server's certificate for `to_domain`), reopens; returns the encrypted stream's
+        features."""
+        features = self.open_stream()
+        if TLS_NS not in features:
+            raise RawError(f"{self.host}:{self.port}: STARTTLS not offered: {features}")
+        self.send(f"<starttls xmlns='{TLS_NS}'/>")
+        self.read_until(r"<proceed\b[^>]*/>|<proceed\b[^>]*>\s*</proceed>", "<proceed/>")
+        ctx = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+        if self.cert is not None:
+            ctx.load_cert_chain(str(self.cert[0]), str(self.cert[1]))
+        self.sock.settimeout(self.timeout)
+        try:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=self.to_domain)
+        except (ssl.SSLError, OSError) as exc:
+            raise RawError(f"{self.host}:{self.port}: TLS handshake failed: {exc}") from None
+        self.buf = ""
+        return self.open_stream()
+
+    def sasl_external(self, features: str) -> str:
+        """SASL EXTERNAL with authorization identity `from_domain` (RFC 6120 §6.4, XEP-0178),
+        then the stream restart; returns the new features."""
+        if not re.search(r"<mechanism>\s*EXTERNAL\s*</mechanism>", features):
+            raise RawError(f"SASL EXTERNAL not offered: {features}")
+        authz = base64.b64encode((self.from_domain or "").encode()).decode() or "="
+        self.send(f"<auth xmlns='{SASL_NS}' mechanism='EXTERNAL'>{authz}</auth>")
+        self.sasl_outcome()
+        self.buf = ""
+        return self.open_stream()
+
+    def dialback_result(self, key: str) -> None:
+        """`<db:result from=FROM to=TO>KEY</db:result>` (XEP-0220 §2.1.1)."""
+        self.send(f"<db:result from='{self.from_domain}' to='{self.to_domain}'>{key}"
+                  "</db:result>")
+
+    def dialback_verify(self, stream_id: str, key: str) -> None:
+        """`<db:verify from=FROM to=TO id=ID>KEY</db:verify>` (XEP-0220 §2.1.2): asks the
+        server, as the authoritative server of `to_domain`, whether KEY is its key for a
+        stream ID."""
+        self.send(f"<db:verify from='{self.from_domain}' to='{self.to_domain}' "
+                  f"id='{stream_id}'>{key}</db:verify>")
+
+    def expect_dialback(self, element: str, what: str,
+                        timeout: Optional[float] = None) -> tuple[Optional[str], str]:
+        """Waits for a `<db:ELEMENT/>` reply or a stream error: (its `type`, its XML), or
+        (None, the stream error XML)."""
+        m = self.read_until(
+            rf"<db:{element}\b[^>]*?(?:/>|>.*?</db:{element}>)"
+            r"|<(?:stream:error|error\s+xmlns=['\"]" + re.escape(STREAM_NS) + r"['\"])[^>]*>"
+            r".*?</(?:stream:)?error>", what, timeout)
+        text = m.group(0)
+        if text.startswith(f"<db:{element}"):
+            t = re.search(r"\btype=['\"]([^'\"]+)['\"]", text)
+            return (t.group(1) if t else None), text
+        return None, text
 
 
 # ---------------------------------------------------------------------------------------------

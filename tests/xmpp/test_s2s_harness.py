@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from s2s_harness import Prosody, S2SEnv, TestCA, dns_query  # noqa: E402
+from s2s_harness import Prosody, RawS2S, S2SEnv, TestCA, dns_query, s2s_header  # noqa: E402
 from xmpp_client import Client, bare, run, subscribe  # noqa: E402
 
 #: Bound on one test body (each test should take a few seconds).
@@ -177,3 +177,56 @@ def test_a_certificate_from_another_ca_is_refused(s2s_env: S2SEnv) -> None:
     assert not [r for r in s2s_sessions(p) if r["sasl"] == "Succeeded"], s2s_sessions(p)
     assert "because its certificate is not trusted" in p.log_text(), p.log_tail()
     assert "must not arrive" not in q.log_text(), q.log_tail()
+
+
+def test_raw_s2s_streams_against_prosody(s2s_env: S2SEnv) -> None:
+    """The raw s2s tooling the Herald bad-input tests use, checked against Prosody: each
+    input gets Prosody's answer, and a stream authenticated with SASL EXTERNAL (a TestCA
+    client certificate for r.test) delivers a message to a Prosody user."""
+    env = s2s_env
+    p = env.prosody("p.test", secure_auth=False, require_encryption=False, dialback=True)
+    q = env.prosody("q.test", secure_auth=False, require_encryption=False, dialback=True)
+    env.dns.start()
+    p.start()
+    q.start()
+    alice = p.register("alice", "pw-alice")
+
+    def raw(frm: str = "q.test", to: str = "p.test", **kw: object) -> RawS2S:
+        return RawS2S(p.ip, from_domain=frm, to_domain=to, ca=env.ca.ca_path, **kw)
+
+    with raw() as s:
+        s.send(b"garbage<<>>" + s2s_header("q.test", "p.test"))
+        assert s.expect_stream_error({"not-well-formed"}, "garbage before the header")
+    with raw(to="nowhere.test") as s:
+        s.send(s2s_header("q.test", "nowhere.test"))
+        assert s.expect_stream_error({"host-unknown"}, "a header to a domain not served")
+    with raw() as s:
+        features = s.open_stream()
+        assert "urn:xmpp:features:dialback" in features and s.stream_id, features
+        s.dialback_result("not-the-key")  # p.test asks q.test (real) to verify: invalid
+        typ, text = s.expect_dialback("result", "the answer to a wrong dialback key", 15)
+        assert typ == "invalid" and s.stream_id in text, text
+    with raw() as s:
+        s.open_stream()
+        s.dialback_verify("never-issued", "deadbeef")
+        typ, text = s.expect_dialback("verify", "the answer to a db:verify of an unknown id")
+        assert typ == "invalid", text
+
+    async def body() -> None:
+        a = Client(alice, "pw-alice", ca=env.ca.ca_path)
+        try:
+            await a.login(p.ip)
+            await a.online()
+            with raw("r.test", cert=env.ca.issue(["r.test"])) as s:
+                s.sasl_external(s.starttls())
+                s.send(f"<message from='m@r.test' to='{alice}' type='chat' id='raw1'>"
+                       "<body>over a raw stream</body></message>")
+                got = await a.expect_messages("m@r.test", 1)
+                assert got[0]["body"] == "over a raw stream"
+                s.send_tolerant(b"<message from='m@r.test' to='" + alice.encode() +
+                                b"' type='chat'><body>" + b"x" * (1024 * 1024) +
+                                b"</body></message>")
+                assert s.expect_stream_error({"policy-violation"}, "a 1 MiB stanza")
+        finally:
+            await a.logout()
+    run(body(), BODY_TIMEOUT)
