@@ -100,12 +100,6 @@ def metric_total(cluster: Cluster, name: str, nodes=FED_NODES,
     return sum(v for n in nodes for lab, v in scrape(cluster, n).get(name, []) if pred(lab))
 
 
-def failures(cluster: Cluster, *reasons: str) -> float:
-    """herald_s2s_failures_total for any of `reasons`, over the federating nodes."""
-    return metric_total(cluster, "herald_s2s_failures_total",
-                        pred=lambda lab: lab.get("reason") in reasons)
-
-
 # ---------------------------------------------------------------------------------------------
 # One Herald cluster federating with one Prosody
 
@@ -167,6 +161,17 @@ class Federation:
         self.clients.clear()
 
     # -- checks ------------------------------------------------------------------------------
+
+    def assert_counted(self, name: str, what: str,
+                       pred: Callable[[dict], bool] = lambda _: True) -> None:
+        """Metric `name` (samples whose labels satisfy `pred`) is above 0 on FED_NODES."""
+        total = metric_total(self.cluster, name, pred=pred)
+        assert total > 0, f"{name}: expected {what} on nodes {FED_NODES}, got {total}"
+
+    def assert_failures(self, *reasons: str) -> None:
+        """herald_s2s_failures_total counted a failure with one of `reasons`."""
+        self.assert_counted("herald_s2s_failures_total", f"a failure with reason in {reasons}",
+                            lambda lab: lab.get("reason") in reasons)
 
     def prosody_sessions(self) -> list[dict]:
         """Prosody's `s2s:show()` rows (columns lower-cased) with example.test."""
@@ -295,8 +300,8 @@ def test_tls_and_sasl_external_both_ways(federation) -> None:
         # accepted EXTERNAL) and its incoming one (Herald authenticated with EXTERNAL).
         assert r["security"].startswith("TLS") and r["sasl"] == "Succeeded" \
             and r["dialback"] == "Not used", r
-    assert metric_total(fed.cluster, "herald_s2s_stanzas_total") > 0
-    assert metric_total(fed.cluster, "herald_s2s_connections") > 0
+    fed.assert_counted("herald_s2s_stanzas_total", "stanzas counted")
+    fed.assert_counted("herald_s2s_connections", "open s2s connections")
 
 
 def test_dialback_only(federation) -> None:
@@ -348,7 +353,7 @@ def test_policy_changes_apply_without_restart(federation) -> None:
         finally:
             await fed.close_clients()
     run(body(), BODY_TIMEOUT)
-    assert failures(fed.cluster, "policy") > 0
+    fed.assert_failures("policy")
 
 
 def test_first_stanzas_to_a_new_domain_are_delivered(federation) -> None:
@@ -460,7 +465,7 @@ def test_wrong_dialback_key_is_refused(federation) -> None:
         finally:
             await fed.close_clients()
     run(body(), BODY_TIMEOUT)
-    assert failures(fed.cluster, "dialback", "auth") > 0
+    fed.assert_failures("dialback", "auth")
 
 
 def test_peer_certificate_from_another_ca_is_refused(s2s_env: S2SEnv, federation) -> None:
@@ -493,7 +498,7 @@ def test_peer_certificate_from_another_ca_is_refused(s2s_env: S2SEnv, federation
         finally:
             await fed.close_clients()
     run(body(), BODY_TIMEOUT)
-    assert failures(fed.cluster, "tls", "auth") > 0
+    fed.assert_failures("tls", "auth")
 
 
 # -- bad input on 5269 -------------------------------------------------------------------------
