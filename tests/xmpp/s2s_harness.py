@@ -20,6 +20,8 @@ Everything is a real process on its own loopback address, started and killed per
   at all), `dialback` (load `mod_dialback`), `extra_config` (Lua appended to the global section).
   `register()` adds accounts with `prosodyctl`; `close_s2s()` closes its s2s streams through the
   admin shell (`prosodyctl shell s2s closeall HOST`).
+- `RawS2S`: a raw `jabber:server` connection for inputs no server would send (STARTTLS with
+  a client certificate, SASL EXTERNAL, dialback result/verify, then anything).
 - `S2SEnv` / the `s2s_env` fixture: the above wired together for one test, everything killed on
   teardown, log tails printed when the test failed.
 
@@ -62,6 +64,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+import atexit
 import base64
 import re
 import ssl
@@ -712,6 +715,15 @@ class RawS2S(RawStream):
 # One test's peers
 
 
+_live_envs: "set[S2SEnv]" = set()
+
+
+@atexit.register
+def _close_leftovers() -> None:
+    for env in list(_live_envs):
+        env.close()
+
+
 class S2SEnv:
     """A peer network, a CA, a DNS server and any number of Prosody servers for one test."""
 
@@ -726,6 +738,7 @@ class S2SEnv:
         except BaseException:
             self.net.release()
             raise
+        _live_envs.add(self)
 
     def prosody(self, domain: str, **kw: Any) -> Prosody:
         """A Prosody for `domain` on the next free address, with `_xmpp-server._tcp.DOMAIN`
@@ -747,6 +760,7 @@ class S2SEnv:
             self.dns.stop()
         finally:
             self.net.release()
+            _live_envs.discard(self)
 
     def log_tails(self, lines: int = 60) -> str:
         return "\n".join([p.log_tail(lines) for p in self.prosodies]
