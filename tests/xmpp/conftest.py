@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Cluster  # noqa: E402
+from s2s_harness import S2SEnv, s2s_env  # noqa: E402,F401 - the federation peers fixture
 
 # slixmpp logs every reconnect attempt at ERROR; keep the report readable.
 logging.getLogger("slixmpp").setLevel(logging.CRITICAL)
@@ -31,6 +32,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             value = value if isinstance(value, Cluster) else getattr(value, "cluster", None)
             if isinstance(value, Cluster):
                 rep.sections.append((f"herald node logs ({value!r})", value.all_log_tails(60)))
+        env = getattr(item, "funcargs", {}).get("s2s_env")
+        if isinstance(env, S2SEnv):
+            rep.sections.append((f"federation peer logs ({env.net!r})", env.log_tails(60)))
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:

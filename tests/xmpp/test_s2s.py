@@ -1,0 +1,575 @@
+"""XMPP federation (s2s) interop: Herald (example.test) <-> Prosody 0.12 (p.test).
+
+Each test starts a Herald cluster whose nodes present a TestCA certificate for example.test
+(`--tls-cert/--tls-key`), trust the TestCA for peers (`--tls-ca`) and resolve through the
+test dnsmasq (`--dns-resolver`); federation is switched on with `herald xmpp-federation set`
+on the nodes in `FED_NODES`, and the DNS serves `_xmpp-server._tcp.example.test` SRV ->
+`nodeN.example.test:5269` -> the node IPs, and the same for p.test -> Prosody. Herald's users
+log in on node `ALICE_NODE`, which does *not* federate itself unless it is in `FED_NODES`, so
+stanzas also cross the cluster. See `s2s_harness.py` for the peers.
+
+Skipped unless `HERALD_S2S=1` (Herald's s2s is being written; remove the skip when it lands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Cluster, wait_until  # noqa: E402
+from s2s_harness import (S2S_PORT, Prosody, RawS2S, S2SEnv, _port_open,  # noqa: E402
+                         s2s_header)
+from xmpp_client import Client, bare, run, subscribe  # noqa: E402
+
+pytestmark = [
+    pytest.mark.s2s,
+    pytest.mark.skipif(os.environ.get("HERALD_S2S") != "1",
+                       reason="Herald s2s not landed yet: set HERALD_S2S=1 to run"),
+]
+
+HERALD_DOMAIN = "example.test"
+PEER_DOMAIN = "p.test"
+#: Nodes with federation enabled (SRV targets); Herald's clients log in on ALICE_NODE.
+FED_NODES = (1, 2)
+CLUSTER_SIZE = 3
+ALICE_NODE = 3
+#: Bound on one test body.
+BODY_TIMEOUT = 50.0
+#: Bound on one federated delivery (first contact includes DNS, TCP, TLS, auth).
+DELIVERY_TIMEOUT = 15.0
+#: How long "nothing arrives" is watched.
+QUIET_WINDOW = 3.0
+OVERSIZED_BYTES = 1024 * 1024
+
+#: Herald federation settings and the matching Prosody knobs, per security mode.
+MODES: dict[str, dict[str, Any]] = {
+    # TLS required, certificates checked both ways, SASL EXTERNAL both ways; Prosody without
+    # mod_dialback, so nothing else can authenticate the streams.
+    "required": dict(
+        herald=["--security-mode", "required", "--require-client-certs", "true",
+                "--sasl-external-inbound", "true", "--sasl-outbound", "true"],
+        prosody=dict(secure_auth=True, require_encryption=True, dialback=False)),
+    # TLS when offered, SASL EXTERNAL offered and used, dialback accepted (the raw-input tests
+    # need plaintext dialback and an authenticated stream on the same server).
+    "optional": dict(
+        herald=["--security-mode", "optional", "--require-client-certs", "false",
+                "--sasl-external-inbound", "true", "--sasl-outbound", "true"],
+        prosody=dict(secure_auth=True, require_encryption=True, dialback=True)),
+    # No TLS on s2s at all: dialback only.
+    "dialback": dict(
+        herald=["--security-mode", "none", "--require-client-certs", "false",
+                "--sasl-external-inbound", "false", "--sasl-outbound", "false"],
+        prosody=dict(secure_auth=False, require_encryption=False, allow_encryption=False,
+                     dialback=True)),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics (names agreed with the s2s implementation)
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)", re.M)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(cluster: Cluster, node: int) -> dict[str, list[tuple[dict, float]]]:
+    code, text = cluster.http_get(node, "/metrics")
+    assert code == 200, f"node {node} /metrics: expected 200, got {code}"
+    out: dict[str, list[tuple[dict, float]]] = defaultdict(list)
+    for m in _SAMPLE.finditer(text):
+        try:
+            out[m.group(1)].append((dict(_LABEL.findall(m.group(3) or "")), float(m.group(4))))
+        except ValueError:
+            continue
+    return out
+
+
+def metric_total(cluster: Cluster, name: str, nodes=FED_NODES,
+                 pred: Callable[[dict], bool] = lambda _: True) -> float:
+    """Sum of metric `name` over `nodes`, for the samples whose labels satisfy `pred`."""
+    return sum(v for n in nodes for lab, v in scrape(cluster, n).get(name, []) if pred(lab))
+
+
+# ---------------------------------------------------------------------------------------------
+# One Herald cluster federating with one Prosody
+
+
+class Federation:
+    """Herald (`cluster`) and Prosody (`prosody`) federating through the test DNS."""
+
+    def __init__(self, env: S2SEnv, cluster: Cluster, prosody: Prosody, mode: str,
+                 secret: str) -> None:
+        self.env, self.cluster, self.prosody = env, cluster, prosody
+        self.mode, self.secret = mode, secret
+        self.clients: list[Client] = []
+
+    @property
+    def ca(self) -> Path:
+        return self.env.ca.ca_path
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def set_mode(self, mode: str) -> None:
+        """`herald xmpp-federation set` for `mode` on FED_NODES (no restart)."""
+        enable = [a for n in FED_NODES for a in ("--enable-node", str(n))]
+        self.cluster.cli(None, "xmpp-federation", "set", *enable, *MODES[mode]["herald"],
+                         "--dialback-secret", self.secret)
+        self.mode = mode
+
+    def policy(self, *args: str) -> str:
+        """`herald xmpp-policy ARGS`."""
+        return self.cluster.cli(None, "xmpp-policy", *args)
+
+    # -- users and clients -------------------------------------------------------------------
+
+    def herald_user(self, name: str) -> tuple[str, str]:
+        return self.cluster.new_user(name)
+
+    def prosody_user(self, name: str) -> tuple[str, str]:
+        password = f"pw-{name}-{secrets.token_hex(4)}"
+        return self.prosody.register(name, password), password
+
+    async def herald_client(self, user: tuple[str, str], node: int = ALICE_NODE) -> Client:
+        """A logged-in client on Herald node `node` (trusting the TestCA), initial presence
+        sent."""
+        c = Client(*user, ca=self.ca)
+        self.clients.append(c)
+        await c.login(self.cluster.ip(node))
+        await c.online()
+        return c
+
+    async def prosody_client(self, user: tuple[str, str]) -> Client:
+        c = Client(*user, ca=self.ca)
+        self.clients.append(c)
+        await c.login(self.prosody.ip)
+        await c.online()
+        return c
+
+    async def close_clients(self) -> None:
+        for c in self.clients:
+            await c.logout()
+        self.clients.clear()
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def assert_counted(self, name: str, what: str,
+                       pred: Callable[[dict], bool] = lambda _: True) -> None:
+        """Metric `name` (samples whose labels satisfy `pred`) is above 0 on FED_NODES."""
+        total = metric_total(self.cluster, name, pred=pred)
+        assert total > 0, f"{name}: expected {what} on nodes {FED_NODES}, got {total}"
+
+    def assert_failures(self, *reasons: str) -> None:
+        """herald_s2s_failures_total counted a failure with one of `reasons`."""
+        self.assert_counted("herald_s2s_failures_total", f"a failure with reason in {reasons}",
+                            lambda lab: lab.get("reason") in reasons)
+
+    def prosody_sessions(self) -> list[dict]:
+        """Prosody's `s2s:show()` rows (columns lower-cased) with example.test."""
+        text = self.prosody.shell("s2s", "show")
+        lines = [ln for ln in text.splitlines() if "|" in ln]
+        if not lines:
+            return []
+        header = [h.strip().lower() for h in lines[0].split("|")]
+        rows = [dict(zip(header, (c.strip() for c in ln.split("|")))) for ln in lines[1:]]
+        return [r for r in rows if r.get("remote") == HERALD_DOMAIN]
+
+    def raw(self, node: int = FED_NODES[0], *, frm: Optional[str] = PEER_DOMAIN,
+            to: str = HERALD_DOMAIN, **kw: Any) -> RawS2S:
+        """A raw s2s connection to Herald node `node`'s port 5269."""
+        return RawS2S(self.cluster.ip(node), from_domain=frm, to_domain=to, ca=self.ca, **kw)
+
+
+@pytest.fixture
+def federation(s2s_env: S2SEnv, tmp_path: Path):
+    """Factory: `federation(mode)` starts DNS, Prosody p.test and a Herald cluster federating in
+    `mode` (see MODES). Everything is killed on teardown (Prosody and DNS by `s2s_env`)."""
+    made: list[Federation] = []
+
+    def make(mode: str = "required", prosody_cert: Optional[tuple[Path, Path]] = None,
+             prosody_kw: Optional[dict] = None, extra_args: tuple[str, ...] = ()) -> Federation:
+        """`prosody_cert`: the certificate Prosody presents (default: TestCA's for p.test);
+        `prosody_kw`: Prosody knobs overriding the mode's; `extra_args`: more `herald agent`
+        flags."""
+        env = s2s_env
+        cert, key = env.ca.issue([HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"], stem="herald")
+        cluster = Cluster(tmp_path / "cluster", HERALD_DOMAIN, extra_args=[
+            "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(env.ca.ca_path),
+            "--dns-resolver", env.dns.address, *extra_args])
+        make.cluster = cluster  # the conftest report hook attaches its logs on failure
+        try:
+            env.dns.add_xmpp_server(HERALD_DOMAIN, [(f"node{n}.{HERALD_DOMAIN}", cluster.ip(n))
+                                                    for n in FED_NODES])
+            prosody = env.prosody(PEER_DOMAIN, cert=prosody_cert,
+                                  **{**MODES[mode]["prosody"], **(prosody_kw or {})})
+            env.dns.start()
+            prosody.start()
+            cluster.start_cluster(CLUSTER_SIZE)
+            fed = Federation(env, cluster, prosody, mode, secrets.token_hex(16))
+            made.append(fed)
+            fed.set_mode(mode)
+            for n in FED_NODES:
+                wait_until(lambda: _port_open(cluster.ip(n), S2S_PORT), 15,
+                           f"node {n} listening on {cluster.ip(n)}:{S2S_PORT}")
+            return fed
+        except BaseException:
+            cluster.stop()
+            raise
+
+    make.cluster = None
+    try:
+        yield make
+    finally:
+        for fed in made:
+            fed.cluster.stop()
+        if make.cluster is not None:
+            make.cluster.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared steps
+
+
+async def both_ways(fed: Federation, alice: Client, bob: Client, tag: str) -> None:
+    """Presence changes and a message each way between alice (Herald) and bob (Prosody), who
+    are subscribed to each other."""
+    alice.send_presence(pshow="away", pstatus=f"alice {tag}")
+    await bob.expect_presence(alice.user, f"alice's presence ({tag})", show="away",
+                              status=f"alice {tag}", timeout=DELIVERY_TIMEOUT)
+    bob.send_presence(pshow="dnd", pstatus=f"bob {tag}")
+    await alice.expect_presence(bob.user, f"bob's presence ({tag})", show="dnd",
+                                status=f"bob {tag}", timeout=DELIVERY_TIMEOUT)
+    alice.chat(bob.user, f"alice to bob ({tag})")
+    got = await bob.expect_messages(alice.user, 1, timeout=DELIVERY_TIMEOUT)
+    assert got[0]["body"] == f"alice to bob ({tag})", got[0]
+    bob.chat(alice.user, f"bob to alice ({tag})")
+    got = await alice.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+    assert got[0]["body"] == f"bob to alice ({tag})", got[0]
+
+
+async def befriend(fed: Federation) -> tuple[Client, Client]:
+    """alice@example.test and bob@p.test log in, subscribe to each other and approve."""
+    alice = await fed.herald_client(fed.herald_user("alice"))
+    bob = await fed.prosody_client(fed.prosody_user("bob"))
+    await subscribe(alice, bob)
+    await subscribe(bob, alice)
+    return alice, bob
+
+
+async def not_delivered(receiver: Client, frm: str, seconds: float = QUIET_WINDOW) -> None:
+    """Nothing from `frm` (bare) reaches `receiver` within `seconds`."""
+    got = [m for m in await receiver.drain(receiver.messages, seconds) if bare(m["from"]) == frm]
+    assert not got, f"{receiver.user} received from {frm}: {[m['body'] for m in got]}"
+
+
+async def error_bounce(sender: Client, to: str, timeout: float = DELIVERY_TIMEOUT) -> str:
+    """The condition of the error message that bounces back from `to` (bare) to `sender`."""
+    err = await sender.expect(sender.message_errors, lambda m: bare(m["from"]) == to,
+                              f"an error bounce from {to}", timeout)
+    return str(err["error"]["condition"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_tls_and_sasl_external_both_ways(federation) -> None:
+    fed = federation("required")
+
+    async def body() -> None:
+        try:
+            alice, bob = await befriend(fed)
+            await both_ways(fed, alice, bob, "tls")
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+
+    rows = fed.prosody_sessions()
+    assert sorted(r["dir"] for r in rows) == ["-->", "<--"], rows
+    for r in rows:
+        # Prosody shows SASL "Succeeded" on both its outgoing stream (Herald offered and
+        # accepted EXTERNAL) and its incoming one (Herald authenticated with EXTERNAL).
+        assert r["security"].startswith("TLS") and r["sasl"] == "Succeeded" \
+            and r["dialback"] == "Not used", r
+    fed.assert_counted("herald_s2s_stanzas_total", "stanzas counted")
+    fed.assert_counted("herald_s2s_connections", "open s2s connections")
+
+
+def test_dialback_only(federation) -> None:
+    fed = federation("dialback")
+
+    async def body() -> None:
+        try:
+            alice, bob = await befriend(fed)
+            await both_ways(fed, alice, bob, "dialback")
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+
+    rows = fed.prosody_sessions()
+    assert sorted(r["dir"] for r in rows) == ["-->", "<--"], rows
+    assert all(r["security"] == "insecure" for r in rows), rows
+    out = next(r for r in rows if r["dir"] == "-->")
+    # Prosody's outgoing stream was verified by Herald with dialback (Herald asked p.test);
+    # its incoming one carries Herald's dialback (Prosody asked example.test).
+    assert out["dialback"] == "Completed" and out["sasl"] == "", out
+
+
+def test_policy_changes_apply_without_restart(federation) -> None:
+    fed = federation("required")
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(fed.herald_user("alice"))
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+
+            fed.policy("set", "--default", "deny")
+            alice.chat(bob.user, "denied 1")
+            cond = await error_bounce(alice, bob.user)
+            assert cond == "remote-server-not-found", cond
+            await not_delivered(bob, alice.user)
+
+            fed.policy("exception", "add", PEER_DOMAIN)
+            await subscribe(alice, bob)
+            await subscribe(bob, alice)
+            await both_ways(fed, alice, bob, "exception")
+
+            fed.policy("exception", "remove", PEER_DOMAIN)
+            alice.chat(bob.user, "denied 2")
+            cond = await error_bounce(alice, bob.user)
+            assert cond == "remote-server-not-found", cond
+            bob.chat(alice.user, "denied 3")
+            await not_delivered(alice, bob.user)
+            await not_delivered(bob, alice.user, 0.5)
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    fed.assert_failures("policy")
+
+
+def test_first_stanzas_to_a_new_domain_are_delivered(federation) -> None:
+    """ejabberd issue 511 class: stanzas queued while the first s2s stream is being set up
+    (DNS, TCP, TLS, authentication) are all delivered, in order."""
+    fed = federation("required")
+
+    async def body() -> None:
+        try:
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+            alice = await fed.herald_client(fed.herald_user("alice"))
+            assert fed.prosody_sessions() == [], "an s2s stream existed before the first stanza"
+            for i in range(3):
+                alice.chat(bob.user, f"first contact {i}")
+            got = await bob.expect_messages(alice.user, 3, timeout=DELIVERY_TIMEOUT)
+            assert [m["body"] for m in got] == [f"first contact {i}" for i in range(3)]
+            assert alice.message_errors.empty(), "a first-contact message bounced"
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+
+
+def test_streams_closed_by_the_peer_are_reopened(federation) -> None:
+    """Prosody closes every s2s stream with example.test (as an idle timeout would; Prosody 0.12
+    has none, so its admin shell does it): presence and messages still flow both ways, no
+    client does anything special."""
+    fed = federation("required")
+
+    async def body() -> None:
+        try:
+            alice, bob = await befriend(fed)
+            await both_ways(fed, alice, bob, "before close")
+            fed.prosody.close_s2s(HERALD_DOMAIN)
+            await asyncio.to_thread(wait_until, lambda: fed.prosody_sessions() == [], 10,
+                                    "Prosody's streams with example.test to be gone")
+            await both_ways(fed, alice, bob, "after close")
+            # And once more, with the other side speaking first.
+            fed.prosody.close_s2s(HERALD_DOMAIN)
+            await asyncio.to_thread(wait_until, lambda: fed.prosody_sessions() == [], 10,
+                                    "Prosody's streams with example.test to be gone")
+            bob.chat(alice.user, "bob speaks first")
+            got = await alice.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "bob speaks first"
+            alice.chat(bob.user, "alice answers")
+            got = await bob.expect_messages(alice.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "alice answers"
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+
+
+def test_streams_survive_a_peer_restart(federation) -> None:
+    """Prosody restarts (its streams vanish without Herald closing them): Herald's alice, who
+    stays logged in, reaches bob again and sees his presence once he is back."""
+    fed = federation("required")
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(fed.herald_user("alice"))
+            bob_user = fed.prosody_user("bob")
+            bob = await fed.prosody_client(bob_user)
+            await subscribe(alice, bob)
+            await subscribe(bob, alice)
+            await both_ways(fed, alice, bob, "before restart")
+            await bob.logout()
+            await alice.expect_presence(bob.user, "bob going offline", ptype="unavailable",
+                                        timeout=DELIVERY_TIMEOUT)
+            await asyncio.to_thread(fed.prosody.restart)
+            bob = await fed.prosody_client(bob_user)
+            await alice.expect_presence(bob.user, "bob back online", ptype="available",
+                                        timeout=DELIVERY_TIMEOUT)
+            await both_ways(fed, alice, bob, "after restart")
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+
+
+def test_wrong_dialback_key_is_refused(federation) -> None:
+    """A raw connection claims to be p.test with a made-up dialback key: Herald asks the real
+    p.test (Prosody), learns the key is invalid, answers `type='invalid'` (or closes with
+    not-authorized), and nothing sent on that stream reaches alice."""
+    fed = federation("dialback")
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(fed.herald_user("alice"))
+            with fed.raw() as s:
+                s.open_stream()
+                s.dialback_result("0123456789abcdef0123456789abcdef")
+                typ, text = await asyncio.to_thread(
+                    s.expect_dialback, "result", "Herald's answer to a wrong dialback key", 15)
+                if typ is None:
+                    assert "not-authorized" in text, text
+                else:
+                    assert typ == "invalid", text
+                    # A stanza on the unauthenticated stream anyway: dropped, or a stream
+                    # error not-authorized (RFC 6120 §4.9.3.12; Prosody 0.12 drops silently).
+                    s.send(f"<message from='mallory@{PEER_DOMAIN}' to='{alice.user}' "
+                           "type='chat'><body>forged</body></message>")
+                    await not_delivered(alice, f"mallory@{PEER_DOMAIN}")
+                    await asyncio.to_thread(s._recv, time.monotonic() + 0.5)
+                    assert "<stream:error" not in s.buf or "not-authorized" in s.buf, s.buf
+            await not_delivered(alice, f"mallory@{PEER_DOMAIN}", 0.5)
+            # The real p.test still gets through.
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+            bob.chat(alice.user, "the real p.test")
+            got = await alice.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "the real p.test"
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    fed.assert_failures("dialback", "auth")
+
+
+def test_peer_certificate_from_another_ca_is_refused(s2s_env: S2SEnv, federation) -> None:
+    """TLS required and client certificates required: Prosody presents a p.test certificate
+    from a CA Herald does not trust. Neither direction delivers; alice gets an error."""
+    bad = s2s_env.ca.issue_untrusted([PEER_DOMAIN], stem="p.test-untrusted")
+    # Prosody itself does not insist on certificates and offers dialback: Herald must refuse
+    # dialback in this mode too.
+    fed = federation("required", prosody_cert=bad,
+                     prosody_kw=dict(secure_auth=False, dialback=True))
+    # bob's client trusts both CAs (his server's certificate is the untrusted one).
+    bundle = s2s_env.dir / "both-cas.pem"
+    bundle.write_bytes(s2s_env.ca.ca_path.read_bytes() +
+                       s2s_env.ca.untrusted().ca_path.read_bytes())
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(fed.herald_user("alice"))
+            bob_user = fed.prosody_user("bob")
+            bob = Client(*bob_user, ca=bundle)
+            fed.clients.append(bob)
+            await bob.login(fed.prosody.ip)
+            await bob.online()
+            alice.chat(bob.user, "to an unproven p.test")
+            cond = await error_bounce(alice, bob.user)
+            assert cond in {"remote-server-not-found", "remote-server-timeout"}, cond
+            bob.chat(alice.user, "from an unproven p.test")
+            await not_delivered(alice, bob.user, 5.0)
+            await not_delivered(bob, alice.user, 0.5)
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    fed.assert_failures("tls", "auth")
+
+
+# -- bad input on 5269 -------------------------------------------------------------------------
+
+
+def _garbage(fed: Federation) -> str:
+    with fed.raw() as s:
+        s.send(b"\x00garbage<<>>" + s2s_header(PEER_DOMAIN, HERALD_DOMAIN))
+        return s.expect_stream_error({"not-well-formed", "bad-format"},
+                                     "garbage before the stream header")
+
+
+def _unknown_host(fed: Federation) -> str:
+    with fed.raw(to="not-served.test") as s:
+        s.send(s2s_header(PEER_DOMAIN, "not-served.test"))
+        return s.expect_stream_error({"host-unknown"}, "a stream to a domain Herald does not "
+                                     "serve")
+
+
+def _oversized(fed: Federation) -> str:
+    # A stream authenticated with SASL EXTERNAL as r.test (a valid TestCA certificate), then
+    # one stanza bigger than any limit Herald may have.
+    with fed.raw(frm="r.test", cert=fed.env.ca.issue(["r.test"], stem="r.test")) as s:
+        s.sasl_external(s.starttls())
+        s.send_tolerant(b"<message from='m@r.test' to='x@example.test' type='chat'><body>" +
+                        b"x" * OVERSIZED_BYTES + b"</body></message>")
+        return s.expect_stream_error({"policy-violation"},
+                                     f"a {OVERSIZED_BYTES // 1024} KiB stanza")
+
+
+def _wrong_stream_id(fed: Federation) -> str:
+    # Herald as the authoritative server for example.test: a db:verify naming a stream id
+    # Herald never issued.
+    with fed.raw() as s:
+        s.open_stream()
+        s.dialback_verify("never-issued-stream-id", "0123456789abcdef")
+        typ, text = s.expect_dialback("verify", "the answer to a db:verify of an unknown id")
+        if typ is None:
+            m = re.search(r"<(invalid-id|not-authorized)\b", text)
+            assert m, f"expected invalid-id or not-authorized, got {text}"
+            return m.group(1)
+        assert typ == "invalid", text
+        return "invalid"
+
+
+BAD_INPUT = {
+    "garbage-before-header": _garbage,
+    "unknown-to-domain": _unknown_host,
+    "oversized-stanza": _oversized,
+    "dialback-wrong-stream-id": _wrong_stream_id,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_on_5269(federation, case: str) -> None:
+    fed = federation("optional")
+    answer = BAD_INPUT[case](fed)
+    assert answer, case
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(fed.herald_user("alice"))
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+            alice.chat(bob.user, f"still works after {case}")
+            got = await bob.expect_messages(alice.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == f"still works after {case}"
+            bob.chat(alice.user, f"both ways after {case}")
+            got = await alice.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == f"both ways after {case}"
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    for n in fed.cluster.nodes:
+        assert fed.cluster.is_running(n), f"node {n} died after {case}"
