@@ -7,14 +7,11 @@ on the nodes in `FED_NODES`, and the DNS serves `_xmpp-server._tcp.example.test`
 `nodeN.example.test:5269` -> the node IPs, and the same for p.test -> Prosody. Herald's users
 log in on node `ALICE_NODE`, which does *not* federate itself unless it is in `FED_NODES`, so
 stanzas also cross the cluster. See `s2s_harness.py` for the peers.
-
-Skipped unless `HERALD_S2S=1` (Herald's s2s is being written; remove the skip when it lands).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 import sys
@@ -32,11 +29,7 @@ from s2s_harness import (S2S_PORT, Prosody, RawS2S, S2SEnv, _port_open,  # noqa:
                          s2s_header)
 from xmpp_client import Client, bare, run, subscribe  # noqa: E402
 
-pytestmark = [
-    pytest.mark.s2s,
-    pytest.mark.skipif(os.environ.get("HERALD_S2S") != "1",
-                       reason="Herald s2s not landed yet: set HERALD_S2S=1 to run"),
-]
+pytestmark = [pytest.mark.s2s]
 
 HERALD_DOMAIN = "example.test"
 PEER_DOMAIN = "p.test"

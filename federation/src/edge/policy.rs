@@ -138,7 +138,15 @@ mod tests {
         use PolicyAction::*;
         use PolicyDirection as D;
         // (default, exceptions, domain, direction, allowed, rule)
-        let rows: Vec<(PolicyAction, Vec<(&str, D)>, &str, Direction, bool, &str)> = vec![
+        type Row<'a> = (
+            PolicyAction,
+            Vec<(&'a str, D)>,
+            &'a str,
+            Direction,
+            bool,
+            &'a str,
+        );
+        let rows: Vec<Row> = vec![
             (Allow, vec![], "p.test", Outbound, true, "default allow"),
             (Deny, vec![], "p.test", Inbound, false, "default deny"),
             (

@@ -5,11 +5,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use herald_federation::edge::resolve::{Lookup, Srv};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
-use herald_federation::edge::resolve::{Lookup, Srv};
 
 /// A resolver.
 pub struct Dns {

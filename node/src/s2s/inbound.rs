@@ -57,7 +57,10 @@ pub async fn serve(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr) {
         m::failure("inbound", reason_of(&e));
         if !st.header_sent {
             let from = st.local.clone().unwrap_or_default();
-            let _ = st.conn.write(&wire::stream_header(&from, None, Some(&new_id()))).await;
+            let _ = st
+                .conn
+                .write(&wire::stream_header(&from, None, Some(&new_id())))
+                .await;
         }
         st.conn.fail(&e).await;
     }
@@ -86,11 +89,17 @@ impl Inbound {
     /// Runs the stream; returns the stream error to send, if it ends with one.
     async fn run(&mut self, gauge: &mut m::ConnGauge) -> Option<StreamError> {
         loop {
-            let timeout = if self.authenticated.is_empty() { NEGOTIATION } else { super::outbound::IDLE };
+            let timeout = if self.authenticated.is_empty() {
+                NEGOTIATION
+            } else {
+                super::outbound::IDLE
+            };
             let ev = match self.conn.next(timeout).await {
                 Ok(ev) => ev,
                 Err(ReadError::Stream(e)) => return Some(e),
-                Err(ReadError::Timeout) => return Some(err(StreamCondition::ConnectionTimeout, "no traffic")),
+                Err(ReadError::Timeout) => {
+                    return Some(err(StreamCondition::ConnectionTimeout, "no traffic"))
+                }
                 Err(ReadError::Io(_)) => return None,
             };
             let result = match ev {
@@ -119,15 +128,24 @@ impl Inbound {
         self.local = h.to.clone();
         wire::check_header(&h).map_err(|e| err(StreamCondition::InvalidNamespace, e))?;
         let Some(to) = h.to.clone().filter(|t| self.s2s.is_local_domain(t)) else {
-            return Err(err(StreamCondition::HostUnknown, format!("'{}' is not served here", h.to.as_deref().unwrap_or(""))));
+            return Err(err(
+                StreamCondition::HostUnknown,
+                format!("'{}' is not served here", h.to.as_deref().unwrap_or("")),
+            ));
         };
         let settings = self.s2s.settings();
         if !self.s2s.enabled_here(&settings) {
-            return Err(err(StreamCondition::PolicyViolation, "XMPP federation is not enabled on this node"));
+            return Err(err(
+                StreamCondition::PolicyViolation,
+                "XMPP federation is not enabled on this node",
+            ));
         }
         if let Some(f) = &h.from {
             if self.claimed.as_deref().is_some_and(|c| c != f) {
-                return Err(err(StreamCondition::InvalidFrom, "the stream's 'from' changed"));
+                return Err(err(
+                    StreamCondition::InvalidFrom,
+                    "the stream's 'from' changed",
+                ));
             }
             self.claimed = Some(f.clone());
         }
@@ -145,7 +163,11 @@ impl Inbound {
         let offer = if !self.authenticated.is_empty() {
             Offer::default() // after SASL: nothing more to negotiate
         } else if !tls && mode == XmppSecurityMode::TlsRequired {
-            Offer { starttls: true, starttls_required: true, ..Offer::default() }
+            Offer {
+                starttls: true,
+                starttls_required: true,
+                ..Offer::default()
+            }
         } else {
             let cert_ok = tls && self.cert_valid_for_claimed();
             Offer {
@@ -162,11 +184,15 @@ impl Inbound {
         if !self.conn.io.is_tls() {
             return Err("no TLS".into());
         }
-        self.s2s.trust.verify(self.conn.io.peer_certs().as_deref(), domain)
+        self.s2s
+            .trust
+            .verify(self.conn.io.peer_certs().as_deref(), domain)
     }
 
     fn cert_valid_for_claimed(&self) -> bool {
-        self.claimed.as_deref().is_some_and(|d| self.cert_valid_for(d).is_ok())
+        self.claimed
+            .as_deref()
+            .is_some_and(|d| self.cert_valid_for(d).is_ok())
     }
 
     async fn element(&mut self, el: Element, gauge: &mut m::ConnGauge) -> Result<(), StreamError> {
@@ -176,14 +202,23 @@ impl Inbound {
         if el.is("starttls", ns::TLS) {
             let mode = self.s2s.settings().mode();
             if self.conn.io.is_tls() || mode == XmppSecurityMode::NoTls {
-                return Err(err(StreamCondition::PolicyViolation, "STARTTLS is not offered"));
+                return Err(err(
+                    StreamCondition::PolicyViolation,
+                    "STARTTLS is not offered",
+                ));
             }
             self.send(&Element::new("proceed", ns::TLS)).await?;
             let cfg = self.s2s.server_tls.clone();
-            if let Err(e) = tokio::time::timeout(NEGOTIATION, self.conn.tls_server(cfg)).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
+            if let Err(e) = tokio::time::timeout(NEGOTIATION, self.conn.tls_server(cfg))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+            {
                 m::failure("inbound", "tls");
                 tracing::info!(peer = %self.peer, domain = self.claimed.as_deref().unwrap_or("?"), error = %e, "inbound federation TLS handshake failed");
-                return Err(err(StreamCondition::UndefinedCondition, "TLS handshake failed"));
+                return Err(err(
+                    StreamCondition::UndefinedCondition,
+                    "TLS handshake failed",
+                ));
             }
             self.header_sent = false;
             return Ok(());
@@ -198,15 +233,24 @@ impl Inbound {
             return self.stanza(el);
         }
         if self.authenticated.is_empty() {
-            return Err(err(StreamCondition::NotAuthorized, "stanza before authentication"));
+            return Err(err(
+                StreamCondition::NotAuthorized,
+                "stanza before authentication",
+            ));
         }
-        Err(err(StreamCondition::UnsupportedStanzaType, format!("'{}' is not a stanza", el.name())))
+        Err(err(
+            StreamCondition::UnsupportedStanzaType,
+            format!("'{}' is not a stanza", el.name()),
+        ))
     }
 
     async fn sasl(&mut self, el: Element) -> Result<(), StreamError> {
         let settings = self.s2s.settings();
         let failure = |c: &str| Element::new("failure", ns::SASL).child(Element::new(c, ns::SASL));
-        if el.get_attr("mechanism") != Some("EXTERNAL") || !self.conn.io.is_tls() || !settings.federation.sasl_external_inbound {
+        if el.get_attr("mechanism") != Some("EXTERNAL")
+            || !self.conn.io.is_tls()
+            || !settings.federation.sasl_external_inbound
+        {
             return self.send(&failure("invalid-mechanism")).await;
         }
         let Ok(authzid) = wire::sasl_external_authzid(&el) else {
@@ -225,13 +269,19 @@ impl Inbound {
         metrics::counter!(m::AUTH, "direction" => "inbound", "method" => "sasl_external", "result" => if ok { "ok" } else { "failed" }).increment(1);
         if !ok {
             self.send(&failure("not-authorized")).await?;
-            return Err(err(StreamCondition::NotAuthorized, "certificate not valid for the claimed domain"));
+            return Err(err(
+                StreamCondition::NotAuthorized,
+                "certificate not valid for the claimed domain",
+            ));
         }
         let d = settings.decide(&domain, Direction::Inbound);
         if !d.allowed {
             tracing::info!(domain = %domain, rule = %d.rule, "inbound federation denied by policy");
             self.send(&failure("not-authorized")).await?;
-            return Err(err(StreamCondition::PolicyViolation, format!("federation with {domain} is not allowed")));
+            return Err(err(
+                StreamCondition::PolicyViolation,
+                format!("federation with {domain} is not allowed"),
+            ));
         }
         self.send(&Element::new("success", ns::SASL)).await?;
         tracing::info!(peer = %self.peer, domain = %domain, "inbound federation stream authenticated (SASL EXTERNAL)");
@@ -241,7 +291,11 @@ impl Inbound {
         Ok(())
     }
 
-    async fn dialback(&mut self, db: Dialback, gauge: &mut m::ConnGauge) -> Result<(), StreamError> {
+    async fn dialback(
+        &mut self,
+        db: Dialback,
+        gauge: &mut m::ConnGauge,
+    ) -> Result<(), StreamError> {
         let settings = self.s2s.settings();
         if db.kind.is_some() {
             return Ok(()); // answers are for outbound streams; ignore strays
@@ -250,19 +304,28 @@ impl Inbound {
             // A server asks whether a key it got is ours (we are the originating domain).
             let id = db.id.clone().unwrap_or_default();
             let valid = self.s2s.is_local_domain(&db.to)
-                && wire::keys_equal(&db.key, &wire::dialback_key(&settings.secret, &db.from, &db.to, &id));
+                && wire::keys_equal(
+                    &db.key,
+                    &wire::dialback_key(&settings.secret, &db.from, &db.to, &id),
+                );
             tracing::debug!(receiving = %db.from, originating = %db.to, valid, "db:verify answered");
             return self.send(&db.answer(valid)).await;
         }
         // db:result: the peer asks to be accepted as `from` for our `to`.
         if !self.conn.io.is_tls() && settings.mode() == XmppSecurityMode::TlsRequired {
-            return Err(err(StreamCondition::NotAuthorized, "TLS is required before dialback"));
+            return Err(err(
+                StreamCondition::NotAuthorized,
+                "TLS is required before dialback",
+            ));
         }
         if !self.s2s.is_local_domain(&db.to) {
             return self.send(&db.error("item-not-found")).await;
         }
         let Ok(from) = Jid::parse(&db.from) else {
-            return Err(err(StreamCondition::ImproperAddressing, "invalid dialback 'from'"));
+            return Err(err(
+                StreamCondition::ImproperAddressing,
+                "invalid dialback 'from'",
+            ));
         };
         let from = from.domain().to_string();
         let d = settings.decide(&from, Direction::Inbound);
@@ -272,11 +335,13 @@ impl Inbound {
             return self.send(&db.error("policy-violation")).await;
         }
         let cert = self.cert_valid_for(&from);
-        let (valid, method) = if cert.is_ok() {
-            (true, "dialback_cert")
-        } else if settings.federation.require_client_certificates && settings.mode() == XmppSecurityMode::TlsRequired {
-            tracing::info!(peer = %self.peer, domain = %from, reason = %cert.unwrap_err(), "dialback refused: a valid client certificate is required");
+        let certs_required = settings.federation.require_client_certificates
+            && settings.mode() == XmppSecurityMode::TlsRequired;
+        let (valid, method) = if let (Err(why), true) = (&cert, certs_required) {
+            tracing::info!(peer = %self.peer, domain = %from, reason = %why, "dialback refused: a valid client certificate is required");
             (false, "dialback")
+        } else if cert.is_ok() {
+            (true, "dialback_cert")
         } else {
             match super::outbound::verify_key(&self.s2s, &db.to, &from, &self.id, &db.key).await {
                 Ok(v) => (v, "dialback"),
@@ -295,33 +360,58 @@ impl Inbound {
             gauge.established();
             Ok(())
         } else {
-            Err(err(StreamCondition::NotAuthorized, format!("dialback key for {from} not valid")))
+            Err(err(
+                StreamCondition::NotAuthorized,
+                format!("dialback key for {from} not valid"),
+            ))
         }
     }
 
     fn stanza(&mut self, el: Element) -> Result<(), StreamError> {
         if self.authenticated.is_empty() {
-            return Err(err(StreamCondition::NotAuthorized, "stanza before authentication"));
+            return Err(err(
+                StreamCondition::NotAuthorized,
+                "stanza before authentication",
+            ));
         }
         let from = el.get_attr("from").and_then(|f| Jid::parse(f).ok());
         let to = el.get_attr("to").and_then(|t| Jid::parse(t).ok());
         let (Some(from), Some(to)) = (from, to) else {
-            return Err(err(StreamCondition::ImproperAddressing, "stanza without valid 'from' and 'to'"));
+            return Err(err(
+                StreamCondition::ImproperAddressing,
+                "stanza without valid 'from' and 'to'",
+            ));
         };
-        if !self.authenticated.contains(&from.domain().to_ascii_lowercase()) {
-            return Err(err(StreamCondition::InvalidFrom, format!("'{}' was not authenticated on this stream", from.domain())));
+        if !self
+            .authenticated
+            .contains(&from.domain().to_ascii_lowercase())
+        {
+            return Err(err(
+                StreamCondition::InvalidFrom,
+                format!("'{}' was not authenticated on this stream", from.domain()),
+            ));
         }
         if !self.s2s.is_local_domain(to.domain()) {
-            return Err(err(StreamCondition::HostUnknown, format!("'{}' is not served here", to.domain())));
+            return Err(err(
+                StreamCondition::HostUnknown,
+                format!("'{}' is not served here", to.domain()),
+            ));
         }
-        let d = self.s2s.settings().decide(from.domain(), Direction::Inbound);
+        let d = self
+            .s2s
+            .settings()
+            .decide(from.domain(), Direction::Inbound);
         if !d.allowed {
             tracing::info!(domain = from.domain(), rule = %d.rule, "inbound federated stanza denied by policy");
             // The policy changed since this stream authenticated: end it (a new stream is
             // refused at authentication).
             return Err(err(
                 StreamCondition::PolicyViolation,
-                format!("federation with {} is not allowed ({})", from.domain(), d.rule),
+                format!(
+                    "federation with {} is not allowed ({})",
+                    from.domain(),
+                    d.rule
+                ),
             ));
         }
         self.s2s.deliver(el);

@@ -21,12 +21,27 @@ pub const LINKS: &str = "herald_s2s_links";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
-    describe_gauge!(CONNECTIONS, "Server-to-server streams on this node, by direction and state");
-    describe_counter!(AUTH, "Server-to-server authentications, by direction, method and result");
-    describe_counter!(STANZAS, "Stanzas that crossed the federation edge, by direction");
+    describe_gauge!(
+        CONNECTIONS,
+        "Server-to-server streams on this node, by direction and state"
+    );
+    describe_counter!(
+        AUTH,
+        "Server-to-server authentications, by direction, method and result"
+    );
+    describe_counter!(
+        STANZAS,
+        "Stanzas that crossed the federation edge, by direction"
+    );
     describe_counter!(FAILURES, "Federation failures, by direction and reason");
-    describe_counter!(BOUNCED, "Outbound federated stanzas answered with an error, by condition");
-    describe_counter!(FORWARDED, "Outbound federated stanzas handed to another federation node");
+    describe_counter!(
+        BOUNCED,
+        "Outbound federated stanzas answered with an error, by condition"
+    );
+    describe_counter!(
+        FORWARDED,
+        "Outbound federated stanzas handed to another federation node"
+    );
     describe_gauge!(LINKS, "Outbound federation links, by state");
     for d in ["inbound", "outbound"] {
         for s in ["negotiating", "established"] {
@@ -50,22 +65,29 @@ pub struct ConnGauge {
 
 impl ConnGauge {
     pub fn new(direction: &'static str) -> ConnGauge {
-        metrics::gauge!(CONNECTIONS, "direction" => direction, "state" => "negotiating").increment(1.0);
-        ConnGauge { direction, state: "negotiating" }
+        metrics::gauge!(CONNECTIONS, "direction" => direction, "state" => "negotiating")
+            .increment(1.0);
+        ConnGauge {
+            direction,
+            state: "negotiating",
+        }
     }
 
     pub fn established(&mut self) {
         if self.state == "established" {
             return;
         }
-        metrics::gauge!(CONNECTIONS, "direction" => self.direction, "state" => self.state).decrement(1.0);
+        metrics::gauge!(CONNECTIONS, "direction" => self.direction, "state" => self.state)
+            .decrement(1.0);
         self.state = "established";
-        metrics::gauge!(CONNECTIONS, "direction" => self.direction, "state" => self.state).increment(1.0);
+        metrics::gauge!(CONNECTIONS, "direction" => self.direction, "state" => self.state)
+            .increment(1.0);
     }
 }
 
 impl Drop for ConnGauge {
     fn drop(&mut self) {
-        metrics::gauge!(CONNECTIONS, "direction" => self.direction, "state" => self.state).decrement(1.0);
+        metrics::gauge!(CONNECTIONS, "direction" => self.direction, "state" => self.state)
+            .decrement(1.0);
     }
 }

@@ -31,7 +31,9 @@ use herald_cluster::ClusterHandle;
 use herald_federation::edge::policy::{self, Decision, Direction};
 use herald_grpc::cluster::route_message::Kind;
 use herald_grpc::config::config_object::Body;
-use herald_grpc::config::{ObjectKind, XmppFederationPolicy, XmppFederationSettings, XmppSecurityMode};
+use herald_grpc::config::{
+    ObjectKind, XmppFederationPolicy, XmppFederationSettings, XmppSecurityMode,
+};
 use herald_xmpp::error::{StanzaCondition, StanzaError};
 use herald_xmpp::{Element, Jid, Limits};
 
@@ -48,7 +50,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn mode(&self) -> XmppSecurityMode {
-        XmppSecurityMode::try_from(self.federation.security_mode).unwrap_or(XmppSecurityMode::TlsRequired)
+        XmppSecurityMode::try_from(self.federation.security_mode)
+            .unwrap_or(XmppSecurityMode::TlsRequired)
     }
     pub fn decide(&self, domain: &str, dir: Direction) -> Decision {
         policy::decide(&self.policy, domain, dir)
@@ -110,11 +113,19 @@ impl S2s {
     /// The settings in force now.
     pub fn settings(&self) -> Settings {
         let applied = self.cluster.applied();
-        let federation = match applied.state.get(ObjectKind::XmppFederation, "").and_then(|o| o.body) {
+        let federation = match applied
+            .state
+            .get(ObjectKind::XmppFederation, "")
+            .and_then(|o| o.body)
+        {
             Some(Body::XmppFederation(f)) => f,
             _ => XmppFederationSettings::default(),
         };
-        let policy = match applied.state.get(ObjectKind::XmppPolicy, "").and_then(|o| o.body) {
+        let policy = match applied
+            .state
+            .get(ObjectKind::XmppPolicy, "")
+            .and_then(|o| o.body)
+        {
             Some(Body::XmppPolicy(p)) => p,
             _ => XmppFederationPolicy::default(),
         };
@@ -123,7 +134,11 @@ impl S2s {
         } else {
             federation.dialback_secret.clone()
         };
-        Settings { federation, policy, secret }
+        Settings {
+            federation,
+            policy,
+            secret,
+        }
     }
 
     /// Whether this node carries federation now.
@@ -132,7 +147,11 @@ impl S2s {
     }
 
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.cluster.applied().state.peek(ObjectKind::Domain, domain).is_some()
+        self.cluster
+            .applied()
+            .state
+            .peek(ObjectKind::Domain, domain)
+            .is_some()
     }
 
     /// Sends a stanza from one of our users to another domain (or bounces it).
@@ -147,17 +166,26 @@ impl S2s {
         if !d.allowed {
             tracing::info!(domain = %remote, rule = %d.rule, "outbound federation denied by policy");
             metrics::failure("outbound", "policy");
-            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, "denied by the federation policy");
+            self.bounce(
+                &stanza,
+                StanzaCondition::RemoteServerNotFound,
+                "denied by the federation policy",
+            );
             return;
         }
         if self.enabled_here(&s) {
-            self.link(from.domain(), &remote).do_send(outbound::Push(stanza));
+            self.link(from.domain(), &remote)
+                .do_send(outbound::Push(stanza));
             return;
         }
         if forwarded {
             // The sender thought we carry federation; we no longer do.
             metrics::failure("outbound", "disabled");
-            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, "XMPP federation is not enabled on this node");
+            self.bounce(
+                &stanza,
+                StanzaCondition::RemoteServerNotFound,
+                "XMPP federation is not enabled on this node",
+            );
             return;
         }
         let live = self.cluster.live_nodes();
@@ -171,7 +199,11 @@ impl S2s {
         if carriers.is_empty() {
             tracing::info!(domain = %remote, "no live node carries XMPP federation");
             metrics::failure("outbound", "disabled");
-            self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, "XMPP federation is not enabled");
+            self.bounce(
+                &stanza,
+                StanzaCondition::RemoteServerNotFound,
+                "XMPP federation is not enabled",
+            );
             return;
         }
         carriers.sort_by_key(|n| spread(&remote, *n));
@@ -182,10 +214,16 @@ impl S2s {
                     ::metrics::counter!(metrics::FORWARDED).increment(1);
                     return;
                 }
-                Err(e) => tracing::warn!(node = n, domain = %remote, error = %e, "forwarding to a federation node failed"),
+                Err(e) => {
+                    tracing::warn!(node = n, domain = %remote, error = %e, "forwarding to a federation node failed")
+                }
             }
         }
-        self.bounce(&stanza, StanzaCondition::RemoteServerTimeout, "no federation node could be reached");
+        self.bounce(
+            &stanza,
+            StanzaCondition::RemoteServerTimeout,
+            "no federation node could be reached",
+        );
     }
 
     /// The link actor of a (local, remote) domain pair, started on first use.
@@ -196,7 +234,8 @@ impl S2s {
             return a.clone();
         }
         let actor = outbound::LinkActor::new(self.clone(), key.0.clone(), key.1.clone());
-        let addr = <outbound::LinkActor as actix::Actor>::start_in_arbiter(&self.arbiter, |_| actor);
+        let addr =
+            <outbound::LinkActor as actix::Actor>::start_in_arbiter(&self.arbiter, |_| actor);
         links.insert(key, addr.clone());
         addr
     }
@@ -216,7 +255,11 @@ impl S2s {
 
     /// Hands a stanza that arrived from another domain to the dispatcher.
     pub fn deliver(&self, mut stanza: Element) {
-        herald_xmpp::s2s::swap_ns(&mut stanza, herald_xmpp::ns::SERVER, herald_xmpp::ns::CLIENT);
+        herald_xmpp::s2s::swap_ns(
+            &mut stanza,
+            herald_xmpp::ns::SERVER,
+            herald_xmpp::ns::CLIENT,
+        );
         ::metrics::counter!(metrics::STANZAS, "direction" => "inbound").increment(1);
         if let Some(x) = self.xmpp.upgrade() {
             x.router().route(stanza);

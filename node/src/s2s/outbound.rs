@@ -37,7 +37,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(reason: &'static str, detail: impl Into<String>) -> Failure {
-        Failure { reason, detail: detail.into() }
+        Failure {
+            reason,
+            detail: detail.into(),
+        }
     }
     fn condition(&self) -> StanzaCondition {
         if self.reason == "dns" {
@@ -53,7 +56,9 @@ impl From<ReadError> for Failure {
         match e {
             ReadError::Timeout => Failure::new("timeout", "the peer did not answer in time"),
             ReadError::Io(e) => Failure::new("connect", format!("connection lost: {e}")),
-            ReadError::Stream(e) => Failure::new("stream", format!("stream error: {}", e.condition.name())),
+            ReadError::Stream(e) => {
+                Failure::new("stream", format!("stream error: {}", e.condition.name()))
+            }
         }
     }
 }
@@ -132,7 +137,9 @@ impl LinkActor {
     }
 
     fn write(&mut self, stanza: Element) -> Result<(), Element> {
-        let Some(w) = &self.writer else { return Err(stanza) };
+        let Some(w) = &self.writer else {
+            return Err(stanza);
+        };
         let mut el = stanza;
         wire::swap_ns(&mut el, ns::CLIENT, ns::SERVER);
         match w.try_send(encode(&el, ns::SERVER)) {
@@ -171,7 +178,11 @@ impl Actor for LinkActor {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         let left = self.link.drain();
-        self.bounce_all(left, StanzaCondition::RemoteServerTimeout, "the federation link closed");
+        self.bounce_all(
+            left,
+            StanzaCondition::RemoteServerTimeout,
+            "the federation link closed",
+        );
         metrics::gauge!(m::LINKS, "state" => self.label).decrement(1.0);
         Running::Stop
     }
@@ -199,7 +210,11 @@ impl Handler<Push> for LinkActor {
             }
             LinkPush::Full(s) => {
                 m::failure("outbound", "queue");
-                self.s2s.bounce(&s, StanzaCondition::ResourceConstraint, "too many stanzas queued for this domain");
+                self.s2s.bounce(
+                    &s,
+                    StanzaCondition::ResourceConstraint,
+                    "too many stanzas queued for this domain",
+                );
             }
         }
         self.set_state_gauge();
@@ -226,7 +241,11 @@ impl Handler<Attempted> for LinkActor {
                 });
                 for s in self.link.up() {
                     if let Err(s) = self.write(s) {
-                        self.s2s.bounce(&s, StanzaCondition::ResourceConstraint, "too many stanzas queued for this domain");
+                        self.s2s.bounce(
+                            &s,
+                            StanzaCondition::ResourceConstraint,
+                            "too many stanzas queued for this domain",
+                        );
                     }
                 }
             }
@@ -264,8 +283,12 @@ impl Handler<WriterDone> for LinkActor {
         }
         self.writer = None;
         match msg.error {
-            Some(e) => tracing::info!(local = %self.local, domain = %self.remote, error = %e, "outbound federation stream ended"),
-            None => tracing::debug!(local = %self.local, domain = %self.remote, "outbound federation stream closed"),
+            Some(e) => {
+                tracing::info!(local = %self.local, domain = %self.remote, error = %e, "outbound federation stream ended")
+            }
+            None => {
+                tracing::debug!(local = %self.local, domain = %self.remote, "outbound federation stream closed")
+            }
         }
         if self.link.down() {
             self.link.connecting(Instant::now());
@@ -284,7 +307,12 @@ impl Handler<Stop> for LinkActor {
 
 /// Writes queued stanzas to an established stream and watches it for the peer's close or
 /// errors, and for idleness. Returns why it ended (None: closed normally).
-async fn run_writer(mut conn: Conn, mut rx: mpsc::Receiver<Vec<u8>>, local: &str, remote: &str) -> Option<String> {
+async fn run_writer(
+    mut conn: Conn,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    local: &str,
+    remote: &str,
+) -> Option<String> {
     let mut gauge = m::ConnGauge::new("outbound");
     gauge.established();
     let mut last = tokio::time::Instant::now();
@@ -337,9 +365,14 @@ async fn targets(s2s: &S2s, domain: &str) -> Result<Vec<Target>, Failure> {
             s.unwrap_or(resolve::Lookup::Records(vec![])),
         ),
     };
-    let t = resolve::xmpp_targets(domain, direct, starttls, s2s.default_port, |n| rand::random_range(0..=n));
+    let t = resolve::xmpp_targets(domain, direct, starttls, s2s.default_port, |n| {
+        rand::random_range(0..=n)
+    });
     if t.is_empty() {
-        return Err(Failure::new("dns", format!("{domain} offers no XMPP server service")));
+        return Err(Failure::new(
+            "dns",
+            format!("{domain} offers no XMPP server service"),
+        ));
     }
     Ok(t)
 }
@@ -357,7 +390,9 @@ async fn dial(s2s: &S2s, domain: &str) -> Result<(Conn, Target), Failure> {
         };
         for ip in ips {
             let addr = std::net::SocketAddr::new(ip, t.port);
-            match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+            match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+                .await
+            {
                 Ok(Ok(tcp)) => return Ok((Conn::new(tcp, s2s.limits), t)),
                 Ok(Err(e)) => last = Failure::new("connect", format!("{addr}: {e}")),
                 Err(_) => last = Failure::new("timeout", format!("{addr}: connect timed out")),
@@ -369,7 +404,13 @@ async fn dial(s2s: &S2s, domain: &str) -> Result<(Conn, Target), Failure> {
 
 /// Opens the stream (header, features), doing STARTTLS first when the peer offers it and the
 /// security mode allows. Returns the peer's stream id and features.
-async fn open(s2s: &S2s, conn: &mut Conn, local: &str, remote: &str, mode: XmppSecurityMode) -> Result<(String, wire::Offer), Failure> {
+async fn open(
+    s2s: &S2s,
+    conn: &mut Conn,
+    local: &str,
+    remote: &str,
+    mode: XmppSecurityMode,
+) -> Result<(String, wire::Offer), Failure> {
     for _ in 0..3 {
         conn.write(&wire::stream_header(local, Some(remote), None))
             .await
@@ -379,17 +420,31 @@ async fn open(s2s: &S2s, conn: &mut Conn, local: &str, remote: &str, mode: XmppS
                 wire::check_header(&h).map_err(|e| Failure::new("stream", e))?;
                 h.id.unwrap_or_default()
             }
-            other => return Err(Failure::new("stream", format!("expected a stream header, got {other:?}"))),
+            other => {
+                return Err(Failure::new(
+                    "stream",
+                    format!("expected a stream header, got {other:?}"),
+                ))
+            }
         };
         let features = loop {
             match conn.next(STEP).await? {
                 StreamEvent::Stanza(f) if f.is("features", ns::STREAM) => break f,
                 StreamEvent::Stanza(e) if e.is("error", ns::STREAM) => {
-                    let cond = e.children().next().map(|c| c.name().to_string()).unwrap_or_default();
+                    let cond = e
+                        .children()
+                        .next()
+                        .map(|c| c.name().to_string())
+                        .unwrap_or_default();
                     return Err(Failure::new("stream", format!("stream error: {cond}")));
                 }
                 StreamEvent::Whitespace => continue,
-                other => return Err(Failure::new("stream", format!("expected stream features, got {other:?}"))),
+                other => {
+                    return Err(Failure::new(
+                        "stream",
+                        format!("expected stream features, got {other:?}"),
+                    ))
+                }
             }
         };
         let offer = wire::parse_features(&features);
@@ -407,7 +462,10 @@ async fn open(s2s: &S2s, conn: &mut Conn, local: &str, remote: &str, mode: XmppS
             continue;
         }
         if !conn.io.is_tls() && mode == XmppSecurityMode::TlsRequired {
-            return Err(Failure::new("tls", format!("{remote} does not offer STARTTLS and TLS is required")));
+            return Err(Failure::new(
+                "tls",
+                format!("{remote} does not offer STARTTLS and TLS is required"),
+            ));
         }
         return Ok((id, offer));
     }
@@ -434,7 +492,10 @@ pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Conn, Failu
     if let Err(why) = &cert {
         if mode == XmppSecurityMode::TlsRequired {
             m::failure("outbound", "tls");
-            return Err(Failure::new("tls", format!("certificate of {remote} not accepted: {why}")));
+            return Err(Failure::new(
+                "tls",
+                format!("certificate of {remote} not accepted: {why}"),
+            ));
         }
     }
     if conn.io.is_tls() && offer.external && settings.federation.sasl_outbound {
@@ -450,21 +511,39 @@ pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Conn, Failu
             }
             StreamEvent::Stanza(f) if f.is("failure", ns::SASL) => {
                 metrics::counter!(m::AUTH, "direction" => "outbound", "method" => "sasl_external", "result" => "failed").increment(1);
-                tracing::info!(local, domain = remote, "SASL EXTERNAL refused by the peer; trying dialback");
+                tracing::info!(
+                    local,
+                    domain = remote,
+                    "SASL EXTERNAL refused by the peer; trying dialback"
+                );
                 if !offer.dialback {
-                    return Err(Failure::new("auth", "SASL EXTERNAL refused and no dialback offered"));
+                    return Err(Failure::new(
+                        "auth",
+                        "SASL EXTERNAL refused and no dialback offered",
+                    ));
                 }
             }
-            other => return Err(Failure::new("auth", format!("unexpected answer to SASL: {other:?}"))),
+            other => {
+                return Err(Failure::new(
+                    "auth",
+                    format!("unexpected answer to SASL: {other:?}"),
+                ))
+            }
         }
     }
     if !offer.dialback {
-        return Err(Failure::new("auth", format!("{remote} offers no authentication Herald can use")));
+        return Err(Failure::new(
+            "auth",
+            format!("{remote} offers no authentication Herald can use"),
+        ));
     }
     let key = wire::dialback_key(&settings.secret, remote, local, &id);
-    conn.write(&Dialback::request(local, remote, None, &key).to_bytes(ns::SERVER))
-        .await
-        .map_err(|e| Failure::new("dialback", e.to_string()))?;
+    conn.write(&encode(
+        &Dialback::request(local, remote, None, &key),
+        ns::SERVER,
+    ))
+    .await
+    .map_err(|e| Failure::new("dialback", e.to_string()))?;
     loop {
         match conn.next(STEP * 2).await? {
             StreamEvent::Stanza(e) => {
@@ -474,15 +553,33 @@ pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Conn, Failu
                     if ok {
                         return Ok(conn);
                     }
-                    return Err(Failure::new("dialback", format!("{remote} did not accept our dialback key ({})", db.kind.unwrap_or_default())));
+                    return Err(Failure::new(
+                        "dialback",
+                        format!(
+                            "{remote} did not accept our dialback key ({})",
+                            db.kind.unwrap_or_default()
+                        ),
+                    ));
                 }
                 if e.is("error", ns::STREAM) {
-                    let cond = e.children().next().map(|c| c.name().to_string()).unwrap_or_default();
-                    return Err(Failure::new("dialback", format!("stream error during dialback: {cond}")));
+                    let cond = e
+                        .children()
+                        .next()
+                        .map(|c| c.name().to_string())
+                        .unwrap_or_default();
+                    return Err(Failure::new(
+                        "dialback",
+                        format!("stream error during dialback: {cond}"),
+                    ));
                 }
             }
             StreamEvent::Whitespace => {}
-            StreamEvent::Close => return Err(Failure::new("dialback", "the peer closed the stream during dialback")),
+            StreamEvent::Close => {
+                return Err(Failure::new(
+                    "dialback",
+                    "the peer closed the stream during dialback",
+                ))
+            }
             StreamEvent::Open(_) => return Err(Failure::new("stream", "unexpected stream header")),
         }
     }
@@ -490,7 +587,13 @@ pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Conn, Failu
 
 /// Asks `originating`'s authoritative server whether `key` is valid for a stream with id
 /// `stream_id` that it opened to our `receiving` domain (XEP-0220 §2.1.3).
-pub async fn verify_key(s2s: &S2s, receiving: &str, originating: &str, stream_id: &str, key: &str) -> Result<bool, Failure> {
+pub async fn verify_key(
+    s2s: &S2s,
+    receiving: &str,
+    originating: &str,
+    stream_id: &str,
+    key: &str,
+) -> Result<bool, Failure> {
     let mode = s2s.settings().mode();
     let (mut conn, target) = dial(s2s, originating).await?;
     if target.direct_tls && mode != XmppSecurityMode::NoTls {
@@ -499,21 +602,34 @@ pub async fn verify_key(s2s: &S2s, receiving: &str, originating: &str, stream_id
             .map_err(|e| Failure::new("tls", format!("TLS handshake failed: {e}")))?;
     }
     open(s2s, &mut conn, receiving, originating, mode).await?;
-    conn.write(&Dialback::request(receiving, originating, Some(stream_id), key).to_bytes(ns::SERVER))
-        .await
-        .map_err(|e| Failure::new("dialback", e.to_string()))?;
+    conn.write(&encode(
+        &Dialback::request(receiving, originating, Some(stream_id), key),
+        ns::SERVER,
+    ))
+    .await
+    .map_err(|e| Failure::new("dialback", e.to_string()))?;
     let answer = loop {
         match conn.next(STEP * 2).await? {
             StreamEvent::Stanza(e) => {
-                if let Some(db) = Dialback::parse(&e).filter(|d| d.verify && d.id.as_deref() == Some(stream_id)) {
+                if let Some(db) =
+                    Dialback::parse(&e).filter(|d| d.verify && d.id.as_deref() == Some(stream_id))
+                {
                     break db.kind.as_deref() == Some("valid");
                 }
                 if e.is("error", ns::STREAM) {
-                    return Err(Failure::new("dialback", "stream error while verifying a key"));
+                    return Err(Failure::new(
+                        "dialback",
+                        "stream error while verifying a key",
+                    ));
                 }
             }
             StreamEvent::Whitespace => {}
-            _ => return Err(Failure::new("dialback", "the authoritative server closed the stream")),
+            _ => {
+                return Err(Failure::new(
+                    "dialback",
+                    "the authoritative server closed the stream",
+                ))
+            }
         }
     };
     conn.close().await;

@@ -48,13 +48,21 @@ macro_rules! each {
 }
 
 impl AsyncRead for Io {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         each!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for Io {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         each!(self, s => Pin::new(s).poll_write(cx, buf))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -125,12 +133,19 @@ impl Conn {
     }
 
     /// Upgrades to TLS as the client (`sni` = the domain we connect to).
-    pub async fn tls_client(&mut self, cfg: Arc<rustls::ClientConfig>, sni: &str) -> io::Result<()> {
+    pub async fn tls_client(
+        &mut self,
+        cfg: Arc<rustls::ClientConfig>,
+        sni: &str,
+    ) -> io::Result<()> {
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
             return Err(io::Error::other("TLS is already up"));
         };
-        let name = ServerName::try_from(sni.to_string()).map_err(|_| io::Error::other(format!("'{sni}' is not a DNS name")))?;
-        let tls = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await?;
+        let name = ServerName::try_from(sni.to_string())
+            .map_err(|_| io::Error::other(format!("'{sni}' is not a DNS name")))?;
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await?;
         self.io = Io::Client(Box::new(tls));
         self.restart();
         Ok(())

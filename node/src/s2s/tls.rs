@@ -51,9 +51,16 @@ impl PeerTrust {
     }
 
     /// Whether `chain` (leaf first) is a valid certificate for `domain`; the reason when not.
-    pub fn verify(&self, chain: Option<&[CertificateDer<'static>]>, domain: &str) -> Result<(), String> {
-        let chain = chain.filter(|c| !c.is_empty()).ok_or("no certificate presented")?;
-        let name = ServerName::try_from(domain.to_string()).map_err(|_| format!("'{domain}' is not a DNS name"))?;
+    pub fn verify(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+        domain: &str,
+    ) -> Result<(), String> {
+        let chain = chain
+            .filter(|c| !c.is_empty())
+            .ok_or("no certificate presented")?;
+        let name = ServerName::try_from(domain.to_string())
+            .map_err(|_| format!("'{domain}' is not a DNS name"))?;
         self.verifier
             .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
             .map(|_| ())
@@ -65,10 +72,20 @@ impl PeerTrust {
 struct AnyCert(Arc<CryptoProvider>);
 
 impl AnyCert {
-    fn tls12(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn tls12(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn tls13(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn tls13(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn schemes(&self) -> Vec<SignatureScheme> {
@@ -88,10 +105,20 @@ impl ServerCertVerifier for AnyCert {
         // Checked after the handshake against the domain the stream is for (PeerTrust).
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls12(m, c, d)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls13(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -118,10 +145,20 @@ impl ClientCertVerifier for AnyCert {
         // Checked after the handshake against the domain the peer claims (PeerTrust).
         Ok(ClientCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls12(m, c, d)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls13(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -263,7 +263,10 @@ impl RouteSink for NodeSink {
                 let s2s = self.shared.upgrade().and_then(|s| s.s2s.get().cloned());
                 match (s2s, parse_stanza(&xml)) {
                     (Some(s2s), Some(el)) => s2s.send(el, true),
-                    _ => tracing::warn!(from_node, "stanza for another domain dropped: no federation edge here"),
+                    _ => tracing::warn!(
+                        from_node,
+                        "stanza for another domain dropped: no federation edge here"
+                    ),
                 }
                 true
             }

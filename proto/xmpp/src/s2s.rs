@@ -144,16 +144,20 @@ pub fn sasl_external_auth(authzid: &str) -> Element {
         .text_node(STANDARD.encode(authzid.as_bytes()))
 }
 
+/// The `<auth>` text is not base64-encoded UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadEncoding;
+
 /// The authorization identity of an EXTERNAL `<auth>`: `Ok(None)` for an empty one (`=`),
 /// `Err` for text that is not base64 UTF-8.
-pub fn sasl_external_authzid(auth: &Element) -> Result<Option<String>, ()> {
+pub fn sasl_external_authzid(auth: &Element) -> Result<Option<String>, BadEncoding> {
     let text = auth.text();
     let text = text.trim();
     if text.is_empty() || text == "=" {
         return Ok(None);
     }
-    let bytes = STANDARD.decode(text).map_err(|_| ())?;
-    let s = String::from_utf8(bytes).map_err(|_| ())?;
+    let bytes = STANDARD.decode(text).map_err(|_| BadEncoding)?;
+    let s = String::from_utf8(bytes).map_err(|_| BadEncoding)?;
     Ok(if s.is_empty() { None } else { Some(s) })
 }
 
@@ -323,6 +327,30 @@ mod tests {
     }
 
     #[test]
+    fn dialback_elements_use_the_db_prefix_and_decode_back() {
+        let req = Dialback::request("a.test", "b.test", None, "k");
+        let bytes = crate::codec::encode(&req, ns::SERVER);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            "<db:result from='a.test' to='b.test'>k</db:result>"
+        );
+        let err = Dialback::parse(&req).unwrap().error("item-not-found");
+        let err_bytes = crate::codec::encode(&err, ns::SERVER);
+        let mut stream = stream_header("b.test", None, Some("i"));
+        stream.extend_from_slice(&bytes);
+        stream.extend_from_slice(&err_bytes);
+        let ev = decode(&stream);
+        let StreamEvent::Stanza(r) = &ev[1] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(r, &req);
+        let StreamEvent::Stanza(e) = &ev[2] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(e, &err);
+    }
+
+    #[test]
     fn answers_swap_addresses() {
         let req = Dialback::parse(&Dialback::request("a", "b", Some("id1"), "k")).unwrap();
         let ans = Dialback::parse(&req.answer(false)).unwrap();
@@ -361,7 +389,7 @@ mod tests {
         let empty = Element::new("auth", ns::SASL).text_node("=");
         assert_eq!(sasl_external_authzid(&empty), Ok(None));
         let bad = Element::new("auth", ns::SASL).text_node("!!");
-        assert_eq!(sasl_external_authzid(&bad), Err(()));
+        assert_eq!(sasl_external_authzid(&bad), Err(BadEncoding));
     }
 
     #[test]

@@ -114,13 +114,19 @@ pub fn stream_header(h: &StreamHeader) -> Vec<u8> {
 
 /// Serializes a top-level element of a stream whose content namespace is `stream_ns`.
 /// Elements in the streams namespace (`features`, `error`) use the `stream:` prefix declared
-/// by the stream header.
+/// by the stream header, and dialback elements the `db:` prefix server stream headers declare
+/// (some servers match dialback by prefix).
 pub fn encode(stanza: &Element, stream_ns: &str) -> Vec<u8> {
-    if stanza.ns() != ns::STREAM {
+    let prefix: &[u8] = if stanza.ns() == ns::STREAM {
+        b"stream:"
+    } else if stanza.ns() == crate::s2s::DIALBACK && stream_ns == ns::SERVER {
+        b"db:"
+    } else {
         return stanza.to_bytes(stream_ns);
-    }
+    };
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"<stream:");
+    out.push(b'<');
+    out.extend_from_slice(prefix);
     out.extend_from_slice(stanza.name().as_bytes());
     for (k, v) in stanza.attrs() {
         out.push(b' ');
@@ -141,7 +147,8 @@ pub fn encode(stanza: &Element, stream_ns: &str) -> Vec<u8> {
             Node::Text(t) => escape_into(t, &mut out, false),
         }
     }
-    out.extend_from_slice(b"</stream:");
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(prefix);
     out.extend_from_slice(stanza.name().as_bytes());
     out.push(b'>');
     out
