@@ -150,6 +150,10 @@ impl NodeConfig {
             }
             parse_join(join).map_err(|reason| invalid("join", reason))?;
         }
+        if let Some(r) = &self.dns_resolver {
+            crate::peers_dns::parse_resolver(r)
+                .map_err(|reason| invalid("dns_resolver", reason))?;
+        }
         self.validate_ports()?;
         self.validate_raft()?;
         self.validate_xmpp()?;
