@@ -127,3 +127,10 @@ def test_alert_rules_name_only_known_families() -> None:
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     assert all(metric_names(e) for e in exprs)
+
+
+def test_ci_builds_the_binary_the_image_holds() -> None:
+    """scripts/test runs the Dockerfile's own cargo command (CI cannot pull base images)."""
+    cmd = "cargo build --release --locked -p herald-node --bin herald"
+    assert cmd in (DEPLOY / "Dockerfile").read_text()
+    assert cmd in (DEPLOY.parent / "scripts" / "test").read_text()
