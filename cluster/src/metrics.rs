@@ -67,6 +67,9 @@ pub fn describe() {
     );
     // Exported from the start (at 0), so that a scrape can tell "none" from "not exported".
     metrics::counter!(crate::routing::NODES_DECLARED_DEAD).absolute(0);
+    for reason in ["peer_unreachable", "queue_full", "receiver_full"] {
+        metrics::counter!(crate::routing::ROUTE_DROPPED, "reason" => reason).absolute(0);
+    }
     describe_counter!(
         crate::routing::NODES_DECLARED_DEAD,
         "Times this node saw a peer go from live to dead (liveness pings unanswered or a routed item lost)"

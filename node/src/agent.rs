@@ -124,6 +124,20 @@ async fn run_planes(
     control: tokio::runtime::Handle,
     arbiters: Vec<actix_rt::ArbiterHandle>,
 ) -> anyhow::Result<Exit> {
+    // StatefulSet mode, first start: find a peer to join through (bounded wait for DNS).
+    if let (Some(_), Some(pod)) = (&cfg.join, statefulset_pod(&cfg)) {
+        if !cfg.data_dir.join("raft.redb").exists() {
+            let c = cfg.clone();
+            let target = control
+                .spawn(async move {
+                    let lookup = crate::peers_dns::Lookup::for_config(&c)?;
+                    anyhow::Ok(crate::peers_dns::join_target(&c, &pod, &lookup).await)
+                })
+                .await
+                .context("finding a peer to join")??;
+            cfg.join = Some(target);
+        }
+    }
     // The synchronous set-up below binds its sockets and spawns its tasks on the control plane.
     // The guard is dropped before the first `.await` (it must never be held across one).
     let control_guard = control.enter();
@@ -138,6 +152,8 @@ async fn run_planes(
 
     let tls = crate::tls::load_or_generate(&cfg).context("loading TLS material")?;
     tracing::info!(cert = %tls.cert_path.display(), ca = ?tls.ca_pem_path, "TLS certificate ready");
+    crate::metrics::describe_node();
+    record_cert_expiry("c2s", &tls.cert_path);
 
     let me = NodeInfo {
         node_id: cfg.node_id,
@@ -149,6 +165,7 @@ async fn run_planes(
     // (Off loopback, NodeConfig::validate has already required cluster_ca.)
     if let Some(t) = &cluster_tls {
         tracing::info!(cert = %t.cert_path.display(), "node-to-node calls use mutual TLS");
+        record_cert_expiry("cluster", &t.cert_path);
     }
     let peer = PeerOptions {
         token: cfg.cluster_token.as_ref().map(|s| s.expose().to_string()),
@@ -254,7 +271,9 @@ async fn run_planes(
         ready: false,
         reasons: vec!["starting".into()],
     });
-    tokio::spawn(track_readiness(handle.clone(), ready_tx));
+    let ready_tx = std::sync::Arc::new(ready_tx);
+    let (stopping_tx, stopping) = watch::channel(false);
+    tokio::spawn(track_readiness(handle.clone(), ready_tx.clone(), stopping));
     let (http_stop_tx, http_stop) = watch::channel(false);
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
@@ -263,6 +282,15 @@ async fn run_planes(
         HttpState {
             metrics: prometheus,
             ready: ready_rx,
+            on_scrape: Some(std::sync::Arc::new({
+                let handle = handle.clone();
+                move || {
+                    // Hashed once per applied version (cached), not per write.
+                    if let Some(v) = crate::metrics::digest_value(handle.applied().digest()) {
+                        metrics::gauge!(crate::metrics::CONFIG_DIGEST).set(v);
+                    }
+                }
+            })),
         },
         wait_true(http_stop),
     ));
@@ -358,6 +386,10 @@ async fn run_planes(
         Exit::Shutdown => tracing::info!("shutting down"),
     }
 
+    // 0. Not ready from here on: load balancers stop sending new clients before any listener
+    //    or session closes.
+    let _ = stopping_tx.send(true);
+    ready_tx.send_replace(Readiness::not_ready(["shutting down"]));
     s2s.stop();
     // 1. Tell clients (system-shutdown) so they reconnect elsewhere; give the sessions a moment
     //    to hand unacknowledged messages back to their accounts.
@@ -392,6 +424,22 @@ async fn run_planes(
     Ok(exit)
 }
 
+/// Exports when the certificate at `path` expires (a warning if it cannot be read).
+fn record_cert_expiry(which: &'static str, path: &std::path::Path) {
+    match crate::tls::not_after(path) {
+        Ok(t) => metrics::gauge!(crate::metrics::CERT_EXPIRY, "certificate" => which).set(t as f64),
+        Err(e) => {
+            tracing::warn!(certificate = which, error = %e, "cannot read the certificate's expiry")
+        }
+    }
+}
+
+/// The pod, in StatefulSet mode (`peers_from_dns`).
+fn statefulset_pod(cfg: &NodeConfig) -> Option<crate::peers_dns::Pod> {
+    cfg.peers_from_dns.as_ref()?;
+    crate::peers_dns::Pod::from_hostname(&crate::peers_dns::hostname())
+}
+
 /// Accepted connections with Nagle's algorithm off. tonic applies its own `tcp_nodelay` only to
 /// the listeners it binds itself, not to an incoming stream it is handed: without this, a
 /// response written in several pieces waited for the client's delayed ACK (`cluster status`
@@ -423,9 +471,17 @@ async fn wait_stopped(rx: &mut watch::Receiver<RaftStatus>) -> RaftStatus {
 }
 
 /// Ready when this node is a voter, knows a leader, and has applied what it knows committed.
-async fn track_readiness(handle: ClusterHandle, tx: watch::Sender<Readiness>) {
+async fn track_readiness(
+    handle: ClusterHandle,
+    tx: std::sync::Arc<watch::Sender<Readiness>>,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut rx = handle.watch_status();
     loop {
+        if *stopping.borrow_and_update() {
+            // The shutdown path has said "shutting down"; nothing overrides it.
+            return;
+        }
         let st = rx.borrow_and_update().clone();
         let mut reasons = Vec::new();
         if st.stopped {
@@ -448,6 +504,10 @@ async fn track_readiness(handle: ClusterHandle, tx: watch::Sender<Readiness>) {
             reasons,
         };
         tx.send_if_modified(|cur| {
+            // Checked under the channel's lock: once shutdown has begun, never "ready" again.
+            if *stopping.borrow() {
+                return false;
+            }
             if *cur != r {
                 *cur = r;
                 true
@@ -455,8 +515,12 @@ async fn track_readiness(handle: ClusterHandle, tx: watch::Sender<Readiness>) {
                 false
             }
         });
-        if st.stopped || rx.changed().await.is_err() {
+        if st.stopped {
             return;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = stopping.changed() => {}
         }
     }
 }

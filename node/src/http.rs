@@ -48,6 +48,8 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     /// The latest readiness; the agent owns the sender.
     pub ready: watch::Receiver<Readiness>,
+    /// Runs before each `/metrics` render (gauges read on demand, e.g. the config digest).
+    pub on_scrape: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// The routes, for embedding or testing without a socket.
@@ -73,6 +75,9 @@ pub async fn serve(
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    if let Some(f) = &state.on_scrape {
+        f();
+    }
     (
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         crate::metrics::render(&state.metrics),
@@ -179,6 +184,7 @@ mod tests {
         let state = HttpState {
             metrics: handle,
             ready: ready_rx,
+            on_scrape: None,
         };
         let server = tokio::spawn(serve(listener, state, async move {
             let _ = stop_rx.await;

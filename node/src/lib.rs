@@ -8,6 +8,8 @@
 //! - [`tls`], [`telemetry`], [`metrics`], [`http`]: certificates, logs, Prometheus, health.
 //! - [`scram`]: salted SCRAM secrets, so that no password is ever stored.
 //! - [`xmpp`]: client sessions (c2s), user actors, routing within and between nodes.
+//! - [`peers_dns`]: StatefulSet mode (node id from the pod's ordinal, join through the
+//!   headless Service's names).
 //! - [`im`]: RFC 6121 / XEP-0191 / XEP-0160 behaviour of one user, as pure logic.
 
 pub mod admin;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod http;
 pub mod im;
 pub mod metrics;
+pub mod peers_dns;
 pub mod s2s;
 pub mod scram;
 pub mod telemetry;

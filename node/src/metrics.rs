@@ -27,6 +27,34 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Linux's USER_HZ: the unit of CPU times in `/proc/<pid>/stat` (fixed at 100 by the ABI).
 const USER_HZ: f64 = 100.0;
 
+/// Gauge, label `certificate` (c2s, cluster): when the certificate this node serves expires,
+/// in seconds since the Unix epoch (read at start; certificates are loaded at start).
+pub const CERT_EXPIRY: &str = "herald_tls_certificate_expiry_timestamp_seconds";
+/// Gauge: the first 48 bits of this node's applied config digest (the SHA-256 that `cluster
+/// status` shows), as an integer, refreshed on each scrape. Nodes at the same applied index
+/// must show the same value.
+pub const CONFIG_DIGEST: &str = "herald_config_digest";
+
+/// Registers the descriptions of the node-level metrics above.
+pub fn describe_node() {
+    metrics::describe_gauge!(
+        CERT_EXPIRY,
+        metrics::Unit::Seconds,
+        "Expiry of the TLS certificate this node serves (Unix time), by certificate"
+    );
+    metrics::describe_gauge!(
+        CONFIG_DIGEST,
+        "First 48 bits of the applied config digest as an integer (compare across nodes)"
+    );
+}
+
+/// The [`CONFIG_DIGEST`] value of a hex digest: its first 12 hex digits (48 bits, exact in an
+/// f64).
+pub fn digest_value(hex: &str) -> Option<f64> {
+    let head = hex.get(..12)?;
+    u64::from_str_radix(head, 16).ok().map(|v| v as f64)
+}
+
 /// Why the recorder could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -334,6 +362,17 @@ mod tests {
             start <= now + 1.0 && start > now - 3600.0,
             "start {start} vs now {now}"
         );
+    }
+
+    #[test]
+    fn digest_gauge_is_the_first_48_bits() {
+        assert_eq!(digest_value("000000000001ffff"), Some(1.0));
+        assert_eq!(
+            digest_value(&"f".repeat(64)),
+            Some(((1u64 << 48) - 1) as f64)
+        );
+        assert_eq!(digest_value("abc"), None);
+        assert_eq!(digest_value("zzzzzzzzzzzzzz"), None);
     }
 
     #[test]

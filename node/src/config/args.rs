@@ -168,6 +168,10 @@ pub struct AgentArgs {
     /// one per available core [default: 0].
     #[arg(long, env = "HERALD_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    /// StatefulSet mode: the headless Service's DNS name; node id from the host name's ordinal
+    /// (HOSTNAME `herald-N` is node N+1), ordinal 0 bootstraps, the others join.
+    #[arg(long, env = "HERALD_PEERS_FROM_DNS", value_name = "NAME")]
+    pub peers_from_dns: Option<String>,
 }
 
 /// Overwrites `$dst` with `$src` when the flag or env var was given.
@@ -225,6 +229,7 @@ impl AgentArgs {
             cfg.cluster_cert => a.cluster_cert.map(Some),
             cfg.cluster_key => a.cluster_key.map(Some),
             cfg.cluster_token => a.cluster_token.map(|t| Some(Secret::new(t))),
+            cfg.peers_from_dns => a.peers_from_dns.map(Some),
         }
         if !a.domains.is_empty() {
             cfg.domains = a

@@ -218,6 +218,11 @@ pub struct NodeConfig {
     pub shutdown_grace_ms: u64,
     /// Data-plane worker threads (actix arbiters); 0: one per available core.
     pub workers: usize,
+    /// StatefulSet mode: the headless Service's DNS name. The node id comes from the host
+    /// name's ordinal (`herald-N` is node N+1), the node advertises `herald-N.<this>`, ordinal
+    /// 0 bootstraps and the others join through their peers' names (`bootstrap` and `join`
+    /// must be unset); a restart resumes from the data dir.
+    pub peers_from_dns: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -256,6 +261,7 @@ impl Default for NodeConfig {
             max_grpc_message_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
             workers: 0,
+            peers_from_dns: None,
         }
     }
 }
@@ -269,6 +275,7 @@ impl NodeConfig {
             None => NodeConfig::default(),
         };
         args.apply_to(&mut cfg);
+        crate::peers_dns::apply(&mut cfg, &crate::peers_dns::hostname())?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -190,6 +190,12 @@ fn every_flag_has_its_env_var() {
             c.shutdown_grace_ms.to_string()
         }),
         ("HERALD_WORKERS", "3", |c| c.workers.to_string()),
+        ("HERALD_DNS_RESOLVER", "127.0.0.53:5353", |c| {
+            c.dns_resolver.clone().unwrap_or_default()
+        }),
+        ("HERALD_PEERS_FROM_DNS", "peers.example", |c| {
+            c.peers_from_dns.clone().unwrap_or_default()
+        }),
         ("HERALD_MAX_CONNECTIONS", "7", |c| {
             c.xmpp.max_connections.to_string()
         }),

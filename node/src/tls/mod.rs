@@ -243,6 +243,17 @@ pub fn cluster_tls(cfg: &NodeConfig) -> Result<Option<ClusterTls>, TlsError> {
     }))
 }
 
+/// When the first certificate of a PEM file expires, in seconds since the Unix epoch.
+pub fn not_after(path: &Path) -> Result<i64, TlsError> {
+    let der = first_cert(path)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| TlsError::DevCa {
+            dir: path.to_path_buf(),
+            reason: format!("not a parsable X.509 certificate: {e}"),
+        })?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 /// The first certificate of a PEM file.
 pub(crate) fn first_cert(path: &Path) -> Result<CertificateDer<'static>, TlsError> {
     read_certs(path)?

@@ -39,8 +39,15 @@ pub fn describe() {
         LIMIT_HITS,
         "Client limits enforced (connection refused, session slowed or cut, login delayed), by limit"
     );
-    // Exported from the start (at 0), so that a scrape can tell "none" from "not exported".
+    // Exported from the start (at 0), so that a scrape can tell "none" from "not exported"
+    // (and alerts on increase() see the first drop or failure).
     metrics::counter!(USERS_REHOMED).absolute(0);
+    for mailbox in ["registry", "user", "session", "socket"] {
+        metrics::counter!(MAILBOX_DROPS, "mailbox" => mailbox).absolute(0);
+    }
+    for result in ["success", "failure"] {
+        metrics::counter!(AUTH, "result" => result).absolute(0);
+    }
     describe_counter!(
         USERS_REHOMED,
         "User actors stopped on this node because their user's home moved to another node"
