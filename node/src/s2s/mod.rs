@@ -255,6 +255,7 @@ impl S2s {
 
     /// Hands a stanza that arrived from another domain to the dispatcher.
     pub fn deliver(&self, mut stanza: Element) {
+        rewrite_presence(&mut stanza, "inbound");
         herald_xmpp::s2s::swap_ns(
             &mut stanza,
             herald_xmpp::ns::SERVER,
@@ -272,6 +273,15 @@ impl S2s {
         for (_, a) in links {
             a.do_send(outbound::Stop);
         }
+    }
+}
+
+/// Presence crossing the edge goes through the availability model (plain RFC 6121 for a
+/// generic XMPP server, Herald's own extension neither sent nor trusted).
+pub fn rewrite_presence(stanza: &mut Element, direction: &'static str) {
+    use herald_federation::edge::xmpp_presence::{for_generic_peer, Translated};
+    if for_generic_peer(stanza) == Translated::Rewritten {
+        ::metrics::counter!(metrics::PRESENCE_REWRITTEN, "direction" => direction).increment(1);
     }
 }
 

@@ -142,6 +142,7 @@ impl LinkActor {
         };
         let mut el = stanza;
         wire::swap_ns(&mut el, ns::CLIENT, ns::SERVER);
+        super::rewrite_presence(&mut el, "outbound");
         match w.try_send(encode(&el, ns::SERVER)) {
             Ok(()) => {
                 metrics::counter!(m::STANZAS, "direction" => "outbound").increment(1);
