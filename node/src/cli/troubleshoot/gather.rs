@@ -66,9 +66,9 @@ pub fn resolv_conf_servers(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-type Dns = Resolver<TokioRuntimeProvider>;
+pub(super) type Dns = Resolver<TokioRuntimeProvider>;
 
-fn resolver(opts: &Options) -> Result<Dns, String> {
+pub(super) fn resolver(opts: &Options) -> Result<Dns, String> {
     let servers = match &opts.dns_resolver {
         Some(s) => vec![parse_resolver(s).map_err(|e| e.to_string())?],
         None => {
@@ -115,7 +115,7 @@ async fn addrs_of(dns: &Dns, host: &str) -> Vec<IpAddr> {
     }
 }
 
-async fn srv(dns: &Dns, name: &str) -> DnsAnswer {
+pub(super) async fn srv(dns: &Dns, name: &str) -> DnsAnswer {
     match dns.srv_lookup(fqdn(name)).await {
         Ok(l) => {
             let mut recs = Vec::new();
@@ -436,7 +436,7 @@ impl rustls::client::danger::ServerCertVerifier for RecordOnly {
     }
 }
 
-async fn probe(host: String, port: u16) -> Probe {
+pub(super) async fn probe(host: String, port: u16) -> Probe {
     let failed = |error: String| Probe::Failed {
         host: host.clone(),
         port,

@@ -13,6 +13,8 @@ mod facts;
 mod gather;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gather;
 
 use serde_json::json;
 

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use herald_grpc::config::StaticRoute;
 
-use super::certs::{name_matches, parse_chain};
+use super::certs::name_matches;
 use super::checks::{self, route_covers, Row, Verdict};
 use super::facts::*;
 use super::gather::{parse_resolver, resolv_conf_servers};
@@ -486,60 +486,6 @@ fn certificate_rows() {
             .collect();
         assert_eq!(rows, want, "{name}");
     }
-}
-
-/// rcgen certificates: a CA, a leaf it signs, and a stranger.
-fn chain_material() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().expect("key");
-    let leaf_params = CertificateParams::new(vec!["example.com".to_string()]).expect("params");
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf");
-    let other_key = KeyPair::generate().expect("key");
-    let mut other_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    other_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Other CA");
-    let other = other_params.self_signed(&other_key).expect("other");
-    (ca.der().to_vec(), leaf.der().to_vec(), other.der().to_vec())
-}
-
-#[test]
-fn chains_are_parsed_and_linked() {
-    let (ca, leaf, other) = chain_material();
-    let anchored = parse_chain(std::slice::from_ref(&leaf), std::slice::from_ref(&ca));
-    assert_eq!(anchored.error, None);
-    assert!(
-        matches!(&anchored.top, ChainTop::Anchored(a) if a.contains("Test CA")),
-        "{anchored:?}"
-    );
-    assert_eq!(anchored.chain[0].dns_names, vec!["example.com".to_string()]);
-
-    let unknown = parse_chain(std::slice::from_ref(&leaf), std::slice::from_ref(&other));
-    assert!(
-        matches!(&unknown.top, ChainTop::UnknownIssuer(i) if i.contains("Test CA")),
-        "{unknown:?}"
-    );
-
-    let full = parse_chain(&[leaf.clone(), ca.clone()], &[]);
-    assert_eq!(full.links, vec![true]);
-    assert_eq!(full.top, ChainTop::SelfSigned);
-
-    let reversed = parse_chain(&[ca.clone(), leaf.clone()], &[]);
-    assert_eq!(reversed.links, vec![false]);
-
-    let wrong = parse_chain(&[leaf, other], &[]);
-    assert_eq!(wrong.links, vec![false]);
-
-    assert!(parse_chain(&[], &[]).error.is_some());
-    assert!(parse_chain(&[b"junk".to_vec()], &[]).error.is_some());
 }
 
 fn srv(target: &str, port: u16, addrs: &[&str]) -> SrvRecord {
