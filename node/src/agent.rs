@@ -199,6 +199,9 @@ async fn run_planes(
     )
     .context("starting the replicated config store")?;
     let handle = cluster.handle.clone();
+    handle.set_local_node(std::sync::Arc::new(crate::local::LocalFacts::new(
+        &cfg, &tls,
+    )));
 
     // Node-to-node API.
     let (cluster_stop_tx, cluster_stop) = watch::channel(false);
