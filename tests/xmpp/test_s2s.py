@@ -189,12 +189,15 @@ def federation(s2s_env: S2SEnv, tmp_path: Path):
     made: list[Federation] = []
 
     def make(mode: str = "required", prosody_cert: Optional[tuple[Path, Path]] = None,
-             prosody_kw: Optional[dict] = None, extra_args: tuple[str, ...] = ()) -> Federation:
+             prosody_kw: Optional[dict] = None, extra_args: tuple[str, ...] = (),
+             mail_domain: Optional[str] = None) -> Federation:
         """`prosody_cert`: the certificate Prosody presents (default: TestCA's for p.test);
         `prosody_kw`: Prosody knobs overriding the mode's; `extra_args`: more `herald agent`
-        flags."""
+        flags; `mail_domain`: an email domain Herald also federates as (in its certificate and
+        in the DNS, EMAIL-6/EMAIL-8)."""
         env = s2s_env
-        cert, key = env.ca.issue([HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"], stem="herald")
+        names = [HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"] + ([mail_domain] if mail_domain else [])
+        cert, key = env.ca.issue(names, stem="herald")
         cluster = Cluster(tmp_path / "cluster", HERALD_DOMAIN, extra_args=[
             "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(env.ca.ca_path),
             "--dns-resolver", env.dns.address, *extra_args])
@@ -202,6 +205,9 @@ def federation(s2s_env: S2SEnv, tmp_path: Path):
         try:
             env.dns.add_xmpp_server(HERALD_DOMAIN, [(f"node{n}.{HERALD_DOMAIN}", cluster.ip(n))
                                                     for n in FED_NODES])
+            if mail_domain:
+                env.dns.add_xmpp_server(mail_domain, [(f"node{n}.{HERALD_DOMAIN}",
+                                                       cluster.ip(n)) for n in FED_NODES])
             prosody = env.prosody(PEER_DOMAIN, cert=prosody_cert,
                                   **{**MODES[mode]["prosody"], **(prosody_kw or {})})
             env.dns.start()
@@ -566,3 +572,48 @@ def test_bad_input_on_5269(federation, case: str) -> None:
     run(body(), BODY_TIMEOUT)
     for n in fed.cluster.nodes:
         assert fed.cluster.is_running(n), f"node {n} died after {case}"
+
+
+def test_email_for_federation(federation) -> None:
+    """EMAIL-2/3/4: with email for federation on, alice federates as her mail address (bob at
+    Prosody sees it as `from` and reaches her through it), a user without a mail address
+    federates by JID, and stanzas from outside to alice's raw JID are dropped and counted."""
+    mail_domain = "mail.test"
+    fed = federation("required", mail_domain=mail_domain)
+    alice_user = fed.herald_user("alice")
+    carol_user = fed.herald_user("carol")
+    mail = f"alice.liddell@{mail_domain}"
+    fed.cluster.cli(None, "user", "update", alice_user[0], "--mail-id", mail)
+    fed.cluster.cli(None, "email-federation", "enable", "--confirm")
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(alice_user)
+            carol = await fed.herald_client(carol_user)
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+            # bob knows alice by her mail address.
+            bob.send_presence(pto=mail, ptype="subscribe")
+            await alice.expect_presence(bob.user, "bob's request reaching alice", ptype="subscribe",
+                                        timeout=DELIVERY_TIMEOUT)
+            alice.send_presence(pto=bob.user, ptype="subscribed")
+            await bob.expect_presence(mail, "the approval from alice's mail address",
+                                      ptype="subscribed", timeout=DELIVERY_TIMEOUT)
+            await bob.expect_presence(mail, "alice's presence under her mail address",
+                                      ptype="available", timeout=DELIVERY_TIMEOUT)
+            alice.chat(bob.user, "from alice")
+            got = await bob.expect_messages(mail, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "from alice", got[0]
+            bob.chat(mail, "to alice by mail")
+            got = await alice.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "to alice by mail", got[0]
+            # EMAIL-3: carol has no mail address and federates with her JID.
+            carol.chat(bob.user, "from carol")
+            got = await bob.expect_messages(carol.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "from carol", got[0]
+            # EMAIL-4: alice's raw JID is not reachable from outside.
+            bob.chat(alice.user, "to alice's JID")
+            await not_delivered(alice, bob.user)
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    fed.assert_counted("herald_s2s_email_drops_total", "a stanza to alice's raw JID dropped")

@@ -127,7 +127,7 @@ impl Inbound {
     async fn open(&mut self, h: herald_xmpp::StreamHeader) -> Result<(), StreamError> {
         self.local = h.to.clone();
         wire::check_header(&h).map_err(|e| err(StreamCondition::InvalidNamespace, e))?;
-        let Some(to) = h.to.clone().filter(|t| self.s2s.is_local_domain(t)) else {
+        let Some(to) = h.to.clone().filter(|t| self.s2s.serves_domain(t)) else {
             return Err(err(
                 StreamCondition::HostUnknown,
                 format!("'{}' is not served here", h.to.as_deref().unwrap_or("")),
@@ -303,7 +303,7 @@ impl Inbound {
         if db.verify {
             // A server asks whether a key it got is ours (we are the originating domain).
             let id = db.id.clone().unwrap_or_default();
-            let valid = self.s2s.is_local_domain(&db.to)
+            let valid = self.s2s.serves_domain(&db.to)
                 && wire::keys_equal(
                     &db.key,
                     &wire::dialback_key(&settings.secret, &db.from, &db.to, &id),
@@ -318,7 +318,7 @@ impl Inbound {
                 "TLS is required before dialback",
             ));
         }
-        if !self.s2s.is_local_domain(&db.to) {
+        if !self.s2s.serves_domain(&db.to) {
             return self.send(&db.error("item-not-found")).await;
         }
         let Ok(from) = Jid::parse(&db.from) else {
@@ -391,7 +391,7 @@ impl Inbound {
                 format!("'{}' was not authenticated on this stream", from.domain()),
             ));
         }
-        if !self.s2s.is_local_domain(to.domain()) {
+        if !self.s2s.serves_domain(to.domain()) {
             return Err(err(
                 StreamCondition::HostUnknown,
                 format!("'{}' is not served here", to.domain()),

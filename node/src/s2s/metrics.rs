@@ -18,6 +18,9 @@ pub const FORWARDED: &str = "herald_s2s_forwarded_total";
 /// Counter, label `direction`: presences rewritten for (or from) a generic XMPP server by the
 /// availability model (Herald's extension removed, an undefined `<show/>` dropped).
 pub const PRESENCE_REWRITTEN: &str = "herald_s2s_presence_rewritten_total";
+/// Counter: inbound federated stanzas dropped because they were addressed to a user's JID while
+/// the user federates by email address (EMAIL-4).
+pub const EMAIL_DROPS: &str = "herald_s2s_email_drops_total";
 /// Gauge: outbound links (one per local/remote domain pair) by `state` (idle, connecting, up,
 /// backoff).
 pub const LINKS: &str = "herald_s2s_links";
@@ -57,6 +60,11 @@ pub fn describe() {
         metrics::counter!(STANZAS, "direction" => d).absolute(0);
     }
     metrics::counter!(FORWARDED).absolute(0);
+    metrics::counter!(EMAIL_DROPS).absolute(0);
+    describe_counter!(
+        EMAIL_DROPS,
+        "Inbound federated stanzas dropped: addressed to the JID of a user who federates by email"
+    );
 }
 
 /// Counts a failure.

@@ -154,8 +154,70 @@ impl S2s {
             .is_some()
     }
 
+    /// Whether email for federation is on (EMAIL-1).
+    pub fn email_enabled(&self) -> bool {
+        matches!(
+            self.cluster.applied().state.get(ObjectKind::EmailFederation, "").and_then(|o| o.body),
+            Some(Body::EmailFederation(e)) if e.enabled
+        )
+    }
+
+    /// Whether federation streams for `domain` are ours: a local domain, or an email domain
+    /// while email for federation is on.
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        self.is_local_domain(domain)
+            || (self.email_enabled() && self.cluster.applied().state.is_email_domain(domain))
+    }
+
+    /// The address a local user federates as (EMAIL-2, EMAIL-3): their `mail_id` while email for
+    /// federation is on and it is a full address, else their JID.
+    fn federated_address(&self, user: &Jid) -> Option<Jid> {
+        if !self.email_enabled() {
+            return None;
+        }
+        let applied = self.cluster.applied();
+        let o = applied.state.peek(ObjectKind::User, &user.bare().to_string())?;
+        let Some(Body::User(u)) = &o.body else { return None };
+        let mail = Jid::parse(&u.mail_id).ok().filter(|m| m.local().is_some() && m.resource().is_none())?;
+        match user.resource() {
+            Some(r) => mail.with_resource(r).ok(),
+            None => Some(mail),
+        }
+    }
+
+    /// Maps an address from outside to the local user it names (EMAIL-2, EMAIL-4). `Ok(None)`:
+    /// use it as it is; `Err`: drop the stanza (a user's raw JID while they federate by email).
+    fn local_address(&self, to: &Jid) -> Result<Option<Jid>, &'static str> {
+        if !self.email_enabled() {
+            return Ok(None);
+        }
+        let applied = self.cluster.applied();
+        let bare = to.bare().to_string();
+        if let Some(jid) = applied.state.user_by_mail(&bare) {
+            let Ok(user) = Jid::parse(jid) else { return Ok(None) };
+            return Ok(Some(match to.resource() {
+                Some(r) => user.with_resource(r).unwrap_or(user),
+                None => user,
+            }));
+        }
+        if let Some(Body::User(u)) = applied.state.peek(ObjectKind::User, &bare).and_then(|o| o.body.as_ref()) {
+            let has_mail = Jid::parse(&u.mail_id).is_ok_and(|m| m.local().is_some());
+            if has_mail && !u.mail_id.eq_ignore_ascii_case(&bare) {
+                return Err("addressed to the user's JID while the user federates by email address");
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends a stanza from one of our users to another domain (or bounces it).
-    pub fn send(self: &Arc<Self>, stanza: Element, forwarded: bool) {
+    pub fn send(self: &Arc<Self>, mut stanza: Element, forwarded: bool) {
+        if !forwarded {
+            if let Some(from) = stanza.get_attr("from").and_then(|f| Jid::parse(f).ok()) {
+                if let Some(mail) = self.federated_address(&from) {
+                    stanza.set_attr("from", mail.to_string());
+                }
+            }
+        }
         let Some((from, to)) = addresses(&stanza) else {
             tracing::debug!("federated stanza without usable from/to dropped");
             return;
@@ -248,7 +310,13 @@ impl S2s {
         }
         ::metrics::counter!(metrics::BOUNCED, "condition" => condition.name()).increment(1);
         let err = StanzaError::with_text(condition, why);
-        if let (Some(reply), Some(x)) = (err.reply_to(stanza, None), self.xmpp.upgrade()) {
+        if let (Some(mut reply), Some(x)) = (err.reply_to(stanza, None), self.xmpp.upgrade()) {
+            // The sender may have been given their email address on the way out.
+            if let Some(to) = reply.get_attr("to").and_then(|t| Jid::parse(t).ok()) {
+                if let Ok(Some(user)) = self.local_address(&to) {
+                    reply.set_attr("to", user.to_string());
+                }
+            }
             x.router().route(reply);
         }
     }
@@ -256,6 +324,17 @@ impl S2s {
     /// Hands a stanza that arrived from another domain to the dispatcher.
     pub fn deliver(&self, mut stanza: Element) {
         rewrite_presence(&mut stanza, "inbound");
+        if let Some(to) = stanza.get_attr("to").and_then(|t| Jid::parse(t).ok()) {
+            match self.local_address(&to) {
+                Ok(Some(user)) => stanza.set_attr("to", user.to_string()),
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::info!(to = %to, reason = why, "federated stanza dropped (email for federation)");
+                    ::metrics::counter!(metrics::EMAIL_DROPS).increment(1);
+                    return;
+                }
+            }
+        }
         herald_xmpp::s2s::swap_ns(
             &mut stanza,
             herald_xmpp::ns::SERVER,
