@@ -305,7 +305,36 @@ async fn run_planes(
     let c2s_tls_addr = local(&listeners.c2s_tls)?;
     let s2s_addr = local(&listeners.s2s)?;
     let s2s_arbiter = arbiters[0].clone();
-    let tls_server = crate::tls::server_config(&tls).context("c2s TLS configuration")?;
+    let certs = std::sync::Arc::new(
+        crate::tls::certs::CertStore::new(
+            &tls,
+            cfg.tls_cert.is_some(),
+            cfg.tls_cert_dir.clone(),
+            cfg.tls_cert.is_none().then(|| cfg.tls_dir()),
+        )
+        .context("TLS certificates")?,
+    );
+    {
+        let h = handle.clone();
+        certs.set_serves(Box::new(move |d| {
+            let a = h.applied();
+            a.state
+                .peek(herald_grpc::config::ObjectKind::Domain, d)
+                .is_some()
+                || a.state.is_email_domain(d)
+        }));
+        let c = certs.clone();
+        control.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let c = c.clone();
+                let _ = tokio::task::spawn_blocking(move || c.reload_changed()).await;
+            }
+        });
+    }
+    let tls_server =
+        crate::tls::server_config_resolving(certs.clone()).context("c2s TLS configuration")?;
     let xmpp = crate::xmpp::start(
         handle.clone(),
         crate::xmpp::Planes {
@@ -342,6 +371,7 @@ async fn run_planes(
     };
     let s2s = {
         let _on_control_plane = control.enter();
+
         let dns = match &cfg.dns_resolver {
             Some(r) => Some(crate::config::parse_dns_resolver(r).map_err(anyhow::Error::msg)?),
             None => None,
@@ -349,7 +379,7 @@ async fn run_planes(
         let s2s = crate::s2s::S2s::new(
             handle.clone(),
             &xmpp,
-            &tls,
+            certs,
             cfg.tls_ca.as_deref(),
             dns,
             herald_xmpp::s2s::DEFAULT_PORT,

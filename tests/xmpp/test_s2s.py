@@ -117,11 +117,15 @@ class Federation:
         enable = [a for n in FED_NODES for a in ("--enable-node", str(n))]
         self.cluster.cli(None, "xmpp-federation", "set", *enable, *MODES[mode]["herald"],
                          "--dialback-secret", self.secret)
+        self.cluster.wait_converged(self.cluster.nodes)
         self.mode = mode
 
     def policy(self, *args: str) -> str:
-        """`herald xmpp-policy ARGS`."""
-        return self.cluster.cli(None, "xmpp-policy", *args)
+        """`herald xmpp-policy ARGS`, then waits until every node applied it (a write is
+        acknowledged once committed; followers apply it a heartbeat later)."""
+        out = self.cluster.cli(None, "xmpp-policy", *args)
+        self.cluster.wait_converged(self.cluster.nodes)
+        return out
 
     # -- users and clients -------------------------------------------------------------------
 
@@ -617,3 +621,50 @@ def test_email_for_federation(federation) -> None:
             await fed.close_clients()
     run(body(), BODY_TIMEOUT)
     fed.assert_counted("herald_s2s_email_drops_total", "a stanza to alice's raw JID dropped")
+
+
+def test_domain_added_later_gets_its_own_certificate(federation, tmp_path: Path) -> None:
+    """A local domain added after start federates under TLS required with its own certificate:
+    its files are dropped into `--tls-cert-dir` while the nodes run (picked up without a
+    restart), Prosody's inbound TLS gets it by SNI, and Herald presents it outbound for SASL
+    EXTERNAL as that domain."""
+    second = "second.test"
+    cert_dir = tmp_path / "domain-certs"
+    cert_dir.mkdir()
+    fed = federation("required", extra_args=("--tls-cert-dir", str(cert_dir)))
+    fed.cluster.cli(None, "domain", "add", second)
+    fed.env.dns.add_xmpp_server(second, [(f"node{n}.{HERALD_DOMAIN}", fed.cluster.ip(n))
+                                         for n in FED_NODES])
+    fed.env.dns.restart()
+    cert, key = fed.env.ca.issue([second], stem="second-domain")
+    # Written next to each other, the key first: the store loads a pair once the .pem is there.
+    (cert_dir / f"{second}.key").write_bytes(key.read_bytes())
+    (cert_dir / f"{second}.pem").write_bytes(cert.read_bytes())
+    password = f"pw-{secrets.token_hex(4)}"
+    dave = f"dave@{second}"
+    fed.cluster.add_user(dave, password)
+
+    async def body() -> None:
+        try:
+            d = await fed.herald_client((dave, password))
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+            # The store polls every 5 s: the first attempt may still present the node
+            # certificate (example.test), which Prosody refuses; retry until delivered.
+            deadline = time.monotonic() + 30
+            while True:
+                d.chat(bob.user, "from the second domain")
+                try:
+                    got = await bob.expect_messages(dave, 1, timeout=6)
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
+            assert got[0]["body"] == "from the second domain", got[0]
+            bob.chat(dave, "to the second domain")
+            got = await d.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "to the second domain", got[0]
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    rows = [r for r in fed.prosody.shell("s2s", "show").splitlines() if second in r]
+    assert rows and all("Succeeded" in r for r in rows), rows

@@ -124,7 +124,9 @@ impl StateMachine {
     /// users have it (email for federation then cannot tell them apart).
     pub fn user_by_mail(&self, mail: &str) -> Option<&str> {
         let set = self.users_by_mail.get(&mail.to_ascii_lowercase())?;
-        (set.len() == 1).then(|| set.iter().next().map(String::as_str)).flatten()
+        (set.len() == 1)
+            .then(|| set.iter().next().map(String::as_str))
+            .flatten()
     }
 
     /// True when `domain` is an email domain: administered, or some user's `mail_id` is in it.

@@ -101,7 +101,8 @@ mod tests {
     fn rows() {
         let caps = || Element::new("c", "http://jabber.org/protocol/caps").attr("node", "n");
         // (input children, changed, shows after, statuses after)
-        let rows: Vec<(Vec<Element>, Translated, Vec<&str>, Vec<&str>)> = vec![
+        type Row<'a> = (Vec<Element>, Translated, Vec<&'a str>, Vec<&'a str>);
+        let rows: Vec<Row> = vec![
             (vec![], Translated::Unchanged, vec![], vec![]),
             (
                 vec![show("away"), status("lunch")],

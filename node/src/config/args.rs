@@ -83,6 +83,10 @@ pub struct AgentArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Directory of per-domain federation certificates (`<domain>.pem` + `<domain>.key`), re-read
+    /// when they change.
+    #[arg(long, env = "HERALD_TLS_CERT_DIR", value_name = "DIR")]
+    pub tls_cert_dir: Option<PathBuf>,
     /// PEM CA bundle trusted (besides the system roots) for federation peers' certificates.
     #[arg(long, env = "HERALD_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -221,6 +225,7 @@ impl AgentArgs {
             cfg.tls_cert => a.tls_cert.map(Some),
             cfg.tls_key => a.tls_key.map(Some),
             cfg.tls_ca => a.tls_ca.map(Some),
+            cfg.tls_cert_dir => a.tls_cert_dir.map(Some),
             cfg.dns_resolver => a.dns_resolver.map(Some),
             cfg.admin_token => a.admin_token.map(|t| Some(Secret::new(t))),
             cfg.admin_client_ca => a.admin_client_ca.map(Some),

@@ -180,6 +180,10 @@ pub struct NodeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key matching `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Directory of per-domain certificates for federation: `<domain>.pem` (chain) and
+    /// `<domain>.key`; picked by SNI inbound and by the local domain outbound, re-read when the
+    /// files change.
+    pub tls_cert_dir: Option<PathBuf>,
     /// PEM CA bundle trusted, besides the system roots, for the certificates of federation
     /// peers (XMPP s2s).
     pub tls_ca: Option<PathBuf>,
@@ -245,6 +249,7 @@ impl Default for NodeConfig {
             http_port: 9470,
             tls_cert: None,
             tls_key: None,
+            tls_cert_dir: None,
             tls_ca: None,
             dns_resolver: None,
             admin_token: None,

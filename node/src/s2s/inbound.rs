@@ -208,7 +208,18 @@ impl Inbound {
                 ));
             }
             self.send(&Element::new("proceed", ns::TLS)).await?;
-            let cfg = self.s2s.server_tls.clone();
+            // SNI names the certificate; peers that send none get the one of the domain
+            // their stream header addressed.
+            let cfg = match super::tls::server_config(
+                self.s2s.certs.clone(),
+                self.local.clone().unwrap_or_default(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "federation TLS configuration failed");
+                    return Err(err(StreamCondition::InternalServerError, "TLS unavailable"));
+                }
+            };
             if let Err(e) = tokio::time::timeout(NEGOTIATION, self.conn.tls_server(cfg))
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))

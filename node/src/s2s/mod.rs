@@ -64,8 +64,7 @@ pub struct S2s {
     pub cluster: ClusterHandle,
     pub xmpp: Weak<Shared>,
     pub trust: tls::PeerTrust,
-    pub server_tls: Arc<rustls::ServerConfig>,
-    pub client_tls: Arc<rustls::ClientConfig>,
+    pub certs: Arc<crate::tls::certs::CertStore>,
     pub dns: dns::Dns,
     /// Port tried when a domain has no SRV records.
     pub default_port: u16,
@@ -82,7 +81,7 @@ impl S2s {
     pub fn new(
         cluster: ClusterHandle,
         xmpp: &Arc<Shared>,
-        material: &crate::tls::TlsMaterial,
+        certs: Arc<crate::tls::certs::CertStore>,
         tls_ca: Option<&std::path::Path>,
         dns_server: Option<std::net::SocketAddr>,
         default_port: u16,
@@ -99,8 +98,7 @@ impl S2s {
             cluster,
             xmpp: Arc::downgrade(xmpp),
             trust,
-            server_tls: tls::server_config(material)?,
-            client_tls: tls::client_config(material)?,
+            certs,
             dns: dns::Dns::new(dns_server)?,
             default_port,
             limits,
@@ -108,6 +106,14 @@ impl S2s {
             arbiter,
             links: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The TLS client configuration for streams from our `local` domain (its certificate).
+    pub fn client_tls(
+        &self,
+        local: &str,
+    ) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
+        tls::client_config(self.certs.for_domain(local))
     }
 
     /// The settings in force now.
@@ -176,9 +182,15 @@ impl S2s {
             return None;
         }
         let applied = self.cluster.applied();
-        let o = applied.state.peek(ObjectKind::User, &user.bare().to_string())?;
-        let Some(Body::User(u)) = &o.body else { return None };
-        let mail = Jid::parse(&u.mail_id).ok().filter(|m| m.local().is_some() && m.resource().is_none())?;
+        let o = applied
+            .state
+            .peek(ObjectKind::User, &user.bare().to_string())?;
+        let Some(Body::User(u)) = &o.body else {
+            return None;
+        };
+        let mail = Jid::parse(&u.mail_id)
+            .ok()
+            .filter(|m| m.local().is_some() && m.resource().is_none())?;
         match user.resource() {
             Some(r) => mail.with_resource(r).ok(),
             None => Some(mail),
@@ -194,16 +206,24 @@ impl S2s {
         let applied = self.cluster.applied();
         let bare = to.bare().to_string();
         if let Some(jid) = applied.state.user_by_mail(&bare) {
-            let Ok(user) = Jid::parse(jid) else { return Ok(None) };
+            let Ok(user) = Jid::parse(jid) else {
+                return Ok(None);
+            };
             return Ok(Some(match to.resource() {
                 Some(r) => user.with_resource(r).unwrap_or(user),
                 None => user,
             }));
         }
-        if let Some(Body::User(u)) = applied.state.peek(ObjectKind::User, &bare).and_then(|o| o.body.as_ref()) {
+        if let Some(Body::User(u)) = applied
+            .state
+            .peek(ObjectKind::User, &bare)
+            .and_then(|o| o.body.as_ref())
+        {
             let has_mail = Jid::parse(&u.mail_id).is_ok_and(|m| m.local().is_some());
             if has_mail && !u.mail_id.eq_ignore_ascii_case(&bare) {
-                return Err("addressed to the user's JID while the user federates by email address");
+                return Err(
+                    "addressed to the user's JID while the user federates by email address",
+                );
             }
         }
         Ok(None)

@@ -5,30 +5,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::facts::{CertFacts, CertInfo, ChainTop};
 
-/// Whether the DNS name `pattern` from a certificate covers `name` (RFC 6125 §6.4.3): exact
-/// match ignoring case and a trailing dot, or `*.` followed by the parent of `name` — the
-/// wildcard stands for exactly one whole left-most label (`*.a.com` covers `foo.a.com`, not
-/// `bar.foo.a.com` nor `a.com`). Partial-label wildcards (`f*.a.com`) and wildcards over a
-/// single-label parent (`*.com`) cover nothing.
-pub fn name_matches(pattern: &str, name: &str) -> bool {
-    let p = pattern.trim_end_matches('.').to_ascii_lowercase();
-    let n = name.trim_end_matches('.').to_ascii_lowercase();
-    if p.is_empty() || n.is_empty() {
-        return false;
-    }
-    match p.strip_prefix("*.") {
-        Some(parent) => {
-            if parent.contains('*') || !parent.contains('.') {
-                return false;
-            }
-            match n.split_once('.') {
-                Some((label, rest)) => !label.is_empty() && rest == parent,
-                None => false,
-            }
-        }
-        None => !p.contains('*') && p == n,
-    }
-}
+pub use crate::tls::name_matches;
 
 /// Whether any name of `cert`'s SAN DNS list covers `name`.
 pub fn covers(cert: &CertInfo, name: &str) -> bool {
