@@ -39,3 +39,6 @@ pub use typed::{
     CSeq, ContentType, Event, HeaderError, SubState, SubscriptionState, Via, MAGIC_COOKIE,
 };
 pub use uri::{NameAddr, Params, SipUri, Uri, UriError};
+
+#[cfg(test)]
+mod tests_typed;

@@ -81,9 +81,7 @@ impl Via {
     pub fn parse(s: &str) -> Result<Via, HeaderError> {
         let e = |r| bad(HeaderName::Via, r);
         let s = s.trim();
-        let (proto, rest) = s
-            .split_once([' ', '\t'])
-            .ok_or(e("no sent-by"))?;
+        let (proto, rest) = s.split_once([' ', '\t']).ok_or(e("no sent-by"))?;
         let mut parts = proto.split('/').map(str::trim);
         let (Some(name), Some(version), Some(transport), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())

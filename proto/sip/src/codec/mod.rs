@@ -377,7 +377,7 @@ fn check_limits(
 
 fn is_version(v: &str) -> bool {
     v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+        && v.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
         && v[4..].split_once('.').is_some_and(|(a, b)| {
             !a.is_empty()
                 && !b.is_empty()
@@ -406,7 +406,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, DecodeError> {
     if s.chars().any(|c| c.is_control() && c != '\t') {
         return Err(bad("control character"));
     }
-    if s.len() >= 4 && s[..4].eq_ignore_ascii_case("SIP/") {
+    if s.len() >= 4 && s.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
         let (version, rest) = s.split_once(' ').unwrap_or((s, ""));
         check_version(version)?;
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -510,3 +510,8 @@ fn content_length(headers: &mut Vec<Header>) -> Result<u64, DecodeError> {
     headers.retain(|h| h.name != HeaderName::ContentLength);
     found.ok_or(DecodeError::MissingContentLength)
 }
+
+#[cfg(test)]
+mod samples;
+#[cfg(test)]
+mod tests;
