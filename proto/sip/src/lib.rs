@@ -28,6 +28,7 @@ pub mod codec;
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod pidf;
 pub mod transaction;
 pub mod typed;
 pub mod uri;

@@ -512,6 +512,6 @@ fn content_length(headers: &mut Vec<Header>) -> Result<u64, DecodeError> {
 }
 
 #[cfg(test)]
-mod samples;
+pub(crate) mod samples;
 #[cfg(test)]
 mod tests;
