@@ -253,10 +253,10 @@ impl Presence {
         let _ = writeln!(
             x,
             "<presence xmlns=\"{NS_PIDF}\" xmlns:dm=\"{NS_DM}\" xmlns:rpid=\"{NS_RPID}\" entity=\"{}\">",
-            escape(&self.entity)
+            escape_attr(&self.entity)
         );
         for t in &self.tuples {
-            let _ = write!(x, "<tuple id=\"{}\"><status>", escape(&t.id));
+            let _ = write!(x, "<tuple id=\"{}\"><status>", escape_attr(&t.id));
             if let Some(b) = t.basic {
                 let b = if b == Basic::Open { "open" } else { "closed" };
                 let _ = write!(x, "<basic>{b}</basic>");
@@ -274,7 +274,7 @@ impl Presence {
             let _ = writeln!(x, "<note>{}</note>", escape(n));
         }
         if let Some(p) = &self.person {
-            let _ = write!(x, "<dm:person id=\"{}\">", escape(&p.id));
+            let _ = write!(x, "<dm:person id=\"{}\">", escape_attr(&p.id));
             if !p.activities.is_empty() {
                 x.push_str("<rpid:activities>");
                 for a in &p.activities {
@@ -446,7 +446,11 @@ impl Reader {
                     notes: Vec::new(),
                 });
             }
-            (Some((NS_PIDF, "status")), (NS_PIDF, "basic")) => self.collect(Text::Basic),
+            (Some((NS_PIDF, "status")), (NS_PIDF, "basic"))
+                if self.grandparent_is(NS_PIDF, "tuple") =>
+            {
+                self.collect(Text::Basic)
+            }
             (Some((NS_PIDF, "tuple")), (NS_PIDF, "contact")) => self.collect(Text::Contact),
             (Some((NS_PIDF, "tuple")), (NS_PIDF, "note")) => {
                 self.item()?;
@@ -456,7 +460,9 @@ impl Reader {
                 self.item()?;
                 self.collect(Text::PersonNote)
             }
-            (Some((NS_RPID, "activities")), (NS_RPID, local)) if self.in_person() => {
+            (Some((NS_RPID, "activities")), (NS_RPID, local))
+                if self.grandparent_is(NS_DM, "person") =>
+            {
                 self.item()?;
                 if local == "other" {
                     self.collect(Text::OtherActivity);
@@ -472,10 +478,11 @@ impl Reader {
         Ok(())
     }
 
-    fn in_person(&self) -> bool {
+    /// Whether the parent of the current element is `{ns}local`.
+    fn grandparent_is(&self, ns: &str, local: &str) -> bool {
         self.stack.len() >= 2 && {
-            let (ns, l) = &self.stack[self.stack.len() - 2];
-            ns == NS_DM && l == "person"
+            let (n, l) = &self.stack[self.stack.len() - 2];
+            n == ns && l == local
         }
     }
 
@@ -538,13 +545,23 @@ impl Reader {
     }
 }
 
-/// Escapes text and attribute values: `&`, `<`, `>`, `"` as entities, CR as a character
-/// reference (a parser would turn a raw one into LF), and drops characters XML 1.0 cannot
-/// carry (other C0 controls, U+FFFE, U+FFFF).
+/// Escapes text: `&`, `<`, `>`, `"` as entities, CR as a character reference (a parser
+/// would turn a raw one into LF), and drops characters XML 1.0 cannot carry (other C0
+/// controls, U+FFFE, U+FFFF).
 fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    escape_with(s, false)
+}
+
+/// Escapes an attribute value: as [`escape`], plus tab and LF as character references
+/// (a parser would normalize raw ones to spaces).
+fn escape_attr(s: &str) -> std::borrow::Cow<'_, str> {
+    escape_with(s, true)
+}
+
+fn escape_with(s: &str, attr: bool) -> std::borrow::Cow<'_, str> {
     let plain = |c: char| {
         !matches!(c, '&' | '<' | '>' | '"' | '\r' | '\u{fffe}' | '\u{ffff}')
-            && (c >= ' ' || c == '\t' || c == '\n')
+            && (c >= ' ' || (!attr && (c == '\t' || c == '\n')))
     };
     if s.chars().all(plain) {
         return s.into();
@@ -557,6 +574,8 @@ fn escape(s: &str) -> std::borrow::Cow<'_, str> {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\r' => out.push_str("&#13;"),
+            '\t' if attr => out.push_str("&#9;"),
+            '\n' if attr => out.push_str("&#10;"),
             c if plain(c) => out.push(c),
             _ => {}
         }
