@@ -34,6 +34,7 @@ pub struct Listeners {
     pub c2s: std::net::TcpListener,
     pub c2s_tls: std::net::TcpListener,
     pub s2s: std::net::TcpListener,
+    pub s2s_tls: std::net::TcpListener,
     pub cluster: std::net::TcpListener,
     pub admin: std::net::TcpListener,
     pub http: std::net::TcpListener,
@@ -53,6 +54,7 @@ impl Listeners {
             c2s: bind(cfg.c2s_port, "XMPP c2s (STARTTLS)")?,
             c2s_tls: bind(cfg.c2s_tls_port, "XMPP c2s (direct TLS)")?,
             s2s: bind(cfg.s2s_port, "XMPP s2s (federation)")?,
+            s2s_tls: bind(cfg.s2s_tls_port, "XMPP s2s (federation, direct TLS)")?,
             cluster: bind(cfg.cluster_port, "node-to-node gRPC")?,
             admin: bind(cfg.admin_port, "admin gRPC")?,
             http: bind(cfg.http_port, "HTTP (metrics, health)")?,
@@ -389,7 +391,9 @@ async fn run_planes(
         .context("starting XMPP federation")?;
         let _ = xmpp.s2s.set(s2s.clone());
         let listener = tokio::net::TcpListener::from_std(listeners.s2s)?;
-        control.spawn(crate::s2s::accept_loop(listener, s2s.clone()));
+        control.spawn(crate::s2s::accept_loop(listener, s2s.clone(), false));
+        let listener = tokio::net::TcpListener::from_std(listeners.s2s_tls)?;
+        control.spawn(crate::s2s::accept_loop(listener, s2s.clone(), true));
         s2s
     };
 
