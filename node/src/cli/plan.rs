@@ -71,6 +71,8 @@ pub(crate) enum Plan {
     GetLogFilter(herald_grpc::admin::GetLogFilterRequest),
     /// SetLogFilter.
     SetLogFilter(herald_grpc::admin::SetLogFilterRequest),
+    /// ReloadCerts.
+    ReloadCerts(herald_grpc::admin::ReloadCertsRequest),
 }
 
 impl std::fmt::Debug for Plan {
@@ -91,6 +93,7 @@ impl std::fmt::Debug for Plan {
             Plan::Modify(m) => write!(f, "Modify({:?}, {:?}, {:?})", m.kind, m.key, m.mode),
             Plan::GetLogFilter(r) => write!(f, "GetLogFilter({r:?})"),
             Plan::SetLogFilter(r) => write!(f, "SetLogFilter({r:?})"),
+            Plan::ReloadCerts(r) => write!(f, "ReloadCerts({r:?})"),
         }
     }
 }
@@ -185,6 +188,10 @@ pub(crate) async fn execute(
         Plan::SetLogFilter(req) => {
             let reply = client.set_log_filter(req).await?.into_inner();
             return Ok(render::log_filters(&reply, format));
+        }
+        Plan::ReloadCerts(req) => {
+            let reply = client.reload_certs(req).await?.into_inner();
+            return Ok(render::reloaded_certs(&reply, format));
         }
     };
     Ok(Output {
