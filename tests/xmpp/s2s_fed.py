@@ -119,6 +119,7 @@ class Federation:
         enable = [a for n in FED_NODES for a in ("--enable-node", str(n))]
         self.cluster.cli(None, "xmpp-federation", "set", *enable, *MODES[mode]["herald"],
                          "--dialback-secret", self.secret)
+        self.cluster.wait_converged(self.cluster.nodes)
         self.mode = mode
 
     def disable_node(self, node: int) -> None:
@@ -137,8 +138,11 @@ class Federation:
         dns.restart()
 
     def policy(self, *args: str) -> str:
-        """`herald xmpp-policy ARGS`."""
-        return self.cluster.cli(None, "xmpp-policy", *args)
+        """`herald xmpp-policy ARGS`, then waits until every node applied it (a write is
+        acknowledged once committed; followers apply it a heartbeat later)."""
+        out = self.cluster.cli(None, "xmpp-policy", *args)
+        self.cluster.wait_converged(self.cluster.nodes)
+        return out
 
     # -- users and clients -------------------------------------------------------------------
 
@@ -213,13 +217,17 @@ def federation(s2s_env: S2SEnv, tmp_path: Path):
 
     def make(mode: str = "required", prosody_cert: Optional[tuple[Path, Path]] = None,
              prosody_kw: Optional[dict] = None, extra_args: tuple[str, ...] = (),
-             srv_priority: Optional[dict[int, int]] = None) -> Federation:
+             srv_priority: Optional[dict[int, int]] = None,
+             mail_domain: Optional[str] = None) -> Federation:
         """`prosody_cert`: the certificate Prosody presents (default: TestCA's for p.test);
         `prosody_kw`: Prosody knobs overriding the mode's; `extra_args`: more `herald agent`
         flags; `srv_priority`: {node: SRV priority} of example.test's records (default 0 for
-        every node of FED_NODES; `Federation.set_srv_priority` changes them later)."""
+        every node of FED_NODES; `Federation.set_srv_priority` changes them later); `mail_domain`:
+        an email domain Herald also federates as (in its certificate and in the DNS,
+        EMAIL-6/EMAIL-8)."""
         env = s2s_env
-        cert, key = env.ca.issue([HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"], stem="herald")
+        names = [HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"] + ([mail_domain] if mail_domain else [])
+        cert, key = env.ca.issue(names, stem="herald")
         cluster = Cluster(tmp_path / "cluster", HERALD_DOMAIN, extra_args=[
             "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(env.ca.ca_path),
             "--dns-resolver", env.dns.address, *extra_args])
@@ -229,6 +237,9 @@ def federation(s2s_env: S2SEnv, tmp_path: Path):
                 env.dns.add_srv(f"_xmpp-server._tcp.{HERALD_DOMAIN}", node_host(n), S2S_PORT,
                                 priority=(srv_priority or {}).get(n, 0))
                 env.dns.add_host(node_host(n), cluster.ip(n))
+                if mail_domain:
+                    env.dns.add_srv(f"_xmpp-server._tcp.{mail_domain}", node_host(n), S2S_PORT,
+                                    priority=(srv_priority or {}).get(n, 0))
             prosody = env.prosody(PEER_DOMAIN, cert=prosody_cert,
                                   **{**MODES[mode]["prosody"], **(prosody_kw or {})})
             env.dns.start()
