@@ -4,7 +4,7 @@
 //! for a linearizable read); writes become [`Command`]s committed through Raft. Secrets never
 //! leave: SCRAM secrets are stripped from users and calendar passwords are masked.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herald_cluster::client::constant_time_eq;
 use herald_cluster::ClusterHandle;
@@ -86,6 +86,9 @@ impl tonic::service::Interceptor for AuthCheck {
 
 pub type AdminGrpc = InterceptedService<AdminServer<AdminService>, AuthCheck>;
 
+/// Bound on waiting for every member to apply a federation settings/policy write.
+const FEDERATION_APPLY_WAIT: Duration = Duration::from_secs(2);
+
 impl AdminService {
     /// The service with its bearer-token check (none when `token` is None).
     pub fn grpc(cluster: ClusterHandle, token: Option<String>, max_bytes: usize) -> AdminGrpc {
@@ -109,6 +112,37 @@ impl AdminService {
             revision: w.revision,
             warnings: w.warnings,
         })
+    }
+
+    /// A write of the federation settings or policy: once the leader applied it, waits
+    /// (bounded by `FEDERATION_APPLY_WAIT`) until every member that answers applied it too, so
+    /// that the next stanza after the answer is decided under it on whichever node it enters
+    /// (followers otherwise apply it up to a heartbeat later). A member still behind at the
+    /// deadline is logged; the write itself has succeeded either way.
+    async fn write_applied_everywhere(&self, op: Op) -> Result<WriteReply, Status> {
+        let reply = self.write(op).await?;
+        let deadline = Instant::now() + FEDERATION_APPLY_WAIT;
+        loop {
+            let behind: Vec<u64> = self
+                .cluster
+                .member_statuses()
+                .await
+                .into_iter()
+                .filter_map(|(n, st)| match st {
+                    Ok(st) if st.applied_index < reply.revision => Some(n.node_id),
+                    _ => None,
+                })
+                .collect();
+            if behind.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(revision = reply.revision, nodes = ?behind, "federation config write not yet applied on every node");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(reply)
     }
 
     async fn barrier(&self, linearizable: bool) -> Result<(), Status> {
@@ -416,13 +450,21 @@ impl Admin for AdminService {
                 .filter(|o| o.body.is_some())
                 .ok_or_else(|| Status::invalid_argument("object: missing"))?;
             let object = self.prepare_put(object);
-            self.write(Op::Put(PutObject {
+            let federation = matches!(
+                object.body,
+                Some(Body::XmppPolicy(_) | Body::XmppFederation(_))
+            );
+            let op = Op::Put(PutObject {
                 object: Some(object),
                 mode: req.mode,
                 expected_revision: req.expected_revision,
                 confirm: req.confirm,
-            }))
-            .await
+            });
+            if federation {
+                self.write_applied_everywhere(op).await
+            } else {
+                self.write(op).await
+            }
             .map(Response::new)
         }
         .await;
@@ -499,7 +541,7 @@ impl Admin for AdminService {
     ) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
         let r = self
-            .write(Op::AddPolicyException(req.into_inner()))
+            .write_applied_everywhere(Op::AddPolicyException(req.into_inner()))
             .await
             .map(Response::new);
         observe("AddPolicyException", t, r)
@@ -511,7 +553,7 @@ impl Admin for AdminService {
     ) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
         let r = self
-            .write(Op::RemovePolicyException(req.into_inner()))
+            .write_applied_everywhere(Op::RemovePolicyException(req.into_inner()))
             .await
             .map(Response::new);
         observe("RemovePolicyException", t, r)

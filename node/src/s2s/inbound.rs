@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use herald_federation::edge::policy::Direction;
 use herald_grpc::config::XmppSecurityMode;
 use herald_xmpp::error::{StreamCondition, StreamError};
@@ -19,7 +21,8 @@ use super::metrics as m;
 use super::stream::{Conn, ReadError};
 use super::S2s;
 
-/// Time allowed for negotiation steps before the stream is authenticated.
+/// Time allowed from accepting a connection until its stream is authenticated (in total: a
+/// peer that only sends whitespace keepalives does not extend it).
 const NEGOTIATION: Duration = Duration::from_secs(60);
 
 struct Inbound {
@@ -37,10 +40,13 @@ struct Inbound {
     header_sent: bool,
     /// The connection came in on the direct-TLS port (XEP-0368).
     direct_tls: bool,
+    /// When negotiation must be over (accepted + NEGOTIATION).
+    negotiation_deadline: Instant,
 }
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let negotiation_deadline = Instant::now() + NEGOTIATION;
     let mut conn = Conn::new(tcp, s2s.limits);
     if direct_tls {
         // XEP-0368: TLS from the first byte, ALPN `xmpp-server`; the certificate by SNI.
@@ -68,6 +74,7 @@ pub async fn serve(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: 
         authenticated: HashSet::new(),
         header_sent: false,
         direct_tls,
+        negotiation_deadline,
     };
     let err = st.run(&mut gauge).await;
     if let Some(e) = err {
@@ -108,7 +115,16 @@ impl Inbound {
     async fn run(&mut self, gauge: &mut m::ConnGauge) -> Option<StreamError> {
         loop {
             let timeout = if self.authenticated.is_empty() {
-                NEGOTIATION
+                let left = self
+                    .negotiation_deadline
+                    .saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Some(err(
+                        StreamCondition::ConnectionTimeout,
+                        "not authenticated within the negotiation time",
+                    ));
+                }
+                left
             } else {
                 super::outbound::IDLE
             };
@@ -239,7 +255,10 @@ impl Inbound {
                     return Err(err(StreamCondition::InternalServerError, "TLS unavailable"));
                 }
             };
-            if let Err(e) = tokio::time::timeout(NEGOTIATION, self.conn.tls_server(cfg))
+            let left = self
+                .negotiation_deadline
+                .saturating_duration_since(Instant::now());
+            if let Err(e) = tokio::time::timeout(left, self.conn.tls_server(cfg))
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
             {
