@@ -19,6 +19,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod idle;
 pub mod im;
 pub mod local;
 pub mod log_filter;

@@ -668,3 +668,46 @@ def test_domain_added_later_gets_its_own_certificate(federation, tmp_path: Path)
     run(body(), BODY_TIMEOUT)
     rows = [r for r in fed.prosody.shell("s2s", "show").splitlines() if second in r]
     assert rows and all("Succeeded" in r for r in rows), rows
+
+
+def test_direct_tls_xep_0368_inbound(federation) -> None:
+    """XEP-0368: with `_xmpps-server._tcp` records for example.test, Prosody reaches Herald's
+    direct-TLS port (5270, ALPN `xmpp-server`) and authenticates there (SASL EXTERNAL);
+    presence and messages flow both ways. (Herald's own outbound direct TLS is not exercised
+    here: p.test publishes no `_xmpps-server` record.)"""
+    fed = federation("required")
+    for n in FED_NODES:
+        fed.env.dns.add_srv(f"_xmpps-server._tcp.{HERALD_DOMAIN}", f"node{n}.{HERALD_DOMAIN}",
+                            5270)
+    fed.env.dns.restart()
+
+    async def body() -> None:
+        try:
+            alice, bob = await befriend(fed)
+            await both_ways(fed, alice, bob, "direct tls")
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    rows = fed.prosody_sessions()
+    out = [r for r in rows if r["dir"] == "-->"]
+    assert out and out[0]["security"].startswith("TLS"), rows
+    logs = "".join(fed.cluster.log_path(n).read_text(errors="replace") for n in FED_NODES)
+    assert re.search(r"inbound federation stream authenticated.*domain=p\.test.*direct_tls=true",
+                     logs), "Prosody's stream did not come in on the direct-TLS port"
+    # Herald's direct-TLS listener answered with ALPN xmpp-server.
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(fed.ca))
+    ctx.set_alpn_protocols(["xmpp-server"])
+    with socket.create_connection((fed.cluster.ip(FED_NODES[0]), 5270), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=HERALD_DOMAIN) as tls:
+            assert tls.selected_alpn_protocol() == "xmpp-server"
+            tls.sendall(s2s_header(PEER_DOMAIN, HERALD_DOMAIN))
+            data = b""
+            deadline = time.monotonic() + 10
+            while b"</stream:features>" not in data and time.monotonic() < deadline:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            assert b"<stream:features>" in data and b"starttls" not in data, data

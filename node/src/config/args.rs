@@ -62,6 +62,9 @@ pub struct AgentArgs {
     /// XMPP server-to-server port [default: 5269].
     #[arg(long, env = "HERALD_S2S_PORT", value_name = "PORT")]
     pub s2s_port: Option<u16>,
+    /// XMPP server-to-server port with direct TLS (XEP-0368) [default: 5270].
+    #[arg(long, env = "HERALD_S2S_TLS_PORT", value_name = "PORT")]
+    pub s2s_tls_port: Option<u16>,
     /// SIP over TCP port [default: 5060].
     #[arg(long, env = "HERALD_SIP_PORT", value_name = "PORT")]
     pub sip_port: Option<u16>,
@@ -198,6 +201,7 @@ impl AgentArgs {
             cfg.c2s_port => a.c2s_port,
             cfg.c2s_tls_port => a.c2s_tls_port,
             cfg.s2s_port => a.s2s_port,
+            cfg.s2s_tls_port => a.s2s_tls_port,
             cfg.sip_port => a.sip_port,
             cfg.sip_tls_port => a.sip_tls_port,
             cfg.cluster_port => a.cluster_port,

@@ -165,6 +165,8 @@ pub struct NodeConfig {
     pub c2s_tls_port: u16,
     /// XMPP server-to-server port.
     pub s2s_port: u16,
+    /// XMPP server-to-server port with direct TLS (XEP-0368, ALPN `xmpp-server`).
+    pub s2s_tls_port: u16,
     /// SIP over TCP port.
     pub sip_port: u16,
     /// SIP over TLS port.
@@ -242,6 +244,7 @@ impl Default for NodeConfig {
             c2s_port: 5222,
             c2s_tls_port: 5223,
             s2s_port: 5269,
+            s2s_tls_port: 5270,
             sip_port: 5060,
             sip_tls_port: 5061,
             cluster_port: DEFAULT_CLUSTER_PORT,
@@ -313,6 +316,7 @@ impl NodeConfig {
             c2s_port: 0,
             c2s_tls_port: 0,
             s2s_port: 0,
+            s2s_tls_port: 0,
             sip_port: 0,
             sip_tls_port: 0,
             cluster_port: 0,

@@ -112,8 +112,9 @@ impl S2s {
     pub fn client_tls(
         &self,
         local: &str,
+        direct: bool,
     ) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
-        tls::client_config(self.certs.for_domain(local))
+        tls::client_config(self.certs.for_domain(local), direct)
     }
 
     /// The settings in force now.
@@ -402,11 +403,11 @@ pub fn addresses(stanza: &Element) -> Option<(Jid, Jid)> {
 
 /// Accepts inbound federation connections; each one is served on the control plane (a few
 /// streams per peer domain, not client-scale).
-pub async fn accept_loop(listener: tokio::net::TcpListener, s2s: Arc<S2s>) {
+pub async fn accept_loop(listener: tokio::net::TcpListener, s2s: Arc<S2s>, direct_tls: bool) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                tokio::spawn(inbound::serve(s2s.clone(), tcp, peer));
+                tokio::spawn(inbound::serve(s2s.clone(), tcp, peer, direct_tls));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a federation connection failed");

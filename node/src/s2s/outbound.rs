@@ -458,7 +458,7 @@ async fn open(
                 other => return Err(Failure::new("tls", format!("STARTTLS refused: {other:?}"))),
             }
             conn.tls_client(
-                s2s.client_tls(local)
+                s2s.client_tls(local, false)
                     .map_err(|e| Failure::new("tls", e.to_string()))?,
                 remote,
             )
@@ -485,7 +485,7 @@ pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Conn, Failu
     let (mut conn, target) = dial(s2s, remote).await?;
     if target.direct_tls && mode != XmppSecurityMode::NoTls {
         conn.tls_client(
-            s2s.client_tls(local)
+            s2s.client_tls(local, true)
                 .map_err(|e| Failure::new("tls", e.to_string()))?,
             remote,
         )
@@ -607,7 +607,7 @@ pub async fn verify_key(
     let (mut conn, target) = dial(s2s, originating).await?;
     if target.direct_tls && mode != XmppSecurityMode::NoTls {
         conn.tls_client(
-            s2s.client_tls(receiving)
+            s2s.client_tls(receiving, true)
                 .map_err(|e| Failure::new("tls", e.to_string()))?,
             originating,
         )

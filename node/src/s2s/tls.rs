@@ -20,6 +20,9 @@ use rustls::sign::CertifiedKey;
 use crate::tls::certs::{CertStore, Present};
 use crate::tls::{provider, read_certs, TlsError};
 
+/// XEP-0368's ALPN protocol name for server-to-server direct TLS.
+pub const ALPN: &[u8] = b"xmpp-server";
+
 /// The trust anchors for peers and the verifier built over them.
 pub struct PeerTrust {
     verifier: Arc<WebPkiServerVerifier>,
@@ -174,11 +177,15 @@ impl ClientCertVerifier for AnyCert {
 pub fn server_config(
     certs: Arc<CertStore>,
     domain: String,
+    direct: bool,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(AnyCert(provider())))
         .with_cert_resolver(Arc::new(SniOr { certs, domain }));
+    if direct {
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+    }
     Ok(Arc::new(cfg))
 }
 
@@ -199,11 +206,17 @@ impl rustls::server::ResolvesServerCert for SniOr {
 
 /// The client side of s2s TLS: presents `cert` (the local domain's, for SASL EXTERNAL at the
 /// peer), checks the peer's certificate after the handshake.
-pub fn client_config(cert: Arc<CertifiedKey>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+pub fn client_config(
+    cert: Arc<CertifiedKey>,
+    direct: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider())))
         .with_client_cert_resolver(Arc::new(Present(cert)));
+    if direct {
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+    }
     Ok(Arc::new(cfg))
 }
