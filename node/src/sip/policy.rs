@@ -60,7 +60,11 @@ pub struct Sender<'a> {
 /// host under it; `all` everyone. A plain-TCP sender has no verified name, so only IP and
 /// `all` entries can admit it (a source address is never taken as a name).
 pub fn acl_admits(entry: &IncomingAclEntry, who: &Sender<'_>) -> bool {
-    let pattern = entry.pattern.trim().trim_end_matches('.').to_ascii_lowercase();
+    let pattern = entry
+        .pattern
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     match AclPatternKind::try_from(entry.pattern_kind).unwrap_or_default() {
         AclPatternKind::All => true,
         AclPatternKind::Ip => pattern.parse::<IpAddr>().is_ok_and(|ip| ip == who.ip),
@@ -190,12 +194,42 @@ mod tests {
             (acl(AclPatternKind::Ip, "127.0.0.9"), local, None, true),
             (acl(AclPatternKind::Ip, "127.0.0.9"), other, None, false),
             (acl(AclPatternKind::Ip, "not-an-ip"), local, None, false),
-            (acl(AclPatternKind::Fqdn, "edge.sip.test"), local, Some("edge.sip.test"), true),
-            (acl(AclPatternKind::Fqdn, "edge.sip.test"), local, Some("x.sip.test"), false),
-            (acl(AclPatternKind::Fqdn, "edge.sip.test"), local, None, false),
-            (acl(AclPatternKind::Domain, "sip.test"), local, Some("edge.sip.test"), true),
-            (acl(AclPatternKind::Domain, "sip.test"), local, Some("SIP.test."), true),
-            (acl(AclPatternKind::Domain, "sip.test"), local, Some("evilsip.test"), false),
+            (
+                acl(AclPatternKind::Fqdn, "edge.sip.test"),
+                local,
+                Some("edge.sip.test"),
+                true,
+            ),
+            (
+                acl(AclPatternKind::Fqdn, "edge.sip.test"),
+                local,
+                Some("x.sip.test"),
+                false,
+            ),
+            (
+                acl(AclPatternKind::Fqdn, "edge.sip.test"),
+                local,
+                None,
+                false,
+            ),
+            (
+                acl(AclPatternKind::Domain, "sip.test"),
+                local,
+                Some("edge.sip.test"),
+                true,
+            ),
+            (
+                acl(AclPatternKind::Domain, "sip.test"),
+                local,
+                Some("SIP.test."),
+                true,
+            ),
+            (
+                acl(AclPatternKind::Domain, "sip.test"),
+                local,
+                Some("evilsip.test"),
+                false,
+            ),
             (acl(AclPatternKind::Domain, "sip.test"), local, None, false),
             (acl(AclPatternKind::All, ""), other, None, true),
             (acl(AclPatternKind::Unspecified, ""), other, None, false),

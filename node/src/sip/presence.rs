@@ -47,7 +47,12 @@ mod tests {
     #[test]
     fn states_map_to_basic_activity_and_note() {
         let rows = [
-            (Availability::new(State::Available), Basic::Open, None, "Available"),
+            (
+                Availability::new(State::Available),
+                Basic::Open,
+                None,
+                "Available",
+            ),
             (
                 Availability::new(State::Busy),
                 Basic::Open,
