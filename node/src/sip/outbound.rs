@@ -153,7 +153,6 @@ impl State {
 
     fn connect_failed(&mut self, why: String) {
         tracing::warn!(error = %why, "SIP link: connection failed");
-        m::failure("outbound", "connect");
         let now = Instant::now();
         let (bounced, retry) = self.link.failed(now, why, true);
         for item in bounced {
