@@ -264,13 +264,29 @@ fn random_token() -> String {
     hex::encode(b)
 }
 
+/// Most inbound SIP connections served at once (federation peers are few; a flood of
+/// connections is refused, counted, and never queued).
+pub const MAX_INBOUND_CONNECTIONS: usize = 1024;
+
 /// Accepts inbound SIP connections; each one is served on the control plane.
 pub async fn accept_loop(listener: tokio::net::TcpListener, sip: Arc<Sip>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
     loop {
         match listener.accept().await {
-            Ok((tcp, peer)) => {
-                tokio::spawn(inbound::serve(sip.clone(), tcp, peer));
-            }
+            Ok((tcp, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let sip = sip.clone();
+                    tokio::spawn(async move {
+                        inbound::serve(sip, tcp, peer).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %peer, "SIP connection refused: too many connections");
+                    metrics::failure("inbound", "too_many_connections");
+                    drop(tcp);
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a SIP connection failed");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
