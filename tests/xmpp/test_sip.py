@@ -256,6 +256,21 @@ def test_sip_message_both_ways_through_the_routing_node(cluster: Cluster,
                                  "an error when the SIP peer is unreachable", 20)
             assert err["error"]["condition"] in ("remote-server-not-found",
                                                  "remote-server-timeout"), err
+            # Sent while the link backs off: retried when the backoff ends, bounced again.
+            a.chat(f"frank@{SIP_DOMAIN}", "still nobody?")
+            await a.expect(a.message_errors,
+                           lambda m: bare(m["from"]) == f"frank@{SIP_DOMAIN}",
+                           "an error after the retry at the end of the backoff", 20)
+            # The peer is back: the link recovers and the next message is delivered.
+            uas = Uas(cluster, tmp_path, 200, "OK")
+            try:
+                a.chat(f"grace@{SIP_DOMAIN}", "welcome back")
+                msgs = await asyncio.to_thread(uas.wait)
+            finally:
+                uas.stop()
+            assert "welcome back" in msgs, msgs[-2000:]
+            errors = await a.drain(a.message_errors, 1.0)
+            assert not errors, [str(e) for e in errors]
     run(body(), timeout=110)
 
     assert metric(cluster, routing, "herald_sip_messages_total", direction="inbound") >= 1

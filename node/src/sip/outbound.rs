@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_federation::edge::link::{Link, LinkLimits, Push};
+use herald_federation::edge::link::{Link, LinkLimits, LinkState, Push};
 use herald_sip::{Decoder, Frame, Message, Request, Response};
 use herald_xmpp::error::StanzaCondition;
 use herald_xmpp::Element;
@@ -115,9 +115,12 @@ impl State {
         let size = item.request.body.len() + 512;
         match self.link.push(item, size, Instant::now()) {
             Push::Write(item) => self.write(item).await,
-            Push::Queued { connect } => {
-                if connect {
-                    self.connect().await;
+            Push::Queued { connect: true } => self.connect().await,
+            Push::Queued { connect: false } => {
+                // Waiting out a backoff with nothing else queued before: retry when it ends.
+                if let (LinkState::Backoff { until, .. }, None) = (self.link.state(), self.retry_at)
+                {
+                    self.retry_at = Some(*until);
                 }
             }
             Push::Full(item) => self.fail(
