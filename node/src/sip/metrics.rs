@@ -8,7 +8,7 @@ pub const REQUESTS: &str = "herald_sip_requests_total";
 /// Counter, labels `direction` and `reason`: inbound requests refused (domain_not_federated,
 /// acl, not_local_domain, no_user, media_type, method, malformed, decode, not_routing_node,
 /// too_many_connections, stray_response, shutting_down) and outbound messages that failed
-/// (no_route, transport, queue_full, link_closed, connect, write, closed, timeout, response,
+/// (not_local_sender, no_route, transport, queue_full, link_closed, connect, write, closed, timeout, response,
 /// shutdown, decode).
 pub const FAILURES: &str = "herald_sip_failures_total";
 /// Counter, label `direction`: instant messages that crossed the edge.

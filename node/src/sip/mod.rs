@@ -149,6 +149,27 @@ impl Sip {
         else {
             return;
         };
+        // Only our own users reach SIP domains through us: never relay for another domain.
+        let from_local = stanza
+            .get_attr("from")
+            .and_then(|f| Jid::parse(f).ok())
+            .is_some_and(|f| {
+                self.cluster
+                    .applied()
+                    .state
+                    .peek(ObjectKind::Domain, f.domain())
+                    .is_some()
+            });
+        if !from_local {
+            tracing::info!(domain = %domain, from = ?stanza.get_attr("from"), "stanza for a SIP domain from outside refused (no relaying)");
+            metrics::failure("outbound", "not_local_sender");
+            self.bounce(
+                &stanza,
+                StanzaCondition::NotAllowed,
+                "only local users reach SIP domains through this server",
+            );
+            return;
+        }
         let routes: Vec<StaticRoute> = self
             .cluster
             .applied()
