@@ -35,6 +35,8 @@ pub struct Listeners {
     pub c2s_tls: std::net::TcpListener,
     pub s2s: std::net::TcpListener,
     pub s2s_tls: std::net::TcpListener,
+    /// SIP over TCP (served by the routing node; the others answer 503).
+    pub sip: std::net::TcpListener,
     pub cluster: std::net::TcpListener,
     pub admin: std::net::TcpListener,
     pub http: std::net::TcpListener,
@@ -55,6 +57,7 @@ impl Listeners {
             c2s_tls: bind(cfg.c2s_tls_port, "XMPP c2s (direct TLS)")?,
             s2s: bind(cfg.s2s_port, "XMPP s2s (federation)")?,
             s2s_tls: bind(cfg.s2s_tls_port, "XMPP s2s (federation, direct TLS)")?,
+            sip: bind(cfg.sip_port, "SIP over TCP (federation)")?,
             cluster: bind(cfg.cluster_port, "node-to-node gRPC")?,
             admin: bind(cfg.admin_port, "admin gRPC")?,
             http: bind(cfg.http_port, "HTTP (metrics, health)")?,
@@ -328,6 +331,7 @@ async fn run_planes(
     let c2s_addr = local(&listeners.c2s)?;
     let c2s_tls_addr = local(&listeners.c2s_tls)?;
     let s2s_addr = local(&listeners.s2s)?;
+    let sip_addr = local(&listeners.sip)?;
     let s2s_arbiter = arbiters[0].clone();
     let certs = std::sync::Arc::new(
         crate::tls::certs::CertStore::new(
@@ -419,6 +423,28 @@ async fn run_planes(
         control.spawn(crate::s2s::accept_loop(listener, s2s.clone(), true));
         s2s
     };
+    let sip = {
+        let _on_control_plane = control.enter();
+        let host = match &cfg.advertise_host {
+            Some(h) => h.clone(),
+            None if !sip_addr.ip().is_unspecified() => sip_addr.ip().to_string(),
+            None => me_host(&me.cluster_address),
+        };
+        let sip = crate::sip::Sip::new(
+            handle.clone(),
+            &xmpp,
+            crate::sip::edge::Local {
+                host,
+                port: sip_addr.port(),
+            },
+            herald_sip::Limits::default(),
+            control.clone(),
+        );
+        let _ = xmpp.sip.set(sip.clone());
+        let listener = tokio::net::TcpListener::from_std(listeners.sip)?;
+        control.spawn(crate::sip::accept_loop(listener, sip.clone()));
+        sip
+    };
 
     tracing::info!(
         node = cfg.node_id,
@@ -426,6 +452,7 @@ async fn run_planes(
         c2s = %c2s_addr,
         c2s_tls = %c2s_tls_addr,
         s2s = %s2s_addr,
+        sip = %sip_addr,
         cluster = %cluster_addr,
         admin = %admin_addr,
         http = %http_addr,
@@ -451,6 +478,7 @@ async fn run_planes(
     let _ = stopping_tx.send(true);
     ready_tx.send_replace(Readiness::not_ready(["shutting down"]));
     s2s.stop();
+    sip.stop();
     // 1. Tell clients (system-shutdown) so they reconnect elsewhere; give the sessions a moment
     //    to hand unacknowledged messages back to their accounts.
     {
@@ -586,4 +614,12 @@ async fn track_readiness(
             _ = stopping.changed() => {}
         }
     }
+}
+
+/// The host part of an advertised `HOST:PORT` (brackets of an IPv6 literal removed).
+fn me_host(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }

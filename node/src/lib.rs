@@ -12,6 +12,7 @@
 //! - [`xmpp`]: client sessions (c2s), user actors, routing within and between nodes.
 //! - [`peers_dns`]: StatefulSet mode (node id from the pod's ordinal, join through the
 //!   headless Service's names).
+//! - [`s2s`], [`sip`]: the XMPP and SIP federation edges.
 //! - [`im`]: RFC 6121 / XEP-0191 / XEP-0160 behaviour of one user, as pure logic.
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod peers_dns;
 pub mod s2s;
 pub mod scram;
+pub mod sip;
 pub mod telemetry;
 pub mod tls;
 pub mod xmpp;

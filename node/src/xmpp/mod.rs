@@ -86,6 +86,8 @@ pub struct Shared {
     pub c2s_configs: std::sync::Mutex<[Option<Arc<C2sConfig>>; 2]>,
     /// The federation edge (set once, right after start).
     pub s2s: std::sync::OnceLock<Arc<crate::s2s::S2s>>,
+    /// The SIP federation edge (set once at start).
+    pub sip: std::sync::OnceLock<Arc<crate::sip::Sip>>,
 }
 
 impl Shared {
@@ -343,6 +345,7 @@ pub fn start(
         }),
         c2s_configs: Default::default(),
         s2s: Default::default(),
+        sip: Default::default(),
     });
     for s in &shards {
         s.do_send(users::Init(shared.clone()));

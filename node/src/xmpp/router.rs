@@ -1,6 +1,6 @@
 //! Router: where a stanza addressed to `to` goes — a user homed on this node (its UserActor),
-//! a user homed on another node (node-to-node stream), or another domain (the federation edge,
-//! `crate::s2s`).
+//! a user homed on another node (node-to-node stream), or another domain: a configured SIP
+//! federated domain (`crate::sip`), else XMPP federation (`crate::s2s`).
 
 use std::sync::Arc;
 
@@ -30,6 +30,15 @@ impl Router {
             return;
         };
         if !self.shared.is_local_domain(to.domain()) {
+            if let Some(sip) = self
+                .shared
+                .sip
+                .get()
+                .filter(|s| s.is_sip_domain(to.domain()))
+            {
+                sip.send(stanza);
+                return;
+            }
             match self.shared.s2s.get() {
                 Some(s2s) => s2s.send(stanza, false),
                 None => {

@@ -1,0 +1,171 @@
+//! One inbound SIP TCP connection: read, decode (herald-sip, bounded), answer. Requests are
+//! judged by [`super::edge::inbound`]; this loop only carries the decision out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_sip::{Decoder, Frame, HeaderName, Message, Method, Request, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::edge::{self, Inbound};
+use super::metrics as m;
+use super::policy::Sender;
+use super::Sip;
+
+/// A connection that sends nothing (not even a keep-alive) for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(300);
+
+/// Serves one accepted connection until the peer closes it, it idles out, or its framing
+/// breaks (a fatal decoder error, answered first).
+pub async fn serve(sip: Arc<Sip>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    ::metrics::gauge!(m::CONNECTIONS, "direction" => "inbound").increment(1.0);
+    let span = tracing::info_span!("sip_inbound", peer = %peer);
+    async {
+        tracing::debug!("SIP connection accepted");
+        let why = run(&sip, tcp, peer).await;
+        tracing::debug!(reason = why, "SIP connection closed");
+    }
+    .instrument(span)
+    .await;
+    ::metrics::gauge!(m::CONNECTIONS, "direction" => "inbound").decrement(1.0);
+}
+
+async fn run(sip: &Sip, mut tcp: TcpStream, peer: SocketAddr) -> &'static str {
+    let mut dec = Decoder::new(sip.limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        loop {
+            let out = match dec.next() {
+                Ok(None) => break,
+                Ok(Some(Frame::Ping)) => Some(herald_sip::codec::PONG.to_vec()),
+                Ok(Some(Frame::Pong)) => None,
+                Ok(Some(Frame::Message(Message::Request(req)))) => {
+                    answer(sip, &req, peer).map(|r| Message::from(r).encode())
+                }
+                Ok(Some(Frame::Message(Message::Response(r)))) => {
+                    tracing::debug!(status = r.status, "stray SIP response ignored");
+                    m::failure("inbound", "stray_response");
+                    None
+                }
+                Err(e) => {
+                    let fatal = e.is_fatal();
+                    let status = e.status();
+                    let reason = e.reason();
+                    tracing::info!(error = %e, status, "malformed SIP input refused");
+                    m::failure("inbound", "decode");
+                    let resp = match dec.take_rejected() {
+                        Some(Message::Request(r)) => {
+                            m::request("inbound", r.method.as_str(), status);
+                            (r.method != Method::Ack).then(|| {
+                                with_to_tag(Response::for_request(&r, status, Some(&reason)))
+                            })
+                        }
+                        Some(Message::Response(_)) => None,
+                        // Framing is lost and nothing identifies the request: answer bare so
+                        // the peer sees why, then close.
+                        None if fatal => {
+                            let mut r = Response::new(status);
+                            r.reason = reason;
+                            Some(r)
+                        }
+                        None => None,
+                    };
+                    if let Some(r) = resp {
+                        if tcp.write_all(&Message::from(r).encode()).await.is_err() {
+                            return "write failed";
+                        }
+                    }
+                    if fatal {
+                        let _ = tcp.shutdown().await;
+                        return "framing lost";
+                    }
+                    None
+                }
+            };
+            if let Some(bytes) = out {
+                if tcp.write_all(&bytes).await.is_err() {
+                    return "write failed";
+                }
+            }
+        }
+        let n = match tokio::time::timeout(IDLE, tcp.read(&mut buf)).await {
+            Err(_) => return "idle",
+            Ok(Err(_)) => return "read failed",
+            Ok(Ok(0)) => return "closed by peer",
+            Ok(Ok(n)) => n,
+        };
+        dec.feed(&buf[..n]);
+    }
+}
+
+/// The response to one request (`None` for ACK).
+fn answer(sip: &Sip, req: &Request, peer: SocketAddr) -> Option<Response> {
+    if req.method == Method::Ack {
+        return None;
+    }
+    let domain = edge::from_domain(req).unwrap_or_default();
+    let method = req.method.as_str().to_string();
+    let routing = sip.routing_node();
+    let (status, reason) = if routing != Some(sip.node_id) {
+        tracing::info!(domain = %domain, %method, routing_node = ?routing, "SIP request refused: not the routing node");
+        m::failure("inbound", "not_routing_node");
+        (503, "Not The Routing Node".to_string())
+    } else {
+        let who = Sender {
+            ip: peer.ip(),
+            tls_name: None,
+        };
+        match edge::inbound(req, &who, &sip.view()) {
+            Inbound::Deliver(msg) => {
+                let to = msg.get_attr("to").unwrap_or_default().to_string();
+                if sip.deliver(msg) {
+                    tracing::info!(domain = %domain, to = %to, "SIP MESSAGE delivered to XMPP");
+                    ::metrics::counter!(m::MESSAGES, "direction" => "inbound").increment(1);
+                    (200, "OK".to_string())
+                } else {
+                    m::failure("inbound", "shutting_down");
+                    (503, "Shutting Down".to_string())
+                }
+            }
+            Inbound::Ok => (200, "OK".to_string()),
+            Inbound::Reject {
+                status,
+                reason,
+                label,
+            } => {
+                tracing::info!(domain = %domain, %method, status, reason = label, "SIP request refused");
+                m::failure("inbound", label);
+                (status, reason)
+            }
+        }
+    };
+    m::request("inbound", &method, status);
+    let mut resp = with_to_tag(Response::for_request(req, status, Some(&reason)));
+    if req.method == Method::Options || status == 405 {
+        resp = resp
+            .header(HeaderName::Allow, edge::ALLOW)
+            .header(HeaderName::Accept, "text/plain");
+    }
+    if status == 415 {
+        resp = resp.header(HeaderName::Accept, "text/plain");
+    }
+    Some(resp)
+}
+
+/// Adds a To tag when the request had none (RFC 3261 §8.2.6.2).
+fn with_to_tag(mut resp: Response) -> Response {
+    let to = resp.headers.get(&HeaderName::To).map(str::to_string);
+    if let Some(to) = to {
+        if let Ok(mut na) = herald_sip::NameAddr::parse(&to) {
+            if na.tag().is_none() {
+                na.set_tag(&super::random_token());
+                resp.headers.set(HeaderName::To, na.to_string());
+            }
+        }
+    }
+    resp
+}

@@ -1,0 +1,357 @@
+//! One outbound link per next hop: a task owning a bounded queue, the TCP connection, the
+//! connection state and backoff (`federation::edge::link`) and the client transactions in
+//! flight. Every message gets an answer: a 2xx, or a bounce to its XMPP sender (non-2xx final
+//! response, no final response within Timer F, connection failed or closed, queue full).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_federation::edge::link::{Link, LinkLimits, LinkState, Push};
+use herald_sip::{Decoder, Frame, Message, Request, Response};
+use herald_xmpp::error::StanzaCondition;
+use herald_xmpp::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::edge;
+use super::metrics as m;
+use super::Sip;
+
+/// Messages waiting in a link's channel.
+pub const QUEUE: usize = 1024;
+/// Timer F (64 × T1): a MESSAGE without a final response by then has failed.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(32);
+/// Longest connection attempt.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection without transactions for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(120);
+
+/// One message to send.
+pub struct Outgoing {
+    /// The XMPP stanza it came from (bounced on failure).
+    pub stanza: Element,
+    pub request: Request,
+    /// The SIP domain (for logs).
+    pub domain: String,
+}
+
+struct Pending {
+    item: Outgoing,
+    deadline: Instant,
+}
+
+struct State {
+    sip: Arc<Sip>,
+    hop: (String, u16),
+    link: Link<Outgoing>,
+    conn: Option<TcpStream>,
+    decoder: Decoder,
+    pending: HashMap<String, Pending>,
+    retry_at: Option<Instant>,
+    last_activity: Instant,
+}
+
+/// Runs the link of `hop` until its channel closes (shutdown); then bounces what is left.
+pub async fn run(sip: Arc<Sip>, hop: (String, u16), rx: mpsc::Receiver<Outgoing>) {
+    let span = tracing::info_span!("sip_outbound", next_hop = %format!("{}:{}", hop.0, hop.1));
+    let limits = sip.limits;
+    let st = State {
+        sip,
+        hop,
+        link: Link::new(LinkLimits {
+            max_items: QUEUE,
+            ..LinkLimits::default()
+        }),
+        conn: None,
+        decoder: Decoder::outbound(limits),
+        pending: HashMap::new(),
+        retry_at: None,
+        last_activity: Instant::now(),
+    };
+    st.run(rx).instrument(span).await;
+}
+
+impl State {
+    async fn run(mut self, mut rx: mpsc::Receiver<Outgoing>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => self.push(item).await,
+                    None => break,
+                },
+                read = read_some(&mut self.conn, &mut buf) => match read {
+                    Ok(0) | Err(_) => self.closed("connection closed by the SIP peer"),
+                    Ok(n) => {
+                        self.decoder.feed(&buf[..n]);
+                        self.drain_frames().await;
+                    }
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+        self.close_conn();
+        let left: Vec<Outgoing> = self
+            .link
+            .drain()
+            .into_iter()
+            .chain(self.pending.drain().map(|(_, p)| p.item))
+            .collect();
+        for item in left {
+            self.fail(
+                item,
+                StanzaCondition::RemoteServerTimeout,
+                "shutdown",
+                "the server is shutting down",
+            );
+        }
+    }
+
+    async fn push(&mut self, item: Outgoing) {
+        let size = item.request.body.len() + 512;
+        match self.link.push(item, size, Instant::now()) {
+            Push::Write(item) => self.write(item).await,
+            Push::Queued { connect: true } => self.connect().await,
+            Push::Queued { connect: false } => {
+                // Waiting out a backoff with nothing else queued before: retry when it ends.
+                if let (LinkState::Backoff { until, .. }, None) = (self.link.state(), self.retry_at)
+                {
+                    self.retry_at = Some(*until);
+                }
+            }
+            Push::Full(item) => self.fail(
+                item,
+                StanzaCondition::ResourceConstraint,
+                "queue_full",
+                "too many messages waiting for the SIP peer",
+            ),
+        }
+    }
+
+    async fn connect(&mut self) {
+        self.retry_at = None;
+        let (host, port) = (self.hop.0.clone(), self.hop.1);
+        let attempt =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
+        match attempt {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                tracing::info!("SIP link up");
+                ::metrics::gauge!(m::CONNECTIONS, "direction" => "outbound").increment(1.0);
+                self.conn = Some(tcp);
+                self.decoder = Decoder::outbound(self.sip.limits);
+                self.last_activity = Instant::now();
+                for item in self.link.up() {
+                    self.write(item).await;
+                }
+            }
+            Ok(Err(e)) => self.connect_failed(e.to_string()),
+            Err(_) => self.connect_failed("timed out".to_string()),
+        }
+    }
+
+    fn connect_failed(&mut self, why: String) {
+        tracing::warn!(error = %why, "SIP link: connection failed");
+        let now = Instant::now();
+        let (bounced, retry) = self.link.failed(now, why, true);
+        for item in bounced {
+            self.fail(
+                item,
+                StanzaCondition::RemoteServerNotFound,
+                "connect",
+                "the SIP peer cannot be reached",
+            );
+        }
+        self.retry_at = retry.map(|d| now + d);
+    }
+
+    async fn write(&mut self, item: Outgoing) {
+        let Some(branch) = item
+            .request
+            .headers
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_string))
+        else {
+            self.fail(
+                item,
+                StanzaCondition::InternalServerError,
+                "internal",
+                "no Via branch",
+            );
+            return;
+        };
+        let bytes = Message::from(item.request.clone()).encode();
+        let ok = match self.conn.as_mut() {
+            Some(c) => c.write_all(&bytes).await.is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.fail(
+                item,
+                StanzaCondition::RemoteServerTimeout,
+                "write",
+                "the connection to the SIP peer broke",
+            );
+            self.closed("write failed");
+            return;
+        }
+        tracing::debug!(domain = %item.domain, %branch, "SIP MESSAGE sent");
+        self.last_activity = Instant::now();
+        self.pending.insert(
+            branch,
+            Pending {
+                item,
+                deadline: Instant::now() + TRANSACTION_TIMEOUT,
+            },
+        );
+    }
+
+    async fn drain_frames(&mut self) {
+        loop {
+            match self.decoder.next() {
+                Ok(None) => return,
+                Ok(Some(Frame::Message(Message::Response(r)))) => self.on_response(r),
+                Ok(Some(Frame::Message(Message::Request(req)))) => {
+                    // This edge takes requests on its routing node's listener only.
+                    tracing::info!(method = %req.method, "SIP request on an outbound connection refused");
+                    m::failure("inbound", "on_outbound_connection");
+                    let resp =
+                        Response::for_request(&req, 403, Some("Send Requests To The Listener"));
+                    if req.method != herald_sip::Method::Ack {
+                        if let Some(c) = self.conn.as_mut() {
+                            let _ = c.write_all(&Message::from(resp).encode()).await;
+                        }
+                    }
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "malformed SIP input from the peer");
+                    m::failure("outbound", "decode");
+                    if e.is_fatal() {
+                        self.closed("framing lost");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, r: Response) {
+        self.last_activity = Instant::now();
+        let Some(branch) = r
+            .headers
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_string))
+        else {
+            return;
+        };
+        if r.is_provisional() {
+            return;
+        }
+        let Some(p) = self.pending.remove(&branch) else {
+            tracing::debug!(status = r.status, "SIP response for no transaction ignored");
+            return;
+        };
+        m::request("outbound", "MESSAGE", r.status);
+        if r.is_success() {
+            tracing::info!(domain = %p.item.domain, status = r.status, "SIP MESSAGE accepted");
+            ::metrics::counter!(m::MESSAGES, "direction" => "outbound").increment(1);
+        } else {
+            tracing::info!(domain = %p.item.domain, status = r.status, reason = %r.reason, "SIP MESSAGE refused");
+            let text = format!("the SIP peer answered {} {}", r.status, r.reason);
+            self.fail(
+                p.item,
+                edge::response_condition(r.status),
+                "response",
+                &text,
+            );
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(b, _)| b.clone())
+            .collect();
+        for b in expired {
+            if let Some(p) = self.pending.remove(&b) {
+                self.fail(
+                    p.item,
+                    StanzaCondition::RemoteServerTimeout,
+                    "timeout",
+                    "the SIP peer did not answer in time",
+                );
+            }
+        }
+        for item in self.link.expire(now) {
+            self.fail(
+                item,
+                StanzaCondition::RemoteServerTimeout,
+                "timeout",
+                "the SIP peer could not be reached in time",
+            );
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.link.connecting(now);
+            self.connect().await;
+        }
+        if self.conn.is_some()
+            && self.pending.is_empty()
+            && now.duration_since(self.last_activity) >= IDLE
+        {
+            tracing::debug!("idle SIP link closed");
+            self.close_conn();
+            self.link.down();
+        }
+    }
+
+    /// The connection broke: transactions on it fail; queued messages wait for a new attempt
+    /// (on the next tick).
+    fn closed(&mut self, why: &str) {
+        if self.conn.is_none() {
+            return;
+        }
+        tracing::info!(reason = why, "SIP link down");
+        self.close_conn();
+        for (_, p) in std::mem::take(&mut self.pending) {
+            self.fail(
+                p.item,
+                StanzaCondition::RemoteServerTimeout,
+                "closed",
+                "the connection to the SIP peer closed before it answered",
+            );
+        }
+        if self.link.down() {
+            self.retry_at = Some(Instant::now());
+        }
+    }
+
+    fn close_conn(&mut self) {
+        if self.conn.take().is_some() {
+            ::metrics::gauge!(m::CONNECTIONS, "direction" => "outbound").decrement(1.0);
+        }
+    }
+
+    fn fail(&self, item: Outgoing, condition: StanzaCondition, reason: &'static str, text: &str) {
+        tracing::info!(domain = %item.domain, reason, "SIP MESSAGE failed; bounced to the XMPP sender");
+        m::failure("outbound", reason);
+        self.sip.bounce(&item.stanza, condition, text);
+    }
+}
+
+/// Reads from the connection, or waits forever when there is none.
+async fn read_some(conn: &mut Option<TcpStream>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match conn {
+        Some(c) => c.read(buf).await,
+        None => std::future::pending().await,
+    }
+}

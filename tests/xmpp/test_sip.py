@@ -1,0 +1,308 @@
+"""SIP federation, first slice: page-mode IM (RFC 3428) over TCP between a real SIP peer (SIPp)
+and real slixmpp clients on a 3-node Herald cluster.
+
+The SIP peer (SIPp, Debian `sip-tester`) sits on its own loopback address of the cluster's
+subnet; the domain `sip.test` is federated, admitted by an IP ACL entry, and routed statically
+to SIPp's UAS port. The routing node is set to a node other than the recipient's home node, so
+an inbound MESSAGE crosses the cluster before it reaches the user.
+
+Every wait is bounded: SIPp runs with -timeout and under a subprocess timeout; XMPP waits use
+the client helpers' timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from harness import Cluster, wait_until
+from xmpp_client import Clients, bare, run
+
+SIP_DOMAIN = "sip.test"
+SIP_PORT = 5060
+UAS_PORT = 5070
+SIPP_TIMEOUT = 20
+
+
+
+@pytest.fixture(autouse=True)
+def _sipp_installed() -> None:
+    # A missing peer fails the test rather than skipping it (scripts/test installs it).
+    assert shutil.which("sipp"), "SIPp is not installed: apt-get install sip-tester"
+
+
+def sipp_ip(cluster: Cluster) -> str:
+    """SIPp's own address, in the cluster's claimed subnet."""
+    return f"127.{cluster.subnet[0]}.{cluster.subnet[1]}.200"
+
+
+UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="MESSAGE to Herald">
+  <send>
+    <![CDATA[
+      MESSAGE sip:{to} SIP/2.0
+      Via: SIP/2.0/TCP [local_ip]:[local_port];branch=[branch]
+      From: <sip:{frm}>;tag=[call_number]
+      To: <sip:{to}>
+      Call-ID: [call_id]
+      CSeq: 1 MESSAGE
+      Max-Forwards: 70
+      Content-Type: text/plain
+      Content-Length: [len]
+
+      {body}
+    ]]>
+  </send>
+  <recv response="{code}" timeout="10000" />
+</scenario>
+"""
+
+UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="SIP user agent answering Herald's MESSAGE">
+  <recv request="MESSAGE" timeout="15000" />
+  <send>
+    <![CDATA[
+      SIP/2.0 {code} {reason}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]uas[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def sipp_cmd(cluster: Cluster, scenario: Path, extra: list[str]) -> list[str]:
+    return ["sipp", "-sf", str(scenario), "-t", "t1", "-i", sipp_ip(cluster), "-m", "1",
+            "-nostdin", "-timeout", f"{SIPP_TIMEOUT}s", "-timeout_error",
+            "-trace_err", "-error_file", str(scenario.with_suffix(".err")),
+            "-trace_msg", "-message_file", str(scenario.with_suffix(".msg")), *extra]
+
+
+def uac(cluster: Cluster, tmp: Path, node: int, *, to: str, frm: str, body: str,
+        code: int) -> None:
+    """SIPp sends one MESSAGE to node `node`; fails unless the answer is `code`."""
+    sc = tmp / f"uac-{code}-{time.monotonic_ns()}.xml"
+    sc.write_text(UAC.format(to=to, frm=frm, body=body, code=code))
+    p = subprocess.run(sipp_cmd(cluster, sc, ["-p", "0", f"{cluster.ip(node)}:{SIP_PORT}"]),
+                       cwd=tmp, capture_output=True, timeout=SIPP_TIMEOUT + 10)
+    msgs = sc.with_suffix(".msg").read_text(errors="replace") if sc.with_suffix(".msg").exists() \
+        else "(no message log)"
+    assert p.returncode == 0, (
+        f"SIPp UAC expected {code} for MESSAGE {frm} -> {to} (rc {p.returncode})\n"
+        f"--- SIPp messages ---\n{msgs[-3000:]}\n--- stderr ---\n{p.stderr.decode()[-2000:]}")
+
+
+class Uas:
+    """SIPp as the SIP domain's server: answers one MESSAGE with `code`."""
+
+    def __init__(self, cluster: Cluster, tmp: Path, code: int, reason: str) -> None:
+        self.sc = tmp / f"uas-{code}-{time.monotonic_ns()}.xml"
+        self.sc.write_text(UAS.format(code=code, reason=reason))
+        self.proc = subprocess.Popen(
+            sipp_cmd(cluster, self.sc, ["-p", str(UAS_PORT)]), cwd=tmp,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ip = sipp_ip(cluster)
+        wait_until(lambda: self.proc.poll() is not None or listening(ip, UAS_PORT), 10,
+                   f"SIPp UAS listening on {ip}:{UAS_PORT}")
+        assert self.proc.poll() is None, f"SIPp UAS exited: {self.proc.stderr.read().decode()}"
+
+    def wait(self) -> str:
+        """Waits for SIPp to finish its one call; returns the messages it saw."""
+        try:
+            rc = self.proc.wait(timeout=SIPP_TIMEOUT + 10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        log = self.sc.with_suffix(".msg")
+        msgs = log.read_text(errors="replace") if log.exists() else "(no message log)"
+        assert rc == 0, f"SIPp UAS failed (rc {rc}):\n{msgs[-3000:]}"
+        return msgs
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def listening(ip: str, port: int) -> bool:
+    """Whether a TCP socket listens on ip:port (read from /proc/net/tcp: no tool needed)."""
+    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(ip), "little"), port)
+    with open("/proc/net/tcp") as f:
+        return any(line.split()[1] == want and line.split()[3] == "0A"
+                   for line in f.readlines()[1:])
+
+
+def raw_exchange(ip: str, port: int, data: bytes, timeout: float = 5.0) -> str:
+    """Sends raw bytes to a SIP TCP port and returns the first response's start line."""
+    with socket.create_connection((ip, port), timeout=timeout) as s:
+        s.sendall(data)
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while b"\r\n" not in buf and time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def request(method: str, to: str, frm: str, body: str = "", extra: str = "",
+            length: Optional[int] = None) -> bytes:
+    n = len(body.encode()) if length is None else length
+    return (f"{method} sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKraw{time.monotonic_ns()}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:{frm}>;tag=r1\r\nTo: <sip:{to}>\r\n"
+            f"Call-ID: raw{time.monotonic_ns()}\r\nCSeq: 1 {method}\r\n{extra}"
+            f"Content-Length: {n}\r\n\r\n{body}").encode()
+
+
+def configure(cluster: Cluster, routing: int) -> None:
+    cluster.cli(None, "sip-domain", "add", SIP_DOMAIN, "--type", "generic-sip")
+    cluster.cli(None, "acl", "add", "sipp", "--kind", "ip", "--pattern", sipp_ip(cluster))
+    cluster.cli(None, "static-route", "add", "sipp", "--domain", SIP_DOMAIN, "--next-hop",
+                sipp_ip(cluster), "--port", str(UAS_PORT), "--transport", "tcp")
+    cluster.cli(None, "routing-node", "set", str(routing))
+    cluster.wait_converged(cluster.nodes)
+
+
+def metric(cluster: Cluster, node: int, name: str, **labels: str) -> float:
+    _, text = cluster.http_get(node, "/metrics")
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_sip_message_both_ways_through_the_routing_node(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    alice, apw = cluster.new_user("alice")
+    home = cluster.home_node(alice)
+    routing = next(n for n in cluster.nodes if n != home)
+    other = next(n for n in cluster.nodes if n not in (home, routing))
+    configure(cluster, routing)
+    user = alice.split("@")[0]
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, other)
+            await a.online()
+
+            # Inbound: SIPp → routing node → alice's home node → alice's session.
+            await asyncio.to_thread(uac, cluster, tmp_path, routing, to=alice,
+                                    frm=f"bob@{SIP_DOMAIN}", body="hello from SIPp", code=200)
+            got = await a.expect_messages(f"bob@{SIP_DOMAIN}", 1, timeout=15)
+            # SIPp ends every body with a line end.
+            assert got[0]["body"].strip() == "hello from SIPp", got[0]
+            assert got[0]["type"] == "chat", got[0]
+
+            # Refusals, each with its own status.
+            uac(cluster, tmp_path, routing, to=alice, frm="eve@unfederated.test",
+                body="x", code=403)
+            uac(cluster, tmp_path, routing, to=f"nobody-{user}@{cluster.domain}",
+                frm=f"bob@{SIP_DOMAIN}", body="x", code=404)
+            # A node that is not the routing node does not serve SIP.
+            uac(cluster, tmp_path, home, to=alice, frm=f"bob@{SIP_DOMAIN}", body="x", code=503)
+            # Nothing refused reached alice.
+            late = await a.drain(a.messages, 1.0)
+            assert not late, [m["body"] for m in late]
+
+            # Outbound: alice → SIPp UAS (200): no error comes back, SIPp saw the body.
+            uas = Uas(cluster, tmp_path, 200, "OK")
+            try:
+                a.chat(f"carol@{SIP_DOMAIN}", "hi carol over SIP")
+                # Off the event loop: slixmpp must keep running to send the message.
+                msgs = await asyncio.to_thread(uas.wait)
+            finally:
+                uas.stop()
+            assert "MESSAGE sip:carol@sip.test SIP/2.0" in msgs, msgs[-2000:]
+            assert "hi carol over SIP" in msgs, msgs[-2000:]
+            assert f"<sip:{user}@{cluster.domain}>" in msgs, msgs[-2000:]
+            errors = await a.drain(a.message_errors, 1.0)
+            assert not errors, [str(e) for e in errors]
+
+            # Outbound refused by the SIP side: the XMPP sender gets an error.
+            uas = Uas(cluster, tmp_path, 486, "Busy Here")
+            try:
+                a.chat(f"dave@{SIP_DOMAIN}", "are you there?")
+                await asyncio.to_thread(uas.wait)
+            finally:
+                uas.stop()
+            err = await a.expect(a.message_errors,
+                                 lambda m: bare(m["from"]) == f"dave@{SIP_DOMAIN}",
+                                 "an error for the refused SIP MESSAGE", 15)
+            assert err["error"]["condition"] == "recipient-unavailable", err
+            assert "486" in err["error"]["text"], err
+
+            # No SIP peer listening: the message bounces instead of vanishing.
+            a.chat(f"erin@{SIP_DOMAIN}", "anyone?")
+            err = await a.expect(a.message_errors,
+                                 lambda m: bare(m["from"]) == f"erin@{SIP_DOMAIN}",
+                                 "an error when the SIP peer is unreachable", 20)
+            assert err["error"]["condition"] in ("remote-server-not-found",
+                                                 "remote-server-timeout"), err
+            # Sent while the link backs off: retried when the backoff ends, bounced again.
+            a.chat(f"frank@{SIP_DOMAIN}", "still nobody?")
+            await a.expect(a.message_errors,
+                           lambda m: bare(m["from"]) == f"frank@{SIP_DOMAIN}",
+                           "an error after the retry at the end of the backoff", 20)
+            # The peer is back: the link recovers and the next message is delivered.
+            uas = Uas(cluster, tmp_path, 200, "OK")
+            try:
+                a.chat(f"grace@{SIP_DOMAIN}", "welcome back")
+                msgs = await asyncio.to_thread(uas.wait)
+            finally:
+                uas.stop()
+            assert "welcome back" in msgs, msgs[-2000:]
+            errors = await a.drain(a.message_errors, 1.0)
+            assert not errors, [str(e) for e in errors]
+    run(body(), timeout=110)
+
+    assert metric(cluster, routing, "herald_sip_messages_total", direction="inbound") >= 1
+    assert metric(cluster, routing, "herald_sip_failures_total",
+                  reason="domain_not_federated") >= 1
+    assert metric(cluster, routing, "herald_sip_failures_total", reason="no_user") >= 1
+    assert metric(cluster, home, "herald_sip_failures_total", reason="not_routing_node") >= 1
+
+
+def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
+    alice, _ = cluster.new_user("alice")
+    routing = cluster.nodes[0]
+    configure(cluster, routing)
+    ip = cluster.ip(routing)
+    frm = f"bob@{SIP_DOMAIN}"
+    # The ACL admits SIPp's address only: these raw requests come from elsewhere.
+    assert raw_exchange(ip, SIP_PORT, request("OPTIONS", alice, frm)).startswith(
+        "SIP/2.0 403"), "a source outside the ACL must be refused"
+    cluster.cli(None, "acl", "add", "loopback", "--kind", "all")
+    cluster.wait_converged(cluster.nodes)
+    rows = [
+        (request("OPTIONS", alice, frm), "SIP/2.0 200"),
+        (request("MESSAGE", alice, frm, "hi", "Content-Type: text/html\r\n"), "SIP/2.0 415"),
+        (request("SUBSCRIBE", alice, frm), "SIP/2.0 405"),
+        (b"HELLO WORLD\r\n\r\n", "SIP/2.0 400"),
+        (request("MESSAGE", alice, frm, "", "Content-Type: text/plain\r\n", length=10_000_000),
+         "SIP/2.0 413"),
+        (request("MESSAGE", alice, frm, "hi").replace(b"Call-ID", b"X-Call-ID"), "SIP/2.0 400"),
+    ]
+    for data, want in rows:
+        got = raw_exchange(ip, SIP_PORT, data)
+        assert got.startswith(want), f"{data[:60]!r}...: expected {want}, got {got!r}"
+    # Still serving.
+    assert raw_exchange(ip, SIP_PORT, request("OPTIONS", alice, frm)).startswith("SIP/2.0 200")
+    assert metric(cluster, routing, "herald_sip_failures_total", reason="decode") >= 3
