@@ -164,6 +164,16 @@ impl Admin for Stub {
         self.note(&req);
         written(12)
     }
+
+    async fn calendar_gateway_status(
+        &self,
+        req: Request<herald_grpc::admin::CalendarGatewayStatusRequest>,
+    ) -> Result<Response<herald_grpc::admin::CalendarGatewayStatusReply>, Status> {
+        self.note(&req);
+        Ok(Response::new(
+            herald_grpc::admin::CalendarGatewayStatusReply::default(),
+        ))
+    }
 }
 
 /// Starts the stub on 127.0.0.1:0 and returns its address and what it records.
