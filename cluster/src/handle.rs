@@ -6,7 +6,7 @@
 //! majority and durable there.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -49,6 +49,8 @@ struct Inner {
     /// The control-plane runtime (current when the handle was made): peer clients are created
     /// inside it, so their connection tasks never run on a data-plane thread.
     rt: Option<tokio::runtime::Handle>,
+    /// The node layer's facts and log filter, registered once at start.
+    local: OnceLock<Arc<dyn crate::local::LocalNode>>,
 }
 
 fn unavailable(msg: impl Into<String>) -> ErrorDetail {
@@ -78,6 +80,7 @@ impl ClusterHandle {
                 rt: tokio::runtime::Handle::try_current().ok(),
                 peer_opts,
                 clients: Mutex::new(HashMap::new()),
+                local: OnceLock::new(),
             }),
         }
     }
@@ -108,6 +111,15 @@ impl ClusterHandle {
     /// A receiver that sees every newly applied state (config watch).
     pub fn watch_applied(&self) -> watch::Receiver<Arc<Applied>> {
         self.inner.applied.clone()
+    }
+
+    /// Registers the node layer's facts and log filter (once; later calls change nothing).
+    pub fn set_local_node(&self, local: Arc<dyn crate::local::LocalNode>) {
+        let _ = self.inner.local.set(local);
+    }
+
+    pub(crate) fn local_node(&self) -> Option<&Arc<dyn crate::local::LocalNode>> {
+        self.inner.local.get()
     }
 
     /// Routing between nodes and liveness.

@@ -9,13 +9,17 @@
 //! - [`transport`]: Raft messages over gRPC streams (real) or an in-memory hub (simulation).
 //! - [`handle`]: [`handle::ClusterHandle`], what the node uses: writes (forwarded to the leader),
 //!   linearizable read barriers, membership changes, status of every member.
-//! - [`service`]: the node-to-node gRPC service (Raft stream, Propose, Join, Status, Removed).
+//! - [`service`]: the node-to-node gRPC service (Raft stream, Propose, Join, Status, Removed,
+//!   Facts, LogFilter).
+//! - [`local`]: [`local::LocalNode`], the node layer's facts and log filter, and their fan-out
+//!   to every member (troubleshooter, `herald log`).
 //! - [`start`] wires them together for one node: bootstrap or join on an empty data dir, resume
 //!   otherwise.
 
 pub mod client;
 pub mod handle;
 pub mod identity;
+pub mod local;
 pub mod metrics;
 pub mod placement;
 pub mod raft_loop;

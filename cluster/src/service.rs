@@ -5,9 +5,9 @@ use std::pin::Pin;
 use futures::StreamExt;
 use herald_grpc::cluster::node_api_server::{NodeApi, NodeApiServer};
 use herald_grpc::cluster::{
-    JoinReply, JoinRequest, LocalSessionsReply, LocalSessionsRequest, MembershipChange,
-    MembershipChangeReply, ProposeRequest, RaftAck, RaftEnvelope, RemovedNotice, RouteMessage,
-    StatusReply, StatusRequest,
+    FactsRequest, JoinReply, JoinRequest, LocalSessionsReply, LocalSessionsRequest,
+    LogFilterChange, LogFilterState, MembershipChange, MembershipChangeReply, NodeFacts,
+    ProposeRequest, RaftAck, RaftEnvelope, RemovedNotice, RouteMessage, StatusReply, StatusRequest,
 };
 use herald_grpc::config::{NodeInfo, WriteOutcome};
 use protobuf::Message as _;
@@ -264,6 +264,30 @@ impl NodeApi for NodeApiService {
         };
         let full_jids = sink.local_sessions(request.into_inner().jid).await;
         Ok(Response::new(LocalSessionsReply { full_jids }))
+    }
+
+    async fn facts(&self, request: Request<FactsRequest>) -> Result<Response<NodeFacts>, Status> {
+        self.member_only(&request, "facts")?;
+        self.handle
+            .local_facts()
+            .map(Response::new)
+            .map_err(|e| e.to_status())
+    }
+
+    async fn log_filter(
+        &self,
+        request: Request<LogFilterChange>,
+    ) -> Result<Response<LogFilterState>, Status> {
+        self.member_only(&request, "log_filter")?;
+        let change = request.into_inner();
+        let filter = self
+            .handle
+            .local_log_filter(&change)
+            .map_err(|e| e.to_status())?;
+        if !change.directives.is_empty() || change.reset {
+            tracing::info!(%filter, "log filter changed at a member's request");
+        }
+        Ok(Response::new(LogFilterState { filter }))
     }
 
     async fn removed(&self, request: Request<RemovedNotice>) -> Result<Response<RaftAck>, Status> {

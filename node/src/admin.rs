@@ -11,9 +11,11 @@ use herald_cluster::ClusterHandle;
 use herald_grpc::admin::admin_server::{Admin, AdminServer};
 use herald_grpc::admin::{
     AddNodeRequest, AddUserRequest, ClusterStatusReply, ClusterStatusRequest, DeleteRequest,
-    GetReply, GetRequest, ListReply, ListRequest, MembershipReply, NodeStatus, PutRequest,
-    RemoveNodeRequest, SetPasswordRequest, UserSession, WriteReply,
+    DiagnoseReply, DiagnoseRequest, GetLogFilterRequest, GetReply, GetRequest, ListReply,
+    ListRequest, LogFilterReply, MembershipReply, NodeStatus, PutRequest, RemoveNodeRequest,
+    SetLogFilterRequest, SetPasswordRequest, UserSession, WriteReply,
 };
+use herald_grpc::cluster::LogFilterChange;
 use herald_grpc::config::{
     command::Op, config_object::Body, AddPolicyException, Command, ConfigObject, DeleteObject,
     ErrorCode, ErrorDetail, NodeInfo, ObjectKind, PutObject, RemovePolicyException, SetUserSecrets,
@@ -534,6 +536,49 @@ impl Admin for AdminService {
             },
         ));
         observe("CalendarGatewayStatus", t, r)
+    }
+
+    async fn diagnose(
+        &self,
+        _req: Request<DiagnoseRequest>,
+    ) -> Result<Response<DiagnoseReply>, Status> {
+        let t = Instant::now();
+        let reply = crate::local::diagnose(&self.cluster).await;
+        observe("Diagnose", t, Ok(Response::new(reply)))
+    }
+
+    async fn get_log_filter(
+        &self,
+        req: Request<GetLogFilterRequest>,
+    ) -> Result<Response<LogFilterReply>, Status> {
+        let t = Instant::now();
+        let all = req.into_inner().all_nodes;
+        let r = crate::local::log_filter_reply(&self.cluster, LogFilterChange::default(), all)
+            .await
+            .map(Response::new);
+        observe("GetLogFilter", t, r)
+    }
+
+    async fn set_log_filter(
+        &self,
+        req: Request<SetLogFilterRequest>,
+    ) -> Result<Response<LogFilterReply>, Status> {
+        let t = Instant::now();
+        let req = req.into_inner();
+        let r = if req.directives.trim().is_empty() && !req.reset {
+            Err(Status::invalid_argument(
+                crate::log_filter::LogFilterError::Empty.to_string(),
+            ))
+        } else {
+            let change = LogFilterChange {
+                directives: req.directives,
+                reset: req.reset,
+            };
+            crate::local::log_filter_reply(&self.cluster, change, req.all_nodes)
+                .await
+                .map(Response::new)
+        };
+        observe("SetLogFilter", t, r)
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Listeners {
     pub c2s: std::net::TcpListener,
     pub c2s_tls: std::net::TcpListener,
     pub s2s: std::net::TcpListener,
+    pub s2s_tls: std::net::TcpListener,
     pub cluster: std::net::TcpListener,
     pub admin: std::net::TcpListener,
     pub http: std::net::TcpListener,
@@ -53,6 +54,7 @@ impl Listeners {
             c2s: bind(cfg.c2s_port, "XMPP c2s (STARTTLS)")?,
             c2s_tls: bind(cfg.c2s_tls_port, "XMPP c2s (direct TLS)")?,
             s2s: bind(cfg.s2s_port, "XMPP s2s (federation)")?,
+            s2s_tls: bind(cfg.s2s_tls_port, "XMPP s2s (federation, direct TLS)")?,
             cluster: bind(cfg.cluster_port, "node-to-node gRPC")?,
             admin: bind(cfg.admin_port, "admin gRPC")?,
             http: bind(cfg.http_port, "HTTP (metrics, health)")?,
@@ -199,6 +201,9 @@ async fn run_planes(
     )
     .context("starting the replicated config store")?;
     let handle = cluster.handle.clone();
+    handle.set_local_node(std::sync::Arc::new(crate::local::LocalFacts::new(
+        &cfg, &tls,
+    )));
 
     // Node-to-node API.
     let (cluster_stop_tx, cluster_stop) = watch::channel(false);
@@ -210,7 +215,10 @@ async fn run_planes(
     );
     let cluster_listener = tokio::net::TcpListener::from_std(listeners.cluster)?;
     let cluster_addr = cluster_listener.local_addr()?;
-    let mut cluster_builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let mut cluster_builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(crate::idle::KEEPALIVE))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
     if let Some(t) = &cluster_tls {
         // Client certificates are required and must chain to the cluster CA; who they name
         // is checked per call by the service.
@@ -245,7 +253,10 @@ async fn run_planes(
     );
     let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin_listener.local_addr()?;
-    let mut admin_builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let mut admin_builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(crate::idle::KEEPALIVE))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
     if let Some(ca) = &cfg.admin_client_ca {
         // Mutual TLS: only clients with a certificate from this CA get in.
         let read = |p: &std::path::Path| {
@@ -305,7 +316,36 @@ async fn run_planes(
     let s2s_addr = local(&listeners.s2s)?;
     let s2s_arbiter = arbiters[0].clone();
     let calendar_arbiter = arbiters[0].clone();
-    let tls_server = crate::tls::server_config(&tls).context("c2s TLS configuration")?;
+    let certs = std::sync::Arc::new(
+        crate::tls::certs::CertStore::new(
+            &tls,
+            cfg.tls_cert.is_some(),
+            cfg.tls_cert_dir.clone(),
+            cfg.tls_cert.is_none().then(|| cfg.tls_dir()),
+        )
+        .context("TLS certificates")?,
+    );
+    {
+        let h = handle.clone();
+        certs.set_serves(Box::new(move |d| {
+            let a = h.applied();
+            a.state
+                .peek(herald_grpc::config::ObjectKind::Domain, d)
+                .is_some()
+                || a.state.is_email_domain(d)
+        }));
+        let c = certs.clone();
+        control.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let c = c.clone();
+                let _ = tokio::task::spawn_blocking(move || c.reload_changed()).await;
+            }
+        });
+    }
+    let tls_server =
+        crate::tls::server_config_resolving(certs.clone()).context("c2s TLS configuration")?;
     let xmpp = crate::xmpp::start(
         handle.clone(),
         crate::xmpp::Planes {
@@ -350,6 +390,7 @@ async fn run_planes(
     };
     let s2s = {
         let _on_control_plane = control.enter();
+
         let dns = match &cfg.dns_resolver {
             Some(r) => Some(crate::config::parse_dns_resolver(r).map_err(anyhow::Error::msg)?),
             None => None,
@@ -357,7 +398,7 @@ async fn run_planes(
         let s2s = crate::s2s::S2s::new(
             handle.clone(),
             &xmpp,
-            &tls,
+            certs,
             cfg.tls_ca.as_deref(),
             dns,
             herald_xmpp::s2s::DEFAULT_PORT,
@@ -367,7 +408,9 @@ async fn run_planes(
         .context("starting XMPP federation")?;
         let _ = xmpp.s2s.set(s2s.clone());
         let listener = tokio::net::TcpListener::from_std(listeners.s2s)?;
-        control.spawn(crate::s2s::accept_loop(listener, s2s.clone()));
+        control.spawn(crate::s2s::accept_loop(listener, s2s.clone(), false));
+        let listener = tokio::net::TcpListener::from_std(listeners.s2s_tls)?;
+        control.spawn(crate::s2s::accept_loop(listener, s2s.clone(), true));
         s2s
     };
 
@@ -455,13 +498,16 @@ fn statefulset_pod(cfg: &NodeConfig) -> Option<crate::peers_dns::Pod> {
 /// the listeners it binds itself, not to an incoming stream it is handed: without this, a
 /// response written in several pieces waited for the client's delayed ACK (`cluster status`
 /// on a 3-node cluster took 40 ms, for 1 ms of work).
+/// Connections that send nothing for [`crate::idle::GRPC_IDLE`] are closed (HTTP/2 keepalive
+/// pings keep live ones busy).
 fn nodelay_incoming(
     listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+) -> impl tokio_stream::Stream<Item = std::io::Result<crate::idle::Idle<tokio::net::TcpStream>>> {
     use tokio_stream::StreamExt as _;
     TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|tcp| {
+        conn.map(|tcp| {
             let _ = tcp.set_nodelay(true);
+            crate::idle::Idle::new(tcp, crate::idle::GRPC_IDLE)
         })
     })
 }

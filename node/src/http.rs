@@ -69,6 +69,10 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = crate::idle::IdleListener {
+        listener,
+        limit: crate::idle::HTTP_IDLE,
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

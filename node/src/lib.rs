@@ -6,6 +6,8 @@
 //! - [`admin`]: the admin gRPC service over the replicated store.
 //! - [`cli`]: the admin client (`herald <object> <verb>`).
 //! - [`tls`], [`telemetry`], [`metrics`], [`http`]: certificates, logs, Prometheus, health.
+//! - [`log_filter`]: log levels per component, changed at run time (`herald log set`).
+//! - [`local`]: this node's facts for the troubleshooter (`herald troubleshoot`).
 //! - [`scram`]: salted SCRAM secrets, so that no password is ever stored.
 //! - [`xmpp`]: client sessions (c2s), user actors, routing within and between nodes.
 //! - [`peers_dns`]: StatefulSet mode (node id from the pod's ordinal, join through the
@@ -18,7 +20,10 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod idle;
 pub mod im;
+pub mod local;
+pub mod log_filter;
 pub mod metrics;
 pub mod peers_dns;
 pub mod s2s;

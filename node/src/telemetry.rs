@@ -41,27 +41,37 @@ pub fn build_filter(rust_log: Option<&str>, level: &str) -> Result<EnvFilter, Te
 
 /// Installs the global tracing subscriber: `format` lines on stderr, filtered by `RUST_LOG`
 /// when set, else by `level`. Records of the `log` crate (rustls, …) are captured too.
-/// Calling it again (or after another subscriber was installed) changes nothing and is not an
-/// error.
+/// The filter sits in a reload layer, so `herald log set` can change it at run time
+/// ([`crate::log_filter`]). Calling it again (or after another subscriber was installed)
+/// changes nothing and is not an error.
 pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = build_filter(rust_log.as_deref(), level)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // `try_init` fails only when a global subscriber already exists: keep that one.
-    let _already_installed = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
-            .is_err(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init()
-            .is_err(),
+    // What `herald log show` reports and `herald log reset` returns to, as the operator wrote it.
+    let startup = match rust_log.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(env) => env.to_string(),
+        None => level.trim().to_string(),
     };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // `try_init` fails only when a global subscriber already exists: keep that one.
+    let installed = match format {
+        LogFormat::Human => registry
+            .with(fmt.with_ansi(std::io::stderr().is_terminal()))
+            .try_init()
+            .is_ok(),
+        LogFormat::Json => registry
+            .with(fmt.json().flatten_event(true).with_current_span(false))
+            .try_init()
+            .is_ok(),
+    };
+    if installed {
+        crate::log_filter::register(handle, startup);
+    }
     Ok(())
 }
 

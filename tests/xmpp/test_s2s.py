@@ -117,11 +117,15 @@ class Federation:
         enable = [a for n in FED_NODES for a in ("--enable-node", str(n))]
         self.cluster.cli(None, "xmpp-federation", "set", *enable, *MODES[mode]["herald"],
                          "--dialback-secret", self.secret)
+        self.cluster.wait_converged(self.cluster.nodes)
         self.mode = mode
 
     def policy(self, *args: str) -> str:
-        """`herald xmpp-policy ARGS`."""
-        return self.cluster.cli(None, "xmpp-policy", *args)
+        """`herald xmpp-policy ARGS`, then waits until every node applied it (a write is
+        acknowledged once committed; followers apply it a heartbeat later)."""
+        out = self.cluster.cli(None, "xmpp-policy", *args)
+        self.cluster.wait_converged(self.cluster.nodes)
+        return out
 
     # -- users and clients -------------------------------------------------------------------
 
@@ -189,12 +193,15 @@ def federation(s2s_env: S2SEnv, tmp_path: Path):
     made: list[Federation] = []
 
     def make(mode: str = "required", prosody_cert: Optional[tuple[Path, Path]] = None,
-             prosody_kw: Optional[dict] = None, extra_args: tuple[str, ...] = ()) -> Federation:
+             prosody_kw: Optional[dict] = None, extra_args: tuple[str, ...] = (),
+             mail_domain: Optional[str] = None) -> Federation:
         """`prosody_cert`: the certificate Prosody presents (default: TestCA's for p.test);
         `prosody_kw`: Prosody knobs overriding the mode's; `extra_args`: more `herald agent`
-        flags."""
+        flags; `mail_domain`: an email domain Herald also federates as (in its certificate and
+        in the DNS, EMAIL-6/EMAIL-8)."""
         env = s2s_env
-        cert, key = env.ca.issue([HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"], stem="herald")
+        names = [HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"] + ([mail_domain] if mail_domain else [])
+        cert, key = env.ca.issue(names, stem="herald")
         cluster = Cluster(tmp_path / "cluster", HERALD_DOMAIN, extra_args=[
             "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(env.ca.ca_path),
             "--dns-resolver", env.dns.address, *extra_args])
@@ -202,6 +209,9 @@ def federation(s2s_env: S2SEnv, tmp_path: Path):
         try:
             env.dns.add_xmpp_server(HERALD_DOMAIN, [(f"node{n}.{HERALD_DOMAIN}", cluster.ip(n))
                                                     for n in FED_NODES])
+            if mail_domain:
+                env.dns.add_xmpp_server(mail_domain, [(f"node{n}.{HERALD_DOMAIN}",
+                                                       cluster.ip(n)) for n in FED_NODES])
             prosody = env.prosody(PEER_DOMAIN, cert=prosody_cert,
                                   **{**MODES[mode]["prosody"], **(prosody_kw or {})})
             env.dns.start()
@@ -566,3 +576,138 @@ def test_bad_input_on_5269(federation, case: str) -> None:
     run(body(), BODY_TIMEOUT)
     for n in fed.cluster.nodes:
         assert fed.cluster.is_running(n), f"node {n} died after {case}"
+
+
+def test_email_for_federation(federation) -> None:
+    """EMAIL-2/3/4: with email for federation on, alice federates as her mail address (bob at
+    Prosody sees it as `from` and reaches her through it), a user without a mail address
+    federates by JID, and stanzas from outside to alice's raw JID are dropped and counted."""
+    mail_domain = "mail.test"
+    fed = federation("required", mail_domain=mail_domain)
+    alice_user = fed.herald_user("alice")
+    carol_user = fed.herald_user("carol")
+    mail = f"alice.liddell@{mail_domain}"
+    fed.cluster.cli(None, "user", "update", alice_user[0], "--mail-id", mail)
+    fed.cluster.cli(None, "email-federation", "enable", "--confirm")
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(alice_user)
+            carol = await fed.herald_client(carol_user)
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+            # bob knows alice by her mail address.
+            bob.send_presence(pto=mail, ptype="subscribe")
+            await alice.expect_presence(bob.user, "bob's request reaching alice", ptype="subscribe",
+                                        timeout=DELIVERY_TIMEOUT)
+            alice.send_presence(pto=bob.user, ptype="subscribed")
+            await bob.expect_presence(mail, "the approval from alice's mail address",
+                                      ptype="subscribed", timeout=DELIVERY_TIMEOUT)
+            await bob.expect_presence(mail, "alice's presence under her mail address",
+                                      ptype="available", timeout=DELIVERY_TIMEOUT)
+            alice.chat(bob.user, "from alice")
+            got = await bob.expect_messages(mail, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "from alice", got[0]
+            bob.chat(mail, "to alice by mail")
+            got = await alice.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "to alice by mail", got[0]
+            # EMAIL-3: carol has no mail address and federates with her JID.
+            carol.chat(bob.user, "from carol")
+            got = await bob.expect_messages(carol.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "from carol", got[0]
+            # EMAIL-4: alice's raw JID is not reachable from outside.
+            bob.chat(alice.user, "to alice's JID")
+            await not_delivered(alice, bob.user)
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    fed.assert_counted("herald_s2s_email_drops_total", "a stanza to alice's raw JID dropped")
+
+
+def test_domain_added_later_gets_its_own_certificate(federation, tmp_path: Path) -> None:
+    """A local domain added after start federates under TLS required with its own certificate:
+    its files are dropped into `--tls-cert-dir` while the nodes run (picked up without a
+    restart), Prosody's inbound TLS gets it by SNI, and Herald presents it outbound for SASL
+    EXTERNAL as that domain."""
+    second = "second.test"
+    cert_dir = tmp_path / "domain-certs"
+    cert_dir.mkdir()
+    fed = federation("required", extra_args=("--tls-cert-dir", str(cert_dir)))
+    fed.cluster.cli(None, "domain", "add", second)
+    fed.env.dns.add_xmpp_server(second, [(f"node{n}.{HERALD_DOMAIN}", fed.cluster.ip(n))
+                                         for n in FED_NODES])
+    fed.env.dns.restart()
+    cert, key = fed.env.ca.issue([second], stem="second-domain")
+    # Written next to each other, the key first: the store loads a pair once the .pem is there.
+    (cert_dir / f"{second}.key").write_bytes(key.read_bytes())
+    (cert_dir / f"{second}.pem").write_bytes(cert.read_bytes())
+    password = f"pw-{secrets.token_hex(4)}"
+    dave = f"dave@{second}"
+    fed.cluster.add_user(dave, password)
+
+    async def body() -> None:
+        try:
+            d = await fed.herald_client((dave, password))
+            bob = await fed.prosody_client(fed.prosody_user("bob"))
+            # The store polls every 5 s: the first attempt may still present the node
+            # certificate (example.test), which Prosody refuses; retry until delivered.
+            deadline = time.monotonic() + 30
+            while True:
+                d.chat(bob.user, "from the second domain")
+                try:
+                    got = await bob.expect_messages(dave, 1, timeout=6)
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
+            assert got[0]["body"] == "from the second domain", got[0]
+            bob.chat(dave, "to the second domain")
+            got = await d.expect_messages(bob.user, 1, timeout=DELIVERY_TIMEOUT)
+            assert got[0]["body"] == "to the second domain", got[0]
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    rows = [r for r in fed.prosody.shell("s2s", "show").splitlines() if second in r]
+    assert rows and all("Succeeded" in r for r in rows), rows
+
+
+def test_direct_tls_xep_0368_inbound(federation) -> None:
+    """XEP-0368: with `_xmpps-server._tcp` records for example.test, Prosody reaches Herald's
+    direct-TLS port (5270, ALPN `xmpp-server`) and authenticates there (SASL EXTERNAL);
+    presence and messages flow both ways. (Herald's own outbound direct TLS is not exercised
+    here: p.test publishes no `_xmpps-server` record.)"""
+    fed = federation("required")
+    for n in FED_NODES:
+        fed.env.dns.add_srv(f"_xmpps-server._tcp.{HERALD_DOMAIN}", f"node{n}.{HERALD_DOMAIN}",
+                            5270)
+    fed.env.dns.restart()
+
+    async def body() -> None:
+        try:
+            alice, bob = await befriend(fed)
+            await both_ways(fed, alice, bob, "direct tls")
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)
+    rows = fed.prosody_sessions()
+    out = [r for r in rows if r["dir"] == "-->"]
+    assert out and out[0]["security"].startswith("TLS"), rows
+    logs = "".join(fed.cluster.log_path(n).read_text(errors="replace") for n in FED_NODES)
+    assert re.search(r"inbound federation stream authenticated.*domain=p\.test.*direct_tls=true",
+                     logs), "Prosody's stream did not come in on the direct-TLS port"
+    # Herald's direct-TLS listener answered with ALPN xmpp-server.
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(fed.ca))
+    ctx.set_alpn_protocols(["xmpp-server"])
+    with socket.create_connection((fed.cluster.ip(FED_NODES[0]), 5270), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=HERALD_DOMAIN) as tls:
+            assert tls.selected_alpn_protocol() == "xmpp-server"
+            tls.sendall(s2s_header(PEER_DOMAIN, HERALD_DOMAIN))
+            data = b""
+            deadline = time.monotonic() + 10
+            while b"</stream:features>" not in data and time.monotonic() < deadline:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            assert b"<stream:features>" in data and b"starttls" not in data, data

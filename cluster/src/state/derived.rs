@@ -120,6 +120,21 @@ impl StateMachine {
         self.users_per_domain.get(domain).copied().unwrap_or(0)
     }
 
+    /// The user whose `mail_id` is `mail` (case-insensitive); None when no user or several
+    /// users have it (email for federation then cannot tell them apart).
+    pub fn user_by_mail(&self, mail: &str) -> Option<&str> {
+        let set = self.users_by_mail.get(&mail.to_ascii_lowercase())?;
+        (set.len() == 1)
+            .then(|| set.iter().next().map(String::as_str))
+            .flatten()
+    }
+
+    /// True when `domain` is an email domain: administered, or some user's `mail_id` is in it.
+    pub fn is_email_domain(&self, domain: &str) -> bool {
+        self.users_per_mail_domain.contains_key(domain)
+            || self.peek(ObjectKind::EmailDomain, domain).is_some()
+    }
+
     /// True while some user's `mail_id` lies in `domain` (the domain is SYSTEM-managed).
     pub fn email_domain_is_system(&self, domain: &str) -> bool {
         self.users_per_mail_domain.contains_key(domain)

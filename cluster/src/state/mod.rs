@@ -73,6 +73,8 @@ pub struct StateMachine {
     users_per_domain: BTreeMap<String, u64>,
     /// Index: email domain → number of users whose `mail_id` is in it.
     users_per_mail_domain: BTreeMap<String, u64>,
+    /// Index: full `mail_id` (lower case) → the JIDs of the users that have it.
+    users_by_mail: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl StateMachine {
@@ -296,6 +298,10 @@ impl StateMachine {
             }
             if let Some(d) = mail_domain(&u.mail_id) {
                 *self.users_per_mail_domain.entry(d.to_string()).or_default() += 1;
+                self.users_by_mail
+                    .entry(u.mail_id.to_ascii_lowercase())
+                    .or_default()
+                    .insert(u.jid.clone());
             }
         }
     }
@@ -307,6 +313,13 @@ impl StateMachine {
             }
             if let Some(d) = mail_domain(&u.mail_id) {
                 decrement(&mut self.users_per_mail_domain, d);
+                let key = u.mail_id.to_ascii_lowercase();
+                if let Some(set) = self.users_by_mail.get_mut(&key) {
+                    set.remove(&u.jid);
+                    if set.is_empty() {
+                        self.users_by_mail.remove(&key);
+                    }
+                }
             }
         }
     }

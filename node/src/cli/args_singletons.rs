@@ -228,3 +228,30 @@ pub enum FederationRoutingCmd {
         revision: Option<u64>,
     },
 }
+
+/// `herald log ...`: the log filter of the node the CLI talks to, or of every node.
+#[derive(Subcommand, Debug, Clone)]
+pub enum LogCmd {
+    /// Shows the log filter in force.
+    Show {
+        /// Every member, not only the node the CLI talks to.
+        #[arg(long)]
+        all_nodes: bool,
+    },
+    /// Merges directives into the log filter, e.g. `federation=debug,cluster=info` or `debug`
+    /// (components: cluster, federation, node, xmpp, im, admin, tls, http, raft; any other
+    /// tracing target as written).
+    Set {
+        /// Comma-separated COMPONENT=LEVEL or LEVEL directives.
+        directives: String,
+        /// Every member, not only the node the CLI talks to.
+        #[arg(long)]
+        all_nodes: bool,
+    },
+    /// Goes back to the filter the node started with.
+    Reset {
+        /// Every member, not only the node the CLI talks to.
+        #[arg(long)]
+        all_nodes: bool,
+    },
+}

@@ -23,6 +23,7 @@ mod tests;
 mod tests_render;
 #[cfg(test)]
 mod tests_server;
+pub mod troubleshoot;
 
 pub use args::{
     AclCmd, AclKindArg, CalendarAuthArg, CalendarCmd, CalendarKindArg, CalendarPasswordArgs,
@@ -30,8 +31,9 @@ pub use args::{
     StaticRouteCmd, TlsPeerCmd, TransportArg, UserCmd,
 };
 pub use args_singletons::{
-    ClusterCmd, EmailFederationCmd, FederationRoutingCmd, PolicyActionArg, PolicyDirectionArg,
-    PolicyExceptionCmd, RoutingNodeCmd, SecurityModeArg, XmppFederationCmd, XmppPolicyCmd,
+    ClusterCmd, EmailFederationCmd, FederationRoutingCmd, LogCmd, PolicyActionArg,
+    PolicyDirectionArg, PolicyExceptionCmd, RoutingNodeCmd, SecurityModeArg, XmppFederationCmd,
+    XmppPolicyCmd,
 };
 
 use herald_grpc::admin::admin_client::AdminClient;
@@ -161,6 +163,12 @@ pub enum AdminCommand {
     /// Calendar gateways and their shared credentials.
     #[command(subcommand)]
     CalendarGateway(CalendarCmd),
+    /// Log levels per component, changed at run time.
+    #[command(subcommand)]
+    Log(LogCmd),
+    /// Checks the cluster, its certificates, DNS and federation routes; exit status 1 when
+    /// any check fails.
+    Troubleshoot(troubleshoot::TroubleshootArgs),
 }
 
 /// Errors of the admin client.
@@ -338,13 +346,21 @@ pub struct Output {
     pub stdout: String,
     /// Lines for stderr (`warning: ...`), without newlines.
     pub stderr: Vec<String>,
+    /// Failed items (troubleshooter checks, nodes that refused a change); when non-zero the
+    /// exit status is too.
+    pub failures: usize,
 }
 
 /// Runs one admin command and returns its rendered output without printing it.
 pub async fn execute(global: &GlobalOpts, cmd: AdminCommand) -> Result<Output, CliError> {
+    let tls = global.tls();
+    if let AdminCommand::Troubleshoot(args) = cmd {
+        let mut client =
+            connect(&global.admin, global.admin_token.as_deref(), tls.as_ref()).await?;
+        return troubleshoot::execute(&mut client, args, global.output).await;
+    }
     // Everything that can fail locally (bad flags, stdin passwords) fails before connecting.
     let plan = objects::plan(cmd, &mut std::io::stdin().lock())?;
-    let tls = global.tls();
     let mut client = connect(&global.admin, global.admin_token.as_deref(), tls.as_ref()).await?;
     plan::execute(&mut client, plan, global.output).await
 }
@@ -356,5 +372,15 @@ pub async fn run(global: &GlobalOpts, cmd: AdminCommand) -> anyhow::Result<()> {
         eprintln!("{line}");
     }
     print!("{}", out.stdout);
+    if out.failures > 0 {
+        anyhow::bail!(
+            "{} (see above)",
+            plural(out.failures, "failure", "failures")
+        );
+    }
     Ok(())
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

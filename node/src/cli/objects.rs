@@ -6,8 +6,8 @@ use super::args::{
     UserCmd,
 };
 use super::args_singletons::{
-    ClusterCmd, EmailFederationCmd, FederationRoutingCmd, PolicyExceptionCmd, RoutingNodeCmd,
-    XmppFederationCmd, XmppPolicyCmd,
+    ClusterCmd, EmailFederationCmd, FederationRoutingCmd, LogCmd, PolicyExceptionCmd,
+    RoutingNodeCmd, XmppFederationCmd, XmppPolicyCmd,
 };
 use super::plan::{Edit, Modify, Plan, View};
 use super::{AdminCommand, CliError};
@@ -41,6 +41,10 @@ pub(crate) fn plan(cmd: AdminCommand, stdin: &mut dyn BufRead) -> Result<Plan, C
         AdminCommand::EmailFederation(c) => Ok(email_federation(c)),
         AdminCommand::RoutingNode(c) => Ok(routing_node(c)),
         AdminCommand::FederationRouting(c) => Ok(federation_routing(c)),
+        AdminCommand::Log(c) => Ok(log(c)),
+        AdminCommand::Troubleshoot(_) => Err(CliError::Usage(
+            "troubleshoot is not a plan of admin calls".into(),
+        )),
     }
 }
 
@@ -738,5 +742,25 @@ fn federation_routing(c: FederationRoutingCmd) -> Plan {
                 other => Err(wrong(K, other)),
             }),
         ),
+    }
+}
+
+fn log(c: LogCmd) -> Plan {
+    use herald_grpc::admin::{GetLogFilterRequest, SetLogFilterRequest};
+    match c {
+        LogCmd::Show { all_nodes } => Plan::GetLogFilter(GetLogFilterRequest { all_nodes }),
+        LogCmd::Set {
+            directives,
+            all_nodes,
+        } => Plan::SetLogFilter(SetLogFilterRequest {
+            directives,
+            all_nodes,
+            reset: false,
+        }),
+        LogCmd::Reset { all_nodes } => Plan::SetLogFilter(SetLogFilterRequest {
+            directives: String::new(),
+            all_nodes,
+            reset: true,
+        }),
     }
 }

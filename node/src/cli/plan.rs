@@ -71,6 +71,10 @@ pub(crate) enum Plan {
     Modify(Modify),
     /// CalendarGatewayStatus.
     CalendarStatus,
+    /// GetLogFilter.
+    GetLogFilter(herald_grpc::admin::GetLogFilterRequest),
+    /// SetLogFilter.
+    SetLogFilter(herald_grpc::admin::SetLogFilterRequest),
 }
 
 impl std::fmt::Debug for Plan {
@@ -90,6 +94,8 @@ impl std::fmt::Debug for Plan {
             Plan::RemoveException(r) => write!(f, "RemoveException({r:?})"),
             Plan::Modify(m) => write!(f, "Modify({:?}, {:?}, {:?})", m.kind, m.key, m.mode),
             Plan::CalendarStatus => write!(f, "CalendarStatus"),
+            Plan::GetLogFilter(r) => write!(f, "GetLogFilter({r:?})"),
+            Plan::SetLogFilter(r) => write!(f, "SetLogFilter({r:?})"),
         }
     }
 }
@@ -183,10 +189,19 @@ pub(crate) async fn execute(
             let put = modified(client, m).await?;
             return Ok(render::write(&client.put(put).await?.into_inner(), format));
         }
+        Plan::GetLogFilter(req) => {
+            let reply = client.get_log_filter(req).await?.into_inner();
+            return Ok(render::log_filters(&reply, format));
+        }
+        Plan::SetLogFilter(req) => {
+            let reply = client.set_log_filter(req).await?.into_inner();
+            return Ok(render::log_filters(&reply, format));
+        }
     };
     Ok(Output {
         stdout,
         stderr: Vec::new(),
+        failures: 0,
     })
 }
 

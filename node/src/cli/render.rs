@@ -3,7 +3,7 @@
 //! all, and passwords and the dialback secret are masked.
 
 use super::{Output, OutputFormat};
-use herald_grpc::admin::{ClusterStatusReply, MembershipReply, WriteReply};
+use herald_grpc::admin::{ClusterStatusReply, LogFilterReply, MembershipReply, WriteReply};
 use herald_grpc::config::{
     config_object::Body, AclPatternKind, CalendarAuthMethod, CalendarKind, ConfigObject,
     Management, PolicyAction, PolicyDirection, PolicyException, RouteType, SipIntegrationType,
@@ -420,6 +420,7 @@ pub fn write(reply: &WriteReply, format: OutputFormat) -> Output {
                 "warnings": reply.warnings,
             })),
             stderr: Vec::new(),
+            failures: 0,
         },
         OutputFormat::Table => Output {
             stdout: format!("revision {}\n", reply.revision),
@@ -428,7 +429,39 @@ pub fn write(reply: &WriteReply, format: OutputFormat) -> Output {
                 .iter()
                 .map(|w| format!("warning: {w}"))
                 .collect(),
+            failures: 0,
         },
+    }
+}
+
+/// `log show` / `log set`: the filter of each node asked, or why a node could not be asked.
+/// A node that refused or did not answer counts as a failure (non-zero exit status).
+pub fn log_filters(reply: &LogFilterReply, format: OutputFormat) -> Output {
+    let failures = reply.nodes.iter().filter(|n| !n.error.is_empty()).count();
+    let stdout = match format {
+        OutputFormat::Json => to_json_text(&Value::Array(
+            reply
+                .nodes
+                .iter()
+                .map(|n| json!({"node_id": n.node_id, "filter": n.filter, "error": n.error}))
+                .collect(),
+        )),
+        OutputFormat::Table => {
+            let mut t = Table::new(&["NODE", "FILTER", "ERROR"]);
+            for n in &reply.nodes {
+                t.push(vec![
+                    n.node_id.to_string(),
+                    n.filter.clone(),
+                    n.error.clone(),
+                ]);
+            }
+            t.render()
+        }
+    };
+    Output {
+        stdout,
+        stderr: Vec::new(),
+        failures,
     }
 }
 

@@ -174,6 +174,49 @@ impl Admin for Stub {
             herald_grpc::admin::CalendarGatewayStatusReply::default(),
         ))
     }
+
+    async fn diagnose(
+        &self,
+        req: Request<herald_grpc::admin::DiagnoseRequest>,
+    ) -> Result<Response<herald_grpc::admin::DiagnoseReply>, Status> {
+        self.note(&req);
+        Err(Status::unimplemented("not in the stub"))
+    }
+
+    async fn get_log_filter(
+        &self,
+        req: Request<herald_grpc::admin::GetLogFilterRequest>,
+    ) -> Result<Response<herald_grpc::admin::LogFilterReply>, Status> {
+        self.note(&req);
+        Ok(Response::new(herald_grpc::admin::LogFilterReply {
+            nodes: vec![herald_grpc::admin::NodeLogFilter {
+                node_id: 1,
+                filter: "info,raft=warn".into(),
+                error: String::new(),
+            }],
+        }))
+    }
+
+    async fn set_log_filter(
+        &self,
+        req: Request<herald_grpc::admin::SetLogFilterRequest>,
+    ) -> Result<Response<herald_grpc::admin::LogFilterReply>, Status> {
+        self.note(&req);
+        let r = req.into_inner();
+        if r.directives.contains("loud") {
+            return Err(Status::invalid_argument(format!(
+                "invalid log directive `{}`",
+                r.directives
+            )));
+        }
+        Ok(Response::new(herald_grpc::admin::LogFilterReply {
+            nodes: vec![herald_grpc::admin::NodeLogFilter {
+                node_id: 1,
+                filter: format!("info,{}", r.directives),
+                error: String::new(),
+            }],
+        }))
+    }
 }
 
 /// Starts the stub on 127.0.0.1:0 and returns its address and what it records.

@@ -62,6 +62,9 @@ pub struct AgentArgs {
     /// XMPP server-to-server port [default: 5269].
     #[arg(long, env = "HERALD_S2S_PORT", value_name = "PORT")]
     pub s2s_port: Option<u16>,
+    /// XMPP server-to-server port with direct TLS (XEP-0368) [default: 5270].
+    #[arg(long, env = "HERALD_S2S_TLS_PORT", value_name = "PORT")]
+    pub s2s_tls_port: Option<u16>,
     /// SIP over TCP port [default: 5060].
     #[arg(long, env = "HERALD_SIP_PORT", value_name = "PORT")]
     pub sip_port: Option<u16>,
@@ -83,6 +86,10 @@ pub struct AgentArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Directory of per-domain federation certificates (`<domain>.pem` + `<domain>.key`), re-read
+    /// when they change.
+    #[arg(long, env = "HERALD_TLS_CERT_DIR", value_name = "DIR")]
+    pub tls_cert_dir: Option<PathBuf>,
     /// PEM CA bundle trusted (besides the system roots) for federation peers' certificates.
     #[arg(long, env = "HERALD_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -197,6 +204,7 @@ impl AgentArgs {
             cfg.c2s_port => a.c2s_port,
             cfg.c2s_tls_port => a.c2s_tls_port,
             cfg.s2s_port => a.s2s_port,
+            cfg.s2s_tls_port => a.s2s_tls_port,
             cfg.sip_port => a.sip_port,
             cfg.sip_tls_port => a.sip_tls_port,
             cfg.cluster_port => a.cluster_port,
@@ -225,6 +233,7 @@ impl AgentArgs {
             cfg.tls_cert => a.tls_cert.map(Some),
             cfg.tls_key => a.tls_key.map(Some),
             cfg.tls_ca => a.tls_ca.map(Some),
+            cfg.tls_cert_dir => a.tls_cert_dir.map(Some),
             cfg.dns_resolver => a.dns_resolver.map(Some),
             cfg.admin_token => a.admin_token.map(|t| Some(Secret::new(t))),
             cfg.admin_client_ca => a.admin_client_ca.map(Some),

@@ -165,6 +165,8 @@ pub struct NodeConfig {
     pub c2s_tls_port: u16,
     /// XMPP server-to-server port.
     pub s2s_port: u16,
+    /// XMPP server-to-server port with direct TLS (XEP-0368, ALPN `xmpp-server`).
+    pub s2s_tls_port: u16,
     /// SIP over TCP port.
     pub sip_port: u16,
     /// SIP over TLS port.
@@ -180,6 +182,10 @@ pub struct NodeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key matching `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Directory of per-domain certificates for federation: `<domain>.pem` (chain) and
+    /// `<domain>.key`; picked by SNI inbound and by the local domain outbound, re-read when the
+    /// files change.
+    pub tls_cert_dir: Option<PathBuf>,
     /// PEM CA bundle trusted, besides the system roots, for the certificates of federation
     /// peers (XMPP s2s).
     pub tls_ca: Option<PathBuf>,
@@ -241,6 +247,7 @@ impl Default for NodeConfig {
             c2s_port: 5222,
             c2s_tls_port: 5223,
             s2s_port: 5269,
+            s2s_tls_port: 5270,
             sip_port: 5060,
             sip_tls_port: 5061,
             cluster_port: DEFAULT_CLUSTER_PORT,
@@ -248,6 +255,7 @@ impl Default for NodeConfig {
             http_port: 9470,
             tls_cert: None,
             tls_key: None,
+            tls_cert_dir: None,
             tls_ca: None,
             dns_resolver: None,
             calendar_poll_seconds: 60,
@@ -312,6 +320,7 @@ impl NodeConfig {
             c2s_port: 0,
             c2s_tls_port: 0,
             s2s_port: 0,
+            s2s_tls_port: 0,
             sip_port: 0,
             sip_tls_port: 0,
             cluster_port: 0,

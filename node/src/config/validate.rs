@@ -197,6 +197,7 @@ impl NodeConfig {
             ("c2s_port", self.c2s_port),
             ("c2s_tls_port", self.c2s_tls_port),
             ("s2s_port", self.s2s_port),
+            ("s2s_tls_port", self.s2s_tls_port),
             ("sip_port", self.sip_port),
             ("sip_tls_port", self.sip_tls_port),
             ("cluster_port", self.cluster_port),

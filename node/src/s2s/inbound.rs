@@ -35,11 +35,28 @@ struct Inbound {
     /// Domains this stream authenticated.
     authenticated: HashSet<String>,
     header_sent: bool,
+    /// The connection came in on the direct-TLS port (XEP-0368).
+    direct_tls: bool,
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr) {
-    let conn = Conn::new(tcp, s2s.limits);
+pub async fn serve(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let mut conn = Conn::new(tcp, s2s.limits);
+    if direct_tls {
+        // XEP-0368: TLS from the first byte, ALPN `xmpp-server`; the certificate by SNI.
+        let cfg = super::tls::server_config(s2s.certs.clone(), String::new(), true);
+        let done = match cfg {
+            Ok(cfg) => tokio::time::timeout(NEGOTIATION, conn.tls_server(cfg))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        if let Err(e) = done {
+            m::failure("inbound", "tls");
+            tracing::info!(peer = %peer, error = %e, "inbound federation direct-TLS handshake failed");
+            return;
+        }
+    }
     let mut gauge = m::ConnGauge::new("inbound");
     let mut st = Inbound {
         s2s,
@@ -50,6 +67,7 @@ pub async fn serve(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr) {
         claimed: None,
         authenticated: HashSet::new(),
         header_sent: false,
+        direct_tls,
     };
     let err = st.run(&mut gauge).await;
     if let Some(e) = err {
@@ -127,7 +145,7 @@ impl Inbound {
     async fn open(&mut self, h: herald_xmpp::StreamHeader) -> Result<(), StreamError> {
         self.local = h.to.clone();
         wire::check_header(&h).map_err(|e| err(StreamCondition::InvalidNamespace, e))?;
-        let Some(to) = h.to.clone().filter(|t| self.s2s.is_local_domain(t)) else {
+        let Some(to) = h.to.clone().filter(|t| self.s2s.serves_domain(t)) else {
             return Err(err(
                 StreamCondition::HostUnknown,
                 format!("'{}' is not served here", h.to.as_deref().unwrap_or("")),
@@ -208,7 +226,19 @@ impl Inbound {
                 ));
             }
             self.send(&Element::new("proceed", ns::TLS)).await?;
-            let cfg = self.s2s.server_tls.clone();
+            // SNI names the certificate; peers that send none get the one of the domain
+            // their stream header addressed.
+            let cfg = match super::tls::server_config(
+                self.s2s.certs.clone(),
+                self.local.clone().unwrap_or_default(),
+                false,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "federation TLS configuration failed");
+                    return Err(err(StreamCondition::InternalServerError, "TLS unavailable"));
+                }
+            };
             if let Err(e) = tokio::time::timeout(NEGOTIATION, self.conn.tls_server(cfg))
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
@@ -284,7 +314,7 @@ impl Inbound {
             ));
         }
         self.send(&Element::new("success", ns::SASL)).await?;
-        tracing::info!(peer = %self.peer, domain = %domain, "inbound federation stream authenticated (SASL EXTERNAL)");
+        tracing::info!(peer = %self.peer, domain = %domain, direct_tls = self.direct_tls, "inbound federation stream authenticated (SASL EXTERNAL)");
         self.authenticated.insert(domain.to_ascii_lowercase());
         self.conn.restart();
         self.header_sent = false;
@@ -303,7 +333,7 @@ impl Inbound {
         if db.verify {
             // A server asks whether a key it got is ours (we are the originating domain).
             let id = db.id.clone().unwrap_or_default();
-            let valid = self.s2s.is_local_domain(&db.to)
+            let valid = self.s2s.serves_domain(&db.to)
                 && wire::keys_equal(
                     &db.key,
                     &wire::dialback_key(&settings.secret, &db.from, &db.to, &id),
@@ -318,7 +348,7 @@ impl Inbound {
                 "TLS is required before dialback",
             ));
         }
-        if !self.s2s.is_local_domain(&db.to) {
+        if !self.s2s.serves_domain(&db.to) {
             return self.send(&db.error("item-not-found")).await;
         }
         let Ok(from) = Jid::parse(&db.from) else {
@@ -355,7 +385,7 @@ impl Inbound {
         metrics::counter!(m::AUTH, "direction" => "inbound", "method" => method, "result" => if valid { "ok" } else { "failed" }).increment(1);
         self.send(&db.answer(valid)).await?;
         if valid {
-            tracing::info!(peer = %self.peer, domain = %from, method, "inbound federation stream authenticated");
+            tracing::info!(peer = %self.peer, domain = %from, method, direct_tls = self.direct_tls, "inbound federation stream authenticated");
             self.authenticated.insert(from.to_ascii_lowercase());
             gauge.established();
             Ok(())
@@ -391,7 +421,7 @@ impl Inbound {
                 format!("'{}' was not authenticated on this stream", from.domain()),
             ));
         }
-        if !self.s2s.is_local_domain(to.domain()) {
+        if !self.s2s.serves_domain(to.domain()) {
             return Err(err(
                 StreamCondition::HostUnknown,
                 format!("'{}' is not served here", to.domain()),

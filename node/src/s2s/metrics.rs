@@ -15,6 +15,12 @@ pub const FAILURES: &str = "herald_s2s_failures_total";
 pub const BOUNCED: &str = "herald_s2s_bounced_total";
 /// Counter: stanzas handed to another federation-enabled node to send.
 pub const FORWARDED: &str = "herald_s2s_forwarded_total";
+/// Counter, label `direction`: presences rewritten for (or from) a generic XMPP server by the
+/// availability model (Herald's extension removed, an undefined `<show/>` dropped).
+pub const PRESENCE_REWRITTEN: &str = "herald_s2s_presence_rewritten_total";
+/// Counter: inbound federated stanzas dropped because they were addressed to a user's JID while
+/// the user federates by email address (EMAIL-4).
+pub const EMAIL_DROPS: &str = "herald_s2s_email_drops_total";
 /// Gauge: outbound links (one per local/remote domain pair) by `state` (idle, connecting, up,
 /// backoff).
 pub const LINKS: &str = "herald_s2s_links";
@@ -43,6 +49,10 @@ pub fn describe() {
         "Outbound federated stanzas handed to another federation node"
     );
     describe_gauge!(LINKS, "Outbound federation links, by state");
+    describe_counter!(
+        PRESENCE_REWRITTEN,
+        "Federated presences rewritten by the availability model, by direction"
+    );
     for d in ["inbound", "outbound"] {
         for s in ["negotiating", "established"] {
             metrics::gauge!(CONNECTIONS, "direction" => d, "state" => s).set(0.0);
@@ -50,6 +60,11 @@ pub fn describe() {
         metrics::counter!(STANZAS, "direction" => d).absolute(0);
     }
     metrics::counter!(FORWARDED).absolute(0);
+    metrics::counter!(EMAIL_DROPS).absolute(0);
+    describe_counter!(
+        EMAIL_DROPS,
+        "Inbound federated stanzas dropped: addressed to the JID of a user who federates by email"
+    );
 }
 
 /// Counts a failure.

@@ -64,8 +64,7 @@ pub struct S2s {
     pub cluster: ClusterHandle,
     pub xmpp: Weak<Shared>,
     pub trust: tls::PeerTrust,
-    pub server_tls: Arc<rustls::ServerConfig>,
-    pub client_tls: Arc<rustls::ClientConfig>,
+    pub certs: Arc<crate::tls::certs::CertStore>,
     pub dns: dns::Dns,
     /// Port tried when a domain has no SRV records.
     pub default_port: u16,
@@ -82,7 +81,7 @@ impl S2s {
     pub fn new(
         cluster: ClusterHandle,
         xmpp: &Arc<Shared>,
-        material: &crate::tls::TlsMaterial,
+        certs: Arc<crate::tls::certs::CertStore>,
         tls_ca: Option<&std::path::Path>,
         dns_server: Option<std::net::SocketAddr>,
         default_port: u16,
@@ -99,8 +98,7 @@ impl S2s {
             cluster,
             xmpp: Arc::downgrade(xmpp),
             trust,
-            server_tls: tls::server_config(material)?,
-            client_tls: tls::client_config(material)?,
+            certs,
             dns: dns::Dns::new(dns_server)?,
             default_port,
             limits,
@@ -108,6 +106,15 @@ impl S2s {
             arbiter,
             links: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The TLS client configuration for streams from our `local` domain (its certificate).
+    pub fn client_tls(
+        &self,
+        local: &str,
+        direct: bool,
+    ) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
+        tls::client_config(self.certs.for_domain(local), direct)
     }
 
     /// The settings in force now.
@@ -154,8 +161,84 @@ impl S2s {
             .is_some()
     }
 
+    /// Whether email for federation is on (EMAIL-1).
+    pub fn email_enabled(&self) -> bool {
+        matches!(
+            self.cluster.applied().state.get(ObjectKind::EmailFederation, "").and_then(|o| o.body),
+            Some(Body::EmailFederation(e)) if e.enabled
+        )
+    }
+
+    /// Whether federation streams for `domain` are ours: a local domain, or an email domain
+    /// while email for federation is on.
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        self.is_local_domain(domain)
+            || (self.email_enabled() && self.cluster.applied().state.is_email_domain(domain))
+    }
+
+    /// The address a local user federates as (EMAIL-2, EMAIL-3): their `mail_id` while email for
+    /// federation is on and it is a full address, else their JID.
+    fn federated_address(&self, user: &Jid) -> Option<Jid> {
+        if !self.email_enabled() {
+            return None;
+        }
+        let applied = self.cluster.applied();
+        let o = applied
+            .state
+            .peek(ObjectKind::User, &user.bare().to_string())?;
+        let Some(Body::User(u)) = &o.body else {
+            return None;
+        };
+        let mail = Jid::parse(&u.mail_id)
+            .ok()
+            .filter(|m| m.local().is_some() && m.resource().is_none())?;
+        match user.resource() {
+            Some(r) => mail.with_resource(r).ok(),
+            None => Some(mail),
+        }
+    }
+
+    /// Maps an address from outside to the local user it names (EMAIL-2, EMAIL-4). `Ok(None)`:
+    /// use it as it is; `Err`: drop the stanza (a user's raw JID while they federate by email).
+    fn local_address(&self, to: &Jid) -> Result<Option<Jid>, &'static str> {
+        if !self.email_enabled() {
+            return Ok(None);
+        }
+        let applied = self.cluster.applied();
+        let bare = to.bare().to_string();
+        if let Some(jid) = applied.state.user_by_mail(&bare) {
+            let Ok(user) = Jid::parse(jid) else {
+                return Ok(None);
+            };
+            return Ok(Some(match to.resource() {
+                Some(r) => user.with_resource(r).unwrap_or(user),
+                None => user,
+            }));
+        }
+        if let Some(Body::User(u)) = applied
+            .state
+            .peek(ObjectKind::User, &bare)
+            .and_then(|o| o.body.as_ref())
+        {
+            let has_mail = Jid::parse(&u.mail_id).is_ok_and(|m| m.local().is_some());
+            if has_mail && !u.mail_id.eq_ignore_ascii_case(&bare) {
+                return Err(
+                    "addressed to the user's JID while the user federates by email address",
+                );
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends a stanza from one of our users to another domain (or bounces it).
-    pub fn send(self: &Arc<Self>, stanza: Element, forwarded: bool) {
+    pub fn send(self: &Arc<Self>, mut stanza: Element, forwarded: bool) {
+        if !forwarded {
+            if let Some(from) = stanza.get_attr("from").and_then(|f| Jid::parse(f).ok()) {
+                if let Some(mail) = self.federated_address(&from) {
+                    stanza.set_attr("from", mail.to_string());
+                }
+            }
+        }
         let Some((from, to)) = addresses(&stanza) else {
             tracing::debug!("federated stanza without usable from/to dropped");
             return;
@@ -248,13 +331,31 @@ impl S2s {
         }
         ::metrics::counter!(metrics::BOUNCED, "condition" => condition.name()).increment(1);
         let err = StanzaError::with_text(condition, why);
-        if let (Some(reply), Some(x)) = (err.reply_to(stanza, None), self.xmpp.upgrade()) {
+        if let (Some(mut reply), Some(x)) = (err.reply_to(stanza, None), self.xmpp.upgrade()) {
+            // The sender may have been given their email address on the way out.
+            if let Some(to) = reply.get_attr("to").and_then(|t| Jid::parse(t).ok()) {
+                if let Ok(Some(user)) = self.local_address(&to) {
+                    reply.set_attr("to", user.to_string());
+                }
+            }
             x.router().route(reply);
         }
     }
 
     /// Hands a stanza that arrived from another domain to the dispatcher.
     pub fn deliver(&self, mut stanza: Element) {
+        rewrite_presence(&mut stanza, "inbound");
+        if let Some(to) = stanza.get_attr("to").and_then(|t| Jid::parse(t).ok()) {
+            match self.local_address(&to) {
+                Ok(Some(user)) => stanza.set_attr("to", user.to_string()),
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::info!(to = %to, reason = why, "federated stanza dropped (email for federation)");
+                    ::metrics::counter!(metrics::EMAIL_DROPS).increment(1);
+                    return;
+                }
+            }
+        }
         herald_xmpp::s2s::swap_ns(
             &mut stanza,
             herald_xmpp::ns::SERVER,
@@ -272,6 +373,15 @@ impl S2s {
         for (_, a) in links {
             a.do_send(outbound::Stop);
         }
+    }
+}
+
+/// Presence crossing the edge goes through the availability model (plain RFC 6121 for a
+/// generic XMPP server, Herald's own extension neither sent nor trusted).
+pub fn rewrite_presence(stanza: &mut Element, direction: &'static str) {
+    use herald_federation::edge::xmpp_presence::{for_generic_peer, Translated};
+    if for_generic_peer(stanza) == Translated::Rewritten {
+        ::metrics::counter!(metrics::PRESENCE_REWRITTEN, "direction" => direction).increment(1);
     }
 }
 
@@ -293,11 +403,11 @@ pub fn addresses(stanza: &Element) -> Option<(Jid, Jid)> {
 
 /// Accepts inbound federation connections; each one is served on the control plane (a few
 /// streams per peer domain, not client-scale).
-pub async fn accept_loop(listener: tokio::net::TcpListener, s2s: Arc<S2s>) {
+pub async fn accept_loop(listener: tokio::net::TcpListener, s2s: Arc<S2s>, direct_tls: bool) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                tokio::spawn(inbound::serve(s2s.clone(), tcp, peer));
+                tokio::spawn(inbound::serve(s2s.clone(), tcp, peer, direct_tls));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a federation connection failed");

@@ -142,6 +142,7 @@ impl LinkActor {
         };
         let mut el = stanza;
         wire::swap_ns(&mut el, ns::CLIENT, ns::SERVER);
+        super::rewrite_presence(&mut el, "outbound");
         match w.try_send(encode(&el, ns::SERVER)) {
             Ok(()) => {
                 metrics::counter!(m::STANZAS, "direction" => "outbound").increment(1);
@@ -456,9 +457,13 @@ async fn open(
                 StreamEvent::Stanza(p) if p.is("proceed", ns::TLS) => {}
                 other => return Err(Failure::new("tls", format!("STARTTLS refused: {other:?}"))),
             }
-            conn.tls_client(s2s.client_tls.clone(), remote)
-                .await
-                .map_err(|e| Failure::new("tls", format!("TLS handshake failed: {e}")))?;
+            conn.tls_client(
+                s2s.client_tls(local, false)
+                    .map_err(|e| Failure::new("tls", e.to_string()))?,
+                remote,
+            )
+            .await
+            .map_err(|e| Failure::new("tls", format!("TLS handshake failed: {e}")))?;
             continue;
         }
         if !conn.io.is_tls() && mode == XmppSecurityMode::TlsRequired {
@@ -479,9 +484,13 @@ pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Conn, Failu
     let mode = settings.mode();
     let (mut conn, target) = dial(s2s, remote).await?;
     if target.direct_tls && mode != XmppSecurityMode::NoTls {
-        conn.tls_client(s2s.client_tls.clone(), remote)
-            .await
-            .map_err(|e| Failure::new("tls", format!("TLS handshake failed: {e}")))?;
+        conn.tls_client(
+            s2s.client_tls(local, true)
+                .map_err(|e| Failure::new("tls", e.to_string()))?,
+            remote,
+        )
+        .await
+        .map_err(|e| Failure::new("tls", format!("TLS handshake failed: {e}")))?;
     }
     let (id, offer) = open(s2s, &mut conn, local, remote, mode).await?;
     let cert = if conn.io.is_tls() {
@@ -597,9 +606,13 @@ pub async fn verify_key(
     let mode = s2s.settings().mode();
     let (mut conn, target) = dial(s2s, originating).await?;
     if target.direct_tls && mode != XmppSecurityMode::NoTls {
-        conn.tls_client(s2s.client_tls.clone(), originating)
-            .await
-            .map_err(|e| Failure::new("tls", format!("TLS handshake failed: {e}")))?;
+        conn.tls_client(
+            s2s.client_tls(receiving, true)
+                .map_err(|e| Failure::new("tls", e.to_string()))?,
+            originating,
+        )
+        .await
+        .map_err(|e| Failure::new("tls", format!("TLS handshake failed: {e}")))?;
     }
     open(s2s, &mut conn, receiving, originating, mode).await?;
     conn.write(&encode(

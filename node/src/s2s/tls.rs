@@ -15,7 +15,13 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::tls::{provider, read_certs, TlsError, TlsMaterial};
+use rustls::sign::CertifiedKey;
+
+use crate::tls::certs::{CertStore, Present};
+use crate::tls::{provider, read_certs, TlsError};
+
+/// XEP-0368's ALPN protocol name for server-to-server direct TLS.
+pub const ALPN: &[u8] = b"xmpp-server";
 
 /// The trust anchors for peers and the verifier built over them.
 pub struct PeerTrust {
@@ -177,23 +183,51 @@ impl ClientCertVerifier for AnyCert {
     }
 }
 
-/// The server side of s2s TLS: presents `m`, asks for (but does not require) a client
-/// certificate.
-pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+/// The server side of s2s TLS: presents the certificate of the domain the peer names (SNI),
+/// else of `domain` (the stream's `to`), asks for (but does not require) a client certificate.
+pub fn server_config(
+    certs: Arc<CertStore>,
+    domain: String,
+    direct: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(AnyCert(provider())))
-        .with_single_cert(m.cert_chain.clone(), m.key.clone_key())?;
+        .with_cert_resolver(Arc::new(SniOr { certs, domain }));
+    if direct {
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+    }
     Ok(Arc::new(cfg))
 }
 
-/// The client side of s2s TLS: presents `m` as client certificate (for SASL EXTERNAL at the
+#[derive(Debug)]
+struct SniOr {
+    certs: Arc<CertStore>,
+    domain: String,
+}
+
+impl rustls::server::ResolvesServerCert for SniOr {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.certs
+                .for_domain(hello.server_name().unwrap_or(&self.domain)),
+        )
+    }
+}
+
+/// The client side of s2s TLS: presents `cert` (the local domain's, for SASL EXTERNAL at the
 /// peer), checks the peer's certificate after the handshake.
-pub fn client_config(m: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+pub fn client_config(
+    cert: Arc<CertifiedKey>,
+    direct: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider())))
-        .with_client_auth_cert(m.cert_chain.clone(), m.key.clone_key())?;
+        .with_client_cert_resolver(Arc::new(Present(cert)));
+    if direct {
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+    }
     Ok(Arc::new(cfg))
 }

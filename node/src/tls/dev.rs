@@ -363,3 +363,27 @@ pub(super) fn issue_cluster_cert(
     write_file(&cert_path, cert.pem().as_bytes(), 0o644)?;
     Ok((cert_path, key_path))
 }
+
+/// A certificate for one more domain (`domain` and `*.domain`), issued by the development CA
+/// in `dir` and kept in memory only (domains added with `domain add` after start).
+pub(super) fn issue_for_domain(dir: &Path, domain: &str) -> Result<TlsMaterial, TlsError> {
+    let issuer = load_or_create_ca(dir)?;
+    let d = domain.to_ascii_lowercase();
+    let params = leaf_params(
+        vec![d.clone(), format!("*.{d}")],
+        format!("herald {d}"),
+        "domain certificate",
+    )?;
+    let key = KeyPair::generate().map_err(generate("domain key"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(generate("domain certificate"))?;
+    let key_der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    Ok(TlsMaterial {
+        cert_chain: vec![cert.der().clone()],
+        key: key_der.into(),
+        ca_pem_path: Some(dir.join(CA_FILE)),
+        cert_path: PathBuf::new(),
+        key_path: PathBuf::new(),
+    })
+}

@@ -4,6 +4,7 @@
 //! development CA and a node certificate under `<data_dir>/tls` (see `dev.rs`). Every rustls
 //! config is built with [`provider`] so that no process-wide default provider is needed.
 
+pub mod certs;
 mod dev;
 
 use std::path::{Path, PathBuf};
@@ -189,6 +190,18 @@ pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsEr
     Ok(Arc::new(cfg))
 }
 
+/// A server config without client authentication presenting the certificate of the domain
+/// the client names (SNI) from `certs`.
+pub fn server_config_resolving(
+    certs: Arc<certs::CertStore>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    Ok(Arc::new(cfg))
+}
+
 /// PEM material for mutual TLS between nodes: the cluster CA and this node's certificate.
 pub struct ClusterTls {
     pub ca_pem: Vec<u8>,
@@ -289,3 +302,28 @@ pub fn client_config_trusting(ca_pem: &Path) -> Result<Arc<rustls::ClientConfig>
 
 #[cfg(test)]
 mod tests;
+
+/// Whether the DNS name `pattern` from a certificate covers `name` (RFC 6125 §6.4.3): exact
+/// match ignoring case and a trailing dot, or `*.` followed by the parent of `name` — the
+/// wildcard stands for exactly one whole left-most label (`*.a.com` covers `foo.a.com`, not
+/// `bar.foo.a.com` nor `a.com`). Partial-label wildcards (`f*.a.com`) and wildcards over a
+/// single-label parent (`*.com`) cover nothing.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let p = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    if p.is_empty() || n.is_empty() {
+        return false;
+    }
+    match p.strip_prefix("*.") {
+        Some(parent) => {
+            if parent.contains('*') || !parent.contains('.') {
+                return false;
+            }
+            match n.split_once('.') {
+                Some((label, rest)) => !label.is_empty() && rest == parent,
+                None => false,
+            }
+        }
+        None => !p.contains('*') && p == n,
+    }
+}

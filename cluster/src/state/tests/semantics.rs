@@ -676,3 +676,26 @@ fn peek_gives_the_stored_object_without_derived_fields() {
         Some(Body::Domain(d)) if d.user_count == 1
     ));
 }
+
+#[test]
+fn users_are_found_by_mail_address_while_it_is_unambiguous() {
+    let mut h = Harness::new();
+    h.ok(&create(user_mail("alice@example.com", "Alice.S@Mail.Test")));
+    assert_eq!(
+        h.sm.user_by_mail("alice.s@mail.test"),
+        Some("alice@example.com")
+    );
+    assert!(h.sm.is_email_domain("mail.test"));
+    // A second user with the same address: ambiguous, nobody is found.
+    h.ok(&create(user_mail("bob@example.com", "alice.s@mail.test")));
+    assert_eq!(h.sm.user_by_mail("alice.s@mail.test"), None);
+    h.ok(&delete(ObjectKind::User, "bob@example.com"));
+    assert_eq!(
+        h.sm.user_by_mail("ALICE.S@mail.test"),
+        Some("alice@example.com")
+    );
+    // Cleared address: gone from the index, and so is the email domain.
+    h.ok(&upsert(user_mail("alice@example.com", "")));
+    assert_eq!(h.sm.user_by_mail("alice.s@mail.test"), None);
+    assert!(!h.sm.users_per_mail_domain.contains_key("mail.test"));
+}
