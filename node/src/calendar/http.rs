@@ -1,6 +1,7 @@
 //! The few HTTPS requests the calendar gateways need: HTTP/1.1 (hyper's connection API) over
 //! tokio-rustls, Basic authentication, one connection per poll (its requests go one after the
-//! other on it), every step under a deadline, bodies bounded.
+//! other on it; a new one when the server closed it, as Radicale does after every answer),
+//! every step under a deadline, bodies bounded.
 //!
 //! Certificates are checked by [`crate::s2s::tls::PeerTrust`]'s verifier (system roots plus
 //! `--tls-ca`, RFC 6125 names: SANs, the wildcard only as the whole left-most label); a
@@ -83,6 +84,7 @@ pub struct HttpLimits {
 /// An open HTTPS connection to one gateway.
 pub struct Conn {
     send: SendRequest<Full<Bytes>>,
+    tls: Arc<rustls::ClientConfig>,
     target: Target,
     limits: HttpLimits,
 }
@@ -123,6 +125,40 @@ fn tls_error(e: std::io::Error) -> HttpError {
     }
 }
 
+/// TCP connect, TLS handshake and the HTTP/1.1 handshake: the request half of a connection.
+async fn connect(
+    tls: Arc<rustls::ClientConfig>,
+    t: &Target,
+    limits: HttpLimits,
+) -> Result<SendRequest<Full<Bytes>>, HttpError> {
+    deadline(limits.timeout, async move {
+        let addr = format!("{}:{}", t.host, t.port);
+        let host = t
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), t.port))
+            .await
+            .map_err(|e| HttpError::Connect(addr.clone(), e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| HttpError::Tls(format!("'{host}' is not a DNS name or IP address")))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(tls_error)?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| HttpError::Protocol(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    })
+    .await
+}
+
 impl Conn {
     /// Connects and completes the TLS handshake.
     pub async fn open(
@@ -130,37 +166,26 @@ impl Conn {
         target: Target,
         limits: HttpLimits,
     ) -> Result<Conn, HttpError> {
-        let t = target.clone();
-        deadline(limits.timeout, async move {
-            let addr = format!("{}:{}", t.host, t.port);
-            let host = t
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), t.port))
-                .await
-                .map_err(|e| HttpError::Connect(addr.clone(), e.to_string()))?;
-            let _ = tcp.set_nodelay(true);
-            let name = ServerName::try_from(host.clone())
-                .map_err(|_| HttpError::Tls(format!("'{host}' is not a DNS name or IP address")))?;
-            let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .map_err(tls_error)?;
-            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| HttpError::Protocol(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(Conn {
-                send,
-                target: t,
-                limits,
-            })
+        let send = connect(tls.clone(), &target, limits).await?;
+        Ok(Conn {
+            send,
+            tls,
+            target,
+            limits,
         })
-        .await
+    }
+
+    /// The connection for the next request: the open one while the server keeps it, else a
+    /// new one (servers such as Radicale close after every answer).
+    async fn ready(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, HttpError> {
+        let alive = !self.send.is_closed()
+            && tokio::time::timeout(self.limits.timeout, self.send.ready())
+                .await
+                .is_ok_and(|r| r.is_ok());
+        if !alive {
+            self.send = connect(self.tls.clone(), &self.target, self.limits).await?;
+        }
+        Ok(&mut self.send)
     }
 
     /// One request (`Depth` header when given, XML body); the answer, whatever its status.
@@ -196,7 +221,7 @@ impl Conn {
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| HttpError::Protocol(e.to_string()))?;
-        let send = &mut self.send;
+        let send = self.ready().await?;
         deadline(limits.timeout, async move {
             send.ready()
                 .await
