@@ -5,7 +5,8 @@ calendar's owner, read by Herald with the gateway's service account.
 
 One test walks the whole path with real processes:
 - `calendar-gateway add --kind webdav` is refused with the reason; `--kind caldav` is stored,
-  credentials set with `set-credentials --kind caldav`;
+  credentials set with `set-credentials --kind caldav`; a gateway whose server presents a
+  certificate from an untrusted CA shows "reachable, certificate not ok" with the reason;
 - alice's calendar is enabled (`user update --calendar-enabled true --calendar-mailbox`) and
   the pool assigns her the only gateway (`user show`: `calendar_gateway`);
 - bob, on another node and subscribed to alice, sees her own presence, then "away / In a
@@ -200,14 +201,19 @@ def test_caldav_meeting_presence_with_radicale(tmp_path: Path) -> None:
     rights.write_text(RIGHTS)
     rad_a = Radicale(tmp_path, "a", ca.ca_path, cert, users, rights, collections)
     rad_b = Radicale(tmp_path, "b", ca.ca_path, cert, users, rights, collections)
+    # A third server whose certificate Herald must refuse (issued by a CA it does not trust).
+    bad_cert = ca.issue_untrusted(["localhost"], directory=tmp_path / "radicale-bad")
+    rad_bad = Radicale(tmp_path, "bad-cert", ca.untrusted().ca_path, bad_cert, users, rights,
+                       collections)
     cluster = Cluster(tmp_path / "cluster",
                       extra_args=["--tls-ca", str(ca.ca_path),
                                   "--calendar-poll-seconds", str(POLL)])
     try:
         rad_a.start()
         rad_b.start()
+        rad_bad.start()
         cluster.start_cluster(2)
-        _scenario(cluster, ca, rad_a, rad_b, owner_name, owner_pw)
+        _scenario(cluster, ca, rad_a, rad_b, rad_bad, owner_name, owner_pw)
     except BaseException:
         print(f"\n{cluster.all_log_tails(60)}\n{rad_a.log_tail()}\n{rad_b.log_tail()}",
               file=sys.stderr)
@@ -216,12 +222,13 @@ def test_caldav_meeting_presence_with_radicale(tmp_path: Path) -> None:
         cluster.stop()
         rad_a.stop()
         rad_b.stop()
+        rad_bad.stop()
     elapsed = time.monotonic() - t_start
     assert elapsed < 60, f"the calendar test took {elapsed:.0f}s (budget: well under 60 s)"
 
 
 def _scenario(cluster: Cluster, ca: TestCA, rad_a: Radicale, rad_b: Radicale,
-              owner_name: str, owner_pw: str) -> None:
+              rad_bad: Radicale, owner_name: str, owner_pw: str) -> None:
     # Exchange WebDAV is refused by the CLI, with the reason.
     out = cluster.cli_raw(None, "calendar-gateway", "add", "old-owa", "--kind", "webdav",
                           "--host", "owa.example.test")
@@ -245,6 +252,15 @@ def _scenario(cluster: Cluster, ca: TestCA, rad_a: Radicale, rad_b: Radicale,
         _gateway(cluster, "cal-a")), 15, "a first check of gateway cal-a")
     assert g["reachable"] and g["certificate_ok"] and g["authenticated"], g
     assert g["last_error"] == "", g
+
+    # A gateway with a certificate from an untrusted CA: a clear status, never chosen.
+    cluster.cli(None, "calendar-gateway", "add", "cal-bad", "--kind", "caldav",
+                "--host", "localhost", "--port", str(rad_bad.port), "--path", "/")
+    bad = wait_until(lambda: (lambda s: s if s.get("last_error") else None)(
+        _gateway(cluster, "cal-bad")), 15, "a failed check of gateway cal-bad")
+    assert bad["reachable"] and not bad["certificate_ok"] and not bad["authenticated"], bad
+    assert "untrusted CA" in bad["last_error"], bad
+    assert cluster.user(alice).get("calendar_gateway") == "cal-a"
 
     owner = Owner(rad_a, owner_name, owner_pw, ca.ca_path)
     na, nb = pick_nodes(cluster, alice, bob, nodes=(1, 2))
