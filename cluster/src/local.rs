@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use herald_grpc::cluster::{FactsRequest, LogFilterChange, LogFilterState, NodeFacts};
+use herald_grpc::cluster::{
+    CertsState, FactsRequest, LogFilterChange, LogFilterState, NodeFacts, ReloadCertsRequest,
+};
 use herald_grpc::config::{ErrorCode, ErrorDetail, NodeInfo};
 
 use crate::handle::ClusterHandle;
@@ -22,6 +24,8 @@ pub trait LocalNode: Send + Sync + 'static {
     /// Applies `change` (empty directives and no reset: read only) and returns the filter now
     /// in force; an invalid directive is an INVALID_ARGUMENT that changes nothing.
     fn log_filter(&self, change: &LogFilterChange) -> Result<String, ErrorDetail>;
+    /// Re-reads every certificate file now and returns what is in force afterwards.
+    fn reload_certs(&self) -> Result<CertsState, ErrorDetail>;
 }
 
 /// One member's facts as gathered by [`ClusterHandle::member_facts`].
@@ -122,23 +126,63 @@ impl ClusterHandle {
         &self,
         change: &LogFilterChange,
     ) -> Vec<(u64, Result<String, ErrorDetail>)> {
+        self.everywhere(
+            || self.local_log_filter(change),
+            |mut c| async move {
+                let mut req = tonic::Request::new(change.clone());
+                req.set_timeout(LOCAL_CALL_TIMEOUT);
+                c.log_filter(req)
+                    .await
+                    .map(|r: tonic::Response<LogFilterState>| r.into_inner().filter)
+            },
+        )
+        .await
+    }
+
+    /// Re-reads certificate files on this node.
+    pub fn local_reload_certs(&self) -> Result<CertsState, ErrorDetail> {
+        self.local_node().ok_or_else(not_registered)?.reload_certs()
+    }
+
+    /// Re-reads certificate files on every member in parallel: (node id, state or error).
+    pub async fn reload_certs_everywhere(&self) -> Vec<(u64, Result<CertsState, ErrorDetail>)> {
+        self.everywhere(
+            || self.local_reload_certs(),
+            |mut c| async move {
+                let mut req = tonic::Request::new(ReloadCertsRequest {});
+                req.set_timeout(LOCAL_CALL_TIMEOUT);
+                c.reload_certs(req).await.map(|r| r.into_inner())
+            },
+        )
+        .await
+    }
+
+    /// Runs `local` for this node and `remote` against every other member, in parallel;
+    /// results sorted by node id.
+    async fn everywhere<'a, T, L, R, F>(
+        &'a self,
+        local: L,
+        remote: R,
+    ) -> Vec<(u64, Result<T, ErrorDetail>)>
+    where
+        L: Fn() -> Result<T, ErrorDetail>,
+        R: Fn(crate::client::PeerClient) -> F,
+        F: std::future::Future<Output = Result<T, tonic::Status>> + 'a,
+    {
         let nodes = self.applied().state.nodes();
-        let calls = nodes.into_iter().map(|n| async move {
-            if n.node_id == self.node_id() {
-                return (n.node_id, self.local_log_filter(change));
-            }
-            let res = match self.peer_at(&n.cluster_address) {
-                Ok(mut c) => {
-                    let mut req = tonic::Request::new(change.clone());
-                    req.set_timeout(LOCAL_CALL_TIMEOUT);
-                    c.log_filter(req)
-                        .await
-                        .map(|r: tonic::Response<LogFilterState>| r.into_inner().filter)
-                        .map_err(|s| ErrorDetail::from_status(&s))
+        let calls = nodes.into_iter().map(|n| {
+            let local = &local;
+            let remote = &remote;
+            async move {
+                if n.node_id == self.node_id() {
+                    return (n.node_id, local());
                 }
-                Err(e) => Err(e),
-            };
-            (n.node_id, res)
+                let res = match self.peer_at(&n.cluster_address) {
+                    Ok(c) => remote(c).await.map_err(|s| ErrorDetail::from_status(&s)),
+                    Err(e) => Err(e),
+                };
+                (n.node_id, res)
+            }
         });
         let mut all = futures::future::join_all(calls).await;
         all.sort_by_key(|(id, _)| *id);

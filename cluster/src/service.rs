@@ -5,9 +5,10 @@ use std::pin::Pin;
 use futures::StreamExt;
 use herald_grpc::cluster::node_api_server::{NodeApi, NodeApiServer};
 use herald_grpc::cluster::{
-    FactsRequest, JoinReply, JoinRequest, LocalSessionsReply, LocalSessionsRequest,
+    CertsState, FactsRequest, JoinReply, JoinRequest, LocalSessionsReply, LocalSessionsRequest,
     LogFilterChange, LogFilterState, MembershipChange, MembershipChangeReply, NodeFacts,
-    ProposeRequest, RaftAck, RaftEnvelope, RemovedNotice, RouteMessage, StatusReply, StatusRequest,
+    ProposeRequest, RaftAck, RaftEnvelope, ReloadCertsRequest, RemovedNotice, RouteMessage,
+    StatusReply, StatusRequest,
 };
 use herald_grpc::config::{NodeInfo, WriteOutcome};
 use protobuf::Message as _;
@@ -288,6 +289,23 @@ impl NodeApi for NodeApiService {
             tracing::info!(%filter, "log filter changed at a member's request");
         }
         Ok(Response::new(LogFilterState { filter }))
+    }
+
+    async fn reload_certs(
+        &self,
+        request: Request<ReloadCertsRequest>,
+    ) -> Result<Response<CertsState>, Status> {
+        self.member_only(&request, "reload_certs")?;
+        let state = self
+            .handle
+            .local_reload_certs()
+            .map_err(|e| e.to_status())?;
+        tracing::info!(
+            reloaded = state.reloaded,
+            failures = state.failures.len(),
+            "certificates re-read at a member's request"
+        );
+        Ok(Response::new(state))
     }
 
     async fn removed(&self, request: Request<RemovedNotice>) -> Result<Response<RaftAck>, Status> {

@@ -580,6 +580,18 @@ impl Admin for AdminService {
         };
         observe("SetLogFilter", t, r)
     }
+
+    async fn reload_certs(
+        &self,
+        req: Request<herald_grpc::admin::ReloadCertsRequest>,
+    ) -> Result<Response<herald_grpc::admin::ReloadCertsReply>, Status> {
+        let t = Instant::now();
+        let only = req.into_inner().this_node_only;
+        let r = crate::local::reload_certs_reply(&self.cluster, only)
+            .await
+            .map(Response::new);
+        observe("ReloadCerts", t, r)
+    }
 }
 
 #[cfg(test)]

@@ -201,9 +201,8 @@ async fn run_planes(
     )
     .context("starting the replicated config store")?;
     let handle = cluster.handle.clone();
-    handle.set_local_node(std::sync::Arc::new(crate::local::LocalFacts::new(
-        &cfg, &tls,
-    )));
+    let local_facts = std::sync::Arc::new(crate::local::LocalFacts::new(&cfg, &tls));
+    handle.set_local_node(local_facts.clone());
 
     // Node-to-node API.
     let (cluster_stop_tx, cluster_stop) = watch::channel(false);
@@ -325,6 +324,7 @@ async fn run_planes(
         )
         .context("TLS certificates")?,
     );
+    local_facts.set_certs(certs.clone());
     {
         let h = handle.clone();
         certs.set_serves(Box::new(move |d| {
@@ -481,7 +481,7 @@ async fn run_planes(
 /// Exports when the certificate at `path` expires (a warning if it cannot be read).
 fn record_cert_expiry(which: &'static str, path: &std::path::Path) {
     match crate::tls::not_after(path) {
-        Ok(t) => metrics::gauge!(crate::metrics::CERT_EXPIRY, "certificate" => which).set(t as f64),
+        Ok(t) => crate::tls::record_expiry(which, t),
         Err(e) => {
             tracing::warn!(certificate = which, error = %e, "cannot read the certificate's expiry")
         }

@@ -3,11 +3,14 @@
 //! filter) and the run-time log filter change.
 
 use herald_cluster::local::LocalNode;
-use herald_grpc::cluster::{LogFilterChange, NodeFacts};
+use std::sync::{Arc, OnceLock};
+
+use herald_grpc::cluster::{CertInForce, CertsState, LogFilterChange, NodeFacts};
 use herald_grpc::config::{ErrorCode, ErrorDetail};
 
 use crate::config::NodeConfig;
 use crate::log_filter::{self, LogFilterError};
+use crate::tls::certs::CertStore;
 use crate::tls::TlsMaterial;
 
 /// What this node reports about itself; built once at start.
@@ -17,6 +20,8 @@ pub struct LocalFacts {
     advertise_host: String,
     s2s_port: u32,
     sip_tls_port: u32,
+    /// The certificates presented to clients and peers; set once they are loaded.
+    certs: OnceLock<Arc<CertStore>>,
 }
 
 impl LocalFacts {
@@ -37,7 +42,13 @@ impl LocalFacts {
             advertise_host: cfg.advertise_host_or_ip(),
             s2s_port: cfg.s2s_port.into(),
             sip_tls_port: cfg.sip_tls_port.into(),
+            certs: OnceLock::new(),
         }
+    }
+
+    /// Hands over the certificate store (`herald cluster reload-certs` re-reads it).
+    pub fn set_certs(&self, certs: Arc<CertStore>) {
+        let _ = self.certs.set(certs);
     }
 }
 
@@ -71,6 +82,64 @@ impl LocalNode for LocalFacts {
         }
         log_filter::change(&change.directives, change.reset).map_err(|e| log_filter_error(&e))
     }
+
+    fn reload_certs(&self) -> Result<CertsState, ErrorDetail> {
+        let certs = self.certs.get().ok_or_else(|| {
+            ErrorDetail::new(
+                ErrorCode::Unavailable,
+                "this node is still starting (certificates not loaded yet)",
+            )
+        })?;
+        let report = certs.reload(true);
+        Ok(CertsState {
+            reloaded: report.reloaded,
+            failures: report.failures,
+            certificates: certs
+                .in_force()
+                .into_iter()
+                .map(|c| CertInForce {
+                    name: c.name,
+                    path: c.path.map(|p| p.display().to_string()).unwrap_or_default(),
+                    dns_names: c.dns_names,
+                    not_after_unix: c.not_after,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The admin `ReloadCerts` reply: certificate files re-read on every member, or on this node
+/// only. A member that cannot be asked is reported with its error, not hidden.
+pub async fn reload_certs_reply(
+    cluster: &herald_cluster::ClusterHandle,
+    this_node_only: bool,
+) -> Result<herald_grpc::admin::ReloadCertsReply, tonic::Status> {
+    let results = if this_node_only {
+        let r = cluster.local_reload_certs();
+        if let Err(e) = &r {
+            return Err(e.to_status());
+        }
+        vec![(cluster.node_id(), r)]
+    } else {
+        cluster.reload_certs_everywhere().await
+    };
+    tracing::info!(this_node_only, "certificate reload requested");
+    let nodes = results
+        .into_iter()
+        .map(|(node_id, r)| match r {
+            Ok(state) => herald_grpc::admin::NodeCerts {
+                node_id,
+                error: String::new(),
+                state: Some(state),
+            },
+            Err(e) => herald_grpc::admin::NodeCerts {
+                node_id,
+                error: e.to_status().message().to_string(),
+                state: None,
+            },
+        })
+        .collect();
+    Ok(herald_grpc::admin::ReloadCertsReply { nodes })
 }
 
 /// The admin `Diagnose` reply: every member's facts as this node gathered them.

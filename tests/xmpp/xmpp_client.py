@@ -125,6 +125,7 @@ class Client(slixmpp.ClientXMPP):
                    "session_start", "sm_enabled", "sm_failed", "session_end"):
             self.add_event_handler(ev, self._tracer(ev))
         self.add_event_handler("disconnected", self._on_disconnected)
+        self.add_event_handler("stream_error", self._on_stream_error)
 
     # -- event plumbing ----------------------------------------------------------------------
 
@@ -141,6 +142,11 @@ class Client(slixmpp.ClientXMPP):
 
     def _on_presence(self, pres: Any) -> None:
         self.presences.put_nowait(pres)
+
+    def _on_stream_error(self, err: Any) -> None:
+        cond = err["condition"]
+        self.stream_errors.append(cond)
+        self.trace.append(f"stream_error({cond})")
 
     def _on_disconnected(self, reason: Any) -> None:
         self.trace.append(f"disconnected({reason})")
@@ -190,8 +196,6 @@ class Client(slixmpp.ClientXMPP):
 
         def on_stream_error(err: Any) -> None:
             cond = err["condition"]
-            self.stream_errors.append(cond)
-            self.trace.append(f"stream_error({cond})")
             fail("stream-error", f"stream error <{cond}/>: {_describe(err)}", cond)
 
         def on_tls_bad(err: Any) -> None:

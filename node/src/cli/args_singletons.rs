@@ -24,6 +24,13 @@ pub enum ClusterCmd {
         #[arg(long)]
         id: u64,
     },
+    /// Re-reads TLS certificate files (node certificate and --tls-cert-dir) on every member,
+    /// without a restart, and lists the certificates in force.
+    ReloadCerts {
+        /// Only the node the command talks to.
+        #[arg(long)]
+        this_node_only: bool,
+    },
 }
 
 /// XMPP s2s security mode on the command line.

@@ -175,6 +175,9 @@ fn cluster(c: ClusterCmd) -> Plan {
             address,
         }),
         ClusterCmd::RemoveNode { id } => Plan::RemoveNode(RemoveNodeRequest { node_id: id }),
+        ClusterCmd::ReloadCerts { this_node_only } => {
+            Plan::ReloadCerts(herald_grpc::admin::ReloadCertsRequest { this_node_only })
+        }
     }
 }
 

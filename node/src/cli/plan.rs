@@ -75,6 +75,8 @@ pub(crate) enum Plan {
     GetLogFilter(herald_grpc::admin::GetLogFilterRequest),
     /// SetLogFilter.
     SetLogFilter(herald_grpc::admin::SetLogFilterRequest),
+    /// ReloadCerts.
+    ReloadCerts(herald_grpc::admin::ReloadCertsRequest),
 }
 
 impl std::fmt::Debug for Plan {
@@ -96,6 +98,7 @@ impl std::fmt::Debug for Plan {
             Plan::CalendarStatus => write!(f, "CalendarStatus"),
             Plan::GetLogFilter(r) => write!(f, "GetLogFilter({r:?})"),
             Plan::SetLogFilter(r) => write!(f, "SetLogFilter({r:?})"),
+            Plan::ReloadCerts(r) => write!(f, "ReloadCerts({r:?})"),
         }
     }
 }
@@ -196,6 +199,10 @@ pub(crate) async fn execute(
         Plan::SetLogFilter(req) => {
             let reply = client.set_log_filter(req).await?.into_inner();
             return Ok(render::log_filters(&reply, format));
+        }
+        Plan::ReloadCerts(req) => {
+            let reply = client.reload_certs(req).await?.into_inner();
+            return Ok(render::reloaded_certs(&reply, format));
         }
     };
     Ok(Output {

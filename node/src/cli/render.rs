@@ -3,7 +3,9 @@
 //! all, and passwords and the dialback secret are masked.
 
 use super::{Output, OutputFormat};
-use herald_grpc::admin::{ClusterStatusReply, LogFilterReply, MembershipReply, WriteReply};
+use herald_grpc::admin::{
+    ClusterStatusReply, LogFilterReply, MembershipReply, ReloadCertsReply, WriteReply,
+};
 use herald_grpc::config::{
     config_object::Body, AclPatternKind, CalendarAuthMethod, CalendarKind, ConfigObject,
     Management, PolicyAction, PolicyDirection, PolicyException, RouteType, SipIntegrationType,
@@ -465,6 +467,80 @@ pub fn log_filters(reply: &LogFilterReply, format: OutputFormat) -> Output {
     }
 }
 
+/// `cluster reload-certs`: per node, how many certificates were re-read, which files failed,
+/// and every certificate in force. A node that could not be asked, or a file that failed to
+/// load, counts as a failure (non-zero exit status).
+pub fn reloaded_certs(reply: &ReloadCertsReply, format: OutputFormat) -> Output {
+    let failures = reply
+        .nodes
+        .iter()
+        .map(|n| {
+            usize::from(!n.error.is_empty()) + n.state.as_ref().map_or(0, |s| s.failures.len())
+        })
+        .sum();
+    let expires = utc_iso;
+    let stdout = match format {
+        OutputFormat::Json => to_json_text(&Value::Array(
+            reply
+                .nodes
+                .iter()
+                .map(|n| {
+                    let s = n.state.clone().unwrap_or_default();
+                    json!({
+                        "node_id": n.node_id,
+                        "error": n.error,
+                        "reloaded": s.reloaded,
+                        "failures": s.failures,
+                        "certificates": s.certificates.iter().map(|c| json!({
+                            "name": c.name,
+                            "path": c.path,
+                            "dns_names": c.dns_names,
+                            "not_after": expires(c.not_after_unix),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        )),
+        OutputFormat::Table => {
+            let mut t = Table::new(&["NODE", "CERTIFICATE", "NAMES", "EXPIRES", "FILE"]);
+            let mut notes = String::new();
+            for n in &reply.nodes {
+                if !n.error.is_empty() {
+                    notes.push_str(&format!("node {}: not reloaded: {}\n", n.node_id, n.error));
+                    continue;
+                }
+                let s = n.state.clone().unwrap_or_default();
+                notes.push_str(&format!(
+                    "node {}: {} certificate(s) re-read\n",
+                    n.node_id, s.reloaded
+                ));
+                for f in &s.failures {
+                    notes.push_str(&format!("node {}: failed: {f}\n", n.node_id));
+                }
+                for c in &s.certificates {
+                    t.push(vec![
+                        n.node_id.to_string(),
+                        c.name.clone(),
+                        c.dns_names.join(","),
+                        expires(c.not_after_unix),
+                        if c.path.is_empty() {
+                            "(development CA)".to_string()
+                        } else {
+                            c.path.clone()
+                        },
+                    ]);
+                }
+            }
+            format!("{}{notes}", t.render())
+        }
+    };
+    Output {
+        stdout,
+        stderr: Vec::new(),
+        failures,
+    }
+}
+
 /// `cluster add-node` / `remove-node`: the voters after the change.
 pub fn voters(reply: &MembershipReply, format: OutputFormat) -> String {
     match format {
@@ -536,7 +612,7 @@ pub fn calendar_status(
     reply: &herald_grpc::admin::CalendarGatewayStatusReply,
     format: OutputFormat,
 ) -> String {
-    let when = |t: i64| if t == 0 { String::new() } else { t.to_string() };
+    let when = |t: i64| if t == 0 { String::new() } else { utc_iso(t) };
     match format {
         OutputFormat::Json => {
             let gateways: Vec<Value> = reply
@@ -591,4 +667,25 @@ pub fn calendar_status(
             format!("{}node: {}\n", t.render(), reply.node_id)
         }
     }
+}
+
+/// `t` (seconds since the Unix epoch) as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub fn utc_iso(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
 }

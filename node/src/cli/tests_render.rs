@@ -471,3 +471,12 @@ fn status_errors_carry_code_and_message() {
     let e: CliError = tonic::Status::failed_precondition("stale revision").into();
     assert_eq!(e.to_string(), "FAILED_PRECONDITION: stale revision");
 }
+
+#[test]
+fn utc_iso_formats_the_unix_epoch_leap_days_and_negative_times() {
+    assert_eq!(render::utc_iso(0), "1970-01-01T00:00:00Z");
+    assert_eq!(render::utc_iso(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(render::utc_iso(1_830_297_600), "2028-01-01T00:00:00Z");
+    assert_eq!(render::utc_iso(1_709_251_199), "2024-02-29T23:59:59Z");
+    assert_eq!(render::utc_iso(-1), "1969-12-31T23:59:59Z");
+}

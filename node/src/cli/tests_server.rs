@@ -217,6 +217,38 @@ impl Admin for Stub {
             }],
         }))
     }
+
+    async fn reload_certs(
+        &self,
+        req: Request<herald_grpc::admin::ReloadCertsRequest>,
+    ) -> Result<Response<herald_grpc::admin::ReloadCertsReply>, Status> {
+        self.note(&req);
+        let ok = herald_grpc::admin::NodeCerts {
+            node_id: 1,
+            error: String::new(),
+            state: Some(herald_grpc::cluster::CertsState {
+                reloaded: 2,
+                failures: vec![],
+                certificates: vec![herald_grpc::cluster::CertInForce {
+                    name: "a.example".into(),
+                    path: "/certs/a.example.pem".into(),
+                    dns_names: vec!["a.example".into()],
+                    not_after_unix: 1_830_297_600,
+                }],
+            }),
+        };
+        let mut nodes = vec![ok];
+        if !req.into_inner().this_node_only {
+            nodes.push(herald_grpc::admin::NodeCerts {
+                node_id: 2,
+                error: "node 2 did not answer".into(),
+                state: None,
+            });
+        }
+        Ok(Response::new(herald_grpc::admin::ReloadCertsReply {
+            nodes,
+        }))
+    }
 }
 
 /// Starts the stub on 127.0.0.1:0 and returns its address and what it records.
@@ -391,4 +423,35 @@ async fn unreachable_admin_api_is_a_connect_error() {
         text.starts_with(&format!("cannot connect to the admin API at {addr}")),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn reload_certs_lists_certificates_and_fails_when_a_node_did_not_answer() {
+    let (addr, _log) = start_stub().await;
+    let (g, c) = cli(&addr, "cluster reload-certs --this-node-only");
+    let out = execute(&g, c).await.expect("reload-certs runs");
+    assert_eq!(out.failures, 0, "{out:?}");
+    assert!(out.stdout.contains("a.example"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("2028-01-01T00:00:00Z"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("/certs/a.example.pem"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("node 1: 2 certificate(s) re-read"),
+        "{}",
+        out.stdout
+    );
+
+    let (g, c) = cli(&addr, "cluster reload-certs -o json");
+    let out = execute(&g, c).await.expect("reload-certs runs");
+    assert_eq!(out.failures, 1, "the unanswered node counts as a failure");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v[1]["error"], "node 2 did not answer");
+    assert_eq!(v[0]["certificates"][0]["not_after"], "2028-01-01T00:00:00Z");
 }

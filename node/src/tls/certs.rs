@@ -24,6 +24,28 @@ struct Entry {
     key: Arc<CertifiedKey>,
     names: Vec<String>,
     files: Option<(PathBuf, PathBuf, Option<SystemTime>)>,
+    /// Expiry, seconds since the Unix epoch (0 when unreadable).
+    not_after: i64,
+}
+
+/// What one reload did ([`CertStore::reload`]).
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    /// Certificates (re)loaded.
+    pub reloaded: u32,
+    /// Files that could not be loaded, with the reason; the previous certificate stays.
+    pub failures: Vec<String>,
+}
+
+/// One certificate in force ([`CertStore::in_force`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InForce {
+    /// `node`, or the domain of a per-domain certificate.
+    pub name: String,
+    /// The certificate file; `None` for a development certificate.
+    pub path: Option<PathBuf>,
+    pub dns_names: Vec<String>,
+    pub not_after: i64,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -41,6 +63,12 @@ fn entry(m: &TlsMaterial, files: Option<(PathBuf, PathBuf)>) -> Result<Entry, Tl
         .first()
         .map(|c| dns_names(c))
         .unwrap_or_default();
+    let not_after = m
+        .cert_chain
+        .first()
+        .and_then(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .unwrap_or(0);
     let files = files.map(|(c, k)| {
         let t = newest(&c, &k);
         (c, k, t)
@@ -49,6 +77,7 @@ fn entry(m: &TlsMaterial, files: Option<(PathBuf, PathBuf)>) -> Result<Entry, Tl
         key: Arc::new(key),
         names,
         files,
+        not_after,
     })
 }
 
@@ -161,6 +190,10 @@ impl CertStore {
     }
 
     fn load_pair(&self, domain: String, path: PathBuf) -> Option<Arc<CertifiedKey>> {
+        self.try_load_pair(domain, path).ok()
+    }
+
+    fn try_load_pair(&self, domain: String, path: PathBuf) -> Result<Arc<CertifiedKey>, String> {
         let key = path.with_extension("key");
         match load_files(&path, &key).and_then(|m| entry(&m, Some((path.clone(), key.clone())))) {
             Ok(e) => {
@@ -170,11 +203,11 @@ impl CertStore {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(domain, e);
-                Some(k)
+                Ok(k)
             }
             Err(err) => {
-                tracing::warn!(domain = %domain, cert = %path.display(), error = %err, "domain certificate cannot be loaded");
-                None
+                tracing::warn!(domain = %domain, cert = %path.display(), error = %err, "domain certificate cannot be loaded; keeping the previous one");
+                Err(format!("{}: {err}", path.display()))
             }
         }
     }
@@ -209,26 +242,42 @@ impl CertStore {
     /// returns how many certificates were (re)loaded. A file that fails to load keeps the
     /// previous certificate and is logged.
     pub fn reload_changed(&self) -> usize {
-        let mut n = 0;
+        self.reload(false).reloaded as usize
+    }
+
+    /// Re-reads certificate files: those that changed since they were read, or (`force`, for
+    /// `herald cluster reload-certs`) all of them — a file replaced within the file system's
+    /// timestamp resolution, or with its old time kept, is then picked up too. A file that
+    /// fails to load keeps the previous certificate; the report says which and why.
+    pub fn reload(&self, force: bool) -> ReloadReport {
+        let mut report = ReloadReport::default();
         let node = self.node.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some((c, k, t)) = &node.files {
-            if newest(c, k) != *t {
+            if force || newest(c, k) != *t {
                 match load_files(c, k).and_then(|m| entry(&m, Some((c.clone(), k.clone())))) {
                     Ok(e) => {
                         tracing::info!(cert = %c.display(), "TLS certificate reloaded");
+                        super::record_expiry("c2s", e.not_after);
                         *self.node.write().unwrap_or_else(|p| p.into_inner()) = e;
-                        n += 1;
+                        report.reloaded += 1;
                     }
                     Err(err) => {
-                        tracing::warn!(cert = %c.display(), error = %err, "TLS certificate changed but cannot be loaded; keeping the previous one")
+                        tracing::warn!(cert = %c.display(), error = %err, "TLS certificate cannot be loaded; keeping the previous one");
+                        report.failures.push(format!("{}: {err}", c.display()));
                     }
                 }
             }
         }
-        let Some(dir) = &self.dir else { return n };
-        let Ok(read) = std::fs::read_dir(dir) else {
-            tracing::warn!(dir = %dir.display(), "certificate directory unreadable");
-            return n;
+        let Some(dir) = &self.dir else { return report };
+        let read = match std::fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "certificate directory unreadable");
+                report
+                    .failures
+                    .push(format!("{}: directory unreadable: {e}", dir.display()));
+                return report;
+            }
         };
         for f in read.flatten() {
             let path = f.path();
@@ -249,17 +298,38 @@ impl CertStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&domain)
                 .and_then(|e| e.files.clone());
-            if known
-                .as_ref()
-                .is_some_and(|(_, _, t)| *t == newest(&path, &key))
+            if !force
+                && known
+                    .as_ref()
+                    .is_some_and(|(_, _, t)| *t == newest(&path, &key))
             {
                 continue;
             }
-            if self.load_pair(domain, path).is_some() {
-                n += 1;
+            match self.try_load_pair(domain, path) {
+                Ok(_) => report.reloaded += 1,
+                Err(e) => report.failures.push(e),
             }
         }
-        n
+        report
+    }
+
+    /// Every certificate in force: the node's first, then per-domain ones by domain.
+    pub fn in_force(&self) -> Vec<InForce> {
+        let one = |name: String, e: &Entry| InForce {
+            name,
+            path: e.files.as_ref().map(|(c, _, _)| c.clone()),
+            dns_names: e.names.clone(),
+            not_after: e.not_after,
+        };
+        let mut all = vec![one(
+            "node".to_string(),
+            &self.node.read().unwrap_or_else(|p| p.into_inner()),
+        )];
+        let per = self.per_domain.read().unwrap_or_else(|p| p.into_inner());
+        let mut domains: Vec<_> = per.iter().map(|(d, e)| one(d.clone(), e)).collect();
+        domains.sort_by(|a, b| a.name.cmp(&b.name));
+        all.extend(domains);
+        all
     }
 }
 

@@ -327,3 +327,8 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
         None => !p.contains('*') && p == n,
     }
 }
+
+/// Exports when a certificate expires (`herald_cert_expiry_timestamp_seconds`-style gauge).
+pub fn record_expiry(which: &'static str, not_after_unix: i64) {
+    metrics::gauge!(crate::metrics::CERT_EXPIRY, "certificate" => which).set(not_after_unix as f64);
+}
