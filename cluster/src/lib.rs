@@ -146,14 +146,19 @@ async fn notify_removed(
     handle: ClusterHandle,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
 ) {
-    while let Some(Event::PeerRemoved(node)) = events.recv().await {
+    while let Some(Event::PeerRemoved(node, removed_at)) = events.recv().await {
         let h = handle.clone();
         tokio::spawn(async move {
             for attempt in 0..5u32 {
+                if h.status().voters.contains(&node.node_id) {
+                    // Added again since (a fresh pod under the same id): nothing to tell.
+                    return;
+                }
                 let res = match h.peer_at(&node.cluster_address) {
                     Ok(mut c) => c
                         .removed(RemovedNotice {
                             node_id: node.node_id,
+                            removed_at,
                         })
                         .await
                         .map(|_| ())

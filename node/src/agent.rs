@@ -203,6 +203,23 @@ async fn run_planes(
     let handle = cluster.handle.clone();
     let local_facts = std::sync::Arc::new(crate::local::LocalFacts::new(&cfg, &tls));
     handle.set_local_node(local_facts.clone());
+    if let (Some(pod), Some(service)) = (statefulset_pod(&cfg), cfg.peers_from_dns.clone()) {
+        if cfg.scale_down_after > 0 {
+            let server = cfg
+                .dns_resolver
+                .as_deref()
+                .map(crate::config::parse_dns_resolver)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("dns_resolver: {e}"))?;
+            control.spawn(crate::peers_dns::watch_scale_down(
+                handle.clone(),
+                pod,
+                service,
+                server,
+                Duration::from_secs(cfg.scale_down_after),
+            ));
+        }
+    }
 
     // Node-to-node API.
     let (cluster_stop_tx, cluster_stop) = watch::channel(false);

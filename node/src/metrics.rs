@@ -28,12 +28,15 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 const USER_HZ: f64 = 100.0;
 
 /// Gauge, label `certificate` (c2s, cluster): when the certificate this node serves expires,
-/// in seconds since the Unix epoch (read at start; certificates are loaded at start).
+/// in seconds since the Unix epoch (read at start, and again on each certificate reload).
 pub const CERT_EXPIRY: &str = "herald_tls_certificate_expiry_timestamp_seconds";
 /// Gauge: the first 48 bits of this node's applied config digest (the SHA-256 that `cluster
 /// status` shows), as an integer, refreshed on each scrape. Nodes at the same applied index
 /// must show the same value.
 pub const CONFIG_DIGEST: &str = "herald_config_digest";
+/// Counter: members this node (as leader) removed because their StatefulSet pod was gone
+/// (scale-down, `scale_down_after`).
+pub const SCALED_DOWN: &str = "herald_cluster_members_scaled_down_total";
 
 /// Registers the descriptions of the node-level metrics above.
 pub fn describe_node() {
@@ -41,6 +44,10 @@ pub fn describe_node() {
         CERT_EXPIRY,
         metrics::Unit::Seconds,
         "Expiry of the TLS certificate this node serves (Unix time), by certificate"
+    );
+    metrics::describe_counter!(
+        SCALED_DOWN,
+        "Members removed by the leader after their StatefulSet pod left DNS (scale-down)"
     );
     metrics::describe_gauge!(
         CONFIG_DIGEST,

@@ -7,7 +7,14 @@
 //!
 //! Names are looked up through `dns_resolver` (`IP[:PORT]`) when it is set, else through the
 //! system resolver (a pod's resolv.conf points at the cluster DNS).
+//!
+//! Scaling: a pod added by scaling up joins like any other. Scaling down deletes the highest
+//! pods, and with them their names in the headless Service (which publishes not-ready pods, so
+//! a pod that is only restarting keeps its name). The Raft leader watches its StatefulSet
+//! members' names ([`ScaleDown`]): a member whose name has been gone (NXDOMAIN) while it was
+//! unreachable for `scale_down_after` seconds is removed from the cluster, one per round.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -126,25 +133,10 @@ impl Lookup {
         };
         let addr = crate::config::parse_dns_resolver(value)
             .map_err(|e| anyhow::anyhow!("dns_resolver: {e}"))?;
-        use hickory_resolver::config::{
-            ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
-        };
-        use hickory_resolver::net::runtime::TokioRuntimeProvider;
-        let mut conn = ConnectionConfig::udp();
-        conn.port = addr.port();
-        let ns = NameServerConfig::new(addr.ip(), true, vec![conn]);
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_millis(500);
-        opts.attempts = 2;
-        // Pods come and go: never answer from a stale cache entry.
-        opts.cache_size = 0;
-        let r = hickory_resolver::Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(vec![ns]),
-            TokioRuntimeProvider::default(),
-        )
-        .with_options(opts)
-        .build()?;
-        Ok(Lookup::Server(Box::new(r), addr))
+        Ok(Lookup::Server(
+            Box::new(uncached_resolver(Some(addr))?),
+            addr,
+        ))
     }
 
     /// The first address `name` resolves to, or why not.
@@ -168,6 +160,170 @@ impl Lookup {
         }
     }
 }
+
+/// A resolver that never answers from a cache (pods come and go): through `server` when
+/// given, else through the system's configuration (resolv.conf).
+fn uncached_resolver(
+    server: Option<SocketAddr>,
+) -> anyhow::Result<hickory_resolver::TokioResolver> {
+    use hickory_resolver::config::{
+        ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+    };
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    let mut opts = ResolverOpts::default();
+    opts.timeout = Duration::from_millis(500);
+    opts.attempts = 2;
+    opts.cache_size = 0;
+    let builder = match server {
+        Some(addr) => {
+            let mut conn = ConnectionConfig::udp();
+            conn.port = addr.port();
+            let ns = NameServerConfig::new(addr.ip(), true, vec![conn]);
+            hickory_resolver::Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                TokioRuntimeProvider::default(),
+            )
+        }
+        None => hickory_resolver::TokioResolver::builder_tokio()?,
+    };
+    Ok(builder.with_options(opts).build()?)
+}
+
+/// What DNS says about a pod's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// It resolves.
+    Present,
+    /// The name does not exist or has no address (NXDOMAIN, NODATA).
+    Gone,
+    /// No answer (timeout, SERVFAIL, ...): no evidence either way.
+    Unknown,
+}
+
+/// Looks up `name` and says whether it exists.
+pub async fn presence(resolver: &hickory_resolver::TokioResolver, name: &str) -> Presence {
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    match resolver.lookup_ip(fqdn.as_str()).await {
+        Ok(ips) if ips.iter().next().is_some() => Presence::Present,
+        Ok(_) => Presence::Gone,
+        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Presence::Gone,
+        Err(_) => Presence::Unknown,
+    }
+}
+
+/// The pod name in a member's node-to-node `address` (`SET-N.SERVICE:PORT`) when the member
+/// is a pod of `pod`'s StatefulSet under `service`; `None` for anything else (members added by
+/// hand are never removed by the scale-down watch).
+pub fn member_pod_name(address: &str, pod: &Pod, service: &str) -> Option<String> {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let first = host.strip_suffix(&format!(".{service}"))?;
+    let other = Pod::from_hostname(first)?;
+    (other.set == pod.set).then_some(host)
+}
+
+/// The leader's scale-down watch: since when each member's name has been gone while the member
+/// was unreachable. See the module documentation.
+#[derive(Debug, Default)]
+pub struct ScaleDown {
+    gone_since: HashMap<u64, Instant>,
+}
+
+impl ScaleDown {
+    /// One round over the StatefulSet's members (node id, what DNS says about its name):
+    /// the member to remove now, if any (at most one per round). A member that resolves, is
+    /// live, or gets no DNS answer starts over; this node is never removed.
+    pub fn round(
+        &mut self,
+        me: u64,
+        members: &[(u64, Presence)],
+        live: &[u64],
+        now: Instant,
+        after: Duration,
+    ) -> Option<u64> {
+        self.gone_since
+            .retain(|id, _| members.iter().any(|(m, _)| m == id));
+        let mut due = None;
+        for &(id, p) in members {
+            if id != me && p == Presence::Gone && !live.contains(&id) {
+                let since = *self.gone_since.entry(id).or_insert(now);
+                if due.is_none() && now.duration_since(since) >= after {
+                    due = Some(id);
+                }
+            } else {
+                self.gone_since.remove(&id);
+            }
+        }
+        due
+    }
+
+    /// Forgets a member (removed, or a removal to retry from scratch).
+    pub fn forget(&mut self, id: u64) {
+        self.gone_since.remove(&id);
+    }
+}
+
+/// Runs the scale-down watch until the process ends: every few seconds, on the leader only,
+/// looks up every StatefulSet member's name and removes one that has been gone long enough.
+pub async fn watch_scale_down(
+    cluster: herald_cluster::ClusterHandle,
+    pod: Pod,
+    service: String,
+    server: Option<SocketAddr>,
+    after: Duration,
+) {
+    let resolver = match uncached_resolver(server) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "scale-down watch disabled: no DNS resolver");
+            return;
+        }
+    };
+    let mut state = ScaleDown::default();
+    let mut tick = tokio::time::interval(SCALE_DOWN_ROUND);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if cluster.status().role != herald_cluster::Role::Leader {
+            state = ScaleDown::default();
+            continue;
+        }
+        let mut members = Vec::new();
+        let mut names = HashMap::new();
+        for n in cluster.applied().state.nodes() {
+            if let Some(name) = member_pod_name(&n.cluster_address, &pod, &service) {
+                members.push((n.node_id, presence(&resolver, &name).await));
+                names.insert(n.node_id, name);
+            }
+        }
+        let live = cluster.live_nodes();
+        let Some(id) = state.round(cluster.node_id(), &members, &live, Instant::now(), after)
+        else {
+            continue;
+        };
+        let name = names.get(&id).cloned().unwrap_or_default();
+        tracing::warn!(node = id, pod = %name, after_s = after.as_secs(),
+            "removing a member whose pod name left DNS while it was unreachable (StatefulSet scaled down)");
+        let node = herald_grpc::config::NodeInfo {
+            node_id: id,
+            ..Default::default()
+        };
+        match cluster.change_membership(false, node).await {
+            Ok(voters) => {
+                metrics::counter!(crate::metrics::SCALED_DOWN).increment(1);
+                tracing::info!(node = id, ?voters, "member removed after scale-down");
+                state.forget(id);
+            }
+            Err(e) => {
+                tracing::warn!(node = id, error = %e.message, "removing a scaled-down member failed; will retry");
+                state.forget(id);
+            }
+        }
+    }
+}
+
+/// How often the leader looks at its members' names.
+const SCALE_DOWN_ROUND: Duration = Duration::from_secs(2);
 
 /// The address a joining pod asks to join through: the lowest other ordinal whose name
 /// resolves (waiting up to [`RESOLVE_WAIT`] for one), as `NAME:PORT` with the system resolver
@@ -296,5 +452,75 @@ mod tests {
             "[::1]:53".parse().unwrap()
         );
         assert!(crate::config::parse_dns_resolver("dns.example").is_err());
+    }
+
+    #[test]
+    fn member_pod_names_only_for_this_set_under_this_service() {
+        let pod = Pod::from_hostname("herald-1").expect("pod");
+        let svc = "herald-peers.ns.svc.cluster.local";
+        assert_eq!(
+            member_pod_name("herald-3.herald-peers.ns.svc.cluster.local:7470", &pod, svc),
+            Some("herald-3.herald-peers.ns.svc.cluster.local".to_string())
+        );
+        assert_eq!(
+            member_pod_name(
+                "HERALD-0.herald-peers.ns.svc.cluster.local.:7470",
+                &pod,
+                svc
+            ),
+            Some("herald-0.herald-peers.ns.svc.cluster.local".to_string())
+        );
+        for other in [
+            "10.0.0.7:7470",
+            "other-2.herald-peers.ns.svc.cluster.local:7470",
+            "herald-2.elsewhere.svc.cluster.local:7470",
+            "herald-x.herald-peers.ns.svc.cluster.local:7470",
+        ] {
+            assert_eq!(member_pod_name(other, &pod, svc), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn scale_down_removes_a_member_gone_and_unreachable_long_enough_one_at_a_time() {
+        use Presence::*;
+        let after = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut sd = ScaleDown::default();
+        let live = [1, 2];
+        // Node 3 and 4 gone from DNS and unreachable: not before `after` has passed.
+        let m = [(1, Present), (2, Present), (3, Gone), (4, Gone)];
+        assert_eq!(sd.round(1, &m, &live, at(0), after), None);
+        assert_eq!(sd.round(1, &m, &live, at(59), after), None);
+        // Then one per round.
+        assert_eq!(sd.round(1, &m, &live, at(60), after), Some(3));
+        sd.forget(3);
+        let m = [(1, Present), (2, Present), (4, Gone)];
+        assert_eq!(sd.round(1, &m, &live, at(61), after), Some(4));
+    }
+
+    #[test]
+    fn scale_down_starts_over_on_any_sign_of_the_member() {
+        use Presence::*;
+        let after = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut sd = ScaleDown::default();
+        assert_eq!(sd.round(1, &[(3, Gone)], &[1], at(0), after), None);
+        // The name came back (a restarting pod): the clock starts over.
+        assert_eq!(sd.round(1, &[(3, Present)], &[1], at(5), after), None);
+        assert_eq!(sd.round(1, &[(3, Gone)], &[1], at(6), after), None);
+        assert_eq!(sd.round(1, &[(3, Gone)], &[1], at(15), after), None);
+        // Live again (reachable though DNS lags): starts over.
+        assert_eq!(sd.round(1, &[(3, Gone)], &[1, 3], at(16), after), None);
+        assert_eq!(sd.round(1, &[(3, Gone)], &[1], at(17), after), None);
+        // No DNS answer is no evidence: starts over.
+        assert_eq!(sd.round(1, &[(3, Unknown)], &[1], at(30), after), None);
+        assert_eq!(sd.round(1, &[(3, Gone)], &[1], at(31), after), None);
+        assert_eq!(sd.round(1, &[(3, Gone)], &[1], at(41), after), Some(3));
+        // Never this node itself, however gone its name looks.
+        let mut sd = ScaleDown::default();
+        assert_eq!(sd.round(1, &[(1, Gone)], &[], at(0), after), None);
+        assert_eq!(sd.round(1, &[(1, Gone)], &[], at(100), after), None);
     }
 }

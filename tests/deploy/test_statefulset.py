@@ -74,11 +74,17 @@ class Pods:
         self.dnsmasq: subprocess.Popen | None = None
         self.service = self.sts["spec"]["serviceName"]
         self.fqdn = f"{self.service}.{self.ns}.svc.cluster.local"
+        # Environment set on top of the StatefulSet's (tests shorten timings with it).
+        self.extra_env: dict[str, str] = {}
 
     def pod_ip(self, ordinal: int) -> str:
         return self.c.ip(ordinal + 1)
 
     def start_dns(self, replicas: int) -> None:
+        if self.dnsmasq is not None and self.dnsmasq.poll() is None:
+            # The headless Service's records change with the replicas: start over.
+            self.dnsmasq.kill()
+            self.dnsmasq.wait(timeout=10)
         conf = self.dir / "dnsmasq.conf"
         lines = ["no-resolv", "no-hosts", "bind-interfaces", "local=/cluster.local/",
                  f"listen-address={self.dns_ip}", "port=53", "log-facility=-"]
@@ -154,6 +160,7 @@ class Pods:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
         env.update(pod_env)
         env.setdefault("RUST_LOG", "info,raft=warn")
+        env.update(self.extra_env)
         log = open(self.c.log_path(n), "ab")
         cmd = ["unshare", "--mount", "sh", "-c",
                'mount --bind "$0" /etc/resolv.conf && exec "$@"',
@@ -251,3 +258,51 @@ def test_statefulset_pods_form_one_cluster_and_survive_a_rolling_update(pods: Po
         assert f"herald-0.{pods.fqdn}" in first_start and "joining through a peer" in first_start
     print(f"rolling update: {len(acked)} acknowledged config writes, none lost; "
           f"{len(errors)} refused while a node stopped")
+
+
+def test_statefulset_scales_up_and_down(pods: Pods) -> None:
+    """Scale 3 → 4: the new pod joins. 4 → 3: Kubernetes stops herald-3 and deletes its
+    volume claim (persistentVolumeClaimRetentionPolicy whenScaled: Delete); its name leaves the
+    headless Service and the leader removes node 4 after scale_down_after. 3 → 4 again: the
+    new herald-3 joins afresh. Writes work throughout."""
+    sts = pods.sts["spec"]
+    assert sts.get("persistentVolumeClaimRetentionPolicy", {}).get("whenScaled") == "Delete", (
+        "a scaled-down pod's volume must go, or scaling up again resumes a removed member")
+    pods.extra_env["HERALD_SCALE_DOWN_AFTER"] = "3"
+    c = pods.c
+    pods.start_dns(3)
+    for k in range(3):
+        pods.start(k)
+        c.wait_ready(k + 1, timeout=60)
+    c.wait_converged([1, 2, 3], via=1)
+
+    def members(via: int) -> list[int]:
+        return sorted(n["id"] for n in c.status(via=via)["nodes"])
+
+    # Up to 4.
+    pods.start_dns(4)
+    pods.start(3)
+    c.wait_ready(4, timeout=60)
+    c.wait_converged([1, 2, 3, 4], via=1)
+    c.cli(1, "user", "add", "up@example.com", "--password", "pw-up")
+
+    # Down to 3.
+    c.procs[4].send_signal(signal.SIGTERM)
+    assert c.procs[4].wait(timeout=30) == 0, c.log_tail(4)
+    shutil.rmtree(pods.dir / "pod3" / "data")
+    pods.start_dns(3)
+    wait_until(lambda: members(1) == [1, 2, 3] or None, 40,
+               "the leader to remove node 4 after its pod left DNS")
+    c.wait_converged([1, 2, 3], via=2, timeout=30)
+    c.cli(2, "user", "add", "down@example.com", "--password", "pw-down")
+    logs = "\n".join(c.log_path(n).read_text(errors="replace") for n in (1, 2, 3))
+    assert "StatefulSet scaled down" in logs, "the removal is logged with its reason"
+
+    # Up to 4 again: a fresh volume, joins as node 4 anew.
+    pods.start_dns(4)
+    pods.start(3)
+    c.wait_ready(4, timeout=60)
+    c.wait_converged([1, 2, 3, 4], via=1)
+    users = {u.get("jid") for u in c.cli_json(4, "user", "list")}
+    assert {"up@example.com", "down@example.com"} <= users, users
+    assert members(4) == [1, 2, 3, 4]

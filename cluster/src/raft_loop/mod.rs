@@ -481,7 +481,7 @@ impl RaftLoop {
                     self.removed = true;
                 } else {
                     if self.raw.raft.state == StateRole::Leader {
-                        let _ = self.events.send(Event::PeerRemoved(known));
+                        let _ = self.events.send(Event::PeerRemoved(known, e.index));
                     }
                     self.transport.forget(cc.node_id);
                 }

@@ -136,8 +136,9 @@ impl Applied {
 /// Something the node around the loop must act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// This leader removed `node` from the cluster: tell it, so that it stops.
-    PeerRemoved(NodeInfo),
+    /// This leader removed `node` from the cluster at this Raft index: tell it, so that it
+    /// stops.
+    PeerRemoved(NodeInfo, u64),
 }
 
 pub(crate) type ReadReply = oneshot::Sender<Result<u64, ErrorDetail>>;

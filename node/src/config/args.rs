@@ -182,6 +182,11 @@ pub struct AgentArgs {
     /// (HOSTNAME `herald-N` is node N+1), ordinal 0 bootstraps, the others join.
     #[arg(long, env = "HERALD_PEERS_FROM_DNS", value_name = "NAME")]
     pub peers_from_dns: Option<String>,
+    /// StatefulSet mode: the leader removes a member whose pod name has been gone from DNS
+    /// (and the member unreachable) this many seconds — the StatefulSet was scaled down;
+    /// 0: never [default: 120].
+    #[arg(long, env = "HERALD_SCALE_DOWN_AFTER", value_name = "SECONDS")]
+    pub scale_down_after: Option<u64>,
 }
 
 /// Overwrites `$dst` with `$src` when the flag or env var was given.
@@ -226,6 +231,7 @@ impl AgentArgs {
             cfg.shutdown_grace_ms => a.shutdown_grace_ms,
             cfg.workers => a.workers,
             cfg.calendar_poll_seconds => a.calendar_poll_seconds,
+            cfg.scale_down_after => a.scale_down_after,
         }
         overlay! {
             cfg.advertise_host => a.advertise_host.map(Some),

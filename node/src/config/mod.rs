@@ -232,6 +232,9 @@ pub struct NodeConfig {
     /// 0 bootstraps and the others join through their peers' names (`bootstrap` and `join`
     /// must be unset); a restart resumes from the data dir.
     pub peers_from_dns: Option<String>,
+    /// StatefulSet mode: seconds a member's pod name must be gone from DNS (NXDOMAIN), with the
+    /// member unreachable, before the leader removes it from the cluster; 0 never does.
+    pub scale_down_after: u64,
 }
 
 impl Default for NodeConfig {
@@ -274,6 +277,7 @@ impl Default for NodeConfig {
             shutdown_grace_ms: 10_000,
             workers: 0,
             peers_from_dns: None,
+            scale_down_after: 120,
         }
     }
 }

@@ -196,6 +196,9 @@ fn every_flag_has_its_env_var() {
         ("HERALD_PEERS_FROM_DNS", "peers.example", |c| {
             c.peers_from_dns.clone().unwrap_or_default()
         }),
+        ("HERALD_SCALE_DOWN_AFTER", "30", |c| {
+            c.scale_down_after.to_string()
+        }),
         ("HERALD_MAX_CONNECTIONS", "7", |c| {
             c.xmpp.max_connections.to_string()
         }),
