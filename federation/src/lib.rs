@@ -15,4 +15,5 @@
 #![deny(missing_docs)]
 
 pub mod availability;
+pub mod calendar;
 pub mod edge;

@@ -46,6 +46,8 @@ pub fn describe_metrics() {
 
 pub struct AdminService {
     cluster: ClusterHandle,
+    /// Calendar gateways as this node's CalendarActor sees them.
+    calendar: crate::calendar::StatusBoard,
 }
 
 /// Rejects admin calls without the configured bearer token.
@@ -91,9 +93,14 @@ const FEDERATION_APPLY_WAIT: Duration = Duration::from_secs(2);
 
 impl AdminService {
     /// The service with its bearer-token check (none when `token` is None).
-    pub fn grpc(cluster: ClusterHandle, token: Option<String>, max_bytes: usize) -> AdminGrpc {
+    pub fn grpc(
+        cluster: ClusterHandle,
+        token: Option<String>,
+        max_bytes: usize,
+        calendar: crate::calendar::StatusBoard,
+    ) -> AdminGrpc {
         let check = AuthCheck::new(token.as_deref());
-        let server = AdminServer::new(AdminService { cluster })
+        let server = AdminServer::new(AdminService { cluster, calendar })
             .max_decoding_message_size(max_bytes)
             .max_encoding_message_size(max_bytes);
         InterceptedService::new(server, check)
@@ -557,6 +564,20 @@ impl Admin for AdminService {
             .await
             .map(Response::new);
         observe("RemovePolicyException", t, r)
+    }
+
+    async fn calendar_gateway_status(
+        &self,
+        _req: Request<herald_grpc::admin::CalendarGatewayStatusRequest>,
+    ) -> Result<Response<herald_grpc::admin::CalendarGatewayStatusReply>, Status> {
+        let t = Instant::now();
+        let r = Ok(Response::new(
+            herald_grpc::admin::CalendarGatewayStatusReply {
+                node_id: self.cluster.node_id(),
+                gateways: self.calendar.borrow().clone(),
+            },
+        ));
+        observe("CalendarGatewayStatus", t, r)
     }
 
     async fn diagnose(

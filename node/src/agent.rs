@@ -263,10 +263,12 @@ async fn run_planes(
 
     // Admin API.
     let (admin_stop_tx, admin_stop) = watch::channel(false);
+    let (calendar_board_tx, calendar_board) = crate::calendar::board();
     let admin_svc = AdminService::grpc(
         handle.clone(),
         cfg.admin_token.as_ref().map(|s| s.expose().to_string()),
         cfg.max_grpc_message_bytes,
+        calendar_board,
     );
     let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin_listener.local_addr()?;
@@ -333,6 +335,7 @@ async fn run_planes(
     let s2s_addr = local(&listeners.s2s)?;
     let sip_addr = local(&listeners.sip)?;
     let s2s_arbiter = arbiters[0].clone();
+    let calendar_arbiter = arbiters[0].clone();
     let certs = std::sync::Arc::new(
         crate::tls::certs::CertStore::new(
             &tls,
@@ -394,6 +397,14 @@ async fn run_planes(
         },
     )
     .context("starting the XMPP service")?;
+    crate::calendar::start(
+        xmpp.clone(),
+        &calendar_arbiter,
+        cfg.tls_ca.as_deref(),
+        Duration::from_secs(cfg.calendar_poll_seconds),
+        calendar_board_tx,
+    )
+    .context("starting the calendar service")?;
     let limits = herald_xmpp::codec::Limits {
         max_stanza_bytes: cfg.xmpp.max_stanza_bytes,
         max_depth: cfg.xmpp.max_depth,

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod http;

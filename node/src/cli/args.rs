@@ -598,4 +598,7 @@ pub enum CalendarCmd {
         #[arg(long, value_enum)]
         kind: CalendarKindArg,
     },
+    /// Each gateway as the node answering sees it: reachable, certificate, authenticated,
+    /// users assigned, last error and when.
+    Status,
 }

@@ -496,6 +496,17 @@ fn default_auth(kind: CalendarKindArg) -> CalendarAuthMethod {
     }
 }
 
+/// Why `--kind webdav` is refused.
+const WEBDAV_REFUSED: &str = "--kind webdav: Exchange WebDAV is not supported (Exchange 2010 removed WebDAV calendar access and 2007 is long out of support); use --kind ews or --kind caldav";
+
+/// A gateway kind Herald can use for a new or changed gateway.
+fn supported_kind(kind: CalendarKindArg) -> Result<CalendarKindArg, CliError> {
+    match kind {
+        CalendarKindArg::Webdav => Err(CliError::Usage(WEBDAV_REFUSED.into())),
+        k => Ok(k),
+    }
+}
+
 fn calendar(c: CalendarCmd, stdin: &mut dyn BufRead) -> Result<Plan, CliError> {
     const K: ObjectKind = ObjectKind::CalendarGateway;
     Ok(match c {
@@ -508,15 +519,16 @@ fn calendar(c: CalendarCmd, stdin: &mut dyn BufRead) -> Result<Plan, CliError> {
             not_eligible,
             description,
         } => create(Body::CalendarGateway(CalendarGateway {
+            kind: CalendarKind::from(supported_kind(kind)?) as i32,
             id,
             description: description.unwrap_or_default(),
-            kind: CalendarKind::from(kind) as i32,
             host,
             port,
             path: path.unwrap_or_default(),
             eligible: !not_eligible,
         })),
         CalendarCmd::List => list(K),
+        CalendarCmd::Status => Plan::CalendarStatus,
         CalendarCmd::Show { id } => get(K, id, View::Object),
         CalendarCmd::Update {
             id,
@@ -527,25 +539,28 @@ fn calendar(c: CalendarCmd, stdin: &mut dyn BufRead) -> Result<Plan, CliError> {
             eligible,
             description,
             revision,
-        } => modify(
-            K,
-            id,
-            revision,
-            Box::new(move |body| match body {
-                Body::CalendarGateway(g) => {
-                    if let Some(k) = kind {
-                        g.set_kind(k.into());
+        } => {
+            kind.map(supported_kind).transpose()?;
+            modify(
+                K,
+                id,
+                revision,
+                Box::new(move |body| match body {
+                    Body::CalendarGateway(g) => {
+                        if let Some(k) = kind {
+                            g.set_kind(k.into());
+                        }
+                        set(&mut g.host, host);
+                        set(&mut g.port, port);
+                        set(&mut g.path, path);
+                        set(&mut g.eligible, eligible);
+                        set(&mut g.description, description);
+                        Ok(())
                     }
-                    set(&mut g.host, host);
-                    set(&mut g.port, port);
-                    set(&mut g.path, path);
-                    set(&mut g.eligible, eligible);
-                    set(&mut g.description, description);
-                    Ok(())
-                }
-                other => Err(wrong(K, other)),
-            }),
-        ),
+                    other => Err(wrong(K, other)),
+                }),
+            )
+        }
         CalendarCmd::Remove { id, revision } => delete(K, id, revision),
         CalendarCmd::SetCredentials {
             kind,

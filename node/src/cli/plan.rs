@@ -42,6 +42,8 @@ pub(crate) struct Modify {
 }
 
 /// The RPCs one command performs.
+// One per CLI invocation: the size of the Put variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Plan {
     /// ClusterStatus.
     Status,
@@ -67,6 +69,8 @@ pub(crate) enum Plan {
     RemoveException(RemovePolicyException),
     /// Get, edit, Put.
     Modify(Modify),
+    /// CalendarGatewayStatus.
+    CalendarStatus,
     /// GetLogFilter.
     GetLogFilter(herald_grpc::admin::GetLogFilterRequest),
     /// SetLogFilter.
@@ -91,6 +95,7 @@ impl std::fmt::Debug for Plan {
             Plan::AddException(r) => write!(f, "AddException({r:?})"),
             Plan::RemoveException(r) => write!(f, "RemoveException({r:?})"),
             Plan::Modify(m) => write!(f, "Modify({:?}, {:?}, {:?})", m.kind, m.key, m.mode),
+            Plan::CalendarStatus => write!(f, "CalendarStatus"),
             Plan::GetLogFilter(r) => write!(f, "GetLogFilter({r:?})"),
             Plan::SetLogFilter(r) => write!(f, "SetLogFilter({r:?})"),
             Plan::ReloadCerts(r) => write!(f, "ReloadCerts({r:?})"),
@@ -134,6 +139,12 @@ pub(crate) async fn execute(
         Plan::Status => {
             let reply = client.cluster_status(ClusterStatusRequest {}).await?;
             render::cluster_status(&reply.into_inner(), format)
+        }
+        Plan::CalendarStatus => {
+            let reply = client
+                .calendar_gateway_status(herald_grpc::admin::CalendarGatewayStatusRequest {})
+                .await?;
+            render::calendar_status(&reply.into_inner(), format)
         }
         Plan::AddNode(req) => render::voters(&client.add_node(req).await?.into_inner(), format),
         Plan::RemoveNode(req) => {

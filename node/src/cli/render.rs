@@ -124,6 +124,7 @@ pub fn fields(object: &ConfigObject, home_node: Option<u64>) -> Vec<(&'static st
                 ("mail_id", json!(u.mail_id)),
                 ("calendar_enabled", json!(u.calendar_enabled)),
                 ("calendar_mailbox", json!(u.calendar_mailbox)),
+                ("calendar_gateway", json!(u.calendar_gateway)),
                 ("pinned_home_node", json!(u.pinned_home_node)),
             ];
             if let Some(h) = home_node {
@@ -602,6 +603,68 @@ pub fn cluster_status(reply: &ClusterStatusReply, format: OutputFormat) -> Strin
             };
             let agree = if reply.digests_agree { "yes" } else { "no" };
             format!("{}leader: {leader}\ndigests agree: {agree}\n", t.render())
+        }
+    }
+}
+
+/// `calendar-gateway status`.
+pub fn calendar_status(
+    reply: &herald_grpc::admin::CalendarGatewayStatusReply,
+    format: OutputFormat,
+) -> String {
+    let when = |t: i64| if t == 0 { String::new() } else { utc_iso(t) };
+    match format {
+        OutputFormat::Json => {
+            let gateways: Vec<Value> = reply
+                .gateways
+                .iter()
+                .map(|g| {
+                    json!({
+                        "id": g.id,
+                        "kind": g.kind,
+                        "host": g.host,
+                        "port": g.port,
+                        "supported": g.supported,
+                        "reachable": g.reachable,
+                        "certificate_ok": g.certificate_ok,
+                        "authenticated": g.authenticated,
+                        "users_assigned": g.users_assigned,
+                        "users_polled_here": g.users_polled_here,
+                        "last_error": g.last_error,
+                        "last_error_at": g.last_error_at,
+                        "last_check_at": g.last_check_at,
+                    })
+                })
+                .collect();
+            to_json_text(&json!({ "node_id": reply.node_id, "gateways": gateways }))
+        }
+        OutputFormat::Table => {
+            let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+            let mut t = Table::new(&[
+                "ID",
+                "KIND",
+                "HOST",
+                "REACHABLE",
+                "CERTIFICATE",
+                "AUTHENTICATED",
+                "USERS",
+                "LAST_ERROR",
+                "LAST_ERROR_AT",
+            ]);
+            for g in &reply.gateways {
+                t.push(vec![
+                    g.id.clone(),
+                    g.kind.clone(),
+                    format!("{}:{}", g.host, g.port),
+                    yes(g.reachable),
+                    yes(g.certificate_ok),
+                    yes(g.authenticated),
+                    g.users_assigned.to_string(),
+                    g.last_error.clone(),
+                    when(g.last_error_at),
+                ]);
+            }
+            format!("{}node: {}\n", t.render(), reply.node_id)
         }
     }
 }

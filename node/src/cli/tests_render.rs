@@ -151,6 +151,7 @@ fn json_keys_of_every_kind() {
                 "mail_id",
                 "calendar_enabled",
                 "calendar_mailbox",
+                "calendar_gateway",
                 "pinned_home_node",
             ],
         ),
@@ -170,6 +171,7 @@ fn user_json_has_home_node_and_no_secrets() {
         mail_id: "a@m.example".into(),
         calendar_enabled: true,
         calendar_mailbox: "box".into(),
+        calendar_gateway: "cal1".into(),
         pinned_home_node: 0,
         scram_sha256: Some(ScramSecret {
             salt: b"saltsalt".to_vec(),
@@ -186,7 +188,7 @@ fn user_json_has_home_node_and_no_secrets() {
         v,
         json!({
             "jid": "a@example.com", "mail_id": "a@m.example", "calendar_enabled": true,
-            "calendar_mailbox": "box", "pinned_home_node": 0, "home_node": 3, "revision": 12,
+            "calendar_mailbox": "box", "calendar_gateway": "cal1", "pinned_home_node": 0, "home_node": 3, "revision": 12,
         })
     );
     let table = render::object(&o, Some(3), OutputFormat::Table);

@@ -165,6 +165,16 @@ impl Admin for Stub {
         written(12)
     }
 
+    async fn calendar_gateway_status(
+        &self,
+        req: Request<herald_grpc::admin::CalendarGatewayStatusRequest>,
+    ) -> Result<Response<herald_grpc::admin::CalendarGatewayStatusReply>, Status> {
+        self.note(&req);
+        Ok(Response::new(
+            herald_grpc::admin::CalendarGatewayStatusReply::default(),
+        ))
+    }
+
     async fn diagnose(
         &self,
         req: Request<herald_grpc::admin::DiagnoseRequest>,

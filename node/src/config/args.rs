@@ -97,6 +97,9 @@ pub struct AgentArgs {
     /// system's resolver].
     #[arg(long, env = "HERALD_DNS_RESOLVER", value_name = "IP[:PORT]")]
     pub dns_resolver: Option<String>,
+    /// Seconds between two polls of a user's calendar (and gateway checks) [default: 60].
+    #[arg(long, env = "HERALD_CALENDAR_POLL_SECONDS", value_name = "SECONDS")]
+    pub calendar_poll_seconds: Option<u64>,
     /// Token the admin API requires (prefer the env var: flags show in `ps`).
     #[arg(
         long,
@@ -227,6 +230,7 @@ impl AgentArgs {
             cfg.max_grpc_message_bytes => a.max_grpc_message_bytes,
             cfg.shutdown_grace_ms => a.shutdown_grace_ms,
             cfg.workers => a.workers,
+            cfg.calendar_poll_seconds => a.calendar_poll_seconds,
             cfg.scale_down_after => a.scale_down_after,
         }
         overlay! {

@@ -192,6 +192,9 @@ pub struct NodeConfig {
     /// DNS server for federation lookups (`IP` or `IP:PORT`, port 53 by default); the system's
     /// resolver when unset.
     pub dns_resolver: Option<String>,
+    /// Seconds between two polls of a calendar-enabled user's calendar, and between two checks
+    /// of each calendar gateway (1..=86400).
+    pub calendar_poll_seconds: u64,
     /// Bearer token the admin API requires.
     pub admin_token: Option<Secret>,
     /// PEM CA bundle; admin clients presenting a certificate from it are accepted.
@@ -258,6 +261,7 @@ impl Default for NodeConfig {
             tls_cert_dir: None,
             tls_ca: None,
             dns_resolver: None,
+            calendar_poll_seconds: 60,
             admin_token: None,
             admin_client_ca: None,
             cluster_token: None,

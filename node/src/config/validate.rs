@@ -164,6 +164,9 @@ impl NodeConfig {
             ));
         }
         self.validate_domains()?;
+        if !(1..=86_400).contains(&self.calendar_poll_seconds) {
+            return Err(invalid("calendar_poll_seconds", "must be 1..=86400"));
+        }
         if let Some(r) = &self.dns_resolver {
             parse_dns_resolver(r).map_err(|reason| invalid("dns_resolver", reason))?;
         }

@@ -16,6 +16,7 @@
 //! - [`xml`]: reading stored stanzas back, and XEP-0082 timestamps.
 
 pub mod blocking;
+pub mod calendar;
 pub mod errors;
 pub mod iq;
 pub mod message;
@@ -110,6 +111,8 @@ pub struct UserCore {
     pub limits: ImLimits,
     /// Counter for the ids of server-generated IQs (roster and block list pushes).
     pub next_id: u64,
+    /// What the user's calendar shows now (the CalendarActor's last report; never stored).
+    pub calendar: herald_federation::availability::CalendarState,
 }
 
 /// Effects being collected for one input; `Persist` is appended once, at the end.
@@ -222,6 +225,7 @@ impl UserCore {
             directed: ResourceMap::new(),
             limits,
             next_id: 1,
+            calendar: herald_federation::availability::CalendarState::Free,
         }
     }
 

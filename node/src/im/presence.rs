@@ -77,7 +77,7 @@ impl UserCore {
                         if !subscriber {
                             self.directed.get_or_default(resource).insert(to.clone());
                         }
-                        out.route(readdress(&stanza, &to));
+                        out.route(readdress(&self.for_watchers(&stanza), &to));
                     }
                     "unavailable" => {
                         if let Some(set) = self.directed.get_mut(resource) {
@@ -119,8 +119,9 @@ impl UserCore {
         }
         // §4.2.2 / §4.4.2: to every subscriber, and every available resource of the user
         // (the sender included).
+        let shown = self.for_watchers(&stanza);
         for c in self.subscribers() {
-            out.route(readdress(&stanza, &c));
+            out.route(readdress(&shown, &c));
         }
         for (res, _) in self.available() {
             if let Some(full) = self.full_jid(res) {
@@ -204,7 +205,7 @@ impl UserCore {
     pub(crate) fn send_current_presence(&self, contact: &Jid, out: &mut Out) {
         for (_, s) in self.available() {
             if let Some(p) = &s.presence {
-                out.route(readdress(p, contact));
+                out.route(readdress(&self.for_watchers(p), contact));
             }
         }
     }
@@ -258,7 +259,7 @@ impl UserCore {
             let mut any = false;
             for (_, s) in self.available() {
                 if let Some(p) = &s.presence {
-                    out.route(readdress(p, from));
+                    out.route(readdress(&self.for_watchers(p), from));
                     any = true;
                 }
             }
@@ -273,7 +274,7 @@ impl UserCore {
         for (res, set) in &self.directed {
             if set.contains(from) {
                 if let Some(p) = self.sessions.get(res).and_then(|s| s.presence.as_ref()) {
-                    out.route(readdress(p, from));
+                    out.route(readdress(&self.for_watchers(p), from));
                     any = true;
                 }
             }

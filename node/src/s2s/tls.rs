@@ -56,6 +56,17 @@ impl PeerTrust {
         Ok(PeerTrust { verifier, roots: n })
     }
 
+    /// A client configuration that checks servers with this trust during the handshake (for
+    /// HTTPS to calendar gateways: no client certificate, a bad certificate ends it).
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_no_client_auth();
+        Ok(Arc::new(cfg))
+    }
+
     /// Whether `chain` (leaf first) is a valid certificate for `domain`; the reason when not.
     pub fn verify(
         &self,

@@ -717,3 +717,38 @@ impl Handler<StopUser> for UserActor {
         ctx.stop();
     }
 }
+
+// ---- calendar overlay (from the node's CalendarActor, `crate::calendar`) ----
+
+/// What a local user's calendar shows now: the registry hands it to the user's actor
+/// (creating it if needed), which re-broadcasts the user's presence to watchers with the
+/// overlay applied when what they see changes. The overlay is never stored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CalendarFor {
+    pub jid: Jid,
+    pub state: herald_federation::availability::CalendarState,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CalendarOverlay(herald_federation::availability::CalendarState);
+
+impl Handler<CalendarFor> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: CalendarFor, _: &mut Context<Self>) {
+        self.forward(&msg.jid, CalendarOverlay(msg.state));
+    }
+}
+
+impl Handler<CalendarOverlay> for UserActor {
+    type Result = ();
+    fn handle(&mut self, msg: CalendarOverlay, ctx: &mut Context<Self>) {
+        self.refresh();
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let effects = core.calendar_changed(msg.0);
+        self.run(effects, Cause::Internal, ctx);
+    }
+}

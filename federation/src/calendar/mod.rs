@@ -1,0 +1,23 @@
+//! Calendar-driven presence, sans I/O (REQUIREMENTS §17 CAL, MAP-9): what a CalDAV server says
+//! and what watchers should see because of it. Time is always an argument.
+//!
+//! Flow for one user and one poll: [`dav::calendar_query`] (the REPORT body the node sends to
+//! each calendar of the user's home, found with [`dav::propfind_calendars`]) → the server's
+//! 207 → [`dav::multistatus`] → each `calendar-data` → [`ical::busy_intervals`] →
+//! [`overlay::state_at`] → on a change, the user's actor re-broadcasts each session's presence
+//! through [`overlay::overlay_presence`].
+//!
+//! - [`time`]: iCalendar dates, durations and `VTIMEZONE` offsets as Unix seconds.
+//! - [`ical`]: `VEVENT` / `VFREEBUSY` → busy intervals, bounded.
+//! - [`dav`]: WebDAV/CalDAV request bodies and the multistatus reader, bounded.
+//! - [`overlay`]: intervals → calendar state; calendar state → a watcher's presence stanza.
+//! - [`pool`]: which gateway serves which user (round-robin over healthy ones, reassignment).
+
+pub mod dav;
+pub mod ical;
+pub mod overlay;
+pub mod pool;
+pub mod time;
+
+pub use ical::{busy_intervals, BusyInterval, BusyKind, IcalError, IcalLimits};
+pub use overlay::{next_change, overlay_presence, state_at};

@@ -1,0 +1,631 @@
+//! The CalendarActor: one per node, for the calendar-enabled users homed there.
+//!
+//! Every tick (1 s) it:
+//! 1. re-reads users and gateways from the applied store when the store or the live members
+//!    changed (users that left are forgotten; a user whose calendar was switched off while
+//!    homed here gets Free, which clears the overlay);
+//! 2. assigns gateways ([`choose`]: keep a healthy one, else the eligible healthy one with the
+//!    fewest users) and stores a changed assignment in the user (`calendar_gateway`);
+//! 3. checks each gateway once per poll interval (connect, certificate, authenticated
+//!    PROPFIND) and publishes the result on the status board;
+//! 4. starts due polls, at most `max_in_flight` at once; each user's first poll is placed at
+//!    a hash of the JID within the interval, so 10,000 users are spread over it;
+//! 5. evaluates every user's cached busy intervals at the current second and tells the user's
+//!    actor when the state changed: a meeting that starts between two polls shows at its
+//!    start, not at the next poll.
+//!
+//! A poll failing for a gateway reason (connect, certificate, TLS, authentication, timeout)
+//! marks the gateway down; its users are reassigned at the next tick and it is used for new
+//! assignments again once a check succeeds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use herald_federation::availability::CalendarState;
+use herald_federation::calendar::pool::{choose, PoolGateway};
+use herald_federation::calendar::{dav, state_at, BusyInterval, IcalLimits};
+use herald_grpc::admin::CalendarGatewayState;
+use herald_grpc::config::{
+    command::Op, config_object::Body, CalendarCredentials, CalendarGateway, CalendarKind, Command,
+    ConfigObject, ObjectKind, PutObject, User, WriteMode,
+};
+use herald_xmpp::Jid;
+use tokio::sync::watch;
+
+use super::caldav::{self, PollError, PollOk};
+use super::http::{HttpError, HttpLimits, Target};
+use super::metrics as m;
+use crate::xmpp::users::CalendarFor;
+use crate::xmpp::Shared;
+
+/// How the actor works.
+#[derive(Debug, Clone)]
+pub struct CalendarSettings {
+    /// Time between two polls of one user's calendar, and between two gateway checks.
+    pub poll_interval: Duration,
+    /// HTTP deadline and body limit.
+    pub http: HttpLimits,
+    /// iCalendar bounds.
+    pub ical: IcalLimits,
+    /// Polls in flight at once.
+    pub max_in_flight: usize,
+    /// Assignments written to the store per tick.
+    pub max_writes_per_tick: usize,
+}
+
+impl CalendarSettings {
+    /// Defaults with `poll_interval`.
+    pub fn new(poll_interval: Duration) -> Self {
+        CalendarSettings {
+            poll_interval,
+            http: HttpLimits {
+                timeout: Duration::from_secs(10),
+                max_body: 4 << 20,
+            },
+            ical: IcalLimits::default(),
+            max_in_flight: 64,
+            max_writes_per_tick: 50,
+        }
+    }
+}
+
+struct Gw {
+    cfg: CalendarGateway,
+    /// Last check (or poll) succeeded, or never checked.
+    healthy: bool,
+    checking: bool,
+    next_check: Instant,
+    status: CalendarGatewayState,
+}
+
+struct UserCal {
+    mailbox: String,
+    gateway: Option<String>,
+    next_poll: Instant,
+    polling: bool,
+    calendars: Option<Vec<String>>,
+    intervals: Vec<BusyInterval>,
+    /// The state last sent to the user's actor.
+    sent: Option<CalendarState>,
+}
+
+pub struct CalendarActor {
+    shared: Arc<Shared>,
+    tls: Arc<rustls::ClientConfig>,
+    settings: CalendarSettings,
+    users: HashMap<Jid, UserCal>,
+    gateways: BTreeMap<String, Gw>,
+    /// Cluster-wide assignment counts from the store, by gateway id.
+    stored_counts: HashMap<String, usize>,
+    /// Stored `calendar_gateway` per local user.
+    stored_assignment: HashMap<Jid, String>,
+    credentials: Option<(String, String)>,
+    seen: Option<(Vec<u64>, u64)>,
+    cursor: usize,
+    in_flight: usize,
+    board: watch::Sender<Vec<CalendarGatewayState>>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match CalendarKind::try_from(kind).unwrap_or(CalendarKind::Unspecified) {
+        CalendarKind::Caldav => "caldav",
+        CalendarKind::ExchangeEws => "ews",
+        CalendarKind::ExchangeWebdav => "webdav",
+        CalendarKind::Unspecified => "unspecified",
+    }
+}
+
+fn state_label(s: CalendarState) -> &'static str {
+    match s {
+        CalendarState::Free => "free",
+        CalendarState::Tentative => "tentative",
+        CalendarState::Busy => "busy",
+        CalendarState::OutOfOffice => "out_of_office",
+    }
+}
+
+/// Where in the interval a user's polls fall: a hash of the JID.
+fn spread(jid: &Jid, interval: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    jid.to_string().hash(&mut h);
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % ms)
+}
+
+/// The calendar mailbox of a user: `calendar_mailbox`, else `mail_id`, else the JID's
+/// localpart (CAL-16).
+fn mailbox_of(u: &User, jid: &Jid) -> String {
+    if !u.calendar_mailbox.is_empty() {
+        u.calendar_mailbox.clone()
+    } else if !u.mail_id.is_empty() {
+        u.mail_id.clone()
+    } else {
+        jid.local().unwrap_or_default().to_owned()
+    }
+}
+
+impl CalendarActor {
+    pub fn new(
+        shared: Arc<Shared>,
+        tls: Arc<rustls::ClientConfig>,
+        settings: CalendarSettings,
+        board: watch::Sender<Vec<CalendarGatewayState>>,
+    ) -> Self {
+        m::describe();
+        CalendarActor {
+            shared,
+            tls,
+            settings,
+            users: HashMap::new(),
+            gateways: BTreeMap::new(),
+            stored_counts: HashMap::new(),
+            stored_assignment: HashMap::new(),
+            credentials: None,
+            seen: None,
+            cursor: 0,
+            in_flight: 0,
+            board,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        self.rescan(now);
+        self.assign(ctx);
+        self.check_gateways(now, ctx);
+        self.start_polls(now, ctx);
+        self.evaluate();
+        self.publish();
+    }
+
+    /// Step 1: users and gateways from the store, when it or the live members changed.
+    fn rescan(&mut self, now: Instant) {
+        let shared = self.shared.clone();
+        let applied = shared.cluster.applied();
+        let inputs = (shared.cluster.live_nodes(), applied.state.applied_index());
+        if self.seen.as_ref() == Some(&inputs) {
+            return;
+        }
+        self.seen = Some(inputs);
+        // Gateways.
+        let mut fresh: BTreeMap<String, Gw> = BTreeMap::new();
+        for o in applied.state.list(ObjectKind::CalendarGateway) {
+            let Some(Body::CalendarGateway(g)) = o.body else {
+                continue;
+            };
+            let mut gw = self.gateways.remove(&g.id).unwrap_or_else(|| Gw {
+                cfg: g.clone(),
+                healthy: true,
+                checking: false,
+                next_check: now,
+                status: CalendarGatewayState::default(),
+            });
+            if gw.cfg != g {
+                // Host, port or path changed: check again now.
+                gw.healthy = true;
+                gw.next_check = now;
+                gw.cfg = g.clone();
+            }
+            let supported = g.kind == CalendarKind::Caldav as i32;
+            gw.status.id = g.id.clone();
+            gw.status.kind = kind_name(g.kind).into();
+            gw.status.host = g.host.clone();
+            gw.status.port = g.port;
+            gw.status.supported = supported;
+            if !supported {
+                gw.healthy = false;
+                gw.status.last_error = match CalendarKind::try_from(g.kind) {
+                    Ok(CalendarKind::ExchangeWebdav) => "Exchange WebDAV is not supported: Exchange 2010 and later removed it; use an ews or caldav gateway".into(),
+                    _ => "Exchange EWS is not implemented yet in this Herald; only caldav gateways are polled".into(),
+                };
+            }
+            fresh.insert(g.id.clone(), gw);
+        }
+        for (id, _) in std::mem::take(&mut self.gateways) {
+            metrics::gauge!(m::GATEWAY_USERS, "gateway" => id.clone()).set(0.0);
+            tracing::info!(gateway = %id, "calendar gateway removed; its users are reassigned");
+        }
+        self.gateways = fresh;
+        let key = herald_grpc::objects::calendar_credentials_key(CalendarKind::Caldav);
+        self.credentials = match applied.state.peek(ObjectKind::CalendarCredentials, &key) {
+            Some(ConfigObject {
+                body:
+                    Some(Body::CalendarCredentials(CalendarCredentials {
+                        account_name,
+                        password,
+                        ..
+                    })),
+                ..
+            }) => Some((account_name.clone(), password.clone())),
+            _ => None,
+        };
+        // Users.
+        self.stored_counts.clear();
+        self.stored_assignment.clear();
+        let mut keep: HashMap<Jid, UserCal> = HashMap::new();
+        for o in applied.state.list(ObjectKind::User) {
+            let Some(Body::User(u)) = o.body else {
+                continue;
+            };
+            if u.calendar_enabled && !u.calendar_gateway.is_empty() {
+                *self
+                    .stored_counts
+                    .entry(u.calendar_gateway.clone())
+                    .or_default() += 1;
+            }
+            let Ok(jid) = Jid::parse(&u.jid) else {
+                continue;
+            };
+            if !u.calendar_enabled || shared.home_of(&jid) != shared.node_id {
+                continue;
+            }
+            self.stored_assignment
+                .insert(jid.clone(), u.calendar_gateway.clone());
+            let mailbox = mailbox_of(&u, &jid);
+            let mut uc = self.users.remove(&jid).unwrap_or_else(|| UserCal {
+                mailbox: mailbox.clone(),
+                gateway: (!u.calendar_gateway.is_empty()).then(|| u.calendar_gateway.clone()),
+                next_poll: now + spread(&jid, self.settings.poll_interval),
+                polling: false,
+                calendars: None,
+                intervals: Vec::new(),
+                sent: None,
+            });
+            if uc.mailbox != mailbox {
+                uc.mailbox = mailbox;
+                uc.calendars = None;
+                uc.next_poll = now;
+            }
+            keep.insert(jid, uc);
+        }
+        // Users no longer here: if still homed here (calendar switched off), clear the overlay.
+        for (jid, uc) in std::mem::take(&mut self.users) {
+            if uc.sent.is_some_and(|s| s != CalendarState::Free)
+                && shared.home_of(&jid) == shared.node_id
+            {
+                shared.shard(&jid).do_send(CalendarFor {
+                    jid: jid.clone(),
+                    state: CalendarState::Free,
+                });
+            }
+        }
+        self.users = keep;
+    }
+
+    /// Step 2: gateway assignment, stored when it changed.
+    fn assign(&mut self, ctx: &mut Context<Self>) {
+        let mut pool: Vec<PoolGateway> = self
+            .gateways
+            .values()
+            .filter(|g| g.cfg.kind == CalendarKind::Caldav as i32)
+            .map(|g| PoolGateway {
+                id: g.cfg.id.clone(),
+                eligible: g.cfg.eligible,
+                healthy: g.healthy,
+                users: self.stored_counts.get(&g.cfg.id).copied().unwrap_or(0),
+            })
+            .collect();
+        let mut writes = 0;
+        let mut jids: Vec<Jid> = self.users.keys().cloned().collect();
+        jids.sort_by_key(|j| j.to_string());
+        for jid in jids {
+            let Some(uc) = self.users.get_mut(&jid) else {
+                continue;
+            };
+            let chosen = choose(uc.gateway.as_deref(), &pool, &mut self.cursor);
+            if chosen != uc.gateway {
+                let reason = if uc.gateway.is_none() {
+                    "new"
+                } else {
+                    "failover"
+                };
+                metrics::counter!(m::REASSIGNMENTS, "reason" => reason).increment(1);
+                tracing::info!(user = %jid, from = ?uc.gateway, to = ?chosen, reason,
+                    "calendar gateway assigned");
+                for p in pool.iter_mut() {
+                    if Some(&p.id) == chosen.as_ref() {
+                        p.users += 1;
+                    }
+                    if Some(&p.id) == uc.gateway.as_ref() {
+                        p.users = p.users.saturating_sub(1);
+                    }
+                }
+                uc.gateway = chosen.clone();
+                uc.calendars = None;
+                uc.next_poll = Instant::now();
+            }
+            let stored = self
+                .stored_assignment
+                .get(&jid)
+                .cloned()
+                .unwrap_or_default();
+            let want = uc.gateway.clone().unwrap_or_default();
+            if stored != want && writes < self.settings.max_writes_per_tick {
+                writes += 1;
+                // Written once per store change: the rescan after the write refreshes `stored`.
+                self.stored_assignment.insert(jid.clone(), want.clone());
+                self.store_assignment(jid, want, ctx);
+            }
+        }
+        let mut per_gw: HashMap<&str, usize> = HashMap::new();
+        for uc in self.users.values() {
+            if let Some(g) = &uc.gateway {
+                *per_gw.entry(g.as_str()).or_default() += 1;
+            }
+        }
+        for (id, g) in self.gateways.iter_mut() {
+            let n = per_gw.get(id.as_str()).copied().unwrap_or(0);
+            g.status.users_polled_here = n as u64;
+            metrics::gauge!(m::GATEWAY_USERS, "gateway" => id.clone()).set(n as f64);
+        }
+    }
+
+    fn store_assignment(&self, jid: Jid, gateway: String, ctx: &mut Context<Self>) {
+        let cluster = self.shared.cluster.clone();
+        let fut = async move {
+            let applied = cluster.applied();
+            let Some(ConfigObject {
+                revision,
+                body: Some(Body::User(mut u)),
+            }) = applied.state.get(ObjectKind::User, &jid.to_string())
+            else {
+                return;
+            };
+            drop(applied);
+            if u.calendar_gateway == gateway {
+                return;
+            }
+            u.calendar_gateway = gateway.clone();
+            let res = cluster
+                .write(&Command {
+                    op: Some(Op::Put(PutObject {
+                        object: Some(ConfigObject::new(Body::User(u))),
+                        mode: WriteMode::Update as i32,
+                        expected_revision: revision,
+                        confirm: false,
+                    })),
+                })
+                .await;
+            if let Err(e) = res {
+                // A concurrent admin edit: the next rescan sees the new user and tries again.
+                tracing::info!(user = %jid, gateway, error = %e, "calendar assignment not stored yet");
+            }
+        };
+        ctx.spawn(actix::fut::wrap_future(fut));
+    }
+
+    fn target(&self, g: &CalendarGateway) -> Target {
+        Target {
+            host: g.host.clone(),
+            port: u16::try_from(g.port).unwrap_or(443),
+            basic: self.credentials.clone(),
+        }
+    }
+
+    /// Step 3: gateway checks.
+    fn check_gateways(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let due: Vec<String> = self
+            .gateways
+            .values()
+            .filter(|g| g.status.supported && !g.checking && g.next_check <= now)
+            .map(|g| g.cfg.id.clone())
+            .collect();
+        for id in due {
+            let Some(g) = self.gateways.get_mut(&id) else {
+                continue;
+            };
+            g.checking = true;
+            g.next_check = now + self.settings.poll_interval;
+            let cfg = g.cfg.clone();
+            let target = self.target(&cfg);
+            let fut = caldav::check(
+                self.tls.clone(),
+                target,
+                self.settings.http,
+                cfg.path.clone(),
+            );
+            ctx.spawn(actix::fut::wrap_future(fut).map(
+                move |res: Result<(), PollError>, act: &mut CalendarActor, _| {
+                    let result = match &res {
+                        Ok(()) => "ok",
+                        Err(e) => e.label(),
+                    };
+                    metrics::counter!(m::CHECKS, "gateway" => id.clone(), "result" => result)
+                        .increment(1);
+                    if let Some(g) = act.gateways.get_mut(&id) {
+                        g.checking = false;
+                        act_on_result(g, &id, res.as_ref().err(), true);
+                    }
+                },
+            ));
+        }
+    }
+
+    /// Step 4: due polls.
+    fn start_polls(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let interval = self.settings.poll_interval;
+        let mut due: Vec<Jid> = self
+            .users
+            .iter()
+            .filter(|(_, u)| !u.polling && u.next_poll <= now && u.gateway.is_some())
+            .map(|(j, _)| j.clone())
+            .collect();
+        due.sort_by_key(|j| self.users.get(j).map(|u| u.next_poll));
+        for jid in due {
+            if self.in_flight >= self.settings.max_in_flight {
+                break;
+            }
+            let Some(uc) = self.users.get_mut(&jid) else {
+                continue;
+            };
+            let Some(gw) = uc.gateway.as_ref().and_then(|g| self.gateways.get(g)) else {
+                continue;
+            };
+            if !gw.status.supported {
+                continue;
+            }
+            uc.polling = true;
+            uc.next_poll = now + interval;
+            self.in_flight += 1;
+            let gw_id = gw.cfg.id.clone();
+            let home = dav::home_path(&gw.cfg.path, &uc.mailbox);
+            let from = unix_now();
+            let to = from + 2 * interval.as_secs() as i64 + 60;
+            let target = Target {
+                host: gw.cfg.host.clone(),
+                port: u16::try_from(gw.cfg.port).unwrap_or(443),
+                basic: self.credentials.clone(),
+            };
+            let fut = caldav::poll(
+                self.tls.clone(),
+                target,
+                self.settings.http,
+                self.settings.ical,
+                home,
+                uc.calendars.clone(),
+                from,
+                to,
+            );
+            ctx.spawn(actix::fut::wrap_future(fut).map(
+                move |res: Result<PollOk, PollError>, act: &mut CalendarActor, _| {
+                    act.in_flight -= 1;
+                    act.polled(jid, gw_id, res);
+                },
+            ));
+        }
+    }
+
+    fn polled(&mut self, jid: Jid, gw_id: String, res: Result<PollOk, PollError>) {
+        let result = match &res {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        metrics::counter!(m::POLLS, "result" => result).increment(1);
+        if let Some(g) = self.gateways.get_mut(&gw_id) {
+            act_on_result(g, &gw_id, res.as_ref().err(), false);
+        }
+        let Some(uc) = self.users.get_mut(&jid) else {
+            return;
+        };
+        uc.polling = false;
+        match res {
+            Ok(ok) => {
+                uc.calendars = (!ok.no_home && !ok.calendars.is_empty()).then_some(ok.calendars);
+                uc.intervals = ok.intervals;
+            }
+            Err(e) => {
+                tracing::warn!(user = %jid, gateway = %gw_id, error = %e, "calendar poll failed");
+                uc.calendars = None;
+            }
+        }
+    }
+
+    /// Step 5: what each calendar shows this second, to the user's actor when it changed.
+    fn evaluate(&mut self) {
+        let now = unix_now();
+        for (jid, uc) in self.users.iter_mut() {
+            if uc.gateway.is_none() {
+                continue;
+            }
+            let state = state_at(&uc.intervals, now);
+            if uc.sent == Some(state) {
+                continue;
+            }
+            // The first report of Free is sent too: it is cheap and makes the actor's view exact.
+            uc.sent = Some(state);
+            metrics::counter!(m::OVERLAY_CHANGES, "state" => state_label(state)).increment(1);
+            tracing::debug!(user = %jid, state = state_label(state), "calendar state changed");
+            self.shared.shard(jid).do_send(CalendarFor {
+                jid: jid.clone(),
+                state,
+            });
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut v: Vec<CalendarGatewayState> = self
+            .gateways
+            .values()
+            .map(|g| {
+                let mut s = g.status.clone();
+                s.users_assigned = self.stored_counts.get(&g.cfg.id).copied().unwrap_or(0) as u64;
+                s
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        self.board.send_if_modified(|old| {
+            if *old == v {
+                false
+            } else {
+                *old = v;
+                true
+            }
+        });
+    }
+}
+
+/// Records a check's or a poll's outcome on a gateway's status and health.
+fn act_on_result(g: &mut Gw, id: &str, err: Option<&PollError>, is_check: bool) {
+    let now = unix_now();
+    if is_check {
+        g.status.last_check_at = now;
+    }
+    match err {
+        None => {
+            if !g.healthy {
+                tracing::info!(gateway = %id, "calendar gateway is healthy again");
+            }
+            g.healthy = true;
+            g.status.reachable = true;
+            g.status.certificate_ok = true;
+            g.status.authenticated = true;
+            if is_check {
+                g.status.last_error.clear();
+            }
+        }
+        Some(e) => {
+            let http = match e {
+                PollError::Http(h) => Some(h),
+                _ => None,
+            };
+            g.status.reachable =
+                !matches!(http, Some(HttpError::Connect(..) | HttpError::Timeout(_)));
+            g.status.certificate_ok = g.status.reachable
+                && !matches!(http, Some(HttpError::Certificate(_) | HttpError::Tls(_)));
+            g.status.authenticated =
+                g.status.certificate_ok && !matches!(http, Some(HttpError::Auth(_)));
+            g.status.last_error = e.to_string();
+            g.status.last_error_at = now;
+            if e.gateway_down() {
+                if g.healthy {
+                    tracing::warn!(gateway = %id, error = %e, "calendar gateway failed; reassigning its users");
+                }
+                g.healthy = false;
+            } else {
+                tracing::warn!(gateway = %id, error = %e, "calendar gateway answered badly");
+            }
+        }
+    }
+    metrics::gauge!(m::GATEWAY_UP, "gateway" => id.to_owned()).set(if g.healthy {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+impl Actor for CalendarActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+    }
+}

@@ -1,0 +1,35 @@
+//! Metric names of the calendar service (labels: result, state, gateway id — never a user).
+
+pub const POLLS: &str = "herald_calendar_polls_total";
+pub const CHECKS: &str = "herald_calendar_gateway_checks_total";
+pub const GATEWAY_USERS: &str = "herald_calendar_gateway_users";
+pub const GATEWAY_UP: &str = "herald_calendar_gateway_up";
+pub const OVERLAY_CHANGES: &str = "herald_calendar_overlay_changes_total";
+pub const REASSIGNMENTS: &str = "herald_calendar_reassignments_total";
+
+pub fn describe() {
+    metrics::describe_counter!(
+        POLLS,
+        "Calendar polls of users homed on this node, by result (ok, connect, certificate, tls, auth, status, too_large, timeout, protocol, bad_xml, bad_calendar)"
+    );
+    metrics::describe_counter!(
+        CHECKS,
+        "Calendar gateway checks from this node, by gateway and result"
+    );
+    metrics::describe_gauge!(
+        GATEWAY_USERS,
+        "Users homed on this node whose calendar is read through the gateway"
+    );
+    metrics::describe_gauge!(
+        GATEWAY_UP,
+        "1 when the gateway's last check from this node succeeded, else 0"
+    );
+    metrics::describe_counter!(
+        OVERLAY_CHANGES,
+        "Calendar states sent to user actors because they changed, by state (free, tentative, busy, out_of_office)"
+    );
+    metrics::describe_counter!(
+        REASSIGNMENTS,
+        "Users moved to another calendar gateway (or first assigned), by reason"
+    );
+}
