@@ -428,6 +428,7 @@ async fn run_planes(
         )
         .context("starting XMPP federation")?;
         let _ = xmpp.s2s.set(s2s.clone());
+        control.spawn(s2s.clone().follow_enabled());
         let listener = tokio::net::TcpListener::from_std(listeners.s2s)?;
         control.spawn(crate::s2s::accept_loop(listener, s2s.clone(), false));
         let listener = tokio::net::TcpListener::from_std(listeners.s2s_tls)?;

@@ -307,13 +307,6 @@ def test_killed_federation_node(federation) -> None:
     assert fed.cluster.is_running(3)
 
 
-@pytest.mark.skip(reason=(
-    "Herald bug, not fixed yet: `xmpp-federation set --disable-node N` leaves N's open "
-    "federated streams up (N keeps passing inbound stanzas on Prosody's existing stream and "
-    "keeps its outbound stream), and N still accepts TCP on 5269 and answers new streams "
-    "with a policy-violation stream error, so Prosody (which moves to the next SRV target "
-    "only when the TCP connect fails) bounces remote-server-timeout instead of reaching the "
-    "other enabled node. Seen 2026-12-05 on helper/s2s-tests (merge of main fd70df3)."))
 def test_disabled_federation_node(federation) -> None:
     """`xmpp-federation set --disable-node N` on the live node N that carries both streams
     with p.test (N is first in example.test's SRV): traffic moves to the other enabled node

@@ -113,7 +113,14 @@ fn err(c: StreamCondition, text: impl Into<String>) -> StreamError {
 impl Inbound {
     /// Runs the stream; returns the stream error to send, if it ends with one.
     async fn run(&mut self, gauge: &mut m::ConnGauge) -> Option<StreamError> {
+        let mut enabled = self.s2s.enabled();
         loop {
+            if !*enabled.borrow_and_update() {
+                return Some(err(
+                    StreamCondition::SystemShutdown,
+                    "XMPP federation was disabled on this node",
+                ));
+            }
             let timeout = if self.authenticated.is_empty() {
                 let left = self
                     .negotiation_deadline
@@ -128,7 +135,16 @@ impl Inbound {
             } else {
                 super::outbound::IDLE
             };
-            let ev = match self.conn.next(timeout).await {
+            let next = tokio::select! {
+                ev = self.conn.next(timeout) => ev,
+                r = enabled.changed() => {
+                    if r.is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            let ev = match next {
                 Ok(ev) => ev,
                 Err(ReadError::Stream(e)) => return Some(e),
                 Err(ReadError::Timeout) => {

@@ -74,6 +74,9 @@ pub struct S2s {
     /// Where link actors live.
     arbiter: actix_rt::ArbiterHandle,
     links: Mutex<HashMap<(String, String), Addr<outbound::LinkActor>>>,
+    /// Whether this node carries federation now (`xmpp-federation set --enable-node`):
+    /// the s2s listeners are open and streams run only while it is true.
+    enabled: tokio::sync::watch::Sender<bool>,
 }
 
 impl S2s {
@@ -93,7 +96,7 @@ impl S2s {
         tracing::info!(roots = trust.roots, "federation trust anchors loaded");
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
-        Ok(Arc::new(S2s {
+        let s2s = Arc::new(S2s {
             node_id: cluster.node_id(),
             cluster,
             xmpp: Arc::downgrade(xmpp),
@@ -105,7 +108,41 @@ impl S2s {
             fallback_secret: hex::encode(secret),
             arbiter,
             links: Mutex::new(HashMap::new()),
-        }))
+            enabled: tokio::sync::watch::channel(false).0,
+        });
+        let on = s2s.enabled_here(&s2s.settings());
+        s2s.enabled.send_replace(on);
+        Ok(s2s)
+    }
+
+    /// Follows the stored settings: when this node is disabled for federation, its s2s
+    /// listeners close (peers fall through to the next SRV target) and its streams end, so
+    /// that traffic moves to the enabled nodes; when enabled again, the listeners reopen.
+    /// Runs until the config store stops.
+    pub async fn follow_enabled(self: Arc<Self>) {
+        let mut applied = self.cluster.watch_applied();
+        loop {
+            let on = self.enabled_here(&self.settings());
+            if self
+                .enabled
+                .send_if_modified(|v| std::mem::replace(v, on) != on)
+            {
+                if on {
+                    tracing::info!("XMPP federation enabled on this node: s2s listeners open");
+                } else {
+                    tracing::warn!("XMPP federation disabled on this node: s2s listeners closed, streams ended");
+                    self.stop();
+                }
+            }
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A receiver of [`Self::follow_enabled`]'s view.
+    pub fn enabled(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.enabled.subscribe()
     }
 
     /// The TLS client configuration for streams from our `local` domain (its certificate).
@@ -401,18 +438,65 @@ pub fn addresses(stanza: &Element) -> Option<(Jid, Jid)> {
     Some((from, to))
 }
 
-/// Accepts inbound federation connections; each one is served on the control plane (a few
-/// streams per peer domain, not client-scale).
+/// Accepts inbound federation connections while federation is enabled on this node; each one
+/// is served on the control plane (a few streams per peer domain, not client-scale). While
+/// disabled the socket is closed — connections are refused, so a peer tries the next SRV
+/// target — and it is bound again on the same address when enabled.
 pub async fn accept_loop(listener: tokio::net::TcpListener, s2s: Arc<S2s>, direct_tls: bool) {
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "federation listener has no address; not serving");
+            return;
+        }
+    };
+    let mut enabled = s2s.enabled();
+    let mut listener = Some(listener);
     loop {
-        match listener.accept().await {
-            Ok((tcp, peer)) => {
-                tokio::spawn(inbound::serve(s2s.clone(), tcp, peer, direct_tls));
+        if !*enabled.borrow_and_update() {
+            if listener.take().is_some() {
+                tracing::info!(%addr, direct_tls, "federation listener closed (disabled on this node)");
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a federation connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if enabled.wait_for(|on| *on).await.is_err() {
+                return;
             }
+            continue;
+        }
+        let Some(l) = &listener else {
+            match rebind(addr) {
+                Ok(l) => {
+                    tracing::info!(%addr, direct_tls, "federation listener open again");
+                    listener = Some(l);
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot listen for federation again; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        };
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((tcp, peer)) => {
+                    tokio::spawn(inbound::serve(s2s.clone(), tcp, peer, direct_tls));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a federation connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            r = enabled.changed() => if r.is_err() { return },
         }
     }
+}
+
+fn rebind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
