@@ -5,7 +5,8 @@ Service's names); then a rolling update as Kubernetes does it (SIGTERM in revers
 order, restart, wait for /readyz before the next) loses no acknowledged config write.
 Not checked here: that /readyz is 503 before the c2s listener closes (the agent sets it first
 thing on SIGTERM, but without bound sessions the node exits within milliseconds, too fast to
-observe reliably from outside); XMPP clients chatting through the update.
+observe reliably from outside). Real XMPP clients (slixmpp) chat through the update: every
+message acknowledged by the node it entered arrives once, in order.
 
 What stands in for Kubernetes, and only that:
 - the pod IP (downward API status.podIP) is a loopback address 127.A.B.(ordinal+1);
@@ -196,6 +197,49 @@ def c2s_open(ip: str) -> bool:
         return False
 
 
+def chat_batch(pods: Pods, node: int, frm: tuple[str, str], to: str, tag: str,
+               sent: list[str], n: int = 10) -> None:
+    """`frm` signs in through `node` with a real XMPP client (trusting the StatefulSet's
+    certificate Secret) and writes `n` messages to `to`; returns once the node took them all
+    (ping answered) with no error bounced."""
+    from xmpp_client import Client, run
+
+    async def body() -> None:
+        c = Client(frm[0], frm[1], ca=pods.dir / "secrets" / "tls.crt")
+        try:
+            await c.login(pods.c.ip(node))
+            for i in range(n):
+                text = f"{tag} #{i}"
+                c.chat(to, text)
+                sent.append(text)
+            await c.sync()
+            errors = await c.drain(c.message_errors, 0.5)
+            assert errors == [], f"{tag}: bounced {[str(e) for e in errors]}"
+        finally:
+            c.abort()
+    run(body())
+
+
+def receive_all(pods: Pods, node: int, who: tuple[str, str], frm: str, sent: list[str]) -> None:
+    """`who` signs in through `node` and must get every message of `sent`, once, in order."""
+    from xmpp_client import Client, run
+
+    async def body() -> None:
+        c = Client(who[0], who[1], ca=pods.dir / "secrets" / "tls.crt")
+        try:
+            await c.login(pods.c.ip(node))
+            await c.online()
+            got = [m["body"] for m in await c.expect_messages(frm, len(sent), timeout=30)]
+            missing = [t for t in sent if t not in got]
+            assert not missing, f"lost in the rolling update: {missing}"
+            assert got == sent, f"out of order: {got}"
+            extra = [m["body"] for m in await c.drain(c.messages, 2.0)]
+            assert extra == [], f"delivered twice: {extra}"
+        finally:
+            c.abort()
+    run(body())
+
+
 def test_statefulset_pods_form_one_cluster_and_survive_a_rolling_update(pods: Pods) -> None:
     replicas = pods.sts["spec"]["replicas"]
     assert replicas == 3
@@ -211,6 +255,15 @@ def test_statefulset_pods_form_one_cluster_and_survive_a_rolling_update(pods: Po
     addrs = sorted(n.get("address", "") for n in st["nodes"])
     assert addrs == [f"herald-{k}.{pods.fqdn}:7470" for k in range(3)], st
     assert "example.com" in c.domains()
+
+    # Chat through the whole rolling update: Sam writes to Rita (offline: her replicated
+    # offline queue, wherever her home is) through a node that stays up, before each pod stops
+    # and while it is down, and through the restarted pod after; none may be lost.
+    sam = ("sam@example.com", "pw-sam-sts")
+    rita = ("rita@example.com", "pw-rita-sts")
+    for jid, pw in (sam, rita):
+        c.cli(1, "user", "add", jid, "--password", pw)
+    chats: list[str] = []
 
     # Config writes through the whole rolling update; each acknowledged one must survive.
     acked: list[str] = []
@@ -237,10 +290,14 @@ def test_statefulset_pods_form_one_cluster_and_survive_a_rolling_update(pods: Po
     try:
         for k in reversed(range(replicas)):
             n = k + 1
+            up = next(m for m in (1, 2, 3) if m != n)
+            chat_batch(pods, up, sam, rita[0], f"before herald-{k} stops", chats)
             c.procs[n].send_signal(signal.SIGTERM)
             assert c.procs[n].wait(timeout=30) == 0, c.log_tail(n)
+            chat_batch(pods, up, sam, rita[0], f"while herald-{k} is down", chats)
             pods.start(k)
             c.wait_ready(n, timeout=60)
+            chat_batch(pods, n, sam, rita[0], f"after herald-{k} restarted", chats)
         n_before = len(acked)
         wait_until(lambda: len(acked) >= n_before + 3, 30, "writes after the rolling update")
     finally:
@@ -251,6 +308,7 @@ def test_statefulset_pods_form_one_cluster_and_survive_a_rolling_update(pods: Po
     users = {u.get("jid") for u in c.cli_json(1, "user", "list")}
     lost = [j for j in acked if j not in users]
     assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:5]}"
+    receive_all(pods, 2, rita, sam[0], chats)
     logs = "\n".join(c.log_path(n).read_text(errors="replace") for n in (1, 2, 3))
     assert logs.count("bootstrapped a new cluster") == 1, "only herald-0, once"
     for n in (2, 3):
