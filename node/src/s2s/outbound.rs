@@ -179,11 +179,21 @@ impl Actor for LinkActor {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         let left = self.link.drain();
-        self.bounce_all(
-            left,
-            StanzaCondition::RemoteServerTimeout,
-            "the federation link closed",
-        );
+        if !*self.s2s.enabled.borrow() && !left.is_empty() {
+            // Federation was disabled on this node: what waited here goes out through an
+            // enabled node instead (or bounces there if none is live).
+            tracing::info!(local = %self.local, domain = %self.remote, n = left.len(),
+                "federation disabled on this node: queued stanzas handed to an enabled node");
+            for s in left {
+                self.s2s.send(s, false);
+            }
+        } else {
+            self.bounce_all(
+                left,
+                StanzaCondition::RemoteServerTimeout,
+                "the federation link closed",
+            );
+        }
         metrics::gauge!(m::LINKS, "state" => self.label).decrement(1.0);
         Running::Stop
     }
