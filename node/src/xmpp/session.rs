@@ -660,6 +660,9 @@ impl Handler<Deliver> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         if self.closing {
+            // Not written: handed back to the account when the session stops (after it told
+            // the home it closed), with the unacknowledged ones.
+            self.sm.keep_unsent(msg.0);
             return;
         }
         metrics::counter!(xm::STANZAS, "kind" => xm::kind(msg.0.name()), "direction" => "out")

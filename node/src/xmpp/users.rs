@@ -357,9 +357,33 @@ impl Handler<ToLocalSession> for UserRegistry {
                     metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
                 }
             }
-            None => tracing::debug!(jid = %msg.full_jid, "stanza for a session that is gone"),
+            None => {
+                // The session ended (its SessionClosed went to the home before this): a message
+                // worth keeping goes back to the account (RFC 6121 §8.5.3.2.1: as if to the bare
+                // JID — other resources or offline storage) instead of being lost.
+                if let (Some(m), Some(shared)) = (for_the_account(msg.stanza), &self.shared) {
+                    tracing::debug!(jid = %msg.full_jid, "message for a session that is gone handed back to the account");
+                    shared.router().route(m);
+                } else {
+                    tracing::debug!(jid = %msg.full_jid, "stanza for a session that is gone dropped");
+                }
+            }
         }
     }
+}
+
+/// `stanza` readdressed to its bare JID when it is a message worth redelivering (a body, not an
+/// error), for a session that ended before it could be written.
+pub fn for_the_account(mut stanza: Element) -> Option<Element> {
+    let keep = stanza.name() == "message"
+        && stanza.get_attr("type") != Some("error")
+        && stanza.get_child("body", stanza.ns()).is_some();
+    if !keep {
+        return None;
+    }
+    let bare = Jid::parse(stanza.get_attr("to")?).ok()?.bare();
+    stanza.set_attr("to", bare.to_string());
+    Some(stanza)
 }
 
 // ---- user actor ----
@@ -445,11 +469,19 @@ impl UserActor {
 
     fn deliver_to_session(&mut self, resource: &str, stanza: Element) {
         match self.locations.get(resource) {
-            Some(SessionLoc::Local(addr)) => {
-                if addr.try_send(Deliver(stanza)).is_err() {
+            Some(SessionLoc::Local(addr)) => match addr.try_send(Deliver(stanza)) {
+                Ok(()) => {}
+                Err(SendError::Closed(Deliver(stanza))) => {
+                    // The session stopped; its SessionClosed is already in this actor's
+                    // mailbox, so the message comes back after it, to the account.
+                    if let Some(m) = for_the_account(stanza) {
+                        self.shared.shard(&self.jid).do_send(ToUser(m));
+                    }
+                }
+                Err(SendError::Full(_)) => {
                     metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
                 }
-            }
+            },
             Some(SessionLoc::Remote(node)) => {
                 let full = format!("{}/{resource}", self.jid);
                 let kind = Kind::ToSession(ClientStanza {
