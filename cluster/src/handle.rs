@@ -420,6 +420,7 @@ impl ClusterHandle {
             applied_index: applied.state.applied_index(),
             config_digest: applied.digest().to_string(),
             voters: st.voters,
+            stopping: self.routes().is_stopping(),
         }
     }
 

@@ -59,6 +59,10 @@ pub struct Routes {
     peers: Mutex<HashMap<u64, Peer>>,
     sink: OnceLock<Arc<dyn RouteSink>>,
     last_seen: Arc<Mutex<HashMap<u64, Instant>>>,
+    /// Members that said they are shutting down (not live, whatever else is heard from them).
+    leaving: Mutex<std::collections::HashSet<u64>>,
+    /// This node is shutting down (told to peers in its status replies).
+    stopping: std::sync::atomic::AtomicBool,
     /// Items that could not be handed to their peer (it was unreachable), for re-routing.
     lost_tx: mpsc::UnboundedSender<(u64, route_message::Kind)>,
     lost_rx: Mutex<Option<mpsc::UnboundedReceiver<(u64, route_message::Kind)>>>,
@@ -79,6 +83,8 @@ impl Routes {
             peers: Mutex::new(HashMap::new()),
             sink: OnceLock::new(),
             last_seen: Arc::new(Mutex::new(HashMap::new())),
+            leaving: Mutex::new(std::collections::HashSet::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             lost_tx,
             lost_rx: Mutex::new(Some(lost_rx)),
         }
@@ -174,6 +180,14 @@ impl Routes {
         if node == self.me {
             return true;
         }
+        if self
+            .leaving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&node)
+        {
+            return false;
+        }
         // A member not heard from yet is live until proven silent: the liveness loop starts its
         // clock when it first sees the member (`first_seen`). Counting from this node's own
         // start instead made every peer look dead to a node that joined long after starting
@@ -181,6 +195,33 @@ impl Routes {
         let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(&node)
             .is_none_or(|last| last.elapsed() < DEAD_AFTER)
+    }
+
+    /// Records whether `node` said it is shutting down (its status reply).
+    pub fn set_leaving(&self, node: u64, leaving: bool) {
+        let mut l = self.leaving.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = if leaving {
+            l.insert(node)
+        } else {
+            l.remove(&node)
+        };
+        if changed && leaving {
+            tracing::info!(
+                peer = node,
+                "peer node is shutting down; its users move to their next home"
+            );
+        }
+    }
+
+    /// Marks this node as shutting down (see [`Self::is_stopping`]).
+    pub fn set_stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this node is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Starts the silence clock of a member the first time the liveness loop sees it.
@@ -224,8 +265,12 @@ pub(crate) async fn liveness_loop(handle: ClusterHandle) {
                 if let Ok(mut c) = h.peer_at(&n.cluster_address) {
                     let mut req = tonic::Request::new(StatusRequest {});
                     req.set_timeout(Duration::from_millis(800));
-                    if c.status(req).await.is_ok() {
-                        h.routes().saw(n.node_id);
+                    if let Ok(reply) = c.status(req).await {
+                        let stopping = reply.into_inner().stopping;
+                        h.routes().set_leaving(n.node_id, stopping);
+                        if !stopping {
+                            h.routes().saw(n.node_id);
+                        }
                     }
                 }
             });

@@ -500,6 +500,11 @@ async fn run_planes(
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+    // 1b. Tell peers this node is leaving (its status replies say so): within a liveness tick
+    //     they stop treating it as a home and route its users' stanzas to their next home,
+    //     while what already reached it is still stored through Raft.
+    handle.routes().set_stopping();
+    tokio::time::sleep(LEAVE_NOTICE).await;
     // 2. Stop accepting admin calls; in-flight ones finish (bounded by the grace period).
     let grace = cfg.shutdown_grace();
     let _ = admin_stop_tx.send(true);
@@ -523,6 +528,10 @@ async fn run_planes(
     tracing::info!("stopped cleanly");
     Ok(exit)
 }
+
+/// How long a stopping node keeps storing after telling its peers it leaves: two liveness
+/// ticks (500 ms each) and their answers.
+const LEAVE_NOTICE: Duration = Duration::from_millis(1500);
 
 /// Exports when the certificate at `path` expires (a warning if it cannot be read).
 fn record_cert_expiry(which: &'static str, path: &std::path::Path) {

@@ -75,10 +75,9 @@ def test_user_on_a_stopping_node_gets_every_message(cluster: Cluster) -> None:
     """Olga is online on the node that stops; Sam writes to her all along from another node.
     Her stream ends with `system-shutdown`; she signs in again elsewhere. No message vanishes:
     each one reached her (before the stop, or from her offline queue after) or came back to Sam
-    as an error. Known gap (issue 9, agreed placement): when the stopping node is Olga's home,
-    the messages that reach it after its Raft loop stopped (about a second) bounce with
-    internal-server-error "try again" instead of moving to her next home; the test prints how
-    many."""
+    as an error. When the stopping node is her home, it tells its peers it is leaving before its
+    Raft loop stops, so her stanzas move to her next home; a straggler after that would bounce
+    (sender told) — the test prints how many were delivered before, after, and bounced."""
     sam, spw = cluster.new_user("sam")
     olga, opw = cluster.new_user("olga")
     stopping = 2
