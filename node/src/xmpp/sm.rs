@@ -138,17 +138,21 @@ impl StreamMgmt {
         self.unacked
             .drain(..)
             .map(|(e, _)| e)
-            .filter(|e| {
-                e.name() == "message"
-                    && e.get_attr("type") != Some("error")
-                    && e.get_child("body", e.ns()).is_some()
-            })
+            .filter(worth_redelivering)
             .collect()
     }
 
     pub fn unacked(&self) -> usize {
         self.unacked.len()
     }
+}
+
+/// A stanza worth handing back to the account when its session could not take it: a message
+/// with a body that is not an error.
+pub fn worth_redelivering(e: &Element) -> bool {
+    e.name() == "message"
+        && e.get_attr("type") != Some("error")
+        && e.get_child("body", e.ns()).is_some()
 }
 
 #[cfg(test)]

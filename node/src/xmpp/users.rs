@@ -375,10 +375,7 @@ impl Handler<ToLocalSession> for UserRegistry {
 /// `stanza` readdressed to its bare JID when it is a message worth redelivering (a body, not an
 /// error), for a session that ended before it could be written.
 pub fn for_the_account(mut stanza: Element) -> Option<Element> {
-    let keep = stanza.name() == "message"
-        && stanza.get_attr("type") != Some("error")
-        && stanza.get_child("body", stanza.ns()).is_some();
-    if !keep {
+    if !super::sm::worth_redelivering(&stanza) {
         return None;
     }
     let bare = Jid::parse(stanza.get_attr("to")?).ok()?.bare();
