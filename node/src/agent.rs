@@ -37,6 +37,8 @@ pub struct Listeners {
     pub s2s_tls: std::net::TcpListener,
     /// SIP over TCP (served by the routing node; the others answer 503).
     pub sip: std::net::TcpListener,
+    /// SIP over mutual TLS (same service as `sip`, peers checked against `tls-peer`).
+    pub sip_tls: std::net::TcpListener,
     pub cluster: std::net::TcpListener,
     pub admin: std::net::TcpListener,
     pub http: std::net::TcpListener,
@@ -58,6 +60,7 @@ impl Listeners {
             s2s: bind(cfg.s2s_port, "XMPP s2s (federation)")?,
             s2s_tls: bind(cfg.s2s_tls_port, "XMPP s2s (federation, direct TLS)")?,
             sip: bind(cfg.sip_port, "SIP over TCP (federation)")?,
+            sip_tls: bind(cfg.sip_tls_port, "SIP over TLS (federation)")?,
             cluster: bind(cfg.cluster_port, "node-to-node gRPC")?,
             admin: bind(cfg.admin_port, "admin gRPC")?,
             http: bind(cfg.http_port, "HTTP (metrics, health)")?,
@@ -334,6 +337,7 @@ async fn run_planes(
     let c2s_tls_addr = local(&listeners.c2s_tls)?;
     let s2s_addr = local(&listeners.s2s)?;
     let sip_addr = local(&listeners.sip)?;
+    let sip_tls_addr = local(&listeners.sip_tls)?;
     let s2s_arbiter = arbiters[0].clone();
     let calendar_arbiter = arbiters[0].clone();
     let certs = std::sync::Arc::new(
@@ -419,7 +423,7 @@ async fn run_planes(
         let s2s = crate::s2s::S2s::new(
             handle.clone(),
             &xmpp,
-            certs,
+            certs.clone(),
             cfg.tls_ca.as_deref(),
             dns,
             herald_xmpp::s2s::DEFAULT_PORT,
@@ -452,9 +456,34 @@ async fn run_planes(
             herald_sip::Limits::default(),
             control.clone(),
         );
+        let h = handle.clone();
+        let first_domain: crate::sip::tls::DefaultDomain = Box::new(move || {
+            h.applied()
+                .state
+                .list(herald_grpc::config::ObjectKind::Domain)
+                .into_iter()
+                .filter_map(|o| o.body.map(|b| b.key()))
+                .min()
+                .unwrap_or_default()
+        });
+        match crate::sip::tls::SipTls::new(
+            sip_tls_addr.port(),
+            certs.clone(),
+            cfg.tls_ca.as_deref(),
+            tls.ca_pem_path.as_deref(),
+            first_domain,
+        ) {
+            Ok(t) => {
+                let _ = sip.tls.set(std::sync::Arc::new(t));
+            }
+            // The TLS listener then closes every connection (counted, logged).
+            Err(e) => tracing::error!(error = %e, "SIP over TLS is unavailable: no trust anchors"),
+        }
         let _ = xmpp.sip.set(sip.clone());
         let listener = tokio::net::TcpListener::from_std(listeners.sip)?;
-        control.spawn(crate::sip::accept_loop(listener, sip.clone()));
+        control.spawn(crate::sip::accept_loop(listener, sip.clone(), false));
+        let listener = tokio::net::TcpListener::from_std(listeners.sip_tls)?;
+        control.spawn(crate::sip::accept_loop(listener, sip.clone(), true));
         sip
     };
 
@@ -465,6 +494,7 @@ async fn run_planes(
         c2s_tls = %c2s_tls_addr,
         s2s = %s2s_addr,
         sip = %sip_addr,
+        sip_tls = %sip_tls_addr,
         cluster = %cluster_addr,
         admin = %admin_addr,
         http = %http_addr,

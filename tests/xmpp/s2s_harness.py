@@ -155,6 +155,14 @@ class PeerNet:
 # Certificates
 
 
+def _san(x509: Any, name: str) -> Any:
+    """A subjectAltName entry: an IP address SAN for an IP literal, else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 class TestCA:
     """A throwaway CA (EC P-256) under `directory`; `ca_path` is its PEM certificate."""
 
@@ -196,7 +204,7 @@ class TestCA:
     def issue(self, names: list[str], *, stem: Optional[str] = None,
               directory: Optional[Path] = None) -> tuple[Path, Path]:
         """A leaf certificate for DNS names `names` (first one is also the CN; `*.x.test` is a
-        wildcard SAN), valid for serverAuth and clientAuth (s2s uses both). Writes
+        wildcard SAN; an IP literal becomes an IP address SAN), valid for serverAuth and clientAuth (s2s uses both). Writes
         `DIR/STEM.crt` and `DIR/STEM.key` (PEM, key in PKCS#8, unencrypted); returns their
         paths. `stem` defaults to the first name (with `*` spelled `_wildcard`)."""
         x509, hashes, ser, ec = self._x509, self._hashes, self._ser, self._ec
@@ -218,7 +226,7 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+            .add_extension(x509.SubjectAlternativeName([_san(x509, n) for n in names]),
                            critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(

@@ -1,13 +1,13 @@
-//! One inbound SIP TCP connection: read, decode (herald-sip, bounded), answer. Requests are
-//! judged by [`super::edge::inbound`]; this loop only carries the decision out.
+//! One inbound SIP connection (TCP, or TLS after [`super::tls`] admitted the peer): read,
+//! decode (herald-sip, bounded), answer. Requests are judged by [`super::edge::inbound`]; this
+//! loop only carries the decision out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_sip::{Decoder, Frame, HeaderName, Message, Method, Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use super::edge::{self, Inbound};
@@ -19,22 +19,33 @@ use super::Sip;
 pub const IDLE: Duration = Duration::from_secs(300);
 
 /// Serves one accepted connection until the peer closes it, it idles out, or its framing
-/// breaks (a fatal decoder error, answered first).
-pub async fn serve(sip: Arc<Sip>, tcp: TcpStream, peer: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
-    ::metrics::gauge!(m::CONNECTIONS, "direction" => "inbound").increment(1.0);
-    let span = tracing::info_span!("sip_inbound", peer = %peer);
+/// breaks (a fatal decoder error, answered first). `transport` is `tcp` or `tls`; `tls_name`
+/// the `tls-peer` subject the peer's certificate matched (for the ACL).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    sip: Arc<Sip>,
+    stream: S,
+    peer: SocketAddr,
+    transport: &'static str,
+    tls_name: Option<String>,
+) {
+    m::connection_opened("inbound", transport);
+    let span = tracing::info_span!("sip_inbound", peer = %peer, transport, tls_peer = ?tls_name);
     async {
         tracing::debug!("SIP connection accepted");
-        let why = run(&sip, tcp, peer).await;
+        let why = run(&sip, stream, peer, tls_name.as_deref()).await;
         tracing::debug!(reason = why, "SIP connection closed");
     }
     .instrument(span)
     .await;
-    ::metrics::gauge!(m::CONNECTIONS, "direction" => "inbound").decrement(1.0);
+    m::connection_closed("inbound", transport);
 }
 
-async fn run(sip: &Sip, mut tcp: TcpStream, peer: SocketAddr) -> &'static str {
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    sip: &Sip,
+    mut conn: S,
+    peer: SocketAddr,
+    tls_name: Option<&str>,
+) -> &'static str {
     let mut dec = Decoder::new(sip.limits);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -44,7 +55,7 @@ async fn run(sip: &Sip, mut tcp: TcpStream, peer: SocketAddr) -> &'static str {
                 Ok(Some(Frame::Ping)) => Some(herald_sip::codec::PONG.to_vec()),
                 Ok(Some(Frame::Pong)) => None,
                 Ok(Some(Frame::Message(Message::Request(req)))) => {
-                    answer(sip, &req, peer).map(|r| Message::from(r).encode())
+                    answer(sip, &req, peer, tls_name).map(|r| Message::from(r).encode())
                 }
                 Ok(Some(Frame::Message(Message::Response(r)))) => {
                     tracing::debug!(status = r.status, "stray SIP response ignored");
@@ -75,24 +86,24 @@ async fn run(sip: &Sip, mut tcp: TcpStream, peer: SocketAddr) -> &'static str {
                         None => None,
                     };
                     if let Some(r) = resp {
-                        if tcp.write_all(&Message::from(r).encode()).await.is_err() {
+                        if send(&mut conn, &Message::from(r).encode()).await.is_err() {
                             return "write failed";
                         }
                     }
                     if fatal {
-                        let _ = tcp.shutdown().await;
+                        let _ = conn.shutdown().await;
                         return "framing lost";
                     }
                     None
                 }
             };
             if let Some(bytes) = out {
-                if tcp.write_all(&bytes).await.is_err() {
+                if send(&mut conn, &bytes).await.is_err() {
                     return "write failed";
                 }
             }
         }
-        let n = match tokio::time::timeout(IDLE, tcp.read(&mut buf)).await {
+        let n = match tokio::time::timeout(IDLE, conn.read(&mut buf)).await {
             Err(_) => return "idle",
             Ok(Err(_)) => return "read failed",
             Ok(Ok(0)) => return "closed by peer",
@@ -102,8 +113,14 @@ async fn run(sip: &Sip, mut tcp: TcpStream, peer: SocketAddr) -> &'static str {
     }
 }
 
+/// Writes and flushes (a TLS stream holds records back until flushed).
+async fn send<S: AsyncWrite + Unpin>(conn: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    conn.write_all(bytes).await?;
+    conn.flush().await
+}
+
 /// The response to one request (`None` for ACK).
-fn answer(sip: &Sip, req: &Request, peer: SocketAddr) -> Option<Response> {
+fn answer(sip: &Sip, req: &Request, peer: SocketAddr, tls_name: Option<&str>) -> Option<Response> {
     if req.method == Method::Ack {
         return None;
     }
@@ -117,7 +134,7 @@ fn answer(sip: &Sip, req: &Request, peer: SocketAddr) -> Option<Response> {
     } else {
         let who = Sender {
             ip: peer.ip(),
-            tls_name: None,
+            tls_name,
         };
         match edge::inbound(req, &who, &sip.view()) {
             Inbound::Deliver(msg) => {

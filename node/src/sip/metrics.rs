@@ -1,15 +1,26 @@
 //! Metric names of the SIP edge. Labels name directions, methods, statuses and reasons, never a
 //! SIP address; the peer and its domain are in the logs.
 
-/// Gauge, label `direction` (inbound, outbound): open SIP TCP connections.
+/// Gauge, labels `direction` (inbound, outbound) and `transport` (tcp, tls): open SIP
+/// connections (TLS ones once the handshake and the peer check passed).
 pub const CONNECTIONS: &str = "herald_sip_connections";
+/// Counter, labels `direction` and `transport`: SIP connections opened (accepted, or connected
+/// to a next hop), TLS ones once admitted.
+pub const CONNECTIONS_OPENED: &str = "herald_sip_connections_opened_total";
+/// Counter, labels `direction` and `reason`: SIP TLS connections that failed before any SIP
+/// (bad_certificate: untrusted or invalid chain; no_certificate: tls-peer entries exist and the
+/// peer showed none; tls_peer: its names match no tls-peer entry; not_tls: plain text on the
+/// TLS port; tls_alert_received, tls_handshake, tls_timeout, tls_unavailable). Each is also
+/// counted in [`FAILURES`] with the same reason.
+pub const TLS_FAILURES: &str = "herald_sip_tls_failures_total";
 /// Counter, labels `direction`, `method` and `status` (the final status code sent or received).
 pub const REQUESTS: &str = "herald_sip_requests_total";
 /// Counter, labels `direction` and `reason`: inbound requests refused (domain_not_federated,
 /// acl, not_local_domain, no_user, media_type, method, malformed, decode, not_routing_node,
-/// too_many_connections, stray_response, shutting_down) and outbound messages that failed
+/// too_many_connections, stray_response, shutting_down, and the TLS reasons of
+/// [`TLS_FAILURES`]) and outbound messages that failed
 /// (not_local_sender, no_route, transport, queue_full, link_closed, connect, write, closed, timeout, response,
-/// shutdown, decode).
+/// shutdown, decode, and the TLS reasons of [`TLS_FAILURES`] for handshakes with a next hop).
 pub const FAILURES: &str = "herald_sip_failures_total";
 /// Counter, label `direction`: instant messages that crossed the edge.
 pub const MESSAGES: &str = "herald_sip_messages_total";
@@ -23,7 +34,15 @@ pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
     describe_gauge!(
         CONNECTIONS,
-        "SIP TCP connections on this node, by direction"
+        "Open SIP connections on this node, by direction and transport"
+    );
+    describe_counter!(
+        CONNECTIONS_OPENED,
+        "SIP connections opened, by direction and transport"
+    );
+    describe_counter!(
+        TLS_FAILURES,
+        "SIP TLS connections refused or failed before any SIP, by direction and reason"
     );
     describe_counter!(
         REQUESTS,
@@ -46,9 +65,22 @@ pub fn describe() {
         "XMPP stanzas for SIP domains not carried over SIP, by reason"
     );
     for d in ["inbound", "outbound"] {
-        metrics::gauge!(CONNECTIONS, "direction" => d).set(0.0);
+        for t in ["tcp", "tls"] {
+            metrics::gauge!(CONNECTIONS, "direction" => d, "transport" => t).set(0.0);
+            metrics::counter!(CONNECTIONS_OPENED, "direction" => d, "transport" => t).absolute(0);
+        }
         metrics::counter!(MESSAGES, "direction" => d).absolute(0);
     }
+}
+
+pub fn connection_opened(direction: &'static str, transport: &'static str) {
+    metrics::gauge!(CONNECTIONS, "direction" => direction, "transport" => transport).increment(1.0);
+    metrics::counter!(CONNECTIONS_OPENED, "direction" => direction, "transport" => transport)
+        .increment(1);
+}
+
+pub fn connection_closed(direction: &'static str, transport: &'static str) {
+    metrics::gauge!(CONNECTIONS, "direction" => direction, "transport" => transport).decrement(1.0);
 }
 
 pub fn failure(direction: &'static str, reason: &'static str) {

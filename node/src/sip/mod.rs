@@ -1,9 +1,10 @@
-//! SIP federation edge (first slice: page-mode IM over TCP).
+//! SIP federation edge (first slice: page-mode IM over TCP and mutual TLS).
 //!
 //! Message flow:
-//! - Inbound: every node binds `sip_port`; only the routing node ([`policy::routing_node`] over
+//! - Inbound: every node binds `sip_port` and `sip_tls_port` (TLS: [`tls`] handshakes and
+//!   checks the peer against `tls-peer` first); only the routing node ([`policy::routing_node`] over
 //!   the stored `routing-node` order and the live nodes) serves requests, the others answer 503.
-//!   [`inbound::serve`] runs one TCP connection: the herald-sip decoder frames and validates,
+//!   [`inbound::serve`] runs one connection: the herald-sip decoder frames and validates,
 //!   decoder errors are answered with their status, each request is judged by
 //!   [`edge::inbound`] (federated domain, incoming ACL, local user) and an admitted MESSAGE is
 //!   handed to the XMPP dispatcher as a chat message from `user@sipdomain`, which forwards it to
@@ -11,7 +12,7 @@
 //! - Outbound: the dispatcher ([`crate::xmpp::router`]) hands a stanza for a configured
 //!   `sip-domain` to [`Sip::send`], which picks the static route ([`policy::static_routes`])
 //!   and pushes a SIP MESSAGE ([`edge::outbound_message`]) to the [`outbound`] link of that next
-//!   hop: one task per hop with a bounded queue, backoff (`federation::edge::link`) and a
+//!   hop (TCP, or TLS for a route with transport `tls`): one task per hop with a bounded queue, backoff (`federation::edge::link`) and a
 //!   transaction timeout; a non-2xx final answer, a timeout or a failed connection bounces the
 //!   message to its XMPP sender ([`edge::response_condition`]).
 //!
@@ -24,9 +25,10 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod presence;
+pub mod tls;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use herald_cluster::{Applied, ClusterHandle};
 use herald_grpc::config::config_object::Body;
@@ -76,8 +78,10 @@ pub struct Sip {
     pub limits: herald_sip::Limits,
     /// Where link tasks run (the control plane).
     runtime: tokio::runtime::Handle,
-    /// One outbound link per next hop (host, port).
-    links: Mutex<HashMap<(String, u16), mpsc::Sender<outbound::Outgoing>>>,
+    /// One outbound link per next hop (host, port, transport).
+    links: Mutex<HashMap<outbound::Hop, mpsc::Sender<outbound::Outgoing>>>,
+    /// SIP over TLS (set once at start; unset when no TLS configuration could be built).
+    pub tls: OnceLock<Arc<tls::SipTls>>,
 }
 
 impl Sip {
@@ -97,6 +101,7 @@ impl Sip {
             limits,
             runtime,
             links: Mutex::new(HashMap::new()),
+            tls: OnceLock::new(),
         })
     }
 
@@ -195,28 +200,54 @@ impl Sip {
             );
             return;
         };
-        if Transport::try_from(route.transport).unwrap_or_default() != Transport::Tcp {
-            tracing::info!(domain = %domain, route = %route.id, "SIP route needs a transport other than TCP");
-            metrics::failure("outbound", "transport");
-            self.bounce(
-                &stanza,
-                StanzaCondition::RemoteServerNotFound,
-                "the route to the SIP domain uses a transport this node does not speak (only TCP)",
-            );
-            return;
-        }
+        let transport = Transport::try_from(route.transport).unwrap_or_default();
+        let tls = match transport {
+            Transport::Tcp => None,
+            Transport::Tls => match self.tls.get() {
+                Some(t) => Some(t.clone()),
+                None => {
+                    tracing::warn!(domain = %domain, route = %route.id, "SIP route over TLS, but TLS is not configured on this node");
+                    metrics::failure("outbound", "transport");
+                    self.bounce(
+                        &stanza,
+                        StanzaCondition::RemoteServerNotFound,
+                        "the route to the SIP domain uses TLS, which is not configured on this node",
+                    );
+                    return;
+                }
+            },
+            _ => {
+                tracing::info!(domain = %domain, route = %route.id, "SIP route needs a transport other than TCP or TLS");
+                metrics::failure("outbound", "transport");
+                self.bounce(
+                    &stanza,
+                    StanzaCondition::RemoteServerNotFound,
+                    "the route to the SIP domain uses a transport this node does not speak (only TCP and TLS)",
+                );
+                return;
+            }
+        };
         let port = u16::try_from(route.next_hop_port)
             .ok()
             .filter(|p| *p != 0)
-            .unwrap_or(5060);
-        let hop = (route.next_hop.to_ascii_lowercase(), port);
+            .unwrap_or(if tls.is_some() { 5061 } else { 5060 });
+        let hop = outbound::Hop {
+            host: route.next_hop.to_ascii_lowercase(),
+            port,
+            tls: tls.is_some(),
+        };
         let ids = edge::Ids {
             branch: random_token(),
             call_id: format!("{}@{}", random_token(), self.local.host),
             from_tag: random_token(),
         };
-        let req = match edge::outbound_message(&stanza, &self.local, (&hop.0, hop.1), &ids) {
-            Ok(r) => r,
+        let req = match edge::outbound_message(&stanza, &self.local, (&hop.host, hop.port), &ids) {
+            Ok(mut r) => {
+                if let Some(t) = &tls {
+                    tls::over_tls(&mut r, &self.local.host, t.port, (&hop.host, hop.port));
+                }
+                r
+            }
             Err(edge::Unsendable::NotCarried(reason)) => {
                 tracing::debug!(domain = %domain, reason, "stanza for a SIP domain not carried");
                 ::metrics::counter!(metrics::NOT_CARRIED, "reason" => reason).increment(1);
@@ -247,7 +278,7 @@ impl Sip {
     }
 
     /// The link of a next hop, started on first use.
-    fn link(self: &Arc<Self>, hop: &(String, u16)) -> mpsc::Sender<outbound::Outgoing> {
+    fn link(self: &Arc<Self>, hop: &outbound::Hop) -> mpsc::Sender<outbound::Outgoing> {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = links.get(hop).filter(|tx| !tx.is_closed()) {
             return tx.clone();
@@ -289,21 +320,27 @@ fn random_token() -> String {
 /// connections is refused, counted, and never queued).
 pub const MAX_INBOUND_CONNECTIONS: usize = 1024;
 
-/// Accepts inbound SIP connections; each one is served on the control plane.
-pub async fn accept_loop(listener: tokio::net::TcpListener, sip: Arc<Sip>) {
+/// Accepts inbound SIP connections (over TLS when `tls`: [`tls::serve`] handshakes and checks
+/// the peer first); each one is served on the control plane.
+pub async fn accept_loop(listener: tokio::net::TcpListener, sip: Arc<Sip>, tls: bool) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => match slots.clone().try_acquire_owned() {
                 Ok(slot) => {
                     let sip = sip.clone();
+                    let _ = tcp.set_nodelay(true);
                     tokio::spawn(async move {
-                        inbound::serve(sip, tcp, peer).await;
+                        if tls {
+                            tls::serve(sip, tcp, peer).await;
+                        } else {
+                            inbound::serve(sip, tcp, peer, "tcp", None).await;
+                        }
                         drop(slot);
                     });
                 }
                 Err(_) => {
-                    tracing::warn!(peer = %peer, "SIP connection refused: too many connections");
+                    tracing::warn!(peer = %peer, tls, "SIP connection refused: too many connections");
                     metrics::failure("inbound", "too_many_connections");
                     drop(tcp);
                 }

@@ -1,4 +1,5 @@
-//! One outbound link per next hop: a task owning a bounded queue, the TCP connection, the
+//! One outbound link per next hop: a task owning a bounded queue, the connection (TCP, or TLS
+//! through [`super::tls::SipTls::connect`]), the
 //! connection state and backoff (`federation::edge::link`) and the client transactions in
 //! flight. Every message gets an answer: a 2xx, or a bounce to its XMPP sender (non-2xx final
 //! response, no final response within Timer F, connection failed or closed, queue full).
@@ -18,6 +19,7 @@ use tracing::Instrument;
 
 use super::edge;
 use super::metrics as m;
+use super::tls::Stream;
 use super::Sip;
 
 /// Messages waiting in a link's channel.
@@ -28,6 +30,25 @@ pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(32);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection without transactions for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(120);
+
+/// A next hop: where a link connects, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Hop {
+    pub host: String,
+    pub port: u16,
+    /// TLS (mutual: we present our certificate) rather than plain TCP.
+    pub tls: bool,
+}
+
+impl Hop {
+    fn transport(&self) -> &'static str {
+        if self.tls {
+            "tls"
+        } else {
+            "tcp"
+        }
+    }
+}
 
 /// One message to send.
 pub struct Outgoing {
@@ -45,9 +66,9 @@ struct Pending {
 
 struct State {
     sip: Arc<Sip>,
-    hop: (String, u16),
+    hop: Hop,
     link: Link<Outgoing>,
-    conn: Option<TcpStream>,
+    conn: Option<Box<dyn Stream>>,
     decoder: Decoder,
     pending: HashMap<String, Pending>,
     retry_at: Option<Instant>,
@@ -55,8 +76,12 @@ struct State {
 }
 
 /// Runs the link of `hop` until its channel closes (shutdown); then bounces what is left.
-pub async fn run(sip: Arc<Sip>, hop: (String, u16), rx: mpsc::Receiver<Outgoing>) {
-    let span = tracing::info_span!("sip_outbound", next_hop = %format!("{}:{}", hop.0, hop.1));
+pub async fn run(sip: Arc<Sip>, hop: Hop, rx: mpsc::Receiver<Outgoing>) {
+    let span = tracing::info_span!(
+        "sip_outbound",
+        next_hop = %format!("{}:{}", hop.host, hop.port),
+        transport = hop.transport()
+    );
     let limits = sip.limits;
     let st = State {
         sip,
@@ -134,23 +159,29 @@ impl State {
 
     async fn connect(&mut self) {
         self.retry_at = None;
-        let (host, port) = (self.hop.0.clone(), self.hop.1);
+        let (host, port) = (self.hop.host.clone(), self.hop.port);
         let attempt =
             tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
-        match attempt {
+        let attempt = match attempt {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);
+                secure(self.sip.tls.get().cloned(), &self.hop, tcp).await
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_string()),
+        };
+        match attempt {
+            Ok(conn) => {
                 tracing::info!("SIP link up");
-                ::metrics::gauge!(m::CONNECTIONS, "direction" => "outbound").increment(1.0);
-                self.conn = Some(tcp);
+                m::connection_opened("outbound", self.hop.transport());
+                self.conn = Some(conn);
                 self.decoder = Decoder::outbound(self.sip.limits);
                 self.last_activity = Instant::now();
                 for item in self.link.up() {
                     self.write(item).await;
                 }
             }
-            Ok(Err(e)) => self.connect_failed(e.to_string()),
-            Err(_) => self.connect_failed("timed out".to_string()),
+            Err(why) => self.connect_failed(why),
         }
     }
 
@@ -187,7 +218,7 @@ impl State {
         };
         let bytes = Message::from(item.request.clone()).encode();
         let ok = match self.conn.as_mut() {
-            Some(c) => c.write_all(&bytes).await.is_ok(),
+            Some(c) => c.write_all(&bytes).await.is_ok() && c.flush().await.is_ok(),
             None => false,
         };
         if !ok {
@@ -225,6 +256,7 @@ impl State {
                     if req.method != herald_sip::Method::Ack {
                         if let Some(c) = self.conn.as_mut() {
                             let _ = c.write_all(&Message::from(resp).encode()).await;
+                            let _ = c.flush().await;
                         }
                     }
                 }
@@ -337,7 +369,7 @@ impl State {
 
     fn close_conn(&mut self) {
         if self.conn.take().is_some() {
-            ::metrics::gauge!(m::CONNECTIONS, "direction" => "outbound").decrement(1.0);
+            m::connection_closed("outbound", self.hop.transport());
         }
     }
 
@@ -348,8 +380,29 @@ impl State {
     }
 }
 
+/// The connection as a link uses it: TLS on top of `tcp` for a TLS hop.
+async fn secure(
+    tls: Option<Arc<super::tls::SipTls>>,
+    hop: &Hop,
+    tcp: TcpStream,
+) -> Result<Box<dyn Stream>, String> {
+    if !hop.tls {
+        return Ok(Box::new(tcp));
+    }
+    let tls = tls.ok_or("TLS is not configured on this node")?;
+    let s = tls.connect(&hop.host, tcp).await?;
+    let names = s
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(super::tls::cert_names);
+    tracing::info!(cert_names = ?names, "SIP TLS handshake done");
+    Ok(Box::new(s))
+}
+
 /// Reads from the connection, or waits forever when there is none.
-async fn read_some(conn: &mut Option<TcpStream>, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_some(conn: &mut Option<Box<dyn Stream>>, buf: &mut [u8]) -> std::io::Result<usize> {
     match conn {
         Some(c) => c.read(buf).await,
         None => std::future::pending().await,
