@@ -17,8 +17,11 @@ every wait is bounded.
   Requests for its own domain go to the registered contact (`lookup("location")`).
 - `SipUa`: SIPp (Debian `sip-tester`) as the SIP user agents of Kamailio's domain, on `ua_ip`,
   over UDP to Kamailio: `register(user, port)`, `message(to, frm, body, code)`,
-  `message_server(port, code)` (background UAS answering one MESSAGE), and the generic
-  `run(scenario_xml)` / `start(scenario_xml, port)` for SUBSCRIBE/PUBLISH/NOTIFY scenarios.
+  `message_server(port, code)` (background UAS answering one MESSAGE), `publish(user, basic,
+  note)` (PIDF to Kamailio's presence server), `subscribe(frm, to, code, notifies)` /
+  `subscribe_xml(...)` (SUBSCRIBE, then answer N NOTIFYs; the message log holds their bodies),
+  and the generic `run(scenario_xml)` / `start(scenario_xml, port, remote=True)` for any other
+  scenario (a long-lived watcher: `start(ua.subscribe_xml(..., notifies=3), 0, remote=True)`).
 - `sip_fed` fixture: a factory `make(routing=None, ...)` that issues certificates from a test
   CA, starts a 3-node Herald cluster presenting the CA's certificate for its domain and
   trusting the CA (`--tls-cert/--tls-key/--tls-ca`), configures `sip-domain kam.test`,
@@ -30,7 +33,10 @@ Presence tests reuse it like this:
     fed = sip_fed()                         # SipFed
     fed.kam.ip, fed.kam.domain, fed.kam.tls_port, fed.routing, fed.cluster
     fed.ua.register("carol", port)          # carol@kam.test is reachable on ua_ip:port
-    fed.ua.run(SUBSCRIBE_XML.format(...))   # any SIPp scenario against Kamailio (UDP)
+    fed.ua.publish("carol", note="In the lab")              # Kamailio holds carol's presence
+    fed.ua.subscribe("dave@kam.test", "carol@kam.test")     # NOTIFY bodies in the returned log
+    fed.ua.subscribe("dave@kam.test", alice_jid, code=...)  # through Kamailio to Herald (TLS)
+    fed.ua.run(xml)                         # any SIPp scenario against Kamailio (UDP)
 
 Kamailio notes (5.6.3): it runs in the foreground with `-DD -E` (logs on stderr), its
 runtime directory set with `-Y` (else /run/kamailio), `-m/-M` keep its memory small.
@@ -390,6 +396,77 @@ MESSAGE_UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
+PUBLISH_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="PUBLISH">
+  <send>
+    <![CDATA[
+      PUBLISH sip:{aor} SIP/2.0
+      Via: SIP/2.0/UDP [local_ip]:[local_port];branch=[branch]
+      From: <sip:{aor}>;tag=[call_number]p
+      To: <sip:{aor}>
+      Call-ID: [call_id]
+      CSeq: 1 PUBLISH
+      Max-Forwards: 70
+      Event: presence
+      Expires: {expires}
+      Content-Type: application/pidf+xml
+      Content-Length: [len]
+
+      {pidf}
+    ]]>
+  </send>
+  <recv response="{code}" timeout="10000" />
+</scenario>
+"""
+
+SUBSCRIBE_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="SUBSCRIBE">
+  <send>
+    <![CDATA[
+      SUBSCRIBE sip:{to} SIP/2.0
+      Via: SIP/2.0/UDP [local_ip]:[local_port];branch=[branch]
+      From: <sip:{frm}>;tag=[call_number]s
+      To: <sip:{to}>
+      Call-ID: [call_id]
+      CSeq: 1 SUBSCRIBE
+      Contact: <sip:{frm_user}@[local_ip]:[local_port];transport=udp>
+      Max-Forwards: 70
+      Event: presence
+      Accept: application/pidf+xml
+      Expires: {expires}
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="{code}" timeout="10000" />
+{notifies}
+</scenario>
+"""
+
+NOTIFY_RECV_XML = """  <recv request="NOTIFY" timeout="{timeout_ms}" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def pidf(aor: str, basic: str = "open", note: str = "") -> str:
+    """A one-line PIDF document (RFC 3863) for `aor` (SIPp bodies are line-trimmed)."""
+    n = f"<note>{note}</note>" if note else ""
+    return ('<?xml version="1.0" encoding="UTF-8"?><presence '
+            f'xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:{aor}"><tuple id="t1">'
+            f"<status><basic>{basic}</basic></status>{n}</tuple></presence>")
+
+
 class Sipp:
     """A SIPp process started in the background (a UAS, or a long UAC scenario)."""
 
@@ -485,6 +562,27 @@ class SipUa:
                    f"SIPp UAS bound on {self.ip}:{port}")
         assert s.proc.poll() is None, f"SIPp UAS exited: {s.proc.stderr.read().decode()}"
         return s
+
+    def publish(self, user: str, *, basic: str = "open", note: str = "",
+                expires: int = 3600, code: int = 200) -> str:
+        """Publishes `user@domain`'s presence (PIDF) to Kamailio's presence server."""
+        aor = f"{user}@{self.kam.domain}"
+        return self.run(PUBLISH_XML.format(aor=aor, pidf=pidf(aor, basic, note),
+                                           expires=expires, code=code),
+                        name=f"publish-{user}")
+
+    def subscribe_xml(self, frm: str, to: str, *, expires: int = 600, code: int = 200,
+                      notifies: int = 1, notify_timeout: float = 10) -> str:
+        """A SIPp scenario: SUBSCRIBE (Event: presence) from `frm` to `to` through Kamailio,
+        expect `code`, then answer `notifies` NOTIFYs with 200."""
+        recv = "".join(NOTIFY_RECV_XML.format(timeout_ms=int(notify_timeout * 1000))
+                       for _ in range(notifies))
+        return SUBSCRIBE_XML.format(frm=frm, to=to, frm_user=frm.split("@")[0],
+                                    expires=expires, code=code, notifies=recv)
+
+    def subscribe(self, frm: str, to: str, **kw: int) -> str:
+        """Runs `subscribe_xml` to its end; returns SIPp's message log (the NOTIFY bodies)."""
+        return self.run(self.subscribe_xml(frm, to, **kw), name="subscribe")
 
     def stop(self) -> None:
         for s in self._live:

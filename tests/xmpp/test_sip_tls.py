@@ -233,3 +233,13 @@ def test_decoder_errors_are_answered_over_tls(sip_fed) -> None:
     assert tls_exchange(ip, port, request("OPTIONS", alice, frm), ca=fed.ca.ca_path,
                         cert=good).startswith("SIP/2.0 200")
     fed.ua.message(alice, frm, "after the bad input", 200)
+
+
+def test_kamailio_presence_serves_its_own_users(sip_fed) -> None:
+    """The peer side the presence tests build on: Kamailio's presence server (no database)
+    takes a PUBLISH and NOTIFYs a watcher with the published PIDF."""
+    fed: SipFed = sip_fed()
+    fed.ua.publish("carol", note="In the lab")
+    msgs = fed.ua.subscribe(f"dave@{KAM_DOMAIN}", f"carol@{KAM_DOMAIN}")
+    assert "NOTIFY sip:dave@" in msgs, msgs[-3000:]
+    assert "<basic>open</basic>" in msgs and "In the lab" in msgs, msgs[-3000:]
