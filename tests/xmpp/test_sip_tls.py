@@ -50,6 +50,15 @@ def total(fed: SipFed, name: str, **labels: str) -> float:
     return sum(metric(fed.cluster, n, name, **labels) for n in fed.cluster.running())
 
 
+def configure_wrong_hop(fed: SipFed) -> None:
+    """Routes the SIP domain other.test over TLS to the routing node's own TLS port by IP."""
+    c = fed.cluster
+    c.cli(None, "sip-domain", "add", "other.test", "--type", "generic-sip")
+    c.cli(None, "static-route", "add", "wrong-cert", "--domain", "other.test", "--next-hop",
+          c.ip(fed.routing), "--port", str(SIP_TLS_PORT), "--transport", "tls")
+    c.wait_converged(c.nodes)
+
+
 def tls_exchange(ip: str, port: int, data: bytes, *, ca: Optional[Path],
                  cert: Optional[tuple[Path, Path]], timeout: float = 5.0) -> str:
     """TLS to ip:port (trusting `ca`, presenting `cert`), sends `data`, returns the first line
@@ -137,6 +146,16 @@ def test_im_both_ways_over_mutual_tls_through_kamailio(sip_fed) -> None:
             # A second message each way reuses the TLS connections.
             await asyncio.to_thread(fed.ua.message, alice, f"bob@{KAM_DOMAIN}", "again", 200)
             await a.expect_messages(f"bob@{KAM_DOMAIN}", 1, timeout=15)
+
+            # A next hop whose certificate does not name it (a Herald node: its certificate
+            # names example.test, not its IP): the handshake fails, the sender gets an error.
+            await asyncio.to_thread(configure_wrong_hop, fed)
+            a.chat("zed@other.test", "to a hop with the wrong certificate")
+            err = await a.expect(a.message_errors,
+                                 lambda m: bare(m["from"]) == "zed@other.test",
+                                 "an error for the hop with the wrong certificate", 20)
+            assert err["error"]["condition"] in ("remote-server-not-found",
+                                                 "remote-server-timeout"), err
         finally:
             await a.logout()
     run(body(), timeout=110)
@@ -151,7 +170,13 @@ def test_im_both_ways_over_mutual_tls_through_kamailio(sip_fed) -> None:
     assert total(fed, "herald_sip_connections_opened_total",
                  direction="outbound", transport="tls") >= 1
     assert total(fed, "herald_sip_messages_total", direction="outbound") >= 1
-    assert total(fed, "herald_sip_tls_failures_total") == 0
+    # Kamailio was never refused (the wrong-certificate hop is a Herald node: its side of that
+    # handshake counts the client's alert as inbound tls_alert_received).
+    for reason in ("bad_certificate", "no_certificate", "tls_peer", "not_tls"):
+        assert total(fed, "herald_sip_tls_failures_total", direction="inbound",
+                     reason=reason) == 0, reason
+    assert total(fed, "herald_sip_tls_failures_total", direction="outbound",
+                 reason="bad_certificate") >= 1
     # Kamailio saw Herald's client certificate (its require_certificate would refuse it else)
     # and relayed to the routing node first.
     log = fed.kam.log_text()
