@@ -484,6 +484,7 @@ async fn run_planes(
         control.spawn(crate::sip::accept_loop(listener, sip.clone(), false));
         let listener = tokio::net::TcpListener::from_std(listeners.sip_tls)?;
         control.spawn(crate::sip::accept_loop(listener, sip.clone(), true));
+        control.spawn(sip.clone().tick_loop());
         sip
     };
 
@@ -520,6 +521,11 @@ async fn run_planes(
     let _ = stopping_tx.send(true);
     ready_tx.send_replace(Readiness::not_ready(["shutting down"]));
     s2s.stop();
+    // SIP watchers are told their subscriptions end (`deactivated`: they subscribe again, and
+    // reach the next routing node); the NOTIFYs get a moment on their links.
+    if sip.deactivate() > 0 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     sip.stop();
     // 1. Tell clients (system-shutdown) so they reconnect elsewhere; give the sessions a moment
     //    to hand unacknowledged messages back to their accounts.

@@ -10,7 +10,7 @@ use herald_xmpp::{ns, Element, Jid};
 use super::policy::{self, Sender};
 
 /// Methods this edge answers (the `Allow` header).
-pub const ALLOW: &str = "MESSAGE, OPTIONS";
+pub const ALLOW: &str = "MESSAGE, OPTIONS, SUBSCRIBE, NOTIFY";
 
 /// What the edge knows about the cluster when it judges an inbound request.
 pub trait Directory {
@@ -31,6 +31,11 @@ pub enum Inbound {
     Deliver(Element),
     /// Answer 200 with nothing to deliver (OPTIONS).
     Ok,
+    /// A SUBSCRIBE from `watcher` (a user of an admitted SIP domain) to the local `user`: for
+    /// the subscription table.
+    Subscribe { watcher: Jid, user: Jid },
+    /// A NOTIFY from an admitted SIP domain: for the subscription table.
+    Notify,
     /// Answer with this status and reason; `label` is the metric reason.
     Reject {
         status: u16,
@@ -76,36 +81,76 @@ pub fn inbound(req: &Request, who: &Sender<'_>, dir: &impl Directory) -> Inbound
     match req.method {
         Method::Options => Inbound::Ok,
         Method::Message => message(req, from_uri, dir),
+        // A refresh inside a dialog is addressed to our Contact: the table knows the dialog.
+        Method::Subscribe if req.headers.to().is_ok_and(|t| t.tag().is_some()) => {
+            let aor = |na: Result<herald_sip::NameAddr, _>| {
+                na.ok()
+                    .and_then(|n| n.uri.sip().cloned())
+                    .and_then(|u| {
+                        let user = u.user_name()?.to_string();
+                        Jid::parse(&format!("{user}@{}", u.host.to_ascii_lowercase())).ok()
+                    })
+                    .map(|j| j.bare())
+            };
+            match (aor(req.headers.from()), aor(req.headers.to())) {
+                (Some(watcher), Some(user)) => Inbound::Subscribe { watcher, user },
+                _ => Inbound::reject(400, "Invalid From Or To Header Field", "malformed"),
+            }
+        }
+        Method::Subscribe => match parties(req, from_uri, dir) {
+            Ok((watcher, user)) => Inbound::Subscribe { watcher, user },
+            Err(r) => r,
+        },
+        Method::Notify => Inbound::Notify,
         _ => Inbound::reject(405, "Method Not Allowed", "method"),
     }
 }
 
-fn message(req: &Request, from_uri: &SipUri, dir: &impl Directory) -> Inbound {
+/// The sender (From AOR) and the local user the request is for (Request-URI), or the answer.
+// The error is the answer itself, built once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn parties(req: &Request, from_uri: &SipUri, dir: &impl Directory) -> Result<(Jid, Jid), Inbound> {
     if req.headers.to().is_err() {
-        return Inbound::reject(400, "Invalid To Header Field", "malformed");
+        return Err(Inbound::reject(400, "Invalid To Header Field", "malformed"));
     }
     let Some(target) = req.uri.sip() else {
-        return Inbound::reject(416, "Unsupported URI Scheme", "malformed");
+        return Err(Inbound::reject(416, "Unsupported URI Scheme", "malformed"));
     };
     let (Some(user), Some(from_user)) = (target.user_name(), from_uri.user_name()) else {
-        return Inbound::reject(404, "Not Found", "no_user");
+        return Err(Inbound::reject(404, "Not Found", "no_user"));
     };
     let host = target.host.to_ascii_lowercase();
     if !dir.is_local_domain(&host) {
-        return Inbound::reject(404, "Domain Not Served Here", "not_local_domain");
+        return Err(Inbound::reject(
+            404,
+            "Domain Not Served Here",
+            "not_local_domain",
+        ));
     }
     let Ok(to) = Jid::parse(&format!("{user}@{host}")) else {
-        return Inbound::reject(404, "Not Found", "no_user");
+        return Err(Inbound::reject(404, "Not Found", "no_user"));
     };
     let Ok(from) = Jid::parse(&format!(
         "{from_user}@{}",
         from_uri.host.to_ascii_lowercase()
     )) else {
-        return Inbound::reject(400, "Invalid From Header Field", "malformed");
+        return Err(Inbound::reject(
+            400,
+            "Invalid From Header Field",
+            "malformed",
+        ));
     };
     if !dir.user_exists(&to.bare()) {
-        return Inbound::reject(404, "Not Found", "no_user");
+        return Err(Inbound::reject(404, "Not Found", "no_user"));
     }
+    Ok((from.bare(), to.bare()))
+}
+
+fn message(req: &Request, from_uri: &SipUri, dir: &impl Directory) -> Inbound {
+    let (from, to) = match parties(req, from_uri, dir) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     match req.headers.content_type() {
         Ok(Some(ct)) if ct.is("text/plain") => {}
         Ok(None) if req.body.is_empty() => {}
@@ -317,6 +362,8 @@ mod tests {
     fn status(i: &Inbound) -> u16 {
         match i {
             Inbound::Deliver(_) | Inbound::Ok => 200,
+            // Handed to the subscription table, which answers.
+            Inbound::Subscribe { .. } | Inbound::Notify => 1,
             Inbound::Reject { status, .. } => *status,
         }
     }
@@ -426,6 +473,33 @@ mod tests {
             ),
             (
                 "SUBSCRIBE",
+                "alice@h.test",
+                "bob@sip.test",
+                None,
+                "",
+                ok.clone(),
+                1,
+            ),
+            (
+                "SUBSCRIBE",
+                "nobody@h.test",
+                "bob@sip.test",
+                None,
+                "",
+                ok.clone(),
+                404,
+            ),
+            (
+                "SUBSCRIBE",
+                "alice@h.test",
+                "bob@other.test",
+                None,
+                "",
+                ok.clone(),
+                403,
+            ),
+            (
+                "INFO",
                 "alice@h.test",
                 "bob@sip.test",
                 None,

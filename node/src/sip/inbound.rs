@@ -32,7 +32,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let span = tracing::info_span!("sip_inbound", peer = %peer, transport, tls_peer = ?tls_name);
     async {
         tracing::debug!("SIP connection accepted");
-        let why = run(&sip, stream, peer, tls_name.as_deref()).await;
+        let why = run(&sip, stream, peer, transport, tls_name.as_deref()).await;
         tracing::debug!(reason = why, "SIP connection closed");
     }
     .instrument(span)
@@ -41,21 +41,26 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
-    sip: &Sip,
+    sip: &Arc<Sip>,
     mut conn: S,
     peer: SocketAddr,
+    transport: &'static str,
     tls_name: Option<&str>,
 ) -> &'static str {
     let mut dec = Decoder::new(sip.limits);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         loop {
+            let mut after = Vec::new();
             let out = match dec.next() {
                 Ok(None) => break,
                 Ok(Some(Frame::Ping)) => Some(herald_sip::codec::PONG.to_vec()),
                 Ok(Some(Frame::Pong)) => None,
                 Ok(Some(Frame::Message(Message::Request(req)))) => {
-                    answer(sip, &req, peer, tls_name).map(|r| Message::from(r).encode())
+                    answer(sip, &req, peer, transport, tls_name).map(|(r, actions)| {
+                        after = actions;
+                        Message::from(r).encode()
+                    })
                 }
                 Ok(Some(Frame::Message(Message::Response(r)))) => {
                     tracing::debug!(status = r.status, "stray SIP response ignored");
@@ -102,6 +107,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     return "write failed";
                 }
             }
+            // NOTIFYs and requests to XMPP follow the response they belong to.
+            sip.execute(after);
         }
         let n = match tokio::time::timeout(IDLE, conn.read(&mut buf)).await {
             Err(_) => return "idle",
@@ -119,8 +126,14 @@ async fn send<S: AsyncWrite + Unpin>(conn: &mut S, bytes: &[u8]) -> std::io::Res
     conn.flush().await
 }
 
-/// The response to one request (`None` for ACK).
-fn answer(sip: &Sip, req: &Request, peer: SocketAddr, tls_name: Option<&str>) -> Option<Response> {
+/// The response to one request (`None` for ACK), and what the subscription table does next.
+fn answer(
+    sip: &Arc<Sip>,
+    req: &Request,
+    peer: SocketAddr,
+    transport: &'static str,
+    tls_name: Option<&str>,
+) -> Option<(Response, Vec<super::subs::Action>)> {
     if req.method == Method::Ack {
         return None;
     }
@@ -149,6 +162,21 @@ fn answer(sip: &Sip, req: &Request, peer: SocketAddr, tls_name: Option<&str>) ->
                 }
             }
             Inbound::Ok => (200, "OK".to_string()),
+            Inbound::Subscribe { watcher, user } => {
+                let (resp, actions) = sip.on_subscribe(req, &watcher, &user, transport == "tls");
+                tracing::info!(domain = %domain, watcher = %watcher, user = %user, status = resp.status, "SIP SUBSCRIBE answered");
+                m::request("inbound", &method, resp.status);
+                return Some((resp, actions));
+            }
+            Inbound::Notify => {
+                let (resp, actions) = sip.on_notify(req, transport == "tls");
+                tracing::debug!(domain = %domain, status = resp.status, "SIP NOTIFY answered");
+                if resp.status >= 300 {
+                    m::failure("inbound", "notify_refused");
+                }
+                m::request("inbound", &method, resp.status);
+                return Some((resp, actions));
+            }
             Inbound::Reject {
                 status,
                 reason,
@@ -170,7 +198,7 @@ fn answer(sip: &Sip, req: &Request, peer: SocketAddr, tls_name: Option<&str>) ->
     if status == 415 {
         resp = resp.header(HeaderName::Accept, "text/plain");
     }
-    Some(resp)
+    Some((resp, Vec::new()))
 }
 
 /// Adds a To tag when the request had none (RFC 3261 §8.2.6.2).

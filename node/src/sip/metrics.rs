@@ -30,6 +30,14 @@ pub const BOUNCED: &str = "herald_sip_bounced_total";
 /// bodiless messages such as chat states, errors).
 pub const NOT_CARRIED: &str = "herald_sip_not_carried_total";
 
+/// Gauge, labels `direction` (inbound: SIP watchers of local users; outbound: local users
+/// watching SIP users) and `state`: presence subscriptions held by the routing node.
+pub const SUBSCRIPTIONS: &str = "herald_sip_subscriptions";
+/// Counter, label `method`: SUBSCRIBE and NOTIFY requests this node sent.
+pub const PRESENCE_REQUESTS: &str = "herald_sip_presence_requests_total";
+/// Counter, label `kind`: items forwarded to the routing node over the node-to-node stream.
+pub const FORWARDED: &str = "herald_sip_forwarded_total";
+
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
     describe_gauge!(
@@ -63,6 +71,18 @@ pub fn describe() {
     describe_counter!(
         NOT_CARRIED,
         "XMPP stanzas for SIP domains not carried over SIP, by reason"
+    );
+    describe_gauge!(
+        SUBSCRIPTIONS,
+        "SIP presence subscriptions held by this node (the routing node), by direction and state"
+    );
+    describe_counter!(
+        PRESENCE_REQUESTS,
+        "SIP SUBSCRIBE and NOTIFY requests sent, by method"
+    );
+    describe_counter!(
+        FORWARDED,
+        "Items forwarded to the SIP routing node over the node-to-node stream, by kind"
     );
     for d in ["inbound", "outbound"] {
         for t in ["tcp", "tls"] {

@@ -25,6 +25,9 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod presence;
+pub mod subs;
+#[cfg(test)]
+mod subs_tests;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -82,6 +85,75 @@ pub struct Sip {
     links: Mutex<HashMap<outbound::Hop, mpsc::Sender<outbound::Outgoing>>>,
     /// SIP over TLS (set once at start; unset when no TLS configuration could be built).
     pub tls: OnceLock<Arc<tls::SipTls>>,
+    /// Presence subscriptions both ways (held while this node is the routing node).
+    subs: Mutex<subs::Table>,
+}
+
+/// What the subscription table reads of the cluster: the replicated store (users' rosters and
+/// block lists, static routes) and this node's addresses.
+struct SubsEnv<'a> {
+    sip: &'a Sip,
+    applied: Arc<Applied>,
+}
+
+impl SubsEnv<'_> {
+    fn user_data(&self, user: &Jid) -> Option<herald_grpc::config::UserData> {
+        match self
+            .applied
+            .state
+            .get(ObjectKind::UserData, &user.to_string())
+            .and_then(|o| o.body)
+        {
+            Some(Body::UserData(d)) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl subs::Env for SubsEnv<'_> {
+    fn relation(&self, user: &Jid, watcher: &Jid) -> subs::Relation {
+        let Some(d) = self.user_data(user) else {
+            return subs::Relation::Unknown;
+        };
+        if d.blocked
+            .iter()
+            .any(|b| crate::im::blocking::blocks(b, watcher))
+        {
+            return subs::Relation::Blocked;
+        }
+        let w = watcher.bare().to_string();
+        if d.roster.iter().any(|i| i.jid == w && i.sub_from) {
+            subs::Relation::Allowed
+        } else {
+            subs::Relation::Unknown
+        }
+    }
+    fn wants(&self, user: &Jid, contact: &Jid) -> bool {
+        let c = contact.bare().to_string();
+        self.user_data(user).is_some_and(|d| {
+            d.roster
+                .iter()
+                .any(|i| i.jid == c && (i.sub_to || i.pending_out))
+        })
+    }
+    fn route(&self, domain: &str) -> Option<outbound::Hop> {
+        self.sip.hop_for(domain).ok()
+    }
+    fn token(&mut self) -> String {
+        random_token()
+    }
+    fn local(&self) -> &edge::Local {
+        &self.sip.local
+    }
+    fn tls_port(&self) -> Option<u16> {
+        self.sip.tls.get().map(|t| t.port)
+    }
+}
+
+/// Why a SIP domain cannot be reached from this node.
+struct NoRoute {
+    reason: &'static str,
+    text: &'static str,
 }
 
 impl Sip {
@@ -102,6 +174,7 @@ impl Sip {
             runtime,
             links: Mutex::new(HashMap::new()),
             tls: OnceLock::new(),
+            subs: Mutex::new(subs::Table::new()),
         })
     }
 
@@ -175,66 +248,22 @@ impl Sip {
             );
             return;
         }
-        let routes: Vec<StaticRoute> = self
-            .cluster
-            .applied()
-            .state
-            .list(ObjectKind::StaticRoute)
-            .into_iter()
-            .filter_map(|o| match o.body {
-                Some(Body::StaticRoute(r)) => Some(r),
-                _ => None,
-            })
-            .collect();
-        let Some(route) = policy::static_routes(&routes, &domain)
-            .into_iter()
-            .find(|r| !r.next_hop.is_empty())
-            .cloned()
-        else {
-            tracing::info!(domain = %domain, "no usable static route for the SIP domain");
-            metrics::failure("outbound", "no_route");
-            self.bounce(
-                &stanza,
-                StanzaCondition::RemoteServerNotFound,
-                "no route to the SIP domain",
-            );
-            return;
-        };
-        let transport = Transport::try_from(route.transport).unwrap_or_default();
-        let tls = match transport {
-            Transport::Tcp => None,
-            Transport::Tls => match self.tls.get() {
-                Some(t) => Some(t.clone()),
-                None => {
-                    tracing::warn!(domain = %domain, route = %route.id, "SIP route over TLS, but TLS is not configured on this node");
-                    metrics::failure("outbound", "transport");
-                    self.bounce(
-                        &stanza,
-                        StanzaCondition::RemoteServerNotFound,
-                        "the route to the SIP domain uses TLS, which is not configured on this node",
-                    );
-                    return;
-                }
-            },
-            _ => {
-                tracing::info!(domain = %domain, route = %route.id, "SIP route needs a transport other than TCP or TLS");
-                metrics::failure("outbound", "transport");
-                self.bounce(
-                    &stanza,
-                    StanzaCondition::RemoteServerNotFound,
-                    "the route to the SIP domain uses a transport this node does not speak (only TCP and TLS)",
-                );
+        let hop = match self.hop_for(&domain) {
+            Ok(h) => h,
+            Err(e) => {
+                metrics::failure("outbound", e.reason);
+                self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, e.text);
                 return;
             }
         };
-        let port = u16::try_from(route.next_hop_port)
-            .ok()
-            .filter(|p| *p != 0)
-            .unwrap_or(if tls.is_some() { 5061 } else { 5060 });
-        let hop = outbound::Hop {
-            host: route.next_hop.to_ascii_lowercase(),
-            port,
-            tls: tls.is_some(),
+        if stanza.name() == "presence" {
+            self.presence(stanza);
+            return;
+        }
+        let tls = if hop.tls {
+            self.tls.get().cloned()
+        } else {
+            None
         };
         let ids = edge::Ids {
             branch: random_token(),
@@ -262,6 +291,7 @@ impl Sip {
             stanza,
             request: req,
             domain,
+            answer: None,
         };
         if let Err(e) = self.link(&hop).try_send(item) {
             let (reason, item) = match e {
@@ -274,6 +304,221 @@ impl Sip {
                 StanzaCondition::ResourceConstraint,
                 "the SIP link is overloaded",
             );
+        }
+    }
+
+    /// The next hop for a SIP domain: its most specific usable static route.
+    fn hop_for(&self, domain: &str) -> Result<outbound::Hop, NoRoute> {
+        let routes: Vec<StaticRoute> = self
+            .cluster
+            .applied()
+            .state
+            .list(ObjectKind::StaticRoute)
+            .into_iter()
+            .filter_map(|o| match o.body {
+                Some(Body::StaticRoute(r)) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let Some(route) = policy::static_routes(&routes, domain)
+            .into_iter()
+            .find(|r| !r.next_hop.is_empty())
+            .cloned()
+        else {
+            tracing::info!(domain = %domain, "no usable static route for the SIP domain");
+            return Err(NoRoute {
+                reason: "no_route",
+                text: "no route to the SIP domain",
+            });
+        };
+        let tls = match Transport::try_from(route.transport).unwrap_or_default() {
+            Transport::Tcp => false,
+            Transport::Tls if self.tls.get().is_some() => true,
+            Transport::Tls => {
+                tracing::warn!(domain = %domain, route = %route.id, "SIP route over TLS, but TLS is not configured on this node");
+                return Err(NoRoute {
+                    reason: "transport",
+                    text:
+                        "the route to the SIP domain uses TLS, which is not configured on this node",
+                });
+            }
+            _ => {
+                tracing::info!(domain = %domain, route = %route.id, "SIP route needs a transport other than TCP or TLS");
+                return Err(NoRoute {
+                    reason: "transport",
+                    text: "the route to the SIP domain uses a transport this node does not speak (only TCP and TLS)",
+                });
+            }
+        };
+        let port = u16::try_from(route.next_hop_port)
+            .ok()
+            .filter(|p| *p != 0)
+            .unwrap_or(if tls { 5061 } else { 5060 });
+        Ok(outbound::Hop {
+            host: route.next_hop.to_ascii_lowercase(),
+            port,
+            tls,
+        })
+    }
+
+    /// Presence between a local user and a SIP user: handled by the subscription table of the
+    /// routing node — here, or forwarded there over the node-to-node stream.
+    fn presence(self: &Arc<Self>, stanza: Element) {
+        match self.routing_node() {
+            Some(n) if n == self.node_id => self.presence_here(stanza, self.node_id),
+            Some(n) => {
+                if let Err(e) = self.cluster.route(
+                    n,
+                    herald_grpc::cluster::route_message::Kind::ToSip(stanza.to_xml_string()),
+                ) {
+                    tracing::warn!(routing_node = n, error = %e, "presence for a SIP domain not forwarded to the routing node");
+                    metrics::failure("outbound", "forward");
+                } else {
+                    ::metrics::counter!(metrics::FORWARDED, "kind" => "presence").increment(1);
+                }
+            }
+            None => {
+                tracing::info!("presence for a SIP domain dropped: no routing node is live");
+                metrics::failure("outbound", "no_routing_node");
+            }
+        }
+    }
+
+    /// Presence for the subscription table (this node should be the routing node; when the
+    /// role moved while it travelled, it goes on to the routing node in office).
+    pub fn presence_here(self: &Arc<Self>, stanza: Element, from_node: u64) {
+        if self.routing_node() != Some(self.node_id) {
+            if from_node == self.node_id {
+                tracing::info!(
+                    "presence for a SIP domain dropped: this node is no longer the routing node"
+                );
+                metrics::failure("outbound", "not_routing_node");
+            } else {
+                // One more hop at most: the sender's view was a moment old.
+                self.presence(stanza);
+            }
+            return;
+        }
+        let now = std::time::Instant::now();
+        let actions = {
+            let mut env = self.env();
+            self.table().on_xmpp(&stanza, now, &mut env)
+        };
+        self.execute(actions);
+    }
+
+    fn env(&self) -> SubsEnv<'_> {
+        SubsEnv {
+            sip: self,
+            applied: self.cluster.applied(),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, subs::Table> {
+        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An admitted SUBSCRIBE from `watcher` to the local `user`.
+    pub fn on_subscribe(
+        self: &Arc<Self>,
+        req: &herald_sip::Request,
+        watcher: &Jid,
+        user: &Jid,
+        tls: bool,
+    ) -> (herald_sip::Response, Vec<subs::Action>) {
+        let mut env = self.env();
+        let r =
+            self.table()
+                .on_subscribe(req, watcher, user, tls, std::time::Instant::now(), &mut env);
+        self.gauges();
+        r
+    }
+
+    /// An admitted NOTIFY (for one of our outbound subscriptions).
+    pub fn on_notify(
+        self: &Arc<Self>,
+        req: &herald_sip::Request,
+        tls: bool,
+    ) -> (herald_sip::Response, Vec<subs::Action>) {
+        let mut env = self.env();
+        let r = self
+            .table()
+            .on_notify(req, tls, std::time::Instant::now(), &mut env);
+        self.gauges();
+        r
+    }
+
+    fn gauges(&self) {
+        let c = self.table().counts();
+        ::metrics::gauge!(metrics::SUBSCRIPTIONS, "direction" => "inbound", "state" => "active")
+            .set(c.inbound_active as f64);
+        ::metrics::gauge!(metrics::SUBSCRIPTIONS, "direction" => "inbound", "state" => "pending")
+            .set(c.inbound_pending as f64);
+        ::metrics::gauge!(metrics::SUBSCRIPTIONS, "direction" => "outbound", "state" => "any")
+            .set(c.outbound as f64);
+    }
+
+    /// Carries out what the subscription table decided: stanzas into XMPP, requests out over
+    /// the links (their final responses come back to the table).
+    pub fn execute(self: &Arc<Self>, actions: Vec<subs::Action>) {
+        for a in actions {
+            match a {
+                subs::Action::Xmpp(el) => {
+                    self.deliver(el);
+                }
+                subs::Action::Send { request, hop, key } => {
+                    let method = request.method.as_str().to_string();
+                    ::metrics::counter!(metrics::PRESENCE_REQUESTS, "method" => method.clone())
+                        .increment(1);
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let item = outbound::Outgoing {
+                        stanza: Element::new("presence", herald_xmpp::ns::CLIENT),
+                        request,
+                        domain: hop.host.clone(),
+                        answer: Some(tx),
+                    };
+                    if self.link(&hop).try_send(item).is_err() {
+                        tracing::warn!(next_hop = %hop.host, %method, "SIP presence request dropped: link queue full");
+                        metrics::failure("outbound", "queue_full");
+                        continue;
+                    }
+                    let sip = self.clone();
+                    self.runtime.spawn(async move {
+                        if let Ok(resp) = rx.await {
+                            let actions =
+                                sip.table()
+                                    .on_response(&key, &resp, std::time::Instant::now());
+                            sip.gauges();
+                            sip.execute(actions);
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// The subscription timers, once a second, for as long as the node runs; a node that
+    /// loses the routing role ends its inbound subscriptions with `deactivated` (the watchers
+    /// subscribe again, reaching the new routing node).
+    pub async fn tick_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let now = std::time::Instant::now();
+            let routing = self.routing_node() == Some(self.node_id);
+            let actions = {
+                let mut env = self.env();
+                let mut t = self.table();
+                if routing {
+                    t.tick(now, &mut env)
+                } else {
+                    t.deactivate_all(now, &mut env)
+                }
+            };
+            if !actions.is_empty() {
+                self.gauges();
+            }
+            self.execute(actions);
         }
     }
 
@@ -301,6 +546,19 @@ impl Sip {
         if let (Some(reply), Some(x)) = (err.reply_to(stanza, None), self.xmpp.upgrade()) {
             x.router().route(reply);
         }
+    }
+
+    /// Shutdown, first step: inbound subscriptions end with `deactivated` NOTIFYs (queued on
+    /// the links, which [`Sip::stop`] then closes after writing what they hold).
+    pub fn deactivate(self: &Arc<Self>) -> usize {
+        let actions = {
+            let mut env = self.env();
+            self.table()
+                .deactivate_all(std::time::Instant::now(), &mut env)
+        };
+        let n = actions.len();
+        self.execute(actions);
+        n
     }
 
     /// Closes every link (shutdown): queued messages are bounced by their tasks.

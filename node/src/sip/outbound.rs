@@ -57,6 +57,10 @@ pub struct Outgoing {
     pub request: Request,
     /// The SIP domain (for logs).
     pub domain: String,
+    /// Where the final response goes (presence requests); `None` for a MESSAGE, whose failure
+    /// bounces `stanza`. A request that gets no final response is answered here with a 408
+    /// made up by the link.
+    pub answer: Option<tokio::sync::oneshot::Sender<Response>>,
 }
 
 struct Pending {
@@ -286,11 +290,17 @@ impl State {
         if r.is_provisional() {
             return;
         }
-        let Some(p) = self.pending.remove(&branch) else {
+        let Some(mut p) = self.pending.remove(&branch) else {
             tracing::debug!(status = r.status, "SIP response for no transaction ignored");
             return;
         };
-        m::request("outbound", "MESSAGE", r.status);
+        let method = p.item.request.method.as_str().to_string();
+        m::request("outbound", &method, r.status);
+        if let Some(answer) = p.item.answer.take() {
+            tracing::debug!(domain = %p.item.domain, %method, status = r.status, "SIP request answered");
+            let _ = answer.send(r);
+            return;
+        }
         if r.is_success() {
             tracing::info!(domain = %p.item.domain, status = r.status, "SIP MESSAGE accepted");
             ::metrics::counter!(m::MESSAGES, "direction" => "outbound").increment(1);
@@ -374,8 +384,15 @@ impl State {
     }
 
     fn fail(&self, item: Outgoing, condition: StanzaCondition, reason: &'static str, text: &str) {
-        tracing::info!(domain = %item.domain, reason, "SIP MESSAGE failed; bounced to the XMPP sender");
         m::failure("outbound", reason);
+        if let Some(answer) = item.answer {
+            tracing::info!(domain = %item.domain, method = %item.request.method, reason, "SIP request failed: {text}");
+            let mut r = Response::for_request(&item.request, 408, Some("Request Timeout"));
+            r.reason = format!("Request Timeout ({text})");
+            let _ = answer.send(r);
+            return;
+        }
+        tracing::info!(domain = %item.domain, reason, "SIP MESSAGE failed; bounced to the XMPP sender");
         self.sip.bounce(&item.stanza, condition, text);
     }
 }

@@ -272,6 +272,17 @@ impl RouteSink for NodeSink {
                 }
                 true
             }
+            Kind::ToSip(xml) => {
+                let sip = self.shared.upgrade().and_then(|s| s.sip.get().cloned());
+                match (sip, parse_stanza(&xml)) {
+                    (Some(sip), Some(el)) => sip.presence_here(el, from_node),
+                    _ => tracing::warn!(
+                        from_node,
+                        "presence for a SIP domain dropped: no SIP edge here"
+                    ),
+                }
+                true
+            }
             Kind::ToSession(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
                 (Some(full), Some(stanza)) => self
                     .shard(&full)
@@ -463,6 +474,12 @@ async fn reroute_lost(
             Kind::ToRemote(xml) => {
                 if let (Some(s2s), Some(el)) = (shared.s2s.get(), parse_stanza(&xml)) {
                     s2s.send(el, false);
+                }
+            }
+            // Goes to the routing node in office now.
+            Kind::ToSip(xml) => {
+                if let (Some(sip), Some(el)) = (shared.sip.get(), parse_stanza(&xml)) {
+                    sip.send(el);
                 }
             }
         }
