@@ -477,6 +477,10 @@ impl Table {
         let mut na = to.clone();
         na.set_tag(&local_tag);
         resp.headers.set(HeaderName::To, na.to_string());
+        // RFC 3261 §12.1.1: the dialog-creating response carries the Record-Route set back.
+        for rr in req.headers.get_all(&HeaderName::RecordRoute) {
+            resp.headers.push(HeaderName::RecordRoute, rr.to_string());
+        }
         let mut actions = Vec::new();
         if expires == 0 {
             // A fetch: one NOTIFY with the state now, then the subscription is gone.
