@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use herald_cluster::secrets::{write_key_file, KeySource, Keyring, SecretKey, DATA_DIR_KEY_FILE};
 
 use crate::config::NodeConfig;
@@ -15,17 +15,37 @@ use crate::config::NodeConfig;
 /// The variable that may hold the key itself (hex or base64).
 pub const KEY_ENV: &str = "HERALD_SECRETS_KEY";
 
-/// Refuses a private key file that the group or others may read (or that is missing).
+/// Refuses a private key file that others may read or write, or that the group may read when
+/// this process owns the file (`chmod 600` fixes it). A group-readable file owned by someone
+/// else — a read-only file the platform hands over, such as a Kubernetes secret volume with an
+/// `fsGroup` (root-owned, mode 0440) — is accepted with a warning: this process cannot change it
+/// and reads it only through that group.
 pub fn check_private_file(path: &Path, what: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "{what} {} is readable or writable by group or others (mode {mode:04o}); refusing to \
-             start: run `chmod 600 {}`",
+    let refuse = |who: &str| {
+        anyhow::anyhow!(
+            "{what} {} is accessible to {who} (mode {mode:04o}); refusing to start: run \
+             `chmod 600 {}`",
             path.display(),
             path.display()
+        )
+    };
+    if mode & 0o007 != 0 {
+        return Err(refuse("every user"));
+    }
+    if mode & 0o070 != 0 {
+        // /proc/self belongs to this process's effective user (Linux); elsewhere be strict.
+        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        if me.is_none_or(|uid| uid == meta.uid()) {
+            return Err(refuse("its group"));
+        }
+        tracing::warn!(
+            file = %path.display(),
+            mode = %format!("{mode:04o}"),
+            "{what} is group-readable but owned by another user (a read-only platform mount?); \
+             accepted: make sure only this service is in that group"
         );
     }
     Ok(())
@@ -65,7 +85,7 @@ pub fn load(cfg: &NodeConfig, joining: bool) -> anyhow::Result<Keyring> {
 
 fn load_from(cfg: &NodeConfig, joining: bool, env: Option<String>) -> anyhow::Result<Keyring> {
     if let Some(text) = env.filter(|t| !t.trim().is_empty()) {
-        let key = SecretKey::parse(text.as_bytes()).with_context(|| format!("{KEY_ENV}"))?;
+        let key = SecretKey::parse(text.as_bytes()).context(KEY_ENV)?;
         tracing::info!(key_id = %key.id(), "secrets at rest sealed with the key from {KEY_ENV}");
         return Ok(Keyring::with_key(key, KeySource::Environment));
     }
@@ -130,7 +150,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         std::fs::write(&p, SecretKey::generate().to_hex()).unwrap();
-        for (mode, ok) in [(0o600, true), (0o400, true), (0o640, false), (0o644, false)] {
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o640, false),
+            (0o644, false),
+            (0o604, false),
+        ] {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
             let r = check_private_file(&p, "secrets key file");
             assert_eq!(r.is_ok(), ok, "mode {mode:o}: {r:?}");
