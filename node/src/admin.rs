@@ -1,8 +1,11 @@
 //! The admin gRPC service (`herald.admin.v1.Admin`), served by every node.
 //!
 //! Reads come from this node's applied state (or after a ReadIndex barrier when the caller asks
-//! for a linearizable read); writes become [`Command`]s committed through Raft. Secrets never
-//! leave: SCRAM secrets are stripped from users and calendar passwords are masked.
+//! for a linearizable read); writes become [`Command`]s committed through Raft, each carrying
+//! the caller's identity so that the state machine appends an audit record with the change.
+//! Secrets never leave: SCRAM secrets are stripped from users, calendar passwords and the
+//! dialback secret are masked, and new values of the latter two are sealed with the secrets key
+//! before they are proposed (`herald_cluster::secrets`).
 
 use std::time::{Duration, Instant};
 
@@ -65,18 +68,6 @@ pub struct AuditOptions {
     pub secrets: Keyring,
     /// Audit records kept in the store.
     pub keep: u32,
-}
-
-impl AuditOptions {
-    pub fn for_test() -> Self {
-        AuditOptions {
-            secrets: Keyring::with_key(
-                herald_cluster::secrets::SecretKey::generate(),
-                herald_cluster::secrets::KeySource::Environment,
-            ),
-            keep: herald_cluster::state::audit::DEFAULT_KEEP as u32,
-        }
-    }
 }
 
 /// How the audit log names a bearer token: `token:` and 8 hex digits of its SHA-256, enough to
@@ -855,6 +846,25 @@ mod tests {
             Some(Body::CalendarCredentials(c)) => assert_eq!(c.password, MASK),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn actors_name_tokens_by_fingerprint_and_clients_by_certificate() {
+        let a = token_actor("tok-123456");
+        assert!(a.starts_with("token:") && a.len() == 14, "{a}");
+        assert!(!a.contains("tok-123456"));
+        assert_eq!(a, token_actor("tok-123456"));
+        assert_ne!(a, token_actor("tok-123457"));
+        let mut params = rcgen::CertificateParams::new(vec!["ops.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ops-alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let c = cert_actor(cert.der());
+        assert!(c.starts_with("cert:") && c.contains("CN=ops-alice"), "{c}");
+        assert!(c.contains("san=DNS:ops.example"), "{c}");
+        assert_eq!(cert_actor(b"garbage"), "cert:<unparsable>");
     }
 
     #[test]
