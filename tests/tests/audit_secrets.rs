@@ -190,6 +190,30 @@ fn token_changes_are_audited_and_secrets_sealed_at_rest() -> Result<()> {
         assert!(log.contains("secrets key"), "node {node}: {log}");
     }
 
+    // Membership changes are audited too (node 3 is added, never started, removed).
+    let addr3 = sb.cluster_addr(3);
+    sb.cli_ok(
+        1,
+        &["cluster", "add-node", "--id", "3", "--address", &addr3],
+    )?;
+    sb.cli_ok(1, &["cluster", "remove-node", "--id", "3"])?;
+    let last: Vec<(String, String)> = audit(&sb, 1, &["--kind", "node", "--limit", "2"])?
+        .iter()
+        .map(|r| {
+            (
+                r["operation"].as_str().unwrap_or("").to_string(),
+                r["key"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("remove-node".to_string(), "3".to_string()),
+            ("add-node".to_string(), "3".to_string())
+        ]
+    );
+
     // Metrics: records written.
     let (_, metrics) = sb.http_get(1, "/metrics")?;
     let written: f64 = metrics
