@@ -125,6 +125,7 @@ fn start_node(rt: &Runtime, id: u64, dir: &Path, join: Option<String>) -> Result
             bootstrap_domains: vec!["bench.test".to_string()],
             join,
             peer: PeerOptions::default(),
+            secrets: Default::default(),
         },
         &slog::Logger::root(slog::Discard, slog::o!()),
     )
@@ -232,6 +233,7 @@ impl LoopbackCluster {
         let i = self.next_write.get();
         self.next_write.set(i + 1);
         Command {
+            audit: None,
             op: Some(Op::Put(PutObject {
                 object: Some(ConfigObject::new(Body::Domain(LocalDomain {
                     name: format!("d{}.bench.test", i % KEYS),

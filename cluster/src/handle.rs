@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 use herald_grpc::cluster::{MembershipChange, ProposeRequest, StatusReply, StatusRequest};
-use herald_grpc::config::{write_outcome, Command, ErrorCode, ErrorDetail, NodeInfo, WriteOutcome};
+use herald_grpc::config::{
+    write_outcome, AuditContext, Command, ErrorCode, ErrorDetail, NodeInfo, WriteOutcome,
+};
 use prost::Message as _;
 use tokio::sync::{oneshot, watch};
 
@@ -51,6 +53,8 @@ struct Inner {
     rt: Option<tokio::runtime::Handle>,
     /// The node layer's facts and log filter, registered once at start.
     local: OnceLock<Arc<dyn crate::local::LocalNode>>,
+    /// This node's secrets key (set once at start).
+    secrets: OnceLock<crate::secrets::Keyring>,
 }
 
 fn unavailable(msg: impl Into<String>) -> ErrorDetail {
@@ -81,6 +85,7 @@ impl ClusterHandle {
                 peer_opts,
                 clients: Mutex::new(HashMap::new()),
                 local: OnceLock::new(),
+                secrets: OnceLock::new(),
             }),
         }
     }
@@ -116,6 +121,16 @@ impl ClusterHandle {
     /// Registers the node layer's facts and log filter (once; later calls change nothing).
     pub fn set_local_node(&self, local: Arc<dyn crate::local::LocalNode>) {
         let _ = self.inner.local.set(local);
+    }
+
+    /// Registers this node's secrets key (once; later calls change nothing).
+    pub fn set_secrets(&self, ring: crate::secrets::Keyring) {
+        let _ = self.inner.secrets.set(ring);
+    }
+
+    /// This node's secrets key, when one was registered.
+    pub fn secrets(&self) -> Option<&crate::secrets::Keyring> {
+        self.inner.secrets.get()
     }
 
     pub(crate) fn local_node(&self) -> Option<&Arc<dyn crate::local::LocalNode>> {
@@ -192,10 +207,21 @@ impl ClusterHandle {
         add: bool,
         node: NodeInfo,
     ) -> Result<Vec<u64>, ErrorDetail> {
+        self.change_membership_local_audited(add, node, None).await
+    }
+
+    /// [`Self::change_membership_local`], recorded in the audit log when `audit` is set.
+    pub async fn change_membership_local_audited(
+        &self,
+        add: bool,
+        node: NodeInfo,
+        audit: Option<AuditContext>,
+    ) -> Result<Vec<u64>, ErrorDetail> {
         let (tx, rx) = oneshot::channel();
         self.submit(Input::ConfChange {
             add,
             node,
+            audit,
             reply: tx,
         })?;
         rx.await
@@ -305,17 +331,30 @@ impl ClusterHandle {
         add: bool,
         node: NodeInfo,
     ) -> Result<Vec<u64>, ErrorDetail> {
+        self.change_membership_audited(add, node, None).await
+    }
+
+    /// [`Self::change_membership`], recorded in the audit log (in the same Raft entry) when
+    /// `audit` is set.
+    pub async fn change_membership_audited(
+        &self,
+        add: bool,
+        node: NodeInfo,
+        audit: Option<AuditContext>,
+    ) -> Result<Vec<u64>, ErrorDetail> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let st = self.status();
             let res = if st.role == Role::Leader {
-                self.change_membership_local(add, node.clone()).await
+                self.change_membership_local_audited(add, node.clone(), audit.clone())
+                    .await
             } else if st.leader_id != 0 {
                 match self.peer(st.leader_id) {
                     Ok(mut c) => {
                         let mut req = tonic::Request::new(MembershipChange {
                             add,
                             node: Some(node.clone()),
+                            audit: audit.clone(),
                         });
                         req.set_timeout(PEER_CALL_TIMEOUT);
                         match c.change_membership(req).await {

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod placement;
 pub mod raft_loop;
 pub mod routing;
+pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod storage;
@@ -59,6 +60,9 @@ pub struct ClusterConfig {
     /// host:port of any member's node-to-node API to join through; None: bootstrap when empty.
     pub join: Option<String>,
     pub peer: PeerOptions,
+    /// This node's secrets key (see [`secrets`]); handed to joining nodes on the embedded
+    /// default, or received at join when it is still empty.
+    pub secrets: secrets::Keyring,
 }
 
 /// Why the cluster layer could not start.
@@ -111,6 +115,7 @@ pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, Start
         );
     }
     let is_member = storage.conf_state().voters.contains(&cfg.me.node_id);
+    let awaiting_key = cfg.secrets.awaiting();
     let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(65_536);
     let rt = tokio::runtime::Handle::current();
     let transport = Arc::new(GrpcTransport::new(
@@ -133,9 +138,12 @@ pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, Start
         outputs.applied,
         cfg.peer.clone(),
     );
+    handle.set_secrets(cfg.secrets.clone());
     rt.spawn(notify_removed(handle.clone(), outputs.events));
     rt.spawn(routing::liveness_loop(handle.clone()));
-    if let (Some(target), false) = (cfg.join.clone(), is_member) {
+    // A member that still lacks the cluster's secrets key (it stopped between joining and
+    // writing the key) asks again: a join of a member is idempotent.
+    if let (Some(target), true) = (cfg.join.clone(), !is_member || awaiting_key) {
         rt.spawn(join_loop(handle.clone(), target));
     }
     Ok(Cluster { handle, thread })
@@ -182,13 +190,50 @@ async fn notify_removed(
     }
 }
 
+/// Adopts the cluster's secrets key from a join reply when this node waits for one; says
+/// loudly when this node's key differs from the cluster's.
+fn take_secrets_key(handle: &ClusterHandle, r: &herald_grpc::cluster::JoinReply) {
+    let Some(ring) = handle.secrets() else {
+        return;
+    };
+    if ring.awaiting() {
+        if r.secrets_key.is_empty() {
+            tracing::error!(
+                "this node has no secrets key and the cluster does not hand out its own (operators \
+                 provide it): start every node with the same --secrets-key-file or \
+                 HERALD_SECRETS_KEY; sealed secrets (calendar passwords, dialback secret) cannot \
+                 be read here"
+            );
+            return;
+        }
+        match ring.adopt(&r.secrets_key) {
+            Ok(Some(id)) => tracing::info!(
+                key_id = %id,
+                "adopted the cluster's secrets key (embedded default) and stored it in the data dir"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot store the cluster's secrets key"),
+        }
+    } else if let Some(mine) = ring.key_id() {
+        if !r.secrets_key_id.is_empty() && r.secrets_key_id != mine {
+            tracing::error!(
+                mine = %mine,
+                cluster = %r.secrets_key_id,
+                "this node's secrets key differs from the cluster's: every node must use the same \
+                 key, or sealed secrets cannot be read"
+            );
+        }
+    }
+}
+
 /// Asks `target` to add this node as a voter, until it is one (with backoff, logging each failure).
 async fn join_loop(handle: ClusterHandle, target: String) {
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0u64;
     loop {
         let st = handle.status();
-        if st.stopped || st.voters.contains(&handle.node_id()) {
+        let awaiting_key = handle.secrets().is_some_and(|k| k.awaiting());
+        if st.stopped || (st.voters.contains(&handle.node_id()) && !awaiting_key) {
             return;
         }
         attempt += 1;
@@ -207,7 +252,9 @@ async fn join_loop(handle: ClusterHandle, target: String) {
         };
         match res {
             Ok(r) => {
-                tracing::info!(%target, leader = r.into_inner().leader_id, "joined the cluster");
+                let r = r.into_inner();
+                tracing::info!(%target, leader = r.leader_id, "joined the cluster");
+                take_secrets_key(&handle, &r);
                 return;
             }
             Err(e) => {

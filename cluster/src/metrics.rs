@@ -17,6 +17,8 @@ pub const MESSAGES_SENT: &str = "herald_raft_messages_sent_total";
 pub const MESSAGES_RECEIVED: &str = "herald_raft_messages_received_total";
 pub const PEER_CONNECT_FAILURES: &str = "herald_cluster_peer_connect_failures_total";
 pub const FORWARDED_WRITES: &str = "herald_cluster_forwarded_writes_total";
+/// Audit records appended to the replicated store, as applied on this node.
+pub const AUDIT_RECORDS: &str = "herald_audit_records_written_total";
 
 /// Registers descriptions so that `/metrics` explains each series.
 pub fn describe() {
@@ -49,6 +51,11 @@ pub fn describe() {
     describe_counter!(MESSAGES_RECEIVED, "Raft messages received from peers");
     describe_counter!(PEER_CONNECT_FAILURES, "Failed connections to peer nodes");
     describe_counter!(FORWARDED_WRITES, "Writes forwarded to the leader");
+    describe_counter!(
+        AUDIT_RECORDS,
+        "Audit records of admin changes appended to the replicated store (applied on this node)"
+    );
+    metrics::counter!(AUDIT_RECORDS).absolute(0);
     describe_counter!(
         crate::routing::ROUTED,
         "Stanzas and session events routed between nodes, by direction"

@@ -185,9 +185,15 @@ impl NodeApi for NodeApiService {
             .await
             .map_err(|e| e.to_status())?;
         let applied = self.handle.applied();
+        let ring = self.handle.secrets();
         Ok(Response::new(JoinReply {
             leader_id: self.handle.status().leader_id,
             members: applied.state.nodes(),
+            secrets_key: ring
+                .and_then(|r| r.shareable_key())
+                .map(|k| k.bytes().to_vec())
+                .unwrap_or_default(),
+            secrets_key_id: ring.and_then(|r| r.key_id()).unwrap_or_default(),
         }))
     }
 
@@ -203,7 +209,11 @@ impl NodeApi for NodeApiService {
         let node = req
             .node
             .ok_or_else(|| Status::invalid_argument("membership change without a node"))?;
-        let reply = match self.handle.change_membership_local(req.add, node).await {
+        let reply = match self
+            .handle
+            .change_membership_local_audited(req.add, node, req.audit)
+            .await
+        {
             Ok(voters) => MembershipChangeReply {
                 error: None,
                 voters,

@@ -28,6 +28,7 @@ fn info(id: u64) -> NodeInfo {
 
 fn put_domain(name: &str) -> Command {
     Command {
+        audit: None,
         op: Some(Op::Put(PutObject {
             object: Some(ConfigObject::new(Body::Domain(LocalDomain {
                 name: name.to_string(),

@@ -1,25 +1,31 @@
 //! The admin gRPC service (`herald.admin.v1.Admin`), served by every node.
 //!
 //! Reads come from this node's applied state (or after a ReadIndex barrier when the caller asks
-//! for a linearizable read); writes become [`Command`]s committed through Raft. Secrets never
-//! leave: SCRAM secrets are stripped from users and calendar passwords are masked.
+//! for a linearizable read); writes become [`Command`]s committed through Raft, each carrying
+//! the caller's identity so that the state machine appends an audit record with the change.
+//! Secrets never leave: SCRAM secrets are stripped from users, calendar passwords and the
+//! dialback secret are masked, and new values of the latter two are sealed with the secrets key
+//! before they are proposed (`herald_cluster::secrets`).
 
 use std::time::{Duration, Instant};
 
 use herald_cluster::client::constant_time_eq;
+use herald_cluster::secrets::{Keyring, FIELD_CALENDAR_PASSWORD, FIELD_DIALBACK_SECRET};
+use herald_cluster::state::validate::MIN_DIALBACK_SECRET_CHARS;
 use herald_cluster::ClusterHandle;
 use herald_grpc::admin::admin_server::{Admin, AdminServer};
 use herald_grpc::admin::{
-    AddNodeRequest, AddUserRequest, ClusterStatusReply, ClusterStatusRequest, DeleteRequest,
-    DiagnoseReply, DiagnoseRequest, GetLogFilterRequest, GetReply, GetRequest, ListReply,
-    ListRequest, LogFilterReply, MembershipReply, NodeStatus, PutRequest, RemoveNodeRequest,
-    SetLogFilterRequest, SetPasswordRequest, UserSession, WriteReply,
+    AddNodeRequest, AddUserRequest, AuditListReply, AuditListRequest, ClusterStatusReply,
+    ClusterStatusRequest, DeleteRequest, DiagnoseReply, DiagnoseRequest, GetLogFilterRequest,
+    GetReply, GetRequest, ListReply, ListRequest, LogFilterReply, MembershipReply, NodeStatus,
+    PutRequest, RemoveNodeRequest, SetLogFilterRequest, SetPasswordRequest, UserSession,
+    WriteReply,
 };
 use herald_grpc::cluster::LogFilterChange;
 use herald_grpc::config::{
-    command::Op, config_object::Body, AddPolicyException, Command, ConfigObject, DeleteObject,
-    ErrorCode, ErrorDetail, NodeInfo, ObjectKind, PutObject, RemovePolicyException, SetUserSecrets,
-    User, WriteMode,
+    command::Op, config_object::Body, AddPolicyException, AuditContext, Command, ConfigObject,
+    DeleteObject, ErrorCode, ErrorDetail, NodeInfo, ObjectKind, PutObject, RemovePolicyException,
+    SetUserSecrets, User, WriteMode,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
@@ -48,6 +54,54 @@ pub struct AdminService {
     cluster: ClusterHandle,
     /// Calendar gateways as this node's CalendarActor sees them.
     calendar: crate::calendar::StatusBoard,
+    /// Seals secrets before they are proposed.
+    secrets: Keyring,
+    /// Audit records kept in the store (travels in each audited entry).
+    audit_keep: u32,
+    /// `token:<fingerprint>` when a bearer token is configured.
+    token_actor: Option<String>,
+}
+
+/// What the admin service needs for the audit log and secrets at rest.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub secrets: Keyring,
+    /// Audit records kept in the store.
+    pub keep: u32,
+}
+
+/// How the audit log names a bearer token: `token:` and 8 hex digits of its SHA-256, enough to
+/// tell tokens apart, useless to recover one.
+pub fn token_actor(token: &str) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(token.as_bytes());
+    format!("token:{}", hex::encode(&h[..4]))
+}
+
+/// How the audit log names an mTLS client: its certificate's subject and its SANs.
+pub fn cert_actor(cert_der: &[u8]) -> String {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return "cert:<unparsable>".to_string();
+    };
+    let mut s = format!("cert:{}", cert.subject());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(format!("DNS:{d}")),
+                GeneralName::RFC822Name(e) => Some(format!("email:{e}")),
+                GeneralName::URI(u) => Some(format!("URI:{u}")),
+                _ => None,
+            })
+            .collect();
+        if !names.is_empty() {
+            s.push_str(&format!(" san={}", names.join(",")));
+        }
+    }
+    s
 }
 
 /// Rejects admin calls without the configured bearer token.
@@ -98,18 +152,56 @@ impl AdminService {
         token: Option<String>,
         max_bytes: usize,
         calendar: crate::calendar::StatusBoard,
+        audit: AuditOptions,
     ) -> AdminGrpc {
         let check = AuthCheck::new(token.as_deref());
-        let server = AdminServer::new(AdminService { cluster, calendar })
-            .max_decoding_message_size(max_bytes)
-            .max_encoding_message_size(max_bytes);
+        let server = AdminServer::new(AdminService {
+            cluster,
+            calendar,
+            secrets: audit.secrets,
+            audit_keep: audit.keep,
+            token_actor: token.as_deref().map(token_actor),
+        })
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
         InterceptedService::new(server, check)
     }
 
-    async fn write(&self, op: Op) -> Result<WriteReply, Status> {
+    /// Who made the call: the mTLS client certificate when there is one, else the bearer
+    /// token (by fingerprint), else `anonymous` (admin API open on loopback).
+    fn actor<T>(&self, req: &Request<T>) -> String {
+        let cert = req
+            .peer_certs()
+            .and_then(|c| c.first().map(|leaf| cert_actor(leaf.as_ref())));
+        match (cert, &self.token_actor) {
+            (Some(c), Some(t)) => format!("{c} ({t})"),
+            (Some(c), None) => c,
+            (None, Some(t)) => t.clone(),
+            (None, None) => "anonymous".to_string(),
+        }
+    }
+
+    /// The audit context of a write asked for by `actor`, stamped now.
+    fn audit(&self, actor: String) -> AuditContext {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        AuditContext {
+            actor,
+            node_id: self.cluster.node_id(),
+            at_ms,
+            keep: self.audit_keep,
+        }
+    }
+
+    async fn write(&self, op: Op, actor: String) -> Result<WriteReply, Status> {
         let w = self
             .cluster
-            .write(&Command { op: Some(op) })
+            .write(&Command {
+                audit: Some(self.audit(actor)),
+                op: Some(op),
+            })
             .await
             .map_err(|e| e.to_status())?;
         for warning in &w.warnings {
@@ -126,8 +218,8 @@ impl AdminService {
     /// that the next stanza after the answer is decided under it on whichever node it enters
     /// (followers otherwise apply it up to a heartbeat later). A member still behind at the
     /// deadline is logged; the write itself has succeeded either way.
-    async fn write_applied_everywhere(&self, op: Op) -> Result<WriteReply, Status> {
-        let reply = self.write(op).await?;
+    async fn write_applied_everywhere(&self, op: Op, actor: String) -> Result<WriteReply, Status> {
+        let reply = self.write(op, actor).await?;
         let deadline = Instant::now() + FEDERATION_APPLY_WAIT;
         loop {
             let behind: Vec<u64> = self
@@ -251,9 +343,10 @@ impl AdminService {
         self.cluster.home_node(jid, pinned).unwrap_or(0)
     }
 
-    /// Put with secrets kept: users never carry SCRAM secrets through Put, masked values mean
-    /// "unchanged".
-    fn prepare_put(&self, mut object: ConfigObject) -> ConfigObject {
+    /// Put with secrets kept and sealed: users never carry SCRAM secrets through Put, masked
+    /// values mean "unchanged", and a new calendar password or dialback secret is sealed with
+    /// the secrets key before it is proposed (so it never reaches the Raft log in the clear).
+    fn prepare_put(&self, mut object: ConfigObject) -> Result<ConfigObject, Status> {
         let applied = self.cluster.applied();
         let stored = applied.state.get(object.kind(), &object.key());
         match (&mut object.body, stored.and_then(|s| s.body)) {
@@ -261,19 +354,58 @@ impl AdminService {
                 u.scram_sha256 = None;
                 u.scram_sha1 = None;
             }
-            (Some(Body::CalendarCredentials(c)), Some(Body::CalendarCredentials(old)))
-                if c.password == MASK =>
-            {
-                c.password = old.password;
+            (Some(Body::CalendarCredentials(c)), old) => {
+                c.password = match (c.password == MASK, old) {
+                    (true, Some(Body::CalendarCredentials(old))) => {
+                        self.keep_sealed(FIELD_CALENDAR_PASSWORD, old.password)?
+                    }
+                    (true, _) => {
+                        return Err(Status::invalid_argument(
+                            "password: no stored password to keep",
+                        ))
+                    }
+                    (false, _) => self.seal(FIELD_CALENDAR_PASSWORD, &c.password)?,
+                };
             }
-            (Some(Body::XmppFederation(x)), Some(Body::XmppFederation(old)))
-                if x.dialback_secret == MASK =>
-            {
-                x.dialback_secret = old.dialback_secret;
+            (Some(Body::XmppFederation(x)), old) => {
+                x.dialback_secret = match (x.dialback_secret == MASK, old) {
+                    (true, Some(Body::XmppFederation(old))) => {
+                        self.keep_sealed(FIELD_DIALBACK_SECRET, old.dialback_secret)?
+                    }
+                    (true, _) => String::new(),
+                    (false, _) => {
+                        let n = x.dialback_secret.chars().count();
+                        if n != 0 && n < MIN_DIALBACK_SECRET_CHARS {
+                            return Err(ErrorDetail::invalid(
+                                "dialback_secret",
+                                format!(
+                                    "must be empty or at least {MIN_DIALBACK_SECRET_CHARS} characters"
+                                ),
+                            )
+                            .to_status());
+                        }
+                        self.seal(FIELD_DIALBACK_SECRET, &x.dialback_secret)?
+                    }
+                };
             }
             _ => {}
         }
-        object
+        Ok(object)
+    }
+
+    fn seal(&self, field: &str, plaintext: &str) -> Result<String, Status> {
+        self.secrets
+            .seal(field, plaintext)
+            .map_err(|e| Status::unavailable(format!("cannot seal the secret: {e}")))
+    }
+
+    /// The stored value of an unchanged secret; one stored before encryption is sealed now.
+    fn keep_sealed(&self, field: &str, stored: String) -> Result<String, Status> {
+        if stored.is_empty() || herald_cluster::secrets::is_sealed(&stored) {
+            Ok(stored)
+        } else {
+            self.seal(field, &stored)
+        }
     }
 }
 
@@ -340,6 +472,7 @@ impl Admin for AdminService {
     ) -> Result<Response<MembershipReply>, Status> {
         let t = Instant::now();
         let r = async {
+            let actor = self.actor(&req);
             let req = req.into_inner();
             if req.node_id == 0 {
                 return Err(Status::invalid_argument("node_id: must be >= 1"));
@@ -347,13 +480,14 @@ impl Admin for AdminService {
             check_address(&req.address)?;
             let voters = self
                 .cluster
-                .change_membership(
+                .change_membership_audited(
                     true,
                     NodeInfo {
                         node_id: req.node_id,
                         cluster_address: req.address,
                         admin_address: String::new(),
                     },
+                    Some(self.audit(actor)),
                 )
                 .await
                 .map_err(|e| e.to_status())?;
@@ -369,18 +503,20 @@ impl Admin for AdminService {
     ) -> Result<Response<MembershipReply>, Status> {
         let t = Instant::now();
         let r = async {
+            let actor = self.actor(&req);
             let id = req.into_inner().node_id;
             if id == 0 {
                 return Err(Status::invalid_argument("node_id: must be >= 1"));
             }
             let voters = self
                 .cluster
-                .change_membership(
+                .change_membership_audited(
                     false,
                     NodeInfo {
                         node_id: id,
                         ..Default::default()
                     },
+                    Some(self.audit(actor)),
                 )
                 .await
                 .map_err(|e| e.to_status())?;
@@ -451,12 +587,13 @@ impl Admin for AdminService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
         let r = async {
+            let actor = self.actor(&req);
             let req = req.into_inner();
             let object = req
                 .object
                 .filter(|o| o.body.is_some())
                 .ok_or_else(|| Status::invalid_argument("object: missing"))?;
-            let object = self.prepare_put(object);
+            let object = self.prepare_put(object)?;
             let federation = matches!(
                 object.body,
                 Some(Body::XmppPolicy(_) | Body::XmppFederation(_))
@@ -468,9 +605,9 @@ impl Admin for AdminService {
                 confirm: req.confirm,
             });
             if federation {
-                self.write_applied_everywhere(op).await
+                self.write_applied_everywhere(op, actor).await
             } else {
-                self.write(op).await
+                self.write(op, actor).await
             }
             .map(Response::new)
         }
@@ -481,13 +618,17 @@ impl Admin for AdminService {
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
         let r = async {
+            let actor = self.actor(&req);
             let req = req.into_inner();
             kind_of(req.kind)?;
-            self.write(Op::Delete(DeleteObject {
-                kind: req.kind,
-                key: req.key,
-                expected_revision: req.expected_revision,
-            }))
+            self.write(
+                Op::Delete(DeleteObject {
+                    kind: req.kind,
+                    key: req.key,
+                    expected_revision: req.expected_revision,
+                }),
+                actor,
+            )
             .await
             .map(Response::new)
         }
@@ -498,6 +639,7 @@ impl Admin for AdminService {
     async fn add_user(&self, req: Request<AddUserRequest>) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
         let r = async {
+            let actor = self.actor(&req);
             let req = req.into_inner();
             let (s256, s1) = secrets_off_thread(req.password.clone()).await?;
             let user = User {
@@ -508,12 +650,15 @@ impl Admin for AdminService {
                 scram_sha1: Some(s1),
                 ..Default::default()
             };
-            self.write(Op::Put(PutObject {
-                object: Some(ConfigObject::new(Body::User(user))),
-                mode: WriteMode::Create as i32,
-                expected_revision: 0,
-                confirm: false,
-            }))
+            self.write(
+                Op::Put(PutObject {
+                    object: Some(ConfigObject::new(Body::User(user))),
+                    mode: WriteMode::Create as i32,
+                    expected_revision: 0,
+                    confirm: false,
+                }),
+                actor,
+            )
             .await
             .map(Response::new)
         }
@@ -527,14 +672,18 @@ impl Admin for AdminService {
     ) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
         let r = async {
+            let actor = self.actor(&req);
             let req = req.into_inner();
             let (s256, s1) = secrets_off_thread(req.password.clone()).await?;
-            self.write(Op::SetUserSecrets(SetUserSecrets {
-                jid: req.jid,
-                scram_sha256: Some(s256),
-                scram_sha1: Some(s1),
-                expected_revision: req.expected_revision,
-            }))
+            self.write(
+                Op::SetUserSecrets(SetUserSecrets {
+                    jid: req.jid,
+                    scram_sha256: Some(s256),
+                    scram_sha1: Some(s1),
+                    expected_revision: req.expected_revision,
+                }),
+                actor,
+            )
             .await
             .map(Response::new)
         }
@@ -547,8 +696,9 @@ impl Admin for AdminService {
         req: Request<AddPolicyException>,
     ) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
+        let actor = self.actor(&req);
         let r = self
-            .write_applied_everywhere(Op::AddPolicyException(req.into_inner()))
+            .write_applied_everywhere(Op::AddPolicyException(req.into_inner()), actor)
             .await
             .map(Response::new);
         observe("AddPolicyException", t, r)
@@ -559,8 +709,9 @@ impl Admin for AdminService {
         req: Request<RemovePolicyException>,
     ) -> Result<Response<WriteReply>, Status> {
         let t = Instant::now();
+        let actor = self.actor(&req);
         let r = self
-            .write_applied_everywhere(Op::RemovePolicyException(req.into_inner()))
+            .write_applied_everywhere(Op::RemovePolicyException(req.into_inner()), actor)
             .await
             .map(Response::new);
         observe("RemovePolicyException", t, r)
@@ -634,6 +785,38 @@ impl Admin for AdminService {
             .map(Response::new);
         observe("ReloadCerts", t, r)
     }
+
+    async fn audit_list(
+        &self,
+        req: Request<AuditListRequest>,
+    ) -> Result<Response<AuditListReply>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let req = req.into_inner();
+            self.barrier(req.linearizable).await?;
+            let limit = if req.limit == 0 {
+                100
+            } else {
+                req.limit as usize
+            };
+            let applied = self.cluster.applied();
+            let log = applied.state.audit_log();
+            let records = log
+                .iter()
+                .rev()
+                .filter(|r| req.kind == 0 || r.kind == req.kind)
+                .filter(|r| r.at_ms >= req.since_ms)
+                .take(limit)
+                .cloned()
+                .collect();
+            Ok(Response::new(AuditListReply {
+                records,
+                total: log.len() as u64,
+            }))
+        }
+        .await;
+        observe("AuditList", t, r)
+    }
 }
 
 #[cfg(test)]
@@ -663,6 +846,25 @@ mod tests {
             Some(Body::CalendarCredentials(c)) => assert_eq!(c.password, MASK),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn actors_name_tokens_by_fingerprint_and_clients_by_certificate() {
+        let a = token_actor("tok-123456");
+        assert!(a.starts_with("token:") && a.len() == 14, "{a}");
+        assert!(!a.contains("tok-123456"));
+        assert_eq!(a, token_actor("tok-123456"));
+        assert_ne!(a, token_actor("tok-123457"));
+        let mut params = rcgen::CertificateParams::new(vec!["ops.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ops-alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let c = cert_actor(cert.der());
+        assert!(c.starts_with("cert:") && c.contains("CN=ops-alice"), "{c}");
+        assert!(c.contains("san=DNS:ops.example"), "{c}");
+        assert_eq!(cert_actor(b"garbage"), "cert:<unparsable>");
     }
 
     #[test]

@@ -158,6 +158,10 @@ async fn run_planes(
     crate::metrics::spawn_upkeep(prometheus.clone());
     crate::admin::describe_metrics();
 
+    // Private keys others can read are refused before anything uses them.
+    crate::secrets::check_key_files(&cfg)?;
+    let secrets = crate::secrets::load(&cfg, cfg.join_target().is_some())
+        .context("loading the secrets key")?;
     let tls = crate::tls::load_or_generate(&cfg).context("loading TLS material")?;
     tracing::info!(cert = %tls.cert_path.display(), ca = ?tls.ca_pem_path, "TLS certificate ready");
     crate::metrics::describe_node();
@@ -202,6 +206,7 @@ async fn run_planes(
             bootstrap_domains: cfg.domains.clone(),
             join: cfg.join_target(),
             peer: peer.clone(),
+            secrets: secrets.clone(),
         },
         &crate::telemetry::raft_logger(),
     )
@@ -272,6 +277,10 @@ async fn run_planes(
         cfg.admin_token.as_ref().map(|s| s.expose().to_string()),
         cfg.max_grpc_message_bytes,
         calendar_board,
+        crate::admin::AuditOptions {
+            secrets,
+            keep: cfg.audit_keep,
+        },
     );
     let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin_listener.local_addr()?;

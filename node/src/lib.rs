@@ -9,6 +9,7 @@
 //! - [`log_filter`]: log levels per component, changed at run time (`herald log set`).
 //! - [`local`]: this node's facts for the troubleshooter (`herald troubleshoot`).
 //! - [`scram`]: salted SCRAM secrets, so that no password is ever stored.
+//! - [`secrets`]: the key that seals secrets at rest, and the refusal of readable key files.
 //! - [`xmpp`]: client sessions (c2s), user actors, routing within and between nodes.
 //! - [`peers_dns`]: StatefulSet mode (node id from the pod's ordinal, join through the
 //!   headless Service's names).
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod peers_dns;
 pub mod s2s;
 pub mod scram;
+pub mod secrets;
 pub mod sip;
 pub mod telemetry;
 pub mod tls;

@@ -126,6 +126,8 @@ class Pods:
             elif "secret" in v:
                 for k, data in self.secrets[v["secret"]["secretName"]].items():
                     (d / k).write_bytes(data)
+                    # As the kubelet does: herald refuses private keys others can read.
+                    (d / k).chmod(v["secret"].get("defaultMode", 0o644))
         # Longest mount path first, so that /etc/herald/tls never matches /etc/herald/t...
         order = sorted(mounts, key=len, reverse=True)
 

@@ -54,6 +54,11 @@ fn node_cert(ca: &Ca, node: u64) -> Result<(String, String)> {
 fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     let p = dir.join(name);
     std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+    if name.ends_with("key.pem") {
+        // herald refuses private keys others can read.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+    }
     Ok(p)
 }
 

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use herald_grpc::config::{
-    write_outcome, Command, ErrorCode, ErrorDetail, NodeInfo, StoreSnapshot, WriteOutcome,
+    write_outcome, AuditContext, Command, ErrorCode, ErrorDetail, MembershipContext, NodeInfo,
+    StoreSnapshot, WriteOutcome,
 };
 use prost::Message as _;
 use protobuf::Message as _;
@@ -205,7 +206,12 @@ impl RaftLoop {
     fn handle(&mut self, input: Input) -> bool {
         match input {
             Input::Propose { command, reply } => self.propose(command, reply),
-            Input::ConfChange { add, node, reply } => self.propose_conf(add, node, reply),
+            Input::ConfChange {
+                add,
+                node,
+                audit,
+                reply,
+            } => self.propose_conf(add, node, audit, reply),
             Input::Raft {
                 message,
                 from_address,
@@ -279,6 +285,7 @@ impl RaftLoop {
         &mut self,
         add: bool,
         node: NodeInfo,
+        audit: Option<AuditContext>,
         reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
     ) {
         if self.raw.raft.state != StateRole::Leader {
@@ -316,7 +323,14 @@ impl RaftLoop {
         } else {
             ConfChangeType::RemoveNode
         });
-        cc.context = encode_ctx(self.cfg.node_id, seq, &node.encode_to_vec()).into();
+        // Wire-compatible with a bare NodeInfo (what older nodes wrote and read).
+        let context = MembershipContext {
+            node_id: node.node_id,
+            cluster_address: node.cluster_address.clone(),
+            admin_address: node.admin_address.clone(),
+            audit,
+        };
+        cc.context = encode_ctx(self.cfg.node_id, seq, &context.encode_to_vec()).into();
         match self.raw.propose_conf_change(vec![], cc) {
             Ok(()) => {
                 let now = Instant::now();
@@ -426,7 +440,15 @@ impl RaftLoop {
             return; // A new leader's empty entry.
         }
         let outcome = match Command::decode(&e.data[..]) {
-            Ok(cmd) => self.state.apply(e.index, &cmd),
+            Ok(cmd) => {
+                let outcome = self.state.apply(e.index, &cmd);
+                if cmd.audit.is_some()
+                    && matches!(outcome.result, Some(write_outcome::Result::Revision(_)))
+                {
+                    metrics::counter!(m::AUDIT_RECORDS).increment(1);
+                }
+                outcome
+            }
             Err(err) => WriteOutcome {
                 result: Some(write_outcome::Result::Error(ErrorDetail::new(
                     ErrorCode::Internal,
@@ -452,12 +474,17 @@ impl RaftLoop {
         let cc = ConfChange::parse_from_bytes(&e.data)
             .map_err(|err| LoopError::Corrupt(format!("conf change at {}: {err}", e.index)))?;
         let ctx = decode_ctx(&cc.context);
-        let info = ctx
-            .and_then(|(_, _, extra)| NodeInfo::decode(extra).ok())
-            .unwrap_or(NodeInfo {
+        let context = ctx
+            .and_then(|(_, _, extra)| MembershipContext::decode(extra).ok())
+            .unwrap_or(MembershipContext {
                 node_id: cc.node_id,
                 ..Default::default()
             });
+        let info = NodeInfo {
+            node_id: context.node_id,
+            cluster_address: context.cluster_address.clone(),
+            admin_address: context.admin_address.clone(),
+        };
         let cs = self.raw.apply_conf_change(&cc).map_err(LoopError::Raft)?;
         self.raw.mut_store().set_conf_state(cs.clone())?;
         self.force_snapshot = true;
@@ -466,6 +493,16 @@ impl RaftLoop {
                 self.transport
                     .learn_address(info.node_id, &info.cluster_address);
                 self.state.add_node(e.index, info.clone());
+                if let Some(a) = &context.audit {
+                    self.state.audit_membership(
+                        e.index,
+                        a,
+                        true,
+                        info.node_id,
+                        &info.cluster_address,
+                    );
+                    metrics::counter!(m::AUDIT_RECORDS).increment(1);
+                }
                 tracing::info!(node = info.node_id, address = %info.cluster_address, "node added");
             }
             ConfChangeType::RemoveNode => {
@@ -476,6 +513,11 @@ impl RaftLoop {
                     .find(|n| n.node_id == cc.node_id)
                     .unwrap_or(info.clone());
                 self.state.remove_node(e.index, cc.node_id);
+                if let Some(a) = &context.audit {
+                    self.state
+                        .audit_membership(e.index, a, false, cc.node_id, "");
+                    metrics::counter!(m::AUDIT_RECORDS).increment(1);
+                }
                 tracing::info!(node = cc.node_id, "node removed");
                 if cc.node_id == self.cfg.node_id {
                     self.removed = true;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use herald_grpc::config::{ErrorCode, ErrorDetail, NodeInfo, WriteOutcome};
+use herald_grpc::config::{AuditContext, ErrorCode, ErrorDetail, NodeInfo, WriteOutcome};
 use raft::eraftpb::Message;
 use tokio::sync::oneshot;
 
@@ -50,6 +50,8 @@ pub enum Input {
     ConfChange {
         add: bool,
         node: NodeInfo,
+        /// Who asked, when an admin did: recorded in the audit log with the change.
+        audit: Option<AuditContext>,
         reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
     },
     /// A Raft message from a peer, with the peer's address.

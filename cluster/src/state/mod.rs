@@ -10,10 +10,12 @@
 //! - `apply`: command dispatch and the generic create/update/delete/revision semantics;
 //! - `rules`: cross-object rules per kind (§24.9 invariants, references, warnings);
 //! - `validate`: object-local syntax checks and normalisation;
+//! - [`audit`]: the bounded audit log of admin changes, appended in the same apply;
 //! - `derived`: derived fields, singleton defaults, `get` and `list`;
 //! - [`names`] and [`routes`]: pure validators shared with the CLI and the tests.
 
 mod apply;
+pub mod audit;
 mod derived;
 pub mod names;
 pub mod routes;
@@ -25,11 +27,11 @@ mod tests;
 
 use herald_grpc::config::config_object::Body;
 use herald_grpc::config::{
-    write_outcome, Command, ConfigObject, ErrorCode, ErrorDetail, LocalDomain, NodeInfo,
-    ObjectKind, StoreSnapshot, WriteOutcome,
+    write_outcome, AuditRecord, Command, ConfigObject, ErrorCode, ErrorDetail, LocalDomain,
+    NodeInfo, ObjectKind, StoreSnapshot, WriteOutcome,
 };
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 pub use derived::default_singleton;
@@ -75,6 +77,9 @@ pub struct StateMachine {
     users_per_mail_domain: BTreeMap<String, u64>,
     /// Index: full `mail_id` (lower case) → the JIDs of the users that have it.
     users_by_mail: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// The audit log of admin changes, oldest first, bounded (see [`audit`]). Shared with the
+    /// published copies: only an audited write clones it.
+    audit: Arc<VecDeque<AuditRecord>>,
 }
 
 impl StateMachine {
@@ -114,7 +119,14 @@ impl StateMachine {
     pub fn apply(&mut self, index: u64, cmd: &Command) -> WriteOutcome {
         let outcome = match self.plan(index, cmd) {
             Ok(plan) => {
+                let record = cmd
+                    .audit
+                    .as_ref()
+                    .map(|ctx| (audit::record_for(self, index, cmd, ctx, &plan), ctx.keep));
                 self.commit(plan.changes);
+                if let Some((record, keep)) = record {
+                    self.push_audit(record, keep);
+                }
                 WriteOutcome {
                     result: Some(write_outcome::Result::Revision(index)),
                     warnings: plan.warnings,
@@ -201,6 +213,7 @@ impl StateMachine {
         StoreSnapshot {
             applied_index: self.applied_index,
             objects: self.objects.values().map(|o| (**o).clone()).collect(),
+            audit: self.audit.iter().cloned().collect(),
         }
     }
 
@@ -232,18 +245,24 @@ impl StateMachine {
             }
             sm.commit(vec![Change::put(o.clone())]);
         }
+        sm.audit = Arc::new(s.audit.iter().cloned().collect());
         Ok(sm)
     }
 
-    /// Hex SHA-256 over the canonical prost encoding of the sorted stored objects (the bytes of
-    /// a [`StoreSnapshot`] with applied index 0), so two nodes holding the same config report
-    /// the same digest whatever their applied index.
+    /// Hex SHA-256 over the canonical prost encoding of the sorted stored objects and the audit
+    /// log (the bytes of a [`StoreSnapshot`] with applied index 0), so two nodes holding the
+    /// same config report the same digest whatever their applied index.
     pub fn digest(&self) -> String {
         let mut hasher = Sha256::new();
         let mut buf = Vec::new();
         for o in self.objects.values() {
             buf.clear();
             prost::encoding::message::encode(2, &**o, &mut buf);
+            hasher.update(&buf);
+        }
+        for r in self.audit.iter() {
+            buf.clear();
+            prost::encoding::message::encode(3, r, &mut buf);
             hasher.update(&buf);
         }
         hex::encode(hasher.finalize())

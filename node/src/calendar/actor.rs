@@ -246,7 +246,22 @@ impl CalendarActor {
                         ..
                     })),
                 ..
-            }) => Some((account_name.clone(), password.clone())),
+            }) => {
+                // Sealed at rest: opened here, where it is used, and kept only in memory.
+                let opened = match shared.cluster.secrets() {
+                    Some(ring) => {
+                        ring.open(herald_cluster::secrets::FIELD_CALENDAR_PASSWORD, password)
+                    }
+                    None => Ok(password.clone()),
+                };
+                match opened {
+                    Ok(p) => Some((account_name.clone(), p)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the calendar service-account password");
+                        None
+                    }
+                }
+            }
             _ => None,
         };
         // Users.
@@ -388,6 +403,7 @@ impl CalendarActor {
             u.calendar_gateway = gateway.clone();
             let res = cluster
                 .write(&Command {
+                    audit: None,
                     op: Some(Op::Put(PutObject {
                         object: Some(ConfigObject::new(Body::User(u))),
                         mode: WriteMode::Update as i32,

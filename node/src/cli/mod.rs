@@ -14,6 +14,7 @@
 
 mod args;
 mod args_singletons;
+pub mod audit;
 mod objects;
 mod plan;
 mod render;
@@ -166,6 +167,9 @@ pub enum AdminCommand {
     /// Log levels per component, changed at run time.
     #[command(subcommand)]
     Log(LogCmd),
+    /// The audit log of admin changes (who, what, when), newest first.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Checks the cluster, its certificates, DNS and federation routes; exit status 1 when
     /// any check fails.
     Troubleshoot(troubleshoot::TroubleshootArgs),
@@ -358,6 +362,12 @@ pub async fn execute(global: &GlobalOpts, cmd: AdminCommand) -> Result<Output, C
         let mut client =
             connect(&global.admin, global.admin_token.as_deref(), tls.as_ref()).await?;
         return troubleshoot::execute(&mut client, args, global.output).await;
+    }
+    if let AdminCommand::Audit(cmd) = cmd {
+        let req = audit::request(&cmd)?;
+        let mut client =
+            connect(&global.admin, global.admin_token.as_deref(), tls.as_ref()).await?;
+        return audit::execute(&mut client, req, global.output).await;
     }
     // Everything that can fail locally (bad flags, stdin passwords) fails before connecting.
     let plan = objects::plan(cmd, &mut std::io::stdin().lock())?;

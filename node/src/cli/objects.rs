@@ -45,6 +45,7 @@ pub(crate) fn plan(cmd: AdminCommand, stdin: &mut dyn BufRead) -> Result<Plan, C
         AdminCommand::Troubleshoot(_) => Err(CliError::Usage(
             "troubleshoot is not a plan of admin calls".into(),
         )),
+        AdminCommand::Audit(_) => Err(CliError::Usage("audit is not a plan of admin calls".into())),
     }
 }
 

@@ -249,6 +249,28 @@ impl Admin for Stub {
             nodes,
         }))
     }
+
+    async fn audit_list(
+        &self,
+        req: Request<herald_grpc::admin::AuditListRequest>,
+    ) -> Result<Response<herald_grpc::admin::AuditListReply>, Status> {
+        self.note(&req);
+        let r = req.into_inner();
+        let record = herald_grpc::config::AuditRecord {
+            index: 9,
+            at_ms: 86_400_000,
+            actor: "cert:CN=ops".into(),
+            node_id: 1,
+            kind: r.kind.max(1),
+            key: "a.example".into(),
+            operation: "update".into(),
+            summary: format!("limit={} since_ms={}", r.limit, r.since_ms),
+        };
+        Ok(Response::new(herald_grpc::admin::AuditListReply {
+            records: vec![record],
+            total: 1,
+        }))
+    }
 }
 
 /// Starts the stub on 127.0.0.1:0 and returns its address and what it records.
@@ -454,4 +476,30 @@ async fn reload_certs_lists_certificates_and_fails_when_a_node_did_not_answer() 
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(v[1]["error"], "node 2 did not answer");
     assert_eq!(v[0]["certificates"][0]["not_after"], "2028-01-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn audit_list_sends_its_filters_and_renders_newest_first() {
+    let (addr, _log) = start_stub().await;
+    let (g, c) = cli(
+        &addr,
+        "audit list --limit 7 --kind calendar-credentials --since 1970-01-02",
+    );
+    let out = execute(&g, c).await.expect("audit list runs");
+    assert!(out.stdout.contains("cert:CN=ops"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("calendar-credentials"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("limit=7 since_ms=86400000"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("1970-01-02T00:00:00.000Z"),
+        "{}",
+        out.stdout
+    );
 }

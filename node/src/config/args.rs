@@ -108,6 +108,13 @@ pub struct AgentArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// File holding the 32-byte key that seals secrets at rest (hex or base64; mode 0600).
+    /// Every node of a cluster needs the same key. `HERALD_SECRETS_KEY` may hold the key itself.
+    #[arg(long, env = "HERALD_SECRETS_KEY_FILE", value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Audit records kept in the replicated store (newest first) [default: 10000].
+    #[arg(long, env = "HERALD_AUDIT_KEEP", value_name = "N")]
+    pub audit_keep: Option<u32>,
     /// PEM CA bundle for admin client certificates.
     #[arg(long, env = "HERALD_ADMIN_CLIENT_CA", value_name = "FILE")]
     pub admin_client_ca: Option<PathBuf>,
@@ -232,6 +239,7 @@ impl AgentArgs {
             cfg.workers => a.workers,
             cfg.calendar_poll_seconds => a.calendar_poll_seconds,
             cfg.scale_down_after => a.scale_down_after,
+            cfg.audit_keep => a.audit_keep,
         }
         overlay! {
             cfg.advertise_host => a.advertise_host.map(Some),
@@ -243,6 +251,7 @@ impl AgentArgs {
             cfg.dns_resolver => a.dns_resolver.map(Some),
             cfg.admin_token => a.admin_token.map(|t| Some(Secret::new(t))),
             cfg.admin_client_ca => a.admin_client_ca.map(Some),
+            cfg.secrets_key_file => a.secrets_key_file.map(Some),
             cfg.cluster_ca => a.cluster_ca.map(Some),
             cfg.cluster_ca_key => a.cluster_ca_key.map(Some),
             cfg.cluster_cert => a.cluster_cert.map(Some),

@@ -199,6 +199,13 @@ pub struct NodeConfig {
     pub admin_token: Option<Secret>,
     /// PEM CA bundle; admin clients presenting a certificate from it are accepted.
     pub admin_client_ca: Option<PathBuf>,
+    /// File holding the key that seals secrets at rest (calendar passwords, the dialback
+    /// secret): 32 bytes as hex or base64, mode 0600. Every node needs the same key.
+    /// `HERALD_SECRETS_KEY` (the key itself) wins over it; with neither, the embedded default
+    /// generates `<data_dir>/secrets.key` on the bootstrap node and joining nodes adopt it.
+    pub secrets_key_file: Option<PathBuf>,
+    /// Audit records kept in the replicated store; older ones are trimmed (1..=1000000).
+    pub audit_keep: u32,
     /// Shared secret for node-to-node calls (an extra check; off loopback, mutual TLS through
     /// `cluster_ca` is required).
     pub cluster_token: Option<Secret>,
@@ -264,6 +271,8 @@ impl Default for NodeConfig {
             calendar_poll_seconds: 60,
             admin_token: None,
             admin_client_ca: None,
+            secrets_key_file: None,
+            audit_keep: 10_000,
             cluster_token: None,
             cluster_ca: None,
             cluster_ca_key: None,

@@ -242,6 +242,7 @@ fn every_toml_key_round_trips() {
         tls_key: Some("/k".into()),
         admin_token: Some(Secret::new("a")),
         admin_client_ca: Some("/ca".into()),
+        secrets_key_file: Some("/sk".into()),
         cluster_token: Some(Secret::new("c")),
         cluster_ca: Some("/cca".into()),
         cluster_ca_key: Some("/ccak".into()),

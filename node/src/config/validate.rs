@@ -164,6 +164,9 @@ impl NodeConfig {
             ));
         }
         self.validate_domains()?;
+        if !(1..=1_000_000).contains(&self.audit_keep) {
+            return Err(invalid("audit_keep", "must be 1..=1000000"));
+        }
         if !(1..=86_400).contains(&self.calendar_poll_seconds) {
             return Err(invalid("calendar_poll_seconds", "must be 1..=86400"));
         }

@@ -176,7 +176,21 @@ impl S2s {
         let secret = if federation.dialback_secret.is_empty() {
             self.fallback_secret.clone()
         } else {
-            federation.dialback_secret.clone()
+            // Sealed at rest: opened where it is used.
+            let opened = match self.cluster.secrets() {
+                Some(ring) => ring.open(
+                    herald_cluster::secrets::FIELD_DIALBACK_SECRET,
+                    &federation.dialback_secret,
+                ),
+                None => Ok(federation.dialback_secret.clone()),
+            };
+            match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the dialback secret; using this node's own");
+                    self.fallback_secret.clone()
+                }
+            }
         };
         Settings {
             federation,

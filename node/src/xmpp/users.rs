@@ -519,6 +519,7 @@ impl UserActor {
         let fut = async move {
             cluster
                 .write(&Command {
+                    audit: None,
                     op: Some(Op::Put(PutObject {
                         object: Some(ConfigObject::new(Body::UserData(data))),
                         mode: WriteMode::Upsert as i32,

@@ -8,6 +8,7 @@ use ErrorCode::{AlreadyExists, FailedPrecondition, InvalidArgument, NotFound};
 #[test]
 fn generic_command_errors() {
     let no_body = Command {
+        audit: None,
         op: Some(Op::Put(PutObject {
             object: Some(ConfigObject::default()),
             mode: WriteMode::Upsert as i32,
@@ -16,6 +17,7 @@ fn generic_command_errors() {
         })),
     };
     let no_object = Command {
+        audit: None,
         op: Some(Op::Put(PutObject::default())),
     };
     run_table(vec![
@@ -291,6 +293,7 @@ fn users() {
 #[test]
 fn user_secrets() {
     let set = |jid: &str, s256: Option<ScramSecret>, s1: Option<ScramSecret>| Command {
+        audit: None,
         op: Some(Op::SetUserSecrets(SetUserSecrets {
             jid: jid.to_string(),
             scram_sha256: s256,

@@ -121,6 +121,7 @@ fn policy(action: PolicyAction, patterns: &[&str]) -> Command {
 
 fn remove_exception(pattern: &str) -> Command {
     Command {
+        audit: None,
         op: Some(Op::RemovePolicyException(RemovePolicyException {
             domain_pattern: pattern.to_string(),
         })),
@@ -179,6 +180,7 @@ fn xmpp_policy() {
         case(
             "add missing exception",
             Command {
+                audit: None,
                 op: Some(Op::AddPolicyException(AddPolicyException {
                     exception: None,
                 })),

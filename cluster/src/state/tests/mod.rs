@@ -1,6 +1,7 @@
 //! Tests of the state machine: a small harness, object builders and a table runner shared by
 //! the per-kind tables (`kinds`, `kinds_more`) and the semantic tests (`semantics`).
 
+mod audit;
 mod kinds;
 mod kinds_more;
 mod semantics;
@@ -183,6 +184,7 @@ pub(super) fn run_table(cases: Vec<Case>) {
 
 pub(super) fn put_mode(body: Body, mode: WriteMode, expected_revision: u64) -> Command {
     Command {
+        audit: None,
         op: Some(Op::Put(PutObject {
             object: Some(ConfigObject::new(body)),
             mode: mode as i32,
@@ -206,6 +208,7 @@ pub(super) fn upsert(body: Body) -> Command {
 
 pub(super) fn confirmed(body: Body) -> Command {
     Command {
+        audit: None,
         op: Some(Op::Put(PutObject {
             object: Some(ConfigObject::new(body)),
             mode: WriteMode::Upsert as i32,
@@ -221,6 +224,7 @@ pub(super) fn delete(kind: ObjectKind, key: &str) -> Command {
 
 pub(super) fn delete_at(kind: ObjectKind, key: &str, expected_revision: u64) -> Command {
     Command {
+        audit: None,
         op: Some(Op::Delete(DeleteObject {
             kind: kind as i32,
             key: key.to_string(),
@@ -231,6 +235,7 @@ pub(super) fn delete_at(kind: ObjectKind, key: &str, expected_revision: u64) -> 
 
 pub(super) fn add_exception(pattern: &str, direction: PolicyDirection) -> Command {
     Command {
+        audit: None,
         op: Some(Op::AddPolicyException(AddPolicyException {
             exception: Some(PolicyException {
                 domain_pattern: pattern.to_string(),
