@@ -294,7 +294,12 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
     rows = [
         (request("OPTIONS", alice, frm), "SIP/2.0 200"),
         (request("MESSAGE", alice, frm, "hi", "Content-Type: text/html\r\n"), "SIP/2.0 415"),
-        (request("SUBSCRIBE", alice, frm), "SIP/2.0 405"),
+        # SUBSCRIBE without an Event header: not a presence subscription (RFC 6665 §8.2.1).
+        (request("SUBSCRIBE", alice, frm), "SIP/2.0 489"),
+        (request("SUBSCRIBE", alice, frm, "", "Event: presence\r\nExpires: 5\r\n"),
+         "SIP/2.0 423"),
+        # A method the edge does not serve.
+        (request("INFO", alice, frm), "SIP/2.0 405"),
         (b"HELLO WORLD\r\n\r\n", "SIP/2.0 400"),
         (request("MESSAGE", alice, frm, "", "Content-Type: text/plain\r\n", length=10_000_000),
          "SIP/2.0 413"),
