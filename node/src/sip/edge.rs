@@ -10,7 +10,7 @@ use herald_xmpp::{ns, Element, Jid};
 use super::policy::{self, Sender};
 
 /// Methods this edge answers (the `Allow` header).
-pub const ALLOW: &str = "MESSAGE, OPTIONS, SUBSCRIBE, NOTIFY";
+pub const ALLOW: &str = "MESSAGE, OPTIONS, SUBSCRIBE, NOTIFY, INVITE, ACK, BYE";
 
 /// What the edge knows about the cluster when it judges an inbound request.
 pub trait Directory {
@@ -36,6 +36,10 @@ pub enum Inbound {
     Subscribe { watcher: Jid, user: Jid },
     /// A NOTIFY from an admitted SIP domain: for the subscription table.
     Notify,
+    /// An INVITE opening an IM session (session mode) from `remote` to the local `user`.
+    Invite { remote: Jid, user: Jid },
+    /// A request inside a dialog (MESSAGE, BYE, re-INVITE) for the dialog table.
+    InDialog,
     /// Answer with this status and reason; `label` is the metric reason.
     Reject {
         status: u16,
@@ -80,6 +84,12 @@ pub fn inbound(req: &Request, who: &Sender<'_>, dir: &impl Directory) -> Inbound
     }
     match req.method {
         Method::Options => Inbound::Ok,
+        // Inside a session: addressed to our Contact, known by its dialog.
+        Method::Message | Method::Invite | Method::Bye
+            if req.headers.to().is_ok_and(|t| t.tag().is_some()) =>
+        {
+            Inbound::InDialog
+        }
         Method::Message => message(req, from_uri, dir),
         // A refresh inside a dialog is addressed to our Contact: the table knows the dialog.
         Method::Subscribe if req.headers.to().is_ok_and(|t| t.tag().is_some()) => {
@@ -102,6 +112,11 @@ pub fn inbound(req: &Request, who: &Sender<'_>, dir: &impl Directory) -> Inbound
             Err(r) => r,
         },
         Method::Notify => Inbound::Notify,
+        Method::Bye => Inbound::reject(481, "Call/Transaction Does Not Exist", "no_dialog"),
+        Method::Invite => match parties(req, from_uri, dir) {
+            Ok((remote, user)) => Inbound::Invite { remote, user },
+            Err(r) => r,
+        },
         _ => Inbound::reject(405, "Method Not Allowed", "method"),
     }
 }
@@ -147,10 +162,15 @@ fn parties(req: &Request, from_uri: &SipUri, dir: &impl Directory) -> Result<(Ji
 }
 
 fn message(req: &Request, from_uri: &SipUri, dir: &impl Directory) -> Inbound {
-    let (from, to) = match parties(req, from_uri, dir) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    match parties(req, from_uri, dir) {
+        Ok((from, to)) => chat(req, &from, &to),
+        Err(r) => r,
+    }
+}
+
+/// The XMPP chat message a SIP MESSAGE (page mode, or inside a session) from `from` to the
+/// local user `to` becomes, or the status that refuses it (media type, encoding).
+pub fn chat(req: &Request, from: &Jid, to: &Jid) -> Inbound {
     match req.headers.content_type() {
         Ok(Some(ct)) if ct.is("text/plain") => {}
         Ok(None) if req.body.is_empty() => {}
@@ -362,8 +382,11 @@ mod tests {
     fn status(i: &Inbound) -> u16 {
         match i {
             Inbound::Deliver(_) | Inbound::Ok => 200,
-            // Handed to the subscription table, which answers.
-            Inbound::Subscribe { .. } | Inbound::Notify => 1,
+            // Handed to the dialog table, which answers.
+            Inbound::Subscribe { .. }
+            | Inbound::Notify
+            | Inbound::Invite { .. }
+            | Inbound::InDialog => 1,
             Inbound::Reject { status, .. } => *status,
         }
     }

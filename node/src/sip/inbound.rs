@@ -150,6 +150,12 @@ fn answer(
             tls_name,
         };
         match edge::inbound(req, &who, &sip.view()) {
+            Inbound::Deliver(msg) if sip.sender_blocked(&msg) => {
+                // As if the user were offline: the block is never revealed.
+                tracing::info!(domain = %domain, "SIP MESSAGE from a blocked sender refused as offline");
+                m::failure("inbound", "blocked");
+                (480, "Temporarily Unavailable".to_string())
+            }
             Inbound::Deliver(msg) => {
                 let to = msg.get_attr("to").unwrap_or_default().to_string();
                 if sip.deliver(msg) {
@@ -162,6 +168,41 @@ fn answer(
                 }
             }
             Inbound::Ok => (200, "OK".to_string()),
+            Inbound::Invite { remote, user } => {
+                let resp = sip.on_invite(req, &remote, &user, transport == "tls");
+                tracing::info!(domain = %domain, remote = %remote, user = %user, status = resp.status, "SIP INVITE (IM session) answered");
+                m::request("inbound", &method, resp.status);
+                return Some((resp, Vec::new()));
+            }
+            Inbound::InDialog => match sip.on_in_dialog(req) {
+                super::subs::InDialog::Respond(resp) => {
+                    m::request("inbound", &method, resp.status);
+                    return Some((resp, Vec::new()));
+                }
+                super::subs::InDialog::Deliver { remote, user } => {
+                    match edge::chat(req, &remote, &user) {
+                        Inbound::Deliver(msg) => {
+                            if sip.deliver(msg) {
+                                tracing::info!(domain = %domain, to = %user, "SIP MESSAGE (session) delivered to XMPP");
+                                ::metrics::counter!(m::MESSAGES, "direction" => "inbound")
+                                    .increment(1);
+                                (200, "OK".to_string())
+                            } else {
+                                (503, "Shutting Down".to_string())
+                            }
+                        }
+                        Inbound::Reject {
+                            status,
+                            reason,
+                            label,
+                        } => {
+                            m::failure("inbound", label);
+                            (status, reason)
+                        }
+                        _ => (500, "Server Internal Error".to_string()),
+                    }
+                }
+            },
             Inbound::Subscribe { watcher, user } => {
                 let (resp, actions) = sip.on_subscribe(req, &watcher, &user, transport == "tls");
                 tracing::info!(domain = %domain, watcher = %watcher, user = %user, status = resp.status, "SIP SUBSCRIBE answered");

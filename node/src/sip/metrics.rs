@@ -33,6 +33,8 @@ pub const NOT_CARRIED: &str = "herald_sip_not_carried_total";
 /// Gauge, labels `direction` (inbound: SIP watchers of local users; outbound: local users
 /// watching SIP users) and `state`: presence subscriptions held by the routing node.
 pub const SUBSCRIPTIONS: &str = "herald_sip_subscriptions";
+/// Gauge: IM sessions (session mode, INVITE dialogs) open on this node (the routing node).
+pub const SESSIONS: &str = "herald_sip_im_sessions";
 /// Counter, label `method`: SUBSCRIBE and NOTIFY requests this node sent.
 pub const PRESENCE_REQUESTS: &str = "herald_sip_presence_requests_total";
 /// Counter, label `kind`: items forwarded to the routing node over the node-to-node stream.
@@ -75,6 +77,10 @@ pub fn describe() {
     describe_gauge!(
         SUBSCRIPTIONS,
         "SIP presence subscriptions held by this node (the routing node), by direction and state"
+    );
+    describe_gauge!(
+        SESSIONS,
+        "SIP IM sessions (INVITE dialogs, session mode) open on this node"
     );
     describe_counter!(
         PRESENCE_REQUESTS,

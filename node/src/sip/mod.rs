@@ -256,8 +256,55 @@ impl Sip {
                 return;
             }
         };
+        // Everything for SIP domains leaves through the routing node: it holds the sessions and
+        // subscriptions, and peers see one SIP face.
+        match self.routing_node() {
+            Some(n) if n != self.node_id => {
+                self.forward(n, stanza);
+                return;
+            }
+            None if stanza.name() == "presence" => {
+                tracing::info!("presence for a SIP domain dropped: no routing node is live");
+                metrics::failure("outbound", "no_routing_node");
+                return;
+            }
+            // No routing node: a message still leaves from here (page mode).
+            _ => {}
+        }
+        self.send_here(stanza, hop, domain);
+    }
+
+    /// Sends `stanza` from this node (the routing node): presence through the subscription
+    /// table, a chat message inside the pair's IM session if one is open, else page mode.
+    fn send_here(self: &Arc<Self>, stanza: Element, hop: outbound::Hop, domain: String) {
         if stanza.name() == "presence" {
-            self.presence(stanza);
+            let now = std::time::Instant::now();
+            let actions = {
+                let mut env = self.env();
+                self.table().on_xmpp(&stanza, now, &mut env)
+            };
+            self.gauges();
+            self.execute(actions);
+            return;
+        }
+        if let Some((request, session_hop)) = self.in_session(&stanza) {
+            let item = outbound::Outgoing {
+                stanza,
+                request,
+                domain,
+                answer: None,
+            };
+            if let Err(e) = self.link(&session_hop).try_send(item) {
+                let item = match e {
+                    mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
+                };
+                metrics::failure("outbound", "queue_full");
+                self.bounce(
+                    &item.stanza,
+                    StanzaCondition::ResourceConstraint,
+                    "the SIP link is overloaded",
+                );
+            }
             return;
         }
         let tls = if hop.tls {
@@ -361,50 +408,71 @@ impl Sip {
         })
     }
 
-    /// Presence between a local user and a SIP user: handled by the subscription table of the
-    /// routing node — here, or forwarded there over the node-to-node stream.
-    fn presence(self: &Arc<Self>, stanza: Element) {
-        match self.routing_node() {
-            Some(n) if n == self.node_id => self.presence_here(stanza, self.node_id),
-            Some(n) => {
-                if let Err(e) = self.cluster.route(
-                    n,
-                    herald_grpc::cluster::route_message::Kind::ToSip(stanza.to_xml_string()),
-                ) {
-                    tracing::warn!(routing_node = n, error = %e, "presence for a SIP domain not forwarded to the routing node");
-                    metrics::failure("outbound", "forward");
-                } else {
-                    ::metrics::counter!(metrics::FORWARDED, "kind" => "presence").increment(1);
-                }
-            }
-            None => {
-                tracing::info!("presence for a SIP domain dropped: no routing node is live");
-                metrics::failure("outbound", "no_routing_node");
-            }
+    /// Hands `stanza` to the routing node `n` over the node-to-node stream.
+    fn forward(&self, n: u64, stanza: Element) {
+        let kind = if stanza.name() == "presence" {
+            "presence"
+        } else {
+            "message"
+        };
+        if let Err(e) = self.cluster.route(
+            n,
+            herald_grpc::cluster::route_message::Kind::ToSip(stanza.to_xml_string()),
+        ) {
+            tracing::warn!(routing_node = n, error = %e, "stanza for a SIP domain not forwarded to the routing node");
+            metrics::failure("outbound", "forward");
+            self.bounce(
+                &stanza,
+                StanzaCondition::RemoteServerTimeout,
+                "the SIP routing node cannot be reached",
+            );
+        } else {
+            ::metrics::counter!(metrics::FORWARDED, "kind" => kind).increment(1);
         }
     }
 
-    /// Presence for the subscription table (this node should be the routing node; when the
-    /// role moved while it travelled, it goes on to the routing node in office).
-    pub fn presence_here(self: &Arc<Self>, stanza: Element, from_node: u64) {
-        if self.routing_node() != Some(self.node_id) {
-            if from_node == self.node_id {
-                tracing::info!(
-                    "presence for a SIP domain dropped: this node is no longer the routing node"
-                );
-                metrics::failure("outbound", "not_routing_node");
-            } else {
-                // One more hop at most: the sender's view was a moment old.
-                self.presence(stanza);
-            }
+    /// The MESSAGE for a chat message inside its pair's open IM session, if there is one.
+    fn in_session(&self, stanza: &Element) -> Option<(herald_sip::Request, outbound::Hop)> {
+        let jid = |a: &str| stanza.get_attr(a).and_then(|v| Jid::parse(v).ok());
+        let (from, to) = (jid("from")?, jid("to")?);
+        let body = herald_xmpp::stanza::Message::view(stanza)?.body()?;
+        let mut env = self.env();
+        self.table().session_message(
+            &from.bare(),
+            &to.bare(),
+            &body,
+            std::time::Instant::now(),
+            &mut env,
+        )
+    }
+
+    /// A stanza another node forwarded for the SIP edge (this node should be the routing node;
+    /// when the role moved while it travelled, messages still leave from here in page mode and
+    /// presence is dropped — never forwarded again, so two nodes with different views cannot
+    /// pass it back and forth).
+    pub fn from_cluster(self: &Arc<Self>, stanza: Element, from_node: u64) {
+        let Some(domain) = stanza
+            .get_attr("to")
+            .and_then(|t| Jid::parse(t).ok())
+            .map(|j| j.domain().to_string())
+        else {
+            return;
+        };
+        if stanza.name() == "presence" && self.routing_node() != Some(self.node_id) {
+            tracing::info!(
+                from_node,
+                "presence for a SIP domain dropped: this node is no longer the routing node"
+            );
+            metrics::failure("outbound", "not_routing_node");
             return;
         }
-        let now = std::time::Instant::now();
-        let actions = {
-            let mut env = self.env();
-            self.table().on_xmpp(&stanza, now, &mut env)
-        };
-        self.execute(actions);
+        match self.hop_for(&domain) {
+            Ok(hop) => self.send_here(stanza, hop, domain),
+            Err(e) => {
+                metrics::failure("outbound", e.reason);
+                self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, e.text);
+            }
+        }
     }
 
     fn env(&self) -> SubsEnv<'_> {
@@ -434,6 +502,43 @@ impl Sip {
         r
     }
 
+    /// Whether the local recipient of `msg` (an inbound chat message) blocks its sender.
+    pub fn sender_blocked(&self, msg: &Element) -> bool {
+        let jid = |a: &str| msg.get_attr(a).and_then(|v| Jid::parse(v).ok());
+        match (jid("from"), jid("to")) {
+            (Some(from), Some(to)) => {
+                subs::Env::relation(&self.env(), &to.bare(), &from) == subs::Relation::Blocked
+            }
+            _ => false,
+        }
+    }
+
+    /// An admitted INVITE (IM session) from `remote` to the local `user`.
+    pub fn on_invite(
+        self: &Arc<Self>,
+        req: &herald_sip::Request,
+        remote: &Jid,
+        user: &Jid,
+        tls: bool,
+    ) -> herald_sip::Response {
+        let mut env = self.env();
+        let r = self
+            .table()
+            .on_invite(req, remote, user, tls, std::time::Instant::now(), &mut env);
+        self.gauges();
+        r
+    }
+
+    /// A request inside an IM session.
+    pub fn on_in_dialog(self: &Arc<Self>, req: &herald_sip::Request) -> subs::InDialog {
+        let mut env = self.env();
+        let r = self
+            .table()
+            .on_in_dialog(req, std::time::Instant::now(), &mut env);
+        self.gauges();
+        r
+    }
+
     /// An admitted NOTIFY (for one of our outbound subscriptions).
     pub fn on_notify(
         self: &Arc<Self>,
@@ -456,6 +561,7 @@ impl Sip {
             .set(c.inbound_pending as f64);
         ::metrics::gauge!(metrics::SUBSCRIPTIONS, "direction" => "outbound", "state" => "any")
             .set(c.outbound as f64);
+        ::metrics::gauge!(metrics::SESSIONS).set(c.sessions as f64);
     }
 
     /// Carries out what the subscription table decided: stanzas into XMPP, requests out over

@@ -84,6 +84,8 @@ pub enum ReqKey {
     Notify(String, String),
     /// A SUBSCRIBE of the outbound subscription of (user, contact), with its Call-ID.
     Subscribe(Jid, Jid, String),
+    /// A BYE ending an idle IM session (its answer changes nothing).
+    Bye,
 }
 
 /// Something to do. (Short-lived, a few per event: not worth boxing the request.)
@@ -151,12 +153,36 @@ struct OutSub {
     ending: bool,
 }
 
+/// An IM session (session mode: INVITE, then MESSAGEs inside the dialog) between a SIP user
+/// and a local user.
+#[derive(Debug, Clone)]
+struct ImSession {
+    dialog: Dialog,
+    remote: Jid,
+    user: Jid,
+    last: Instant,
+}
+
+/// An IM session idle this long is ended with a BYE.
+pub const SESSION_IDLE: Duration = Duration::from_secs(600);
+
+/// What a request inside a session becomes.
+#[derive(Debug)]
+pub enum InDialog {
+    /// Answer with this.
+    Respond(Response),
+    /// Deliver the MESSAGE from `remote` to the local `user` (the caller builds the stanza and
+    /// answers 200, or the refusal the body gets).
+    Deliver { remote: Jid, user: Jid },
+}
+
 /// Counts for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub inbound_active: usize,
     pub inbound_pending: usize,
     pub outbound: usize,
+    pub sessions: usize,
 }
 
 /// All SIP presence subscriptions of this node. See the module documentation.
@@ -166,6 +192,8 @@ pub struct Table {
     outbound: HashMap<(Jid, Jid), OutSub>,
     /// Presence the local user's home sent to a watcher: (watcher, user) → resource → state.
     seen: HashMap<(Jid, Jid), BTreeMap<String, (Availability, i8)>>,
+    /// IM sessions by (Call-ID, our tag).
+    sessions: HashMap<(String, String), ImSession>,
 }
 
 fn tables() -> &'static MappingSet {
@@ -347,7 +375,164 @@ impl Table {
                 .filter(|s| s.auth == Auth::Pending)
                 .count(),
             outbound: self.outbound.len(),
+            sessions: self.sessions.len(),
         }
+    }
+
+    /// An admitted INVITE from `remote` to the local `user`: an IM session (session mode, the
+    /// SDP offers `m=message ... sip`) is accepted with 200; a blocked sender gets 480 as if the
+    /// user were offline; other media 488.
+    pub fn on_invite(
+        &mut self,
+        req: &Request,
+        remote: &Jid,
+        user: &Jid,
+        tls: bool,
+        now: Instant,
+        env: &mut impl Env,
+    ) -> Response {
+        let tls_port = env.tls_port().filter(|_| tls);
+        let refuse = |status: u16, reason: &str| Response::for_request(req, status, Some(reason));
+        let sdp = String::from_utf8_lossy(&req.body);
+        let is_im = req
+            .headers
+            .content_type()
+            .ok()
+            .flatten()
+            .is_some_and(|ct| ct.is("application/sdp"))
+            && sdp.lines().any(|l| {
+                let l = l.trim().to_ascii_lowercase();
+                l.starts_with("m=message") && l.contains(" sip ")
+            });
+        if !is_im {
+            return refuse(488, "Not Acceptable Here: IM Sessions Only")
+                .header(HeaderName::Accept, "application/sdp");
+        }
+        if env.relation(user, remote) == Relation::Blocked {
+            return refuse(480, "Temporarily Unavailable");
+        }
+        if self.sessions.len() >= MAX_SUBSCRIPTIONS {
+            return refuse(503, "Too Many Sessions");
+        }
+        let (Ok(call_id), Ok(from), Ok(to)) =
+            (req.headers.call_id(), req.headers.from(), req.headers.to())
+        else {
+            return refuse(400, "Invalid Dialog Identifiers");
+        };
+        let Some(target) = req
+            .headers
+            .contacts()
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.uri.sip().cloned())
+        else {
+            return refuse(400, "Missing Or Unusable Contact");
+        };
+        let Some(remote_tag) = from.tag().map(str::to_string) else {
+            return refuse(400, "Missing From Tag");
+        };
+        let local_tag = env.token();
+        let route_set: Vec<String> = req
+            .headers
+            .get_all(&HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect();
+        let local = env.local().clone();
+        let mut resp = Response::for_request(req, 200, Some("OK"))
+            .header(HeaderName::Contact, contact(&local, user, tls_port));
+        let mut na = to.clone();
+        na.set_tag(&local_tag);
+        resp.headers.set(HeaderName::To, na.to_string());
+        for rr in &route_set {
+            resp.headers.push(HeaderName::RecordRoute, rr.clone());
+        }
+        let answer = format!(
+            "v=0\r\no=- 0 0 IN IP4 {host}\r\ns=session\r\nc=IN IP4 {host}\r\nt=0 0\r\n\
+             m=message {port} sip null\r\na=accept-types:text/plain\r\n",
+            host = local.host,
+            port = tls_port.unwrap_or(local.port)
+        );
+        resp.headers.set(HeaderName::ContentType, "application/sdp");
+        resp.body = answer.into_bytes();
+        let route_set = req
+            .headers
+            .record_routes()
+            .map(|v| v.iter().map(|na| na.to_string()).collect())
+            .unwrap_or_default();
+        self.sessions.insert(
+            (call_id.to_string(), local_tag.clone()),
+            ImSession {
+                dialog: Dialog {
+                    call_id: call_id.to_string(),
+                    local_tag,
+                    remote_tag: Some(remote_tag),
+                    local_uri: to.uri.to_string(),
+                    remote_uri: from.uri.to_string(),
+                    remote_target: Some(target),
+                    route_set,
+                    local_cseq: 0,
+                },
+                remote: remote.clone(),
+                user: user.clone(),
+                last: now,
+            },
+        );
+        resp
+    }
+
+    /// A MESSAGE, BYE or re-INVITE inside an IM session.
+    pub fn on_in_dialog(&mut self, req: &Request, now: Instant, env: &mut impl Env) -> InDialog {
+        let refuse = |status: u16, reason: &str| {
+            InDialog::Respond(Response::for_request(req, status, Some(reason)))
+        };
+        let (Ok(call_id), Ok(to)) = (req.headers.call_id(), req.headers.to()) else {
+            return refuse(400, "Invalid Dialog Identifiers");
+        };
+        let key = (
+            call_id.to_string(),
+            to.tag().unwrap_or_default().to_string(),
+        );
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return refuse(481, "Call/Transaction Does Not Exist");
+        };
+        session.last = now;
+        let (remote, user) = (session.remote.clone(), session.user.clone());
+        match req.method {
+            Method::Bye => {
+                self.sessions.remove(&key);
+                InDialog::Respond(Response::for_request(req, 200, Some("OK")))
+            }
+            Method::Message if env.relation(&user, &remote) == Relation::Blocked => {
+                refuse(480, "Temporarily Unavailable")
+            }
+            Method::Message => InDialog::Deliver { remote, user },
+            // A session refresh or media change: IM sessions have nothing to renegotiate.
+            _ => refuse(488, "Not Acceptable Here"),
+        }
+    }
+
+    /// A chat message from the local `user` to `remote` goes inside their open IM session
+    /// (session mode both ways), if there is one: the MESSAGE to send.
+    pub fn session_message(
+        &mut self,
+        user: &Jid,
+        remote: &Jid,
+        body: &str,
+        now: Instant,
+        env: &mut impl Env,
+    ) -> Option<(Request, Hop)> {
+        let session = self
+            .sessions
+            .values_mut()
+            .filter(|s| &s.user == user && &s.remote == remote)
+            .max_by_key(|s| s.last)?;
+        session.last = now;
+        let hop = session.dialog.hop()?;
+        let req = session
+            .dialog
+            .request(Method::Message, env, user)?
+            .with_body("text/plain;charset=UTF-8", body.as_bytes().to_vec());
+        Some((req, hop))
     }
 
     /// An admitted SUBSCRIBE (the edge checked domain, ACL and that `user` is a local user;
@@ -721,6 +906,7 @@ impl Table {
     /// The final response (or a synthesized 408 when none came) to a request we sent.
     pub fn on_response(&mut self, key: &ReqKey, resp: &Response, now: Instant) -> Vec<Action> {
         match key {
+            ReqKey::Bye => Vec::new(),
             ReqKey::Notify(call_id, tag) => {
                 if matches!(resp.status, 481 | 404 | 410 | 403 | 603) {
                     // The watcher is gone (RFC 6665 §4.2.2): the subscription ends.
@@ -1021,6 +1207,26 @@ impl Table {
         for k in owed {
             actions.extend(self.notify(&k, None, now, env));
         }
+        let idle: Vec<(String, String)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last) >= SESSION_IDLE)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in idle {
+            if let Some(mut s) = self.sessions.remove(&k) {
+                let user = s.user.clone();
+                if let (Some(hop), Some(bye)) =
+                    (s.dialog.hop(), s.dialog.request(Method::Bye, env, &user))
+                {
+                    actions.push(Action::Send {
+                        request: bye,
+                        hop,
+                        key: ReqKey::Bye,
+                    });
+                }
+            }
+        }
         let due: Vec<(Jid, Jid)> = self
             .outbound
             .iter()
@@ -1048,6 +1254,19 @@ impl Table {
         let mut actions = Vec::new();
         for k in keys {
             actions.extend(self.notify(&k, Some("deactivated"), now, env));
+        }
+        let sessions: Vec<ImSession> = self.sessions.drain().map(|(_, s)| s).collect();
+        for mut s in sessions {
+            let user = s.user.clone();
+            if let (Some(hop), Some(bye)) =
+                (s.dialog.hop(), s.dialog.request(Method::Bye, env, &user))
+            {
+                actions.push(Action::Send {
+                    request: bye,
+                    hop,
+                    key: ReqKey::Bye,
+                });
+            }
         }
         self.inbound.clear();
         self.outbound.clear();

@@ -275,7 +275,7 @@ impl RouteSink for NodeSink {
             Kind::ToSip(xml) => {
                 let sip = self.shared.upgrade().and_then(|s| s.sip.get().cloned());
                 match (sip, parse_stanza(&xml)) {
-                    (Some(sip), Some(el)) => sip.presence_here(el, from_node),
+                    (Some(sip), Some(el)) => sip.from_cluster(el, from_node),
                     _ => tracing::warn!(
                         from_node,
                         "presence for a SIP domain dropped: no SIP edge here"
