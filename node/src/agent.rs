@@ -490,9 +490,19 @@ async fn run_planes(
         }
         let _ = xmpp.sip.set(sip.clone());
         let listener = tokio::net::TcpListener::from_std(listeners.sip)?;
-        control.spawn(crate::sip::accept_loop(listener, sip.clone(), false));
+        control.spawn(crate::sip::accept_loop(
+            listener,
+            sip.clone(),
+            false,
+            cfg.sip_relay,
+        ));
         let listener = tokio::net::TcpListener::from_std(listeners.sip_tls)?;
-        control.spawn(crate::sip::accept_loop(listener, sip.clone(), true));
+        control.spawn(crate::sip::accept_loop(
+            listener,
+            sip.clone(),
+            true,
+            cfg.sip_relay,
+        ));
         control.spawn(sip.clone().tick_loop());
         sip
     };

@@ -80,11 +80,16 @@ def test_services_pdb_networkpolicy(overlay: str) -> None:
     ports = lambda name: {p["port"] for p in one(objs, "Service", name)["spec"]["ports"]}
     assert ports("herald-c2s") == {5222, 5223}
     assert ports("herald-s2s") == {5269}
+    # SIP over every pod (non-routing nodes relay to the routing node), source IPs kept for
+    # the ACL.
+    sip = one(objs, "Service", "herald-sip")["spec"]
+    assert ports("herald-sip") == {5060, 5061}
+    assert sip["externalTrafficPolicy"] == "Local" and "publishNotReadyAddresses" not in sip
     assert one(objs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     np = one(objs, "NetworkPolicy", "herald")
     open_ports = {p["port"] for rule in np["spec"]["ingress"] if "from" not in rule
                   for p in rule["ports"]}
-    assert {5222, 5223, 5269} <= open_ports and 7470 not in open_ports
+    assert {5222, 5223, 5269, 5060, 5061} <= open_ports and 7470 not in open_ports
     assert 7471 not in open_ports
 
 

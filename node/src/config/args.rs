@@ -71,6 +71,18 @@ pub struct AgentArgs {
     /// SIP over TLS port [default: 5061].
     #[arg(long, env = "HERALD_SIP_TLS_PORT", value_name = "PORT")]
     pub sip_tls_port: Option<u16>,
+    /// Relay SIP connections accepted by a node that is not the routing node to the routing
+    /// node (PROXY protocol v2); false: such a node answers 503 [default: true].
+    #[arg(
+        long,
+        env = "HERALD_SIP_RELAY",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub sip_relay: Option<bool>,
     /// Node-to-node gRPC port [default: 7470].
     #[arg(long, env = "HERALD_CLUSTER_PORT", value_name = "PORT")]
     pub cluster_port: Option<u16>,
@@ -219,6 +231,7 @@ impl AgentArgs {
             cfg.s2s_tls_port => a.s2s_tls_port,
             cfg.sip_port => a.sip_port,
             cfg.sip_tls_port => a.sip_tls_port,
+            cfg.sip_relay => a.sip_relay,
             cfg.cluster_port => a.cluster_port,
             cfg.admin_port => a.admin_port,
             cfg.http_port => a.http_port,

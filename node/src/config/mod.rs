@@ -171,6 +171,11 @@ pub struct NodeConfig {
     pub sip_port: u16,
     /// SIP over TLS port.
     pub sip_tls_port: u16,
+    /// A node that is not the SIP routing node relays each accepted SIP connection (TCP or
+    /// TLS, before any handshake) to the routing node's listener of the same port, behind a
+    /// PROXY protocol v2 header with the peer's address; off: it answers 503. Relaying needs
+    /// every node to use the same `sip_port` and `sip_tls_port`.
+    pub sip_relay: bool,
     /// Node-to-node gRPC port (Raft, forwarding).
     pub cluster_port: u16,
     /// Admin gRPC port (the `herald` CLI talks to it).
@@ -260,6 +265,7 @@ impl Default for NodeConfig {
             s2s_tls_port: 5270,
             sip_port: 5060,
             sip_tls_port: 5061,
+            sip_relay: true,
             cluster_port: DEFAULT_CLUSTER_PORT,
             admin_port: 7471,
             http_port: 9470,

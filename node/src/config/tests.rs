@@ -147,6 +147,7 @@ fn every_flag_has_its_env_var() {
         ("HERALD_SIP_TLS_PORT", "1002", |c| {
             c.sip_tls_port.to_string()
         }),
+        ("HERALD_SIP_RELAY", "false", |c| c.sip_relay.to_string()),
         ("HERALD_CLUSTER_PORT", "1003", |c| {
             c.cluster_port.to_string()
         }),

@@ -17,11 +17,18 @@ pub const TLS_FAILURES: &str = "herald_sip_tls_failures_total";
 pub const REQUESTS: &str = "herald_sip_requests_total";
 /// Counter, labels `direction` and `reason`: inbound requests refused (domain_not_federated,
 /// acl, not_local_domain, no_user, media_type, method, malformed, decode, not_routing_node,
-/// too_many_connections, stray_response, shutting_down, and the TLS reasons of
-/// [`TLS_FAILURES`]) and outbound messages that failed
+/// too_many_connections, relay_connect (the routing node's listener could not be reached: the
+/// connection is served here, i.e. answered 503), proxy_not_member (a PROXY protocol header from
+/// a source that is not a cluster member), proxy_header (a malformed or late PROXY header),
+/// stray_response, shutting_down, and the TLS reasons of [`TLS_FAILURES`]) and outbound messages that failed
 /// (not_local_sender, no_route, transport, queue_full, link_closed, connect, write, closed, timeout, response,
 /// shutdown, decode, and the TLS reasons of [`TLS_FAILURES`] for handshakes with a next hop).
 pub const FAILURES: &str = "herald_sip_failures_total";
+/// Counter, label `transport` (tcp, tls): SIP connections this node (not the routing node)
+/// relayed to the routing node.
+pub const RELAYED: &str = "herald_sip_relayed_connections_total";
+/// Gauge, label `transport`: relays to the routing node open now.
+pub const RELAYS: &str = "herald_sip_relays";
 /// Counter, label `direction`: instant messages that crossed the edge.
 pub const MESSAGES: &str = "herald_sip_messages_total";
 /// Counter, label `condition`: XMPP stanzas for SIP domains answered with an error.
@@ -63,6 +70,14 @@ pub fn describe() {
         "SIP requests refused or failed, by direction and reason"
     );
     describe_counter!(
+        RELAYED,
+        "SIP connections relayed to the routing node, by transport"
+    );
+    describe_gauge!(
+        RELAYS,
+        "Open relays of SIP connections to the routing node, by transport"
+    );
+    describe_counter!(
         MESSAGES,
         "Instant messages that crossed the SIP edge, by direction"
     );
@@ -96,6 +111,10 @@ pub fn describe() {
             metrics::counter!(CONNECTIONS_OPENED, "direction" => d, "transport" => t).absolute(0);
         }
         metrics::counter!(MESSAGES, "direction" => d).absolute(0);
+    }
+    for t in ["tcp", "tls"] {
+        metrics::counter!(RELAYED, "transport" => t).absolute(0);
+        metrics::gauge!(RELAYS, "transport" => t).set(0.0);
     }
 }
 

@@ -1,9 +1,12 @@
 //! SIP federation edge (first slice: page-mode IM over TCP and mutual TLS).
 //!
 //! Message flow:
-//! - Inbound: every node binds `sip_port` and `sip_tls_port` (TLS: [`tls`] handshakes and
-//!   checks the peer against `tls-peer` first); only the routing node ([`policy::routing_node`] over
-//!   the stored `routing-node` order and the live nodes) serves requests, the others answer 503.
+//! - Inbound: every node binds `sip_port` and `sip_tls_port`; only the routing node
+//!   ([`policy::routing_node`] over the stored `routing-node` order and the live nodes) serves
+//!   requests. Every other node relays each accepted connection, unopened, to the routing node's
+//!   listener behind a PROXY protocol v2 header with the peer's address ([`relay`]; with
+//!   `sip_relay` off, or the routing node unreachable, it answers 503). On the routing node,
+//!   [`tls`] handshakes and checks the peer against `tls-peer` (TLS port) before any SIP.
 //!   [`inbound::serve`] runs one connection: the herald-sip decoder frames and validates,
 //!   decoder errors are answered with their status, each request is judged by
 //!   [`edge::inbound`] (federated domain, incoming ACL, local user) and an admitted MESSAGE is
@@ -25,6 +28,8 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod presence;
+pub mod proxy_v2;
+pub mod relay;
 pub mod subs;
 #[cfg(test)]
 mod subs_tests;
@@ -684,9 +689,10 @@ fn random_token() -> String {
 /// connections is refused, counted, and never queued).
 pub const MAX_INBOUND_CONNECTIONS: usize = 1024;
 
-/// Accepts inbound SIP connections (over TLS when `tls`: [`tls::serve`] handshakes and checks
-/// the peer first); each one is served on the control plane.
-pub async fn accept_loop(listener: tokio::net::TcpListener, sip: Arc<Sip>, tls: bool) {
+/// Accepts inbound SIP connections (over TLS when `tls`): each one is served, relayed to the
+/// routing node (when `relay` and another node holds the role) or refused by
+/// [`relay::accepted`], on the control plane. Relays and served connections share the slots.
+pub async fn accept_loop(listener: tokio::net::TcpListener, sip: Arc<Sip>, tls: bool, relay: bool) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
     loop {
         match listener.accept().await {
@@ -695,11 +701,7 @@ pub async fn accept_loop(listener: tokio::net::TcpListener, sip: Arc<Sip>, tls: 
                     let sip = sip.clone();
                     let _ = tcp.set_nodelay(true);
                     tokio::spawn(async move {
-                        if tls {
-                            tls::serve(sip, tcp, peer).await;
-                        } else {
-                            inbound::serve(sip, tcp, peer, "tcp", None).await;
-                        }
+                        relay::accepted(sip, tcp, peer, tls, relay).await;
                         drop(slot);
                     });
                 }

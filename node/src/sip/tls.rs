@@ -272,8 +272,10 @@ fn tls_peer_subjects(sip: &Sip) -> Vec<String> {
         .collect()
 }
 
-/// Handshakes, judges and (when admitted) serves one inbound SIP over TLS connection.
-pub async fn serve(sip: Arc<Sip>, tcp: TcpStream, peer: SocketAddr) {
+/// Handshakes, judges and (when admitted) serves one inbound SIP over TLS connection. `tcp`
+/// is the accepted connection after any PROXY protocol header; `peer` the real peer (the
+/// header's source for a connection relayed by a member).
+pub async fn serve<S: Stream>(sip: Arc<Sip>, tcp: S, peer: SocketAddr) {
     let Some(tls) = sip.tls.get().cloned() else {
         tracing::warn!(peer = %peer, "SIP TLS connection closed: TLS is not configured on this node");
         tls_failure("inbound", "tls_unavailable");
