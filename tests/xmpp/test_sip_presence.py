@@ -115,7 +115,7 @@ class Watcher:
             except (socket.timeout, OSError):
                 continue
             m = SipMsg(raw)
-            if m.is_request and m.start.startswith("NOTIFY"):
+            if m.is_request and m.start.split()[0] in ("NOTIFY", "MESSAGE", "BYE"):
                 vias = "".join(f"Via: {v}\r\n" for n, v in m.headers if n == "via")
                 ok = (f"SIP/2.0 200 OK\r\n{vias}From: {m.get('from')}\r\nTo: {m.get('to')}\r\n"
                       f"Call-ID: {m.get('call-id')}\r\nCSeq: {m.get('cseq')}\r\n"
@@ -189,6 +189,52 @@ class Watcher:
     def notify(self, pred: Callable[[SipMsg], bool], what: str, start: int = 0,
                timeout: float = WAIT) -> SipMsg:
         return self._wait(lambda m: m.is_request and pred(m), what, timeout, start)
+
+    # -- IM sessions (session mode) -------------------------------------------------------
+
+    def _request(self, method: str, ruri: str, to: str, routes: list[str], extra: str = "",
+                 body: str = "", cseq_method: Optional[str] = None) -> SipMsg:
+        d = self.dialog
+        d["cseq"] += 1
+        user = d["frm"].split("@")[0]
+        route = "".join(f"Route: {r}\r\n" for r in routes)
+        req = (f"{method} {ruri} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
+               f"{route}Max-Forwards: 70\r\nFrom: <sip:{d['frm']}>;tag={d['tag']}\r\nTo: {to}\r\n"
+               f"Call-ID: {d['call_id']}\r\nCSeq: {d['cseq']} {method}\r\n"
+               f"Contact: <sip:{user}@{self.ip}:{self.port};transport=udp>\r\n{extra}"
+               f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
+        start = self.mark()
+        self.sock.sendto(req.encode(), self.kam)
+        if method == "ACK":
+            return SipMsg(req.encode())
+        cseq = f"{d['cseq']} {method}"
+        return self._wait(lambda m: not m.is_request and m.status >= 200
+                          and m.get("cseq") == cseq and m.get("call-id") == d["call_id"],
+                          f"a final response to {cseq}", WAIT, start)
+
+    def invite(self, frm: str, to: str) -> SipMsg:
+        """INVITE offering an IM session (m=message ... sip null); ACKs a 2xx."""
+        self.dialog = {"frm": frm, "to": to, "call_id": f"{uuid.uuid4().hex}@{self.ip}",
+                       "tag": uuid.uuid4().hex[:10], "cseq": 0}
+        sdp = (f"v=0\r\no=- 0 0 IN IP4 {self.ip}\r\ns=session\r\nc=IN IP4 {self.ip}\r\n"
+               f"t=0 0\r\nm=message {self.port} sip null\r\na=accept-types:text/plain\r\n")
+        resp = self._request("INVITE", f"sip:{to}", f"<sip:{to}>", [],
+                             "Content-Type: application/sdp\r\n", sdp)
+        d = self.dialog
+        if 200 <= resp.status < 300:
+            d["to_tag"] = re.search(r"tag=([^;>\s]+)", resp.get("to") or "").group(1)
+            d["target"] = re.search(r"<([^>]+)>", (resp.get("contact") or "")).group(1)
+            d["routes"] = list(reversed(resp.all("record-route")))
+            d["cseq"] -= 1  # the ACK of a 2xx carries the INVITE's CSeq number
+            self._request("ACK", d["target"], f"<sip:{to}>;tag={d['to_tag']}", d["routes"])
+        return resp
+
+    def in_dialog(self, method: str, body: str = "") -> SipMsg:
+        d = self.dialog
+        extra = "Content-Type: text/plain\r\n" if body else ""
+        return self._request(method, d["target"], f"<sip:{d['to']}>;tag={d['to_tag']}",
+                             d["routes"], extra, body)
 
 
 def basic(m: SipMsg) -> Optional[str]:
@@ -314,6 +360,55 @@ def test_herald_user_watches_a_sip_user_through_kamailio(sip_fed) -> None:
     # Herald's SUBSCRIBE reached Kamailio's presence server over TLS from the routing node.
     log = fed.kam.log_text()
     assert f"REQ SUBSCRIBE sip:{carol}" in log, log[-2000:]
+
+
+def test_im_session_mode_both_ways_and_a_blocked_sender(sip_fed) -> None:
+    fed: SipFed = sip_fed()
+    alice, apw = user_away_from(fed, "alice", fed.routing)
+    ua = Watcher(fed.ua.ip, 5097, (fed.kam.ip, fed.kam.port))
+    erin = f"erin@{KAM_DOMAIN}"
+
+    async def body() -> None:
+        a = Client(alice, apw, ca=fed.ca.ca_path)
+        try:
+            await a.login(fed.cluster.ip(fed.cluster.home_node(alice)))
+            await a.online()
+            # INVITE (session mode) through Kamailio: 200 with an m=message answer.
+            resp = await asyncio.to_thread(ua.invite, erin, alice)
+            assert resp.status == 200, resp
+            assert "m=message" in resp.body, resp.body
+            # MESSAGEs inside the session reach alice.
+            for text in ("first in session", "second in session"):
+                r = await asyncio.to_thread(ua.in_dialog, "MESSAGE", text)
+                assert r.status == 200, r
+            got = await a.expect_messages(erin, 2, timeout=WAIT)
+            assert [m["body"] for m in got] == ["first in session", "second in session"]
+            # alice's reply goes inside the same session (same Call-ID) to erin.
+            mark = ua.mark()
+            a.chat(erin, "reply inside the session")
+            m = await asyncio.to_thread(
+                ua.notify, lambda m: m.start.startswith("MESSAGE"), "alice's reply", mark)
+            assert m.get("call-id") == ua.dialog["call_id"], m
+            assert "reply inside the session" in m.body, m.body
+            # BYE ends it; a MESSAGE in the ended session gets 481.
+            r = await asyncio.to_thread(ua.in_dialog, "BYE")
+            assert r.status == 200, r
+            r = await asyncio.to_thread(ua.in_dialog, "MESSAGE", "after bye")
+            assert r.status == 481, r
+            # A blocked sender: INVITE and page-mode MESSAGE get 480, as if alice were offline.
+            await a.block(erin)
+            resp = await asyncio.to_thread(ua.invite, erin, alice)
+            assert resp.status == 480, resp
+            await asyncio.to_thread(fed.ua.message, alice, erin, "blocked page mode", 480)
+            leaked = [m for m in await a.drain(a.messages, 1.0) if m["body"]]
+            assert not leaked, [m["body"] for m in leaked]
+        finally:
+            await a.logout()
+            ua.close()
+
+    run(body(), timeout=90)
+    assert metric(fed.cluster, fed.routing, "herald_sip_requests_total", direction="inbound",
+                  method="INVITE", status="200") >= 1
 
 
 def test_watcher_from_an_unknown_domain_gets_403(sip_fed) -> None:
