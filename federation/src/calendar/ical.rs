@@ -282,8 +282,10 @@ fn yearly_rule(rrule: &str) -> Option<(u32, i32, u32)> {
     }
     let month: u32 = r.get("BYMONTH")?.parse().ok()?;
     let byday = r.get("BYDAY")?;
+    // The weekday is the last two bytes; a server's text may put a multi-byte character
+    // there, which is no weekday (and must not be split inside).
     let split = byday.len().checked_sub(2)?;
-    let (n, d) = byday.split_at(split);
+    let (n, d) = byday.split_at_checked(split)?;
     let n: i32 = if n.is_empty() { 1 } else { n.parse().ok()? };
     Some((month, n, parse_weekday(d)?))
 }

@@ -306,3 +306,16 @@ fn bad_and_oversized_input() {
     busy_intervals(&endless, 0, i64::MAX / 4, &far, &mut out).unwrap();
     assert_eq!(out.len(), 100);
 }
+
+/// Found by the `fed_ical` fuzz target: a time zone rule whose BYDAY ends in a multi-byte
+/// character (`-ԬU`) split a string inside that character and panicked.
+#[test]
+fn time_zone_byday_with_multibyte_character_is_refused_not_a_panic() {
+    let cal = "BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:X\r\nBEGIN:STANDARD\r\n\
+        DTSTART:19701025T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\n\
+        RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-\u{52C}U\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n\
+        BEGIN:VEVENT\r\nDTSTART;TZID=X:20260101T100000\r\nDTEND;TZID=X:20260101T110000\r\n\
+        END:VEVENT\r\nEND:VCALENDAR\r\n";
+    let mut out = Vec::new();
+    let _ = busy_intervals(cal, 0, i64::MAX / 2, &IcalLimits::default(), &mut out);
+}

@@ -5,6 +5,7 @@
 //! for generic XMPP peers through the availability model ([`xmpp_presence`]).
 
 pub mod link;
+#[cfg(feature = "grpc")]
 pub mod policy;
 pub mod resolve;
 pub mod xmpp_presence;

@@ -55,7 +55,16 @@ fn norm_local(s: &str) -> Result<String, JidError> {
     {
         return Err(JidError::Forbidden("local", c));
     }
-    Ok(s.to_lowercase())
+    within_limit("local", s.to_lowercase())
+}
+
+/// Lowercasing can lengthen a part (U+0130 'İ' is 2 bytes, its lowercase 3): the limit holds
+/// for the normalised part too, so that a JID's text always parses back.
+fn within_limit(part: &'static str, s: String) -> Result<String, JidError> {
+    if s.len() > MAX_PART {
+        return Err(JidError::TooLong(part));
+    }
+    Ok(s)
 }
 
 fn norm_domain(s: &str) -> Result<String, JidError> {
@@ -64,7 +73,7 @@ fn norm_domain(s: &str) -> Result<String, JidError> {
         return Err(JidError::EmptyDomain);
     }
     check_common("domain", s)?;
-    let d = s.to_lowercase();
+    let d = within_limit("domain", s.to_lowercase())?;
     // An IPv6 literal, or labels of letters, digits, hyphens (and non-ASCII for IDNs).
     let ok = if d.starts_with('[') {
         d.ends_with(']')
@@ -217,6 +226,24 @@ mod tests {
         assert_eq!(j.bare().to_string(), "a@b.c");
         assert!(j.bare().is_bare());
         assert_eq!(j.domain_jid().to_string(), "b.c");
+    }
+
+    /// Lowercasing can lengthen a part ('İ', 2 bytes, becomes "i̇", 3 bytes): the 1023-byte
+    /// limit applies to the normalised part too, or a JID accepted once would not parse
+    /// again from its own text (the property the `xmpp_jid` fuzz target checks).
+    #[test]
+    fn limit_applies_after_lowercasing() {
+        let local = "\u{130}".repeat(500); // 1000 bytes, 1500 once lowercased
+        assert_eq!(
+            Jid::parse(&format!("{local}@example.com")),
+            Err(JidError::TooLong("local"))
+        );
+        let domain = format!("{}.example", "\u{130}".repeat(30)).repeat(12);
+        assert!(domain.len() <= MAX_PART);
+        assert_eq!(Jid::parse(&domain), Err(JidError::TooLong("domain")));
+        // Within the limit after lowercasing: accepted, and parses again from its text.
+        let j = Jid::parse(&format!("{}@example.com", "\u{130}".repeat(300))).unwrap();
+        assert_eq!(Jid::parse(&j.to_string()), Ok(j));
     }
 
     #[test]

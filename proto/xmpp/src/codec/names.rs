@@ -79,6 +79,10 @@ impl Scopes {
         });
         let ns = match prefix.as_deref().map(|p| p.as_str()) {
             None => self.default_ns().to_string(),
+            // The `xml` prefix is for attributes (`xml:lang`): an element in the XML namespace
+            // could only be written back with a reserved `xmlns` binding, which the next
+            // parser (another client, a peer server) would refuse.
+            Some("xml") => return Err(nwf("element in the reserved xml namespace")),
             Some(p) => self.lookup(p)?.to_string(),
         };
         let mut out = Vec::with_capacity(attrs.len());

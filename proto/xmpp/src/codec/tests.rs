@@ -556,3 +556,27 @@ fn idle_streams_hold_no_parser_and_resume_where_they_were() {
     d.feed(b"</stream:other>");
     assert!(d.next().is_err());
 }
+
+/// Found by the `xmpp_decode` fuzz target: `<xml:x/>` (the `xml` prefix is bound without a
+/// declaration) gave an element in the XML namespace, which encodes as
+/// `<x xmlns='http://www.w3.org/XML/1998/namespace'/>`, a reserved binding every XML parser
+/// refuses. Routed inside a message, it would have closed the recipient's stream. Such
+/// elements are refused where they are read.
+#[test]
+fn elements_in_the_xml_namespace_are_refused() {
+    for body in [
+        "<xml:x/>",
+        "<message to='a@example.com'><xml:x/></message>",
+        "<message><body>hi</body><xml:lang_x a='1'>t</xml:lang_x></message>",
+    ] {
+        assert_eq!(
+            condition(&stream(body)),
+            Some(StreamCondition::NotWellFormed),
+            "{body}"
+        );
+    }
+    // The `xml:` prefix on attributes stays fine.
+    let (evs, err) = whole(&stream("<message xml:lang='de'/>"));
+    assert_eq!(err, None);
+    assert_eq!(evs.len(), 2);
+}
