@@ -248,7 +248,21 @@ impl Sip {
             );
             return;
         }
-        let hop = match self.hop_for(&domain) {
+        let hop = self.hop_for(&domain);
+        if stanza.name() == "presence" {
+            // Presence for a SIP watcher (the user's approval, the answer to the probe, every
+            // change) leaves on the watcher's subscription dialog, towards its Contact or
+            // Record-Route: no route of ours is needed. Only a subscription of our own needs
+            // a next hop for the domain.
+            if let (Err(e), Some("subscribe")) = (&hop, stanza.get_attr("type")) {
+                metrics::failure("outbound", e.reason);
+                self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, e.text);
+                return;
+            }
+            self.presence(stanza);
+            return;
+        }
+        let hop = match hop {
             Ok(h) => h,
             Err(e) => {
                 metrics::failure("outbound", e.reason);
@@ -256,10 +270,6 @@ impl Sip {
                 return;
             }
         };
-        if stanza.name() == "presence" {
-            self.presence(stanza);
-            return;
-        }
         let tls = if hop.tls {
             self.tls.get().cloned()
         } else {
