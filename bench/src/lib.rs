@@ -4,12 +4,13 @@
 //!
 //! - [`client`]: one client connection and its login.
 //! - [`scram`]: the client side of SCRAM-SHA-1/-256.
-//! - [`scenarios`]: login storm, idle hold, chat, presence fan-out.
+//! - [`scenarios`]: login storm, idle hold, chat, presence fan-out, the SIP benchmark's XMPP side.
 //! - [`report`]: percentiles, /proc readings, result rows.
 //!
-//! Protocol-specific code lives in `client` and `scenarios`; a SIP peer (MESSAGE, SUBSCRIBE
-//! through the routing node) would be another client module driven by the same scenarios'
-//! report rows.
+//! Protocol-specific code lives in `client` and `scenarios`. The SIP benchmark (`bench/sip.sh`)
+//! uses SIPp, a SIP generator we did not write, as the federated SIP peer; its XMPP side (the
+//! Herald users receiving MESSAGEs and changing presence for SIP watchers) is
+//! [`scenarios::sip_users`].
 
 pub mod client;
 pub mod report;

@@ -212,7 +212,14 @@ route[HERALD_TRY] {{
 {herald_switch}
     xlog("L_INFO", "to Herald: $rm $ru -> $du\\n");
     t_on_failure("HERALD_NEXT");
-    if (!t_relay()) sl_reply_error();
+    if (!t_relay()) {{
+        # A node that refuses the connection at once (dead): the next one, as on 503.
+        $avp(hn) = $avp(hn) + 1;
+        if ($avp(hn) < {herald_count}) {{
+            route(HERALD_TRY);
+        }}
+        sl_reply_error();
+    }}
     exit;
 }}
 

@@ -13,9 +13,11 @@ the client helpers' timeouts.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -313,3 +315,120 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
     # Still serving.
     assert raw_exchange(ip, SIP_PORT, request("OPTIONS", alice, frm)).startswith("SIP/2.0 200")
     assert metric(cluster, routing, "herald_sip_failures_total", reason="decode") >= 3
+
+
+class NotifySink:
+    """A SIP watcher's Contact: accepts Herald's TCP connection on `ip:port`, answers every
+    NOTIFY with 200 on that connection and keeps the NOTIFYs (start line and headers, body)."""
+
+    def __init__(self, ip: str, port: int) -> None:
+        self.srv = socket.create_server((ip, port))
+        self.srv.settimeout(0.2)
+        self.got: list[str] = []
+        self.cond = threading.Condition()
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conns: list[socket.socket] = []
+        bufs: dict[socket.socket, bytes] = {}
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+                c.settimeout(0.05)
+                conns.append(c)
+                bufs[c] = b""
+            except (socket.timeout, OSError):
+                pass
+            for c in list(conns):
+                try:
+                    data = c.recv(65536)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    conns.remove(c)
+                    continue
+                bufs[c] += data
+                while b"\r\n\r\n" in bufs[c]:
+                    head, _, rest = bufs[c].partition(b"\r\n\r\n")
+                    n = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+                    if len(rest) < n:
+                        break
+                    msg = (head + b"\r\n\r\n" + rest[:n]).decode(errors="replace")
+                    bufs[c] = rest[n:]
+                    if msg.startswith("NOTIFY"):
+                        hdrs = [l for l in msg.split("\r\n")
+                                if l.split(":")[0].lower() in ("via", "from", "to", "call-id",
+                                                               "cseq")]
+                        c.sendall(("SIP/2.0 200 OK\r\n" + "\r\n".join(hdrs)
+                                   + "\r\nContent-Length: 0\r\n\r\n").encode())
+                        with self.cond:
+                            self.got.append(msg)
+                            self.cond.notify_all()
+        for c in conns:
+            c.close()
+
+    def wait(self, pred, what: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                hit = next((m for m in self.got if pred(m)), None)
+                if hit:
+                    return hit
+                left = deadline - time.monotonic()
+                assert left > 0, f"no NOTIFY with {what} within {timeout}s; got {self.got}"
+                self.cond.wait(left)
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join(2)
+        self.srv.close()
+
+
+def test_sip_watcher_sees_presence_without_a_static_route(cluster: Cluster) -> None:
+    """A SIP watcher's NOTIFYs follow its dialog (its Contact), so they need no static route
+    for its domain: the user's approval and later changes reach the watcher (found by
+    bench/sip.sh; before the fix, presence to a SIP domain without a route was bounced)."""
+    alice, apw = cluster.new_user("alice")
+    home = cluster.home_node(alice)
+    routing = next(n for n in cluster.nodes if n != home)
+    cluster.cli(None, "sip-domain", "add", SIP_DOMAIN, "--type", "generic-sip")
+    cluster.cli(None, "acl", "add", "sipp", "--kind", "ip", "--pattern", sipp_ip(cluster))
+    cluster.cli(None, "routing-node", "set", str(routing))
+    cluster.wait_converged(cluster.nodes)
+    ip = sipp_ip(cluster)
+    sink = NotifySink(ip, UAS_PORT)
+    bob = f"bob@{SIP_DOMAIN}"
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, home)
+            await a.online(status="at my desk")
+            sub = (f"SUBSCRIBE sip:{alice} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/TCP {ip}:5099;branch=z9hG4bKnr{time.monotonic_ns()}\r\n"
+                   f"Max-Forwards: 70\r\nFrom: <sip:{bob}>;tag=w1\r\nTo: <sip:{alice}>\r\n"
+                   f"Call-ID: noroute{time.monotonic_ns()}\r\nCSeq: 1 SUBSCRIBE\r\n"
+                   f"Contact: <sip:bob@{ip}:{UAS_PORT};transport=tcp>\r\nEvent: presence\r\n"
+                   "Accept: application/pidf+xml\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n")
+            with socket.create_connection((cluster.ip(routing), SIP_PORT), timeout=5,
+                                          source_address=(ip, 0)) as s:
+                s.sendall(sub.encode())
+                first = s.recv(4096).split(b"\r\n", 1)[0].decode()
+            assert first.startswith("SIP/2.0 202"), first
+            await a.expect_presence(bob, "the SIP watcher's subscription request",
+                                    ptype="subscribe")
+            a.send_presence(pto=bob, ptype="subscribed")
+            n = await asyncio.to_thread(
+                sink.wait, lambda m: "Subscription-State: active" in m and "<basic>open" in m,
+                "the approved watcher's active NOTIFY showing alice open")
+            assert "at my desk" in n, n
+            a.send_presence(pstatus="in a meeting")
+            await asyncio.to_thread(sink.wait, lambda m: "in a meeting" in m,
+                                    "alice's status change")
+    try:
+        run(body(), timeout=60)
+    finally:
+        sink.close()

@@ -411,6 +411,56 @@ def test_im_session_mode_both_ways_and_a_blocked_sender(sip_fed) -> None:
                   method="INVITE", status="200") >= 1
 
 
+def test_routing_node_killed_the_fallback_takes_over(sip_fed) -> None:
+    """kill -9 the routing node: within seconds the next node of `routing-node set` serves SIP
+    (Kamailio tries the nodes in that order); a watcher subscribing again is served by it."""
+    fed: SipFed = sip_fed()
+    alice, apw = user_away_from(fed, "alice", fed.routing)
+    order = [fed.routing] + [n for n in fed.cluster.nodes if n != fed.routing]
+    fallback = next(n for n in order[1:] if n != fed.cluster.home_node(alice))
+    # Make the fallback the first live one after the routing node.
+    fed.cluster.cli(None, "routing-node", "set", str(fed.routing), str(fallback),
+                    *[str(n) for n in order[1:] if n != fallback])
+    fed.cluster.wait_converged(fed.cluster.nodes)
+    watcher = Watcher(fed.ua.ip, 5098, (fed.kam.ip, fed.kam.port))
+    frank = f"frank@{KAM_DOMAIN}"
+
+    async def body() -> None:
+        a = Client(alice, apw, ca=fed.ca.ca_path)
+        try:
+            await a.login(fed.cluster.ip(fed.cluster.home_node(alice)))
+            await a.online()
+            await asyncio.to_thread(fed.ua.message, alice, frank, "before the kill", 200)
+            await a.expect_messages(frank, 1, timeout=WAIT)
+
+            fed.cluster.kill9(fed.routing)
+            killed_at = time.monotonic()
+            # Bounded: the fallback must take the role within 20 s.
+            delivered = False
+            while time.monotonic() - killed_at < 20 and not delivered:
+                try:
+                    await asyncio.to_thread(fed.ua.message, alice, frank, "after the kill", 200)
+                    delivered = True
+                except AssertionError:
+                    await asyncio.sleep(0.5)
+            took = time.monotonic() - killed_at
+            assert delivered, "no node served SIP within 20 s of the routing node's death"
+            await a.expect_messages(frank, 1, timeout=WAIT)
+            print(f"fallback served SIP {took:.1f}s after the kill")
+
+            # Presence through the new routing node: a new subscription works end to end.
+            resp = await asyncio.to_thread(watcher.subscribe, frank, alice)
+            assert resp.status == 202, resp
+            await a.expect_presence(frank, "the subscription request via the fallback",
+                                    ptype="subscribe")
+        finally:
+            await a.logout()
+            watcher.close()
+
+    run(body(), timeout=120)
+    assert metric(fed.cluster, fallback, "herald_sip_messages_total", direction="inbound") >= 1
+
+
 def test_watcher_from_an_unknown_domain_gets_403(sip_fed) -> None:
     fed: SipFed = sip_fed()
     alice, apw = user_away_from(fed, "alice", fed.routing)

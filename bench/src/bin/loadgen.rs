@@ -5,6 +5,8 @@
 //! loadgen idle   ... --users 2000 --server-pid PID --duration 10 [--processes 2]
 //! loadgen chat   ... --users 200 --rates 2000,5000,10000 --duration 10 --drain 5 --shape oneway
 //! loadgen fanout ... --users 1001 --rounds 20 --rate 5
+//! loadgen sip-users --server 127.0.0.52:15222 --ca ca.pem --domain example.test \
+//!     --accounts accounts.txt      # XMPP side of bench/sip.sh, driven on stdin
 //! loadgen isolation ... --server2 IP:PORT --rates 48000 --duration 60 \
 //!     --status-cmd "herald --admin 127.0.0.11:7471 cluster status" \
 //!     --metrics 127.0.0.11:9470,127.0.0.12:9470,127.0.0.13:9470
@@ -19,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use herald_bench::client::{tls_config, ConnectConfig};
 use herald_bench::report::{append_rows, machine, today, Row};
 use herald_bench::scenarios::worker::WorkerSlice;
-use herald_bench::scenarios::{chat, fanout, idle, isolation, login, Common};
+use herald_bench::scenarios::{chat, fanout, idle, isolation, login, sip_users, Common};
 use herald_bench::scram::Hash;
 
 #[derive(Parser)]
@@ -86,6 +88,19 @@ enum Cmd {
         /// Seconds allowed for subscription setup (not measured).
         #[arg(long, default_value_t = 180)]
         setup_timeout: u64,
+    },
+    /// The XMPP side of the SIP benchmark (bench/sip.sh): logs in the accounts of --accounts,
+    /// stamps tagged messages, approves subscription requests, changes presence on command
+    /// (stdin: `report TAG`, `presence ROUND`, `approved`, `quit`; JSON lines on stdout).
+    SipUsers {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// File of `LOCALPART PASSWORD IP:PORT` lines (each account logs in to its own node).
+        #[arg(long)]
+        accounts: PathBuf,
+        /// Longest run, seconds.
+        #[arg(long, default_value_t = 1800)]
+        limit: u64,
     },
 }
 
@@ -349,6 +364,18 @@ async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
             };
             Ok((vec![fanout::run(&c, &plan).await], a.json))
         }
+        Cmd::SipUsers {
+            common: a,
+            accounts,
+            limit,
+        } => {
+            let c = common(&a)?;
+            let text = std::fs::read_to_string(&accounts)
+                .map_err(|e| format!("{}: {e}", accounts.display()))?;
+            let accounts = sip_users::parse_accounts(&text)?;
+            sip_users::run(&c, accounts, Duration::from_secs(limit)).await;
+            Ok((vec![], None))
+        }
     }
 }
 
@@ -379,9 +406,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Login(a) | Cmd::LoginWorker(a) | Cmd::Idle(a) | Cmd::IdleWorker(a) => a.threads,
-        Cmd::Chat { common, .. } | Cmd::Fanout { common, .. } | Cmd::Isolation { common, .. } => {
-            common.threads
-        }
+        Cmd::Chat { common, .. }
+        | Cmd::Fanout { common, .. }
+        | Cmd::Isolation { common, .. }
+        | Cmd::SipUsers { common, .. } => common.threads,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))

@@ -1,4 +1,5 @@
-//! The load scenarios: login storm, idle hold, chat at stepped rates, presence fan-out.
+//! The load scenarios: login storm, idle hold, chat at stepped rates, presence fan-out, and
+//! the XMPP side of the SIP benchmark (`sip_users`).
 //!
 //! Every scenario is bounded by a session count and by time: logins by a per-login timeout,
 //! measurement phases by `--duration`, drains by a fixed grace period.
@@ -9,6 +10,7 @@ pub mod idle;
 pub mod isolation;
 pub mod login;
 pub mod pace;
+pub mod sip_users;
 pub mod worker;
 
 use std::sync::Arc;

@@ -253,13 +253,8 @@ impl Sip {
             );
             return;
         }
-        let hop = match self.hop_for(&domain) {
-            Ok(h) => h,
-            Err(e) => {
-                metrics::failure("outbound", e.reason);
-                self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, e.text);
-                return;
-            }
+        let Some(hop) = self.usable_hop(&stanza, &domain) else {
+            return;
         };
         // Everything for SIP domains leaves through the routing node: it holds the sessions and
         // subscriptions, and peers see one SIP face.
@@ -281,7 +276,7 @@ impl Sip {
 
     /// Sends `stanza` from this node (the routing node): presence through the subscription
     /// table, a chat message inside the pair's IM session if one is open, else page mode.
-    fn send_here(self: &Arc<Self>, stanza: Element, hop: outbound::Hop, domain: String) {
+    fn send_here(self: &Arc<Self>, stanza: Element, hop: Option<outbound::Hop>, domain: String) {
         if stanza.name() == "presence" {
             let now = std::time::Instant::now();
             let actions = {
@@ -312,6 +307,10 @@ impl Sip {
             }
             return;
         }
+        let Some(hop) = hop else {
+            // Checked by the caller (messages need a route); nothing to send without one.
+            return;
+        };
         let tls = if hop.tls {
             self.tls.get().cloned()
         } else {
@@ -471,11 +470,29 @@ impl Sip {
             metrics::failure("outbound", "not_routing_node");
             return;
         }
-        match self.hop_for(&domain) {
-            Ok(hop) => self.send_here(stanza, hop, domain),
+        if let Some(hop) = self.usable_hop(&stanza, &domain) {
+            self.send_here(stanza, hop, domain);
+        }
+    }
+
+    /// The next hop `stanza` needs, `Some(None)` when it needs none, `None` when it cannot
+    /// leave (answered). Presence for a SIP watcher (the user's approval, the answer to a
+    /// probe, every change) leaves on the watcher's subscription dialog, towards its Contact or
+    /// Record-Route: no route of ours is needed. Our own subscriptions and messages need a
+    /// static route for the domain.
+    #[allow(clippy::option_option)]
+    fn usable_hop(&self, stanza: &Element, domain: &str) -> Option<Option<outbound::Hop>> {
+        match self.hop_for(domain) {
+            Ok(h) => Some(Some(h)),
+            Err(_)
+                if stanza.name() == "presence" && stanza.get_attr("type") != Some("subscribe") =>
+            {
+                Some(None)
+            }
             Err(e) => {
                 metrics::failure("outbound", e.reason);
-                self.bounce(&stanza, StanzaCondition::RemoteServerNotFound, e.text);
+                self.bounce(stanza, StanzaCondition::RemoteServerNotFound, e.text);
+                None
             }
         }
     }
