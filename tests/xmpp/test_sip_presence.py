@@ -163,28 +163,19 @@ class Watcher:
                                     expires)
 
     def _send_subscribe(self, ruri: str, routes: list[str], to: str, expires: int) -> SipMsg:
+        resp = self._request("SUBSCRIBE", ruri, to, routes,
+                             "Event: presence\r\nAccept: application/pidf+xml\r\n"
+                             f"Expires: {expires}\r\n")
+        self._learn_dialog(resp)
+        return resp
+
+    def _learn_dialog(self, resp: SipMsg) -> None:
+        """From the first 2xx: the remote tag, target and route set (RFC 3261 §12.1.2)."""
         d = self.dialog
-        d["cseq"] += 1
-        user = d["frm"].split("@")[0]
-        route = "".join(f"Route: {r}\r\n" for r in routes)
-        req = (f"SUBSCRIBE {ruri} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
-               f"{route}Max-Forwards: 70\r\nFrom: <sip:{d['frm']}>;tag={d['tag']}\r\nTo: {to}\r\n"
-               f"Call-ID: {d['call_id']}\r\nCSeq: {d['cseq']} SUBSCRIBE\r\n"
-               f"Contact: <sip:{user}@{self.ip}:{self.port};transport=udp>\r\n"
-               "Event: presence\r\nAccept: application/pidf+xml\r\n"
-               f"Expires: {expires}\r\nContent-Length: 0\r\n\r\n")
-        start = self.mark()
-        self.sock.sendto(req.encode(), self.kam)
-        cseq = f"{d['cseq']} SUBSCRIBE"
-        resp = self._wait(lambda m: not m.is_request and m.status >= 200
-                          and m.get("cseq") == cseq and m.get("call-id") == d["call_id"],
-                          f"a final response to {cseq}", WAIT, start)
         if 200 <= resp.status < 300 and "to_tag" not in d:
             d["to_tag"] = re.search(r"tag=([^;>\s]+)", resp.get("to") or "").group(1)
             d["target"] = re.search(r"<([^>]+)>", (resp.get("contact") or "")).group(1)
             d["routes"] = list(reversed(resp.all("record-route")))
-        return resp
 
     def notify(self, pred: Callable[[SipMsg], bool], what: str, start: int = 0,
                timeout: float = WAIT) -> SipMsg:
@@ -193,7 +184,7 @@ class Watcher:
     # -- IM sessions (session mode) -------------------------------------------------------
 
     def _request(self, method: str, ruri: str, to: str, routes: list[str], extra: str = "",
-                 body: str = "", cseq_method: Optional[str] = None) -> SipMsg:
+                 body: str = "") -> SipMsg:
         d = self.dialog
         d["cseq"] += 1
         user = d["frm"].split("@")[0]
@@ -222,10 +213,8 @@ class Watcher:
         resp = self._request("INVITE", f"sip:{to}", f"<sip:{to}>", [],
                              "Content-Type: application/sdp\r\n", sdp)
         d = self.dialog
+        self._learn_dialog(resp)
         if 200 <= resp.status < 300:
-            d["to_tag"] = re.search(r"tag=([^;>\s]+)", resp.get("to") or "").group(1)
-            d["target"] = re.search(r"<([^>]+)>", (resp.get("contact") or "")).group(1)
-            d["routes"] = list(reversed(resp.all("record-route")))
             d["cseq"] -= 1  # the ACK of a 2xx carries the INVITE's CSeq number
             self._request("ACK", d["target"], f"<sip:{to}>;tag={d['to_tag']}", d["routes"])
         return resp

@@ -264,6 +264,15 @@ fn sip_uri_of(j: &Jid) -> SipUri {
     SipUri::new(j.local(), j.domain())
 }
 
+/// The SIP URI of the first Contact, if any (a dialog's remote target).
+fn first_contact(headers: &herald_sip::Headers) -> Option<SipUri> {
+    headers
+        .contacts()
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.uri.sip().cloned())
+}
+
 /// The hop a URI names: its host and port, `transport` parameter (`sips:` means TLS).
 pub fn hop_of(uri: &SipUri) -> Hop {
     let tls = uri.secure
@@ -419,13 +428,7 @@ impl Table {
         else {
             return refuse(400, "Invalid Dialog Identifiers");
         };
-        let Some(target) = req
-            .headers
-            .contacts()
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .and_then(|c| c.uri.sip().cloned())
-        else {
+        let Some(target) = first_contact(&req.headers) else {
             return refuse(400, "Missing Or Unusable Contact");
         };
         let Some(remote_tag) = from.tag().map(str::to_string) else {
@@ -610,13 +613,7 @@ impl Table {
         if self.inbound.len() >= MAX_SUBSCRIPTIONS {
             return refuse((503, "Too Many Subscriptions"));
         }
-        let Some(Ok(target)) = req
-            .headers
-            .contacts()
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .map(|c| c.uri.sip().cloned().ok_or(()))
-        else {
+        let Some(target) = first_contact(&req.headers) else {
             return refuse((400, "Missing Or Unusable Contact"));
         };
         let Some(remote_tag) = from.tag().map(str::to_string) else {
@@ -822,13 +819,7 @@ impl Table {
         if sub.dialog.remote_tag.is_none() {
             sub.dialog.remote_tag = from.tag().map(str::to_string);
         }
-        if let Some(c) = req
-            .headers
-            .contacts()
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .and_then(|c| c.uri.sip().cloned())
-        {
+        if let Some(c) = first_contact(&req.headers) {
             sub.dialog.remote_target = Some(c);
         }
         if !sub.confirmed && sub.dialog.route_set.is_empty() {
@@ -936,13 +927,7 @@ impl Table {
                             .ok()
                             .and_then(|t| t.tag().map(str::to_string));
                     }
-                    if let Some(c) = resp
-                        .headers
-                        .contacts()
-                        .ok()
-                        .and_then(|c| c.into_iter().next())
-                        .and_then(|c| c.uri.sip().cloned())
-                    {
+                    if let Some(c) = first_contact(&resp.headers) {
                         sub.dialog.remote_target = Some(c);
                     }
                     if let Ok(rr) = resp.headers.record_routes() {
