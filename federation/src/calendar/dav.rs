@@ -248,8 +248,13 @@ pub fn home_path(base: &str, mailbox: &str) -> String {
         p.push_str(seg);
         p.push('/');
     }
+    // A mailbox of "." or ".." (both valid JID localparts) would be a dot segment that climbs out
+    // of the base (RFC 3986 §5.2.4): its dots are escaped, so it stays one plain segment.
+    let dot_segment = mailbox == "." || mailbox == "..";
     for b in mailbox.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b) {
+        if (b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b))
+            && !(dot_segment && b == b'.')
+        {
             p.push(b as char);
         } else {
             p.push_str(&format!("%{b:02X}"));
@@ -271,6 +276,9 @@ mod tests {
             ("/dav/cal", "alice", "/dav/cal/alice/"),
             ("/dav/", "a@b.c", "/dav/a%40b.c/"),
             ("/", "a b/../c", "/a%20b%2F..%2Fc/"),
+            ("/dav/", "..", "/dav/%2E%2E/"),
+            ("/dav/", ".", "/dav/%2E/"),
+            ("/dav/", "a..b", "/dav/a..b/"),
         ];
         for (base, mb, want) in cases {
             assert_eq!(home_path(base, mb), want, "{base} + {mb}");
