@@ -605,24 +605,42 @@ impl Sip {
                         domain: hop.host.clone(),
                         answer: Some(tx),
                     };
-                    if self.link(&hop).try_send(item).is_err() {
-                        tracing::warn!(next_hop = %hop.host, %method, "SIP presence request dropped: link queue full");
+                    if let Err(e) = self.link(&hop).try_send(item) {
+                        let item = match e {
+                            mpsc::error::TrySendError::Full(i)
+                            | mpsc::error::TrySendError::Closed(i) => i,
+                        };
+                        tracing::warn!(next_hop = %hop.host, %method, "SIP presence request not sent: link queue full");
                         metrics::failure("outbound", "queue_full");
+                        // The table hears of it as of any request that got no answer.
+                        let resp = herald_sip::Response::for_request(
+                            &item.request,
+                            503,
+                            Some("Link Queue Full"),
+                        );
+                        self.answered(&key, &resp);
                         continue;
                     }
                     let sip = self.clone();
                     self.runtime.spawn(async move {
-                        if let Ok(resp) = rx.await {
-                            let actions =
-                                sip.table()
-                                    .on_response(&key, &resp, std::time::Instant::now());
-                            sip.gauges();
-                            sip.execute(actions);
-                        }
+                        // A link that ends without answering: as a timeout.
+                        let resp = rx.await.unwrap_or_else(|_| herald_sip::Response::new(408));
+                        sip.answered(&key, &resp);
                     });
                 }
             }
         }
+    }
+
+    /// The final response (or a made-up one) to a request the table sent.
+    fn answered(self: &Arc<Self>, key: &subs::ReqKey, resp: &herald_sip::Response) {
+        let actions = {
+            let mut env = self.env();
+            self.table()
+                .on_response(key, resp, std::time::Instant::now(), &mut env)
+        };
+        self.gauges();
+        self.execute(actions);
     }
 
     /// The subscription timers, once a second, for as long as the node runs; a node that

@@ -132,6 +132,11 @@ struct InSub {
     expires_at: Instant,
     /// The first NOTIFY with a state is still owed (waiting for the probe's answer) until then.
     first_notify_by: Option<Instant>,
+    /// A NOTIFY of this dialog awaits its final response: the next one waits (RFC 6665
+    /// §4.2.2), and only the newest state goes when it may (changes in between coalesce).
+    notify_in_flight: bool,
+    /// The state changed while a NOTIFY was in flight.
+    notify_owed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -647,6 +652,8 @@ impl Table {
             auth,
             expires_at: now + Duration::from_secs(expires.into()),
             first_notify_by: None,
+            notify_in_flight: false,
+            notify_owed: false,
         };
         self.inbound.insert(key.clone(), sub);
         let (status, reason) = match auth {
@@ -725,6 +732,12 @@ impl Table {
             return Vec::new();
         };
         sub.first_notify_by = None;
+        if terminated.is_none() && sub.notify_in_flight {
+            sub.notify_owed = true;
+            return Vec::new();
+        }
+        sub.notify_in_flight = terminated.is_none();
+        sub.notify_owed = false;
         let Some(hop) = sub.dialog.hop() else {
             return Vec::new();
         };
@@ -895,13 +908,28 @@ impl Table {
     }
 
     /// The final response (or a synthesized 408 when none came) to a request we sent.
-    pub fn on_response(&mut self, key: &ReqKey, resp: &Response, now: Instant) -> Vec<Action> {
+    pub fn on_response(
+        &mut self,
+        key: &ReqKey,
+        resp: &Response,
+        now: Instant,
+        env: &mut impl Env,
+    ) -> Vec<Action> {
         match key {
             ReqKey::Bye => Vec::new(),
             ReqKey::Notify(call_id, tag) => {
+                let k = (call_id.clone(), tag.clone());
                 if matches!(resp.status, 481 | 404 | 410 | 403 | 603) {
                     // The watcher is gone (RFC 6665 §4.2.2): the subscription ends.
-                    self.inbound.remove(&(call_id.clone(), tag.clone()));
+                    self.inbound.remove(&k);
+                    return Vec::new();
+                }
+                let Some(sub) = self.inbound.get_mut(&k) else {
+                    return Vec::new();
+                };
+                sub.notify_in_flight = false;
+                if std::mem::take(&mut sub.notify_owed) {
+                    return self.notify(&k, None, now, env);
                 }
                 Vec::new()
             }

@@ -126,6 +126,20 @@ fn presence(from: &str, to: &str, typ: Option<&str>, show: Option<&str>) -> Elem
     p
 }
 
+/// Answers every NOTIFY in `actions` with 200; returns what follows (owed NOTIFYs).
+fn ok_all(t: &mut Table, env: &mut TestEnv, actions: &[Action]) -> Vec<Action> {
+    let mut out = Vec::new();
+    for a in actions {
+        if let Action::Send { request, key, .. } = a {
+            if request.method.as_str() == "NOTIFY" {
+                let r = Response::for_request(request, 200, None);
+                out.extend(t.on_response(key, &r, Instant::now(), env));
+            }
+        }
+    }
+    out
+}
+
 fn to_tag(r: &Response) -> String {
     r.headers.to().unwrap().tag().unwrap().to_string()
 }
@@ -188,6 +202,7 @@ fn unknown_watcher_waits_pending_until_the_user_decides() {
     assert_eq!(xs[0].get_attr("type"), Some("subscribe"));
     assert_eq!(xs[0].get_attr("from"), Some("bob@sip.test"));
     assert_eq!(t.counts().inbound_pending, 1);
+    assert!(ok_all(&mut t, &mut env, &actions).is_empty());
 
     // Presence before the decision does not leak.
     let a = t.on_xmpp(
@@ -216,6 +231,7 @@ fn unknown_watcher_waits_pending_until_the_user_decides() {
         body(reqs[0])
     );
     assert_eq!(t.counts().inbound_active, 1);
+    assert!(ok_all(&mut t, &mut env, &a).is_empty());
 
     // A change: Do Not Disturb reaches SIP as busy.
     let a = t.on_xmpp(
@@ -224,6 +240,7 @@ fn unknown_watcher_waits_pending_until_the_user_decides() {
         &mut env,
     );
     assert!(body(sent(&a)[0]).contains("busy"), "{}", body(sent(&a)[0]));
+    assert!(ok_all(&mut t, &mut env, &a).is_empty());
     // Offline: closed.
     let a = t.on_xmpp(
         &presence("alice@h.test/pc", "bob@sip.test", Some("unavailable"), None),
@@ -231,6 +248,31 @@ fn unknown_watcher_waits_pending_until_the_user_decides() {
         &mut env,
     );
     assert!(body(sent(&a)[0]).contains("<basic>closed</basic>"));
+
+    // While a NOTIFY is unanswered the next one waits, and changes in between coalesce
+    // (RFC 6665 §4.2.2): two changes, then the answer, then one NOTIFY with the newest state.
+    let a1 = t.on_xmpp(
+        &presence("alice@h.test/pc", "bob@sip.test", None, Some("away")),
+        now,
+        &mut env,
+    );
+    let a2 = t.on_xmpp(
+        &presence("alice@h.test/pc", "bob@sip.test", None, None),
+        now,
+        &mut env,
+    );
+    assert!(
+        sent(&a1).is_empty() && sent(&a2).is_empty(),
+        "{a1:?} {a2:?}"
+    );
+    let follow = ok_all(&mut t, &mut env, &a);
+    assert_eq!(sent(&follow).len(), 1);
+    let newest = body(sent(&follow)[0]);
+    assert!(
+        newest.contains("<basic>open</basic>") && !newest.contains("away"),
+        "{newest}"
+    );
+    assert!(ok_all(&mut t, &mut env, &follow).is_empty());
 
     // The user cancels: terminated;reason=rejected, and the subscription is gone.
     let a = t.on_xmpp(
@@ -265,6 +307,7 @@ fn blocked_watcher_is_accepted_and_sees_offline() {
     let reqs = sent(&actions);
     assert!(state(reqs[0]).starts_with("active"));
     assert!(body(reqs[0]).contains("<basic>closed</basic>"));
+    assert!(ok_all(&mut t, &mut env, &actions).is_empty());
     // Whatever the user does, the watcher sees offline.
     let a = t.on_xmpp(
         &presence("alice@h.test/pc", "bob@sip.test", None, None),
@@ -306,6 +349,7 @@ fn allowed_watcher_gets_the_probe_answer_or_offline_after_a_bound() {
         .is_empty());
     let a = t.tick(now + FIRST_NOTIFY_WAIT, &mut env);
     assert!(body(sent(&a)[0]).contains("<basic>closed</basic>"));
+    assert!(ok_all(&mut t, &mut env, &a).is_empty());
     // The answer comes: open, away.
     let a = t.on_xmpp(
         &presence("alice@h.test/pc", "bob@sip.test", None, Some("away")),
@@ -325,7 +369,7 @@ fn refresh_unsubscribe_expiry_and_unknown_dialogs() {
     );
     let now = Instant::now();
     let (bob, alice) = (jid("bob@sip.test"), jid("alice@h.test"));
-    let (resp, _) = t.on_subscribe(
+    let (resp, first) = t.on_subscribe(
         &subscribe(None, "Event: presence\r\nExpires: 600\r\n"),
         &bob,
         &alice,
@@ -334,6 +378,7 @@ fn refresh_unsubscribe_expiry_and_unknown_dialogs() {
         &mut env,
     );
     assert_eq!(resp.headers.get(&HeaderName::Expires), Some("600"));
+    assert!(ok_all(&mut t, &mut env, &first).is_empty());
     let tag = to_tag(&resp);
     // Refresh in the dialog.
     let (r, a) = t.on_subscribe(
@@ -468,7 +513,7 @@ fn a_local_user_watches_a_sip_user() {
     let ok = Response::for_request(&req, 200, Some("OK")).header(HeaderName::Expires, "600");
     let mut ok = ok;
     ok.headers.set(HeaderName::To, "<sip:bob@sip.test>;tag=bt");
-    assert!(t.on_response(&key, &ok, now).is_empty());
+    assert!(t.on_response(&key, &ok, now, &mut env).is_empty());
 
     // A NOTIFY for another dialog: 481.
     let (r, _) = t.on_notify(
@@ -564,7 +609,12 @@ fn refused_and_failed_outbound_subscriptions() {
     let Action::Send { request, key, .. } = &a[0] else {
         panic!()
     };
-    let a = t.on_response(key, &Response::for_request(request, 403, None), now);
+    let a = t.on_response(
+        key,
+        &Response::for_request(request, 403, None),
+        now,
+        &mut env,
+    );
     assert_eq!(stanzas(&a)[0].get_attr("type"), Some("unsubscribed"));
     assert_eq!(t.counts().outbound, 0);
     // A timeout (408 from the link): tried again after the retry delay.
@@ -577,7 +627,12 @@ fn refused_and_failed_outbound_subscriptions() {
         panic!()
     };
     assert!(t
-        .on_response(key, &Response::for_request(request, 408, None), now)
+        .on_response(
+            key,
+            &Response::for_request(request, 408, None),
+            now,
+            &mut env
+        )
         .is_empty());
     assert!(t.tick(now + Duration::from_secs(1), &mut env).is_empty());
     assert_eq!(sent(&t.tick(now + RETRY, &mut env)).len(), 1);
