@@ -31,8 +31,6 @@ pub mod presence;
 pub mod proxy_v2;
 pub mod relay;
 pub mod subs;
-#[cfg(test)]
-mod subs_tests;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -102,12 +100,14 @@ struct SubsEnv<'a> {
 }
 
 impl SubsEnv<'_> {
-    fn user_data(&self, user: &Jid) -> Option<herald_grpc::config::UserData> {
+    /// The user's stored data, borrowed (read on every NOTIFY and inbound message: no copy of
+    /// the roster and offline queue).
+    fn user_data(&self, user: &Jid) -> Option<&herald_grpc::config::UserData> {
         match self
             .applied
             .state
-            .get(ObjectKind::UserData, &user.to_string())
-            .and_then(|o| o.body)
+            .peek(ObjectKind::UserData, &user.to_string())
+            .and_then(|o| o.body.as_ref())
         {
             Some(Body::UserData(d)) => Some(d),
             _ => None,
@@ -253,11 +253,8 @@ impl Sip {
             );
             return;
         }
-        let Some(hop) = self.usable_hop(&stanza, &domain) else {
-            return;
-        };
         // Everything for SIP domains leaves through the routing node: it holds the sessions and
-        // subscriptions, and peers see one SIP face.
+        // subscriptions, and peers see one SIP face. It picks the route (`from_cluster`).
         match self.routing_node() {
             Some(n) if n != self.node_id => {
                 self.forward(n, stanza);
@@ -271,7 +268,9 @@ impl Sip {
             // No routing node: a message still leaves from here (page mode).
             _ => {}
         }
-        self.send_here(stanza, hop, domain);
+        if let Some(hop) = self.usable_hop(&stanza, &domain) {
+            self.send_here(stanza, hop, domain);
+        }
     }
 
     /// Sends `stanza` from this node (the routing node): presence through the subscription

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use herald_sip::{Decoder, Frame, HeaderName, Limits, Message, Request, Response};
 use herald_xmpp::{ns, Element, Jid};
 
-use super::edge::Local;
-use super::subs::*;
+use super::*;
+use crate::sip::edge::Local;
 
 struct TestEnv {
     relations: HashMap<(String, String), Relation>,
