@@ -295,12 +295,14 @@ impl ClusterHandle {
             return;
         }
         let view = self.placement();
+        // Voters only: a learner still catching up is no home.
         let members: Vec<u64> = self
             .applied()
             .state
             .nodes()
             .iter()
             .map(|n| n.node_id)
+            .filter(|n| st.voters.contains(n))
             .collect();
         let mut leaving = self.inner.routes.leaving_nodes();
         if self.inner.routes.is_stopping() {
@@ -499,6 +501,11 @@ impl ClusterHandle {
                 let e = ErrorDetail::from_status(&s);
                 if e.message == NOT_LEADER {
                     return Err(e);
+                }
+                if s.code() == tonic::Code::Unavailable && s.message().contains("connect error") {
+                    // Never sent (the leader is gone): retried once a new leader is known.
+                    tracing::debug!(leader, "the leader cannot be reached; waiting for another");
+                    return Err(unavailable(NOT_LEADER));
                 }
                 tracing::warn!(leader, status = %s, "forwarding a write to the leader failed");
                 Err(ErrorDetail::new(

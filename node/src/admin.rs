@@ -573,10 +573,19 @@ impl Admin for AdminService {
                 ),
                 _ => (0, vec![]),
             };
+            let owners = match applied
+                .state
+                .peek(ObjectKind::UserData, &key)
+                .and_then(|o| o.body.as_ref())
+            {
+                Some(Body::UserData(d)) if kind == ObjectKind::User => d.owners.clone(),
+                _ => vec![],
+            };
             Ok(Response::new(GetReply {
                 object: Some(scrub(obj)),
                 home_node: home,
                 sessions,
+                owners,
             }))
         }
         .await;

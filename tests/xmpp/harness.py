@@ -416,6 +416,8 @@ class Cluster:
             placement = st.get("placement") or {}
             if sorted(int(n) for n in placement.get("nodes") or []) != want:
                 return None
+            if len({n.get("placement_epoch") for n in lst}) != 1:
+                return None
             return str(next(iter(digests)))
         try:
             return wait_until(check, timeout, f"cluster convergence on nodes {want}")

@@ -250,12 +250,17 @@ impl StateMachine {
     }
 
     /// Hex SHA-256 over the canonical prost encoding of the sorted stored objects and the audit
-    /// log (the bytes of a [`StoreSnapshot`] with applied index 0), so two nodes holding the
-    /// same config report the same digest whatever their applied index.
+    /// log (the bytes of a [`StoreSnapshot`] with applied index 0, without the placement view),
+    /// so two nodes holding the same config report the same digest whatever their applied
+    /// index. The placement view is not operator config (it changes whenever a node stops or
+    /// starts); each node's placement epoch is reported next to its digest instead.
     pub fn digest(&self) -> String {
         let mut hasher = Sha256::new();
         let mut buf = Vec::new();
         for o in self.objects.values() {
+            if o.kind() == ObjectKind::Placement {
+                continue;
+            }
             buf.clear();
             prost::encoding::message::encode(2, &**o, &mut buf);
             hasher.update(&buf);

@@ -156,7 +156,13 @@ pub(crate) async fn execute(
             let object = expect_object(reply.object, kind)?;
             match view {
                 View::Object => render::object(&object, None, format),
-                View::User => render::user(&object, reply.home_node, &reply.sessions, format),
+                View::User => render::user(
+                    &object,
+                    reply.home_node,
+                    &reply.sessions,
+                    &reply.owners,
+                    format,
+                ),
                 View::Exceptions => render::exceptions(&object, format),
             }
         }

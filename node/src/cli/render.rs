@@ -342,17 +342,23 @@ pub fn user(
     object: &ConfigObject,
     home_node: u64,
     sessions: &[herald_grpc::admin::UserSession],
+    owners: &[herald_grpc::config::OwnerRecord],
     format: OutputFormat,
 ) -> String {
     let list: Vec<Value> = sessions
         .iter()
         .map(|s| json!({"full_jid": s.full_jid, "node": s.node}))
         .collect();
+    let owner_list: Vec<Value> = owners
+        .iter()
+        .map(|o| json!({"epoch": o.epoch, "node": o.node, "first_revision": o.first_revision}))
+        .collect();
     match format {
         OutputFormat::Json => {
             let mut v = object_json(object, Some(home_node));
             if let Value::Object(m) = &mut v {
                 m.insert("sessions".into(), Value::Array(list));
+                m.insert("owners".into(), Value::Array(owner_list));
             }
             to_json_text(&v)
         }
@@ -373,6 +379,13 @@ pub fn user(
                     joined.join(", ")
                 },
             ]);
+            if !owners.is_empty() {
+                let o: Vec<String> = owners
+                    .iter()
+                    .map(|o| format!("node {} (epoch {})", o.node, o.epoch))
+                    .collect();
+                t.push(vec!["owners".into(), o.join(", ")]);
+            }
             t.render()
         }
     }

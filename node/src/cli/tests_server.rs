@@ -105,6 +105,7 @@ impl Admin for Stub {
             object: Some(domain("a.example", 5)),
             home_node: 0,
             sessions: vec![],
+            owners: vec![],
         }))
     }
 

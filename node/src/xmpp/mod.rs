@@ -458,9 +458,9 @@ fn lost_target(shared: &Shared, kind: &Kind) -> Option<u64> {
     Some(shared.home_of(&user.bare()))
 }
 
-/// Items this node sent to a node that turned out to be down: sent again once the committed
-/// placement view no longer puts their user on the dead node (the leader removes a node
-/// silent for `DEAD_AFTER`), in their order.
+/// Items this node sent to a node that turned out to be down: sent again once that node
+/// answers again or the committed placement view no longer puts their user on it (the leader
+/// removes a node silent for `DEAD_AFTER`), in their order.
 async fn reroute_lost(
     shared: Arc<Shared>,
     mut lost: tokio::sync::mpsc::UnboundedReceiver<(u64, Kind)>,
@@ -479,7 +479,9 @@ async fn reroute_lost(
         }
         let mut still = VecDeque::new();
         for (since, dead, kind) in waiting.drain(..) {
-            if lost_target(&shared, &kind) == Some(dead) {
+            // Held while its user's home is still the node that could not be reached, until
+            // that node answers again (it restarted in time) or the view moves the user.
+            if lost_target(&shared, &kind) == Some(dead) && !shared.cluster.routes().is_live(dead) {
                 if since.elapsed() < LOST_WAIT {
                     still.push_back((since, dead, kind));
                 } else {
