@@ -60,7 +60,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Cluster, HarnessError, wait_until  # noqa: E402
-from s2s_harness import TestCA  # noqa: E402
+from s2s_harness import Dns, TestCA  # noqa: E402
 
 KAM_DOMAIN = "kam.test"
 HERALD_DOMAIN = "example.test"
@@ -611,8 +611,10 @@ class SipFed:
     """A Herald cluster federating with Kamailio over mutual TLS, and SIP users on its side."""
 
     def __init__(self, cluster: Cluster, ca: TestCA, kam: Kamailio, ua: SipUa,
-                 routing: int) -> None:
+                 routing: int, dns: Optional[Dns] = None) -> None:
         self.cluster, self.ca, self.kam, self.ua, self.routing = cluster, ca, kam, ua, routing
+        #: The test DNS server the nodes resolve through (`make(dns=True)`), else None.
+        self.dns = dns
 
     @property
     def herald_domain(self) -> str:
@@ -634,24 +636,35 @@ def address(cluster: Cluster, last: int) -> str:
 @pytest.fixture
 def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
     """Factory `make(routing=None, *, tls_peers=(KAM_DOMAIN,), acl=True, route=True,
-    recipient=None)`: a Herald cluster (3 nodes) and Kamailio federating over mutual TLS.
+    dns=False)`: a Herald cluster (3 nodes) and Kamailio federating over mutual TLS.
 
     `routing`: the routing node (default: node 1, or a node other than `recipient`'s home if
     `recipient` (a JID) is given); `tls_peers`: the `tls-peer` entries; `acl`: add an ACL entry
     admitting Kamailio's TLS name (kind fqdn); `route`: add the static route
-    `kam.test -> Kamailio:5061 transport tls`. Everything is killed on teardown; Kamailio's log
+    `kam.test -> Kamailio:5061 transport tls`; `dns`: start dnsmasq on the subnet's .53 with
+    `_sipfederationtls._tcp.kam.test -> kam.test:5061` and `kam.test -> Kamailio's address`,
+    the nodes resolving through it (`--dns-resolver`). Everything is killed on teardown; Kamailio's log
     tail is printed when the test failed."""
     made: list[SipFed] = []
+    dnses: list[Dns] = []
     ca = TestCA(tmp_path / "ca")
 
     def make(routing: Optional[int] = None, *, tls_peers: tuple[str, ...] = (KAM_DOMAIN,),
-             acl: bool = True, route: bool = True, size: int = 3) -> SipFed:
+             acl: bool = True, route: bool = True, size: int = 3, dns: bool = False) -> SipFed:
         cert, key = ca.issue([HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"], stem="herald")
         cluster = Cluster(tmp_path / "cluster", HERALD_DOMAIN, extra_args=[
             "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(ca.ca_path)])
         make.cluster = cluster  # the conftest report hook attaches its logs on failure
         kam: Optional[Kamailio] = None
+        server: Optional[Dns] = None
         try:
+            if dns:
+                server = Dns(tmp_path / "dns", address(cluster, 53))
+                dnses.append(server)
+                server.add_srv(f"_sipfederationtls._tcp.{KAM_DOMAIN}", KAM_DOMAIN, SIP_TLS_PORT)
+                server.add_host(KAM_DOMAIN, address(cluster, 201))
+                server.start()
+                cluster.extra_args += ["--dns-resolver", server.address]
             cluster.start_cluster(size)
             routing = routing or 1
             kam_ip, ua_ip = address(cluster, 201), address(cluster, 200)
@@ -673,7 +686,8 @@ def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
                            herald=[f"{cluster.ip(n)}:{SIP_TLS_PORT}" for n in order])
             make.kam = kam
             kam.start()
-            fed = SipFed(cluster, ca, kam, SipUa(tmp_path / "sipp", ua_ip, kam), routing)
+            fed = SipFed(cluster, ca, kam, SipUa(tmp_path / "sipp", ua_ip, kam), routing,
+                         server)
             made.append(fed)
             return fed
         except BaseException:
@@ -698,3 +712,5 @@ def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
                       f"{make.kam.log_tail(120)}", file=sys.stderr)
         if make.cluster is not None:
             make.cluster.stop()
+        for server in dnses:
+            server.stop()

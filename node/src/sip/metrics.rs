@@ -21,7 +21,8 @@ pub const REQUESTS: &str = "herald_sip_requests_total";
 /// connection is served here, i.e. answered 503), proxy_not_member (a PROXY protocol header from
 /// a source that is not a cluster member), proxy_header (a malformed or late PROXY header),
 /// stray_response, shutting_down, and the TLS reasons of [`TLS_FAILURES`]) and outbound messages that failed
-/// (not_local_sender, no_route, transport, queue_full, link_closed, connect, write, closed, timeout, response,
+/// (not_local_sender, no_route (no static route and no SRV record), dns (the SRV lookup failed),
+/// transport, queue_full, link_closed, connect, write, closed, timeout, response,
 /// shutdown, decode, and the TLS reasons of [`TLS_FAILURES`] for handshakes with a next hop).
 pub const FAILURES: &str = "herald_sip_failures_total";
 /// Counter, label `transport` (tcp, tls): SIP connections this node (not the routing node)
@@ -47,8 +48,16 @@ pub const PRESENCE_REQUESTS: &str = "herald_sip_presence_requests_total";
 /// Counter, label `kind`: items forwarded to the routing node over the node-to-node stream.
 pub const FORWARDED: &str = "herald_sip_forwarded_total";
 
+/// Counter, label `result` (found, none, error): DNS SRV lookups for SIP domains
+/// (`_sipfederationtls._tcp`, then `_sip._tls`).
+pub const DNS_LOOKUPS: &str = "herald_sip_dns_lookups_total";
+
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        DNS_LOOKUPS,
+        "DNS SRV lookups for SIP federated domains, by result"
+    );
     describe_gauge!(
         CONNECTIONS,
         "Open SIP connections on this node, by direction and transport"

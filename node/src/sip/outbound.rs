@@ -164,8 +164,7 @@ impl State {
     async fn connect(&mut self) {
         self.retry_at = None;
         let (host, port) = (self.hop.host.clone(), self.hop.port);
-        let attempt =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, dial(&self.sip, &host, port)).await;
         let attempt = match attempt {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);
@@ -416,6 +415,28 @@ async fn secure(
         .map(super::tls::cert_names);
     tracing::info!(cert_names = ?names, "SIP TLS handshake done");
     Ok(Box::new(s))
+}
+
+/// A TCP connection to `host:port`, its addresses found through the federation resolver
+/// (`--dns-resolver`, like the SRV records that named it); each address tried in turn.
+async fn dial(sip: &Sip, host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let ips = sip.dns.addresses(host).await.map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no address for {host}: {e}"),
+        )
+    })?;
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("no address for {host}"),
+    );
+    for ip in ips {
+        match TcpStream::connect((ip, port)).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Reads from the connection, or waits forever when there is none.
