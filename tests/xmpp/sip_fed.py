@@ -17,7 +17,8 @@ every wait is bounded.
   Requests for its own domain go to the registered contact (`lookup("location")`).
 - `SipUa`: SIPp (Debian `sip-tester`) as the SIP user agents of Kamailio's domain, on `ua_ip`,
   over UDP to Kamailio: `register(user, port)`, `message(to, frm, body, code)`,
-  `message_server(port, code)` (background UAS answering one MESSAGE), `publish(user, basic,
+  `message_server(port, code)` (background UAS accepting one IM session and answering its
+  first MESSAGE), `publish(user, basic,
   note)` (PIDF to Kamailio's presence server), `subscribe(frm, to, code, notifies)` /
   `subscribe_xml(...)` (SUBSCRIBE, then answer N NOTIFYs; the message log holds their bodies),
   and the generic `run(scenario_xml)` / `start(scenario_xml, port, remote=True)` for any other
@@ -385,14 +386,37 @@ MESSAGE_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 MESSAGE_UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="answer one MESSAGE">
+<scenario name="an IM session (INVITE, 200, ACK), one MESSAGE answered with code">
+  <recv request="INVITE" timeout="{timeout_ms}" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]uas[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 0 0 IN IP4 [local_ip]
+      s=session
+      c=IN IP4 [local_ip]
+      t=0 0
+      m=message [local_port] sip null
+    ]]>
+  </send>
+  <recv request="ACK" timeout="{timeout_ms}" />
   <recv request="MESSAGE" timeout="{timeout_ms}" />
   <send>
     <![CDATA[
       SIP/2.0 {code} {reason}
       [last_Via:]
       [last_From:]
-      [last_To:];tag=[pid]uas[call_number]
+      [last_To:]
       [last_Call-ID:]
       [last_CSeq:]
       Content-Length: 0
@@ -560,7 +584,8 @@ class SipUa:
 
     def message_server(self, port: int, code: int = 200, reason: str = "OK",
                        timeout: float = 20) -> Sipp:
-        """A UAS on `ua_ip:port` answering one MESSAGE with `code`."""
+        """A UAS on `ua_ip:port` accepting one IM session (Herald's INVITE with `m=message`,
+        answered 200, then the ACK) and answering the first MESSAGE inside it with `code`."""
         s = self.start(MESSAGE_UAS_XML.format(code=code, reason=reason,
                                               timeout_ms=int(timeout * 1000)),
                        port, name=f"uas-{port}")

@@ -67,14 +67,36 @@ UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="SIP user agent answering Herald's MESSAGE">
+<scenario name="SIP user agent accepting Herald's IM session and answering its MESSAGE">
+  <recv request="INVITE" timeout="15000" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]uas[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 0 0 IN IP4 [local_ip]
+      s=session
+      c=IN IP4 [local_ip]
+      t=0 0
+      m=message [local_port] sip null
+    ]]>
+  </send>
+  <recv request="ACK" timeout="15000" />
   <recv request="MESSAGE" timeout="15000" />
   <send>
     <![CDATA[
       SIP/2.0 {code} {reason}
       [last_Via:]
       [last_From:]
-      [last_To:];tag=[pid]uas[call_number]
+      [last_To:]
       [last_Call-ID:]
       [last_CSeq:]
       Content-Length: 0
@@ -107,7 +129,8 @@ def uac(cluster: Cluster, tmp: Path, node: int, *, to: str, frm: str, body: str,
 
 
 class Uas:
-    """SIPp as the SIP domain's server: answers one MESSAGE with `code`."""
+    """SIPp as the SIP domain's server: accepts Herald's IM session (INVITE, 200, ACK) and
+    answers the MESSAGE inside it with `code`."""
 
     def __init__(self, cluster: Cluster, tmp: Path, code: int, reason: str) -> None:
         self.sc = tmp / f"uas-{code}-{time.monotonic_ns()}.xml"
@@ -234,7 +257,9 @@ def test_sip_message_both_ways_through_the_routing_node(cluster: Cluster,
                 msgs = await asyncio.to_thread(uas.wait)
             finally:
                 uas.stop()
-            assert "MESSAGE sip:carol@sip.test SIP/2.0" in msgs, msgs[-2000:]
+            # Session mode: one INVITE (m=message), then the MESSAGE inside its dialog.
+            assert "INVITE sip:carol@sip.test SIP/2.0" in msgs, msgs[-2000:]
+            assert "m=message" in msgs and "MESSAGE sip:uas@" in msgs, msgs[-2000:]
             assert "hi carol over SIP" in msgs, msgs[-2000:]
             assert f"<sip:{user}@{cluster.domain}>" in msgs, msgs[-2000:]
             errors = await a.drain(a.message_errors, 1.0)

@@ -133,8 +133,9 @@ def test_im_both_ways_over_mutual_tls_through_kamailio(sip_fed) -> None:
                 msgs = await asyncio.to_thread(uas.wait)
             finally:
                 uas.stop()
-            # Kamailio rewrote the Request-URI to carol's registered contact.
-            assert "MESSAGE sip:carol@" in msgs, msgs[-2000:]
+            # Session mode: Kamailio rewrote the INVITE's Request-URI to carol's registered
+            # contact; the MESSAGE followed inside the dialog.
+            assert "INVITE sip:carol@" in msgs and "MESSAGE sip:uas@" in msgs, msgs[-2000:]
             assert f"To: <sip:carol@{KAM_DOMAIN}>" in msgs, msgs[-2000:]
             assert "hi carol over mutual TLS" in msgs, msgs[-2000:]
             assert f"<sip:{user}@{fed.herald_domain}>" in msgs, msgs[-2000:]

@@ -52,8 +52,16 @@ pub const FORWARDED: &str = "herald_sip_forwarded_total";
 /// (`_sipfederationtls._tcp`, then `_sip._tls`).
 pub const DNS_LOOKUPS: &str = "herald_sip_dns_lookups_total";
 
+/// Counter: chat messages sent in page mode because their pair's IM session (INVITE) was
+/// refused, timed out or could not wait.
+pub const PAGE_MODE_FALLBACKS: &str = "herald_sip_page_mode_fallbacks_total";
+
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        PAGE_MODE_FALLBACKS,
+        "Chat messages sent in page mode after their IM session was refused"
+    );
     describe_counter!(
         DNS_LOOKUPS,
         "DNS SRV lookups for SIP federated domains, by result"

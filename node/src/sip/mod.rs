@@ -493,25 +493,17 @@ impl Sip {
             self.execute(actions);
             return;
         }
-        if let Some((request, session_hop)) = self.in_session(&stanza) {
-            let item = outbound::Outgoing {
-                stanza,
-                request,
-                domain,
-                answer: None,
-            };
-            if let Err(e) = self.link(&session_hop).try_send(item) {
-                let item = match e {
-                    mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
-                };
-                metrics::failure("outbound", "queue_full");
-                self.bounce(
-                    &item.stanza,
-                    StanzaCondition::ResourceConstraint,
-                    "the SIP link is overloaded",
-                );
+        match self.session_send(&stanza) {
+            subs::SessionSend::Message(request, session_hop) => {
+                self.send_in_session(stanza, request, &session_hop);
+                return;
             }
-            return;
+            subs::SessionSend::Held(actions) => {
+                self.gauges();
+                self.execute(actions);
+                return;
+            }
+            subs::SessionSend::PageMode => {}
         }
         let Some(hop) = hop else {
             // Checked by the caller (messages need a route); nothing to send without one.
@@ -686,19 +678,50 @@ impl Sip {
         }
     }
 
-    /// The MESSAGE for a chat message inside its pair's open IM session, if there is one.
-    fn in_session(&self, stanza: &Element) -> Option<(herald_sip::Request, outbound::Hop)> {
-        let jid = |a: &str| stanza.get_attr(a).and_then(|v| Jid::parse(v).ok());
-        let (from, to) = (jid("from")?, jid("to")?);
-        let body = herald_xmpp::stanza::Message::view(stanza)?.body()?;
+    /// Where a chat message goes in session mode ([`subs::SessionSend`]); page mode for
+    /// anything that is not a chat message with a body.
+    fn session_send(&self, stanza: &Element) -> subs::SessionSend {
+        let Some(view) = herald_xmpp::stanza::Message::view(stanza) else {
+            return subs::SessionSend::PageMode;
+        };
+        if !matches!(
+            view.kind(),
+            Ok(herald_xmpp::stanza::MessageType::Chat | herald_xmpp::stanza::MessageType::Normal)
+        ) {
+            return subs::SessionSend::PageMode;
+        }
+        let Some(body) = view.body() else {
+            return subs::SessionSend::PageMode;
+        };
         let mut env = self.env();
-        self.table().session_message(
-            &from.bare(),
-            &to.bare(),
-            &body,
-            std::time::Instant::now(),
-            &mut env,
-        )
+        self.table()
+            .session_message(stanza, &body, std::time::Instant::now(), &mut env)
+    }
+
+    /// Queues a MESSAGE inside an IM session on its hop's link (a failure bounces `stanza`).
+    fn send_in_session(
+        self: &Arc<Self>,
+        stanza: Element,
+        request: herald_sip::Request,
+        hop: &outbound::Hop,
+    ) {
+        let item = outbound::Outgoing {
+            stanza,
+            request,
+            domain: hop.host.clone(),
+            answer: None,
+        };
+        if let Err(e) = self.link(hop).try_send(item) {
+            let item = match e {
+                mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
+            };
+            metrics::failure("outbound", "queue_full");
+            self.bounce(
+                &item.stanza,
+                StanzaCondition::ResourceConstraint,
+                "the SIP link is overloaded",
+            );
+        }
     }
 
     /// A stanza another node forwarded for the SIP edge (this node should be the routing node;
@@ -842,6 +865,43 @@ impl Sip {
             match a {
                 subs::Action::Xmpp(el) => {
                     self.deliver(el);
+                }
+                subs::Action::Message {
+                    request,
+                    hop,
+                    stanza,
+                } => self.send_in_session(stanza, request, &hop),
+                subs::Action::Resend(stanza) => {
+                    tracing::info!(to = ?stanza.get_attr("to"), "IM session refused or unavailable: message sent in page mode");
+                    ::metrics::counter!(metrics::PAGE_MODE_FALLBACKS).increment(1);
+                    let Some(domain) = stanza
+                        .get_attr("to")
+                        .and_then(|t| Jid::parse(t).ok())
+                        .map(|j| j.domain().to_string())
+                    else {
+                        continue;
+                    };
+                    self.route_and_send(stanza, domain);
+                }
+                subs::Action::Fail { stanza, text } => {
+                    metrics::failure("outbound", "session");
+                    self.bounce(&stanza, StanzaCondition::RemoteServerTimeout, &text);
+                }
+                subs::Action::Send {
+                    request,
+                    hop,
+                    key: subs::ReqKey::Ack,
+                } => {
+                    // No answer comes to an ACK: the link writes it and forgets it.
+                    let item = outbound::Outgoing {
+                        stanza: Element::new("presence", herald_xmpp::ns::CLIENT),
+                        request,
+                        domain: hop.host.clone(),
+                        answer: None,
+                    };
+                    if self.link(&hop).try_send(item).is_err() {
+                        metrics::failure("outbound", "queue_full");
+                    }
                 }
                 subs::Action::Send { request, hop, key } => {
                     let method = request.method.as_str().to_string();

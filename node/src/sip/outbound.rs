@@ -234,7 +234,12 @@ impl State {
             self.closed("write failed");
             return;
         }
-        tracing::debug!(domain = %item.domain, %branch, "SIP MESSAGE sent");
+        if item.request.method == herald_sip::Method::Ack {
+            // No response comes to an ACK (RFC 3261 §17.1.1.3): nothing to wait for.
+            self.last_activity = Instant::now();
+            return;
+        }
+        tracing::debug!(domain = %item.domain, method = %item.request.method, %branch, "SIP request sent");
         self.last_activity = Instant::now();
         self.pending.insert(
             branch,
@@ -249,7 +254,7 @@ impl State {
         loop {
             match self.decoder.next() {
                 Ok(None) => return,
-                Ok(Some(Frame::Message(Message::Response(r)))) => self.on_response(r),
+                Ok(Some(Frame::Message(Message::Response(r)))) => self.on_response(r).await,
                 Ok(Some(Frame::Message(Message::Request(req)))) => {
                     // This edge takes requests on its routing node's listener only.
                     tracing::info!(method = %req.method, "SIP request on an outbound connection refused");
@@ -276,7 +281,7 @@ impl State {
         }
     }
 
-    fn on_response(&mut self, r: Response) {
+    async fn on_response(&mut self, r: Response) {
         self.last_activity = Instant::now();
         let Some(branch) = r
             .headers
@@ -295,6 +300,15 @@ impl State {
         };
         let method = p.item.request.method.as_str().to_string();
         m::request("outbound", &method, r.status);
+        if p.item.request.method == herald_sip::Method::Invite && r.status >= 300 {
+            // The INVITE client transaction acknowledges a non-2xx final answer itself, on the
+            // same hop (RFC 3261 §17.1.1.3).
+            let ack = ack_for_non_2xx(&p.item.request, &r);
+            if let Some(c) = self.conn.as_mut() {
+                let _ = c.write_all(&Message::from(ack).encode()).await;
+                let _ = c.flush().await;
+            }
+        }
         if let Some(answer) = p.item.answer.take() {
             tracing::debug!(domain = %p.item.domain, %method, status = r.status, "SIP request answered");
             let _ = answer.send(r);
@@ -394,6 +408,29 @@ impl State {
         tracing::info!(domain = %item.domain, reason, "SIP MESSAGE failed; bounced to the XMPP sender");
         self.sip.bounce(&item.stanza, condition, text);
     }
+}
+
+/// The ACK of a non-2xx final response to `invite`: the INVITE's Request-URI, top Via (same
+/// branch), Route set, From, Call-ID and CSeq number, and the response's To (with its tag).
+pub fn ack_for_non_2xx(invite: &Request, resp: &Response) -> Request {
+    let mut ack = Request::new(herald_sip::Method::Ack, invite.uri.clone());
+    if let Some(v) = invite.headers.get(&herald_sip::HeaderName::Via) {
+        ack = ack.header(herald_sip::HeaderName::Via, v.to_string());
+    }
+    ack = ack.header(herald_sip::HeaderName::MaxForwards, "70");
+    for r in invite.headers.get_all(&herald_sip::HeaderName::Route) {
+        ack = ack.header(herald_sip::HeaderName::Route, r.to_string());
+    }
+    for name in [herald_sip::HeaderName::From, herald_sip::HeaderName::CallId] {
+        if let Some(v) = invite.headers.get(&name) {
+            ack = ack.header(name.clone(), v.to_string());
+        }
+    }
+    if let Some(to) = resp.headers.get(&herald_sip::HeaderName::To) {
+        ack = ack.header(herald_sip::HeaderName::To, to.to_string());
+    }
+    let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+    ack.header(herald_sip::HeaderName::CSeq, format!("{seq} ACK"))
 }
 
 /// The connection as a link uses it: TLS on top of `tcp` for a TLS hop.
