@@ -252,7 +252,9 @@ impl Sip {
     }
 
     /// Sends a stanza from one of our users to a user of a SIP federated domain (or bounces it).
-    pub fn send(self: &Arc<Self>, stanza: Element) {
+    pub fn send(self: &Arc<Self>, mut stanza: Element) {
+        // Only this edge stamps stanzas it forwards (a user's own stamp would skew the metric).
+        stanza.remove_attr(metrics::STAMP_ATTR);
         let Some(domain) = stanza
             .get_attr("to")
             .and_then(|t| Jid::parse(t).ok())
@@ -656,7 +658,8 @@ impl Sip {
     }
 
     /// Hands `stanza` to the routing node `n` over the node-to-node stream.
-    fn forward(&self, n: u64, stanza: Element) {
+    fn forward(&self, n: u64, mut stanza: Element) {
+        stanza.set_attr(metrics::STAMP_ATTR, metrics::now_micros().to_string());
         let kind = if stanza.name() == "presence" {
             "presence"
         } else {
@@ -668,6 +671,11 @@ impl Sip {
         ) {
             tracing::warn!(routing_node = n, error = %e, "stanza for a SIP domain not forwarded to the routing node");
             metrics::failure("outbound", "forward");
+            let reason = match e {
+                herald_cluster::routing::RouteError::UnknownNode(_) => "unknown_node",
+                herald_cluster::routing::RouteError::Overloaded(_) => "queue_full",
+            };
+            ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => reason).increment(1);
             self.bounce(
                 &stanza,
                 StanzaCondition::RemoteServerTimeout,
@@ -736,12 +744,15 @@ impl Sip {
         else {
             return;
         };
+        metrics::forward_leg(&stanza, "to_routing_node");
         if stanza.name() == "presence" && self.routing_node() != Some(self.node_id) {
             tracing::info!(
                 from_node,
                 "presence for a SIP domain dropped: this node is no longer the routing node"
             );
             metrics::failure("outbound", "not_routing_node");
+            ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => "not_routing_node")
+                .increment(1);
             return;
         }
         self.route_and_send(stanza, domain);

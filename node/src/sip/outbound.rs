@@ -314,6 +314,7 @@ impl State {
             let _ = answer.send(r);
             return;
         }
+        m::forward_leg(&p.item.stanza, "to_sip_answer");
         if r.is_success() {
             tracing::info!(domain = %p.item.domain, status = r.status, "SIP MESSAGE accepted");
             ::metrics::counter!(m::MESSAGES, "direction" => "outbound").increment(1);
