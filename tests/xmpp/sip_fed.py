@@ -490,12 +490,19 @@ NOTIFY_RECV_XML = """  <recv request="NOTIFY" timeout="{timeout_ms}" />
 """
 
 
-def pidf(aor: str, basic: str = "open", note: str = "") -> str:
-    """A one-line PIDF document (RFC 3863) for `aor` (SIPp bodies are line-trimmed)."""
+def pidf(aor: str, basic: str = "open", note: str = "", activity: str = "") -> str:
+    """A one-line PIDF document (RFC 3863) for `aor` (SIPp bodies are line-trimmed); with
+    `activity`, an RPID person (RFC 4480) carrying that activity and the note."""
     n = f"<note>{note}</note>" if note else ""
+    person = ""
+    if activity:
+        person = ('<dm:person xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" '
+                  'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" id="p1"><rpid:activities>'
+                  f"<rpid:{activity}/></rpid:activities>"
+                  + (f"<dm:note>{note}</dm:note>" if note else "") + "</dm:person>")
     return ('<?xml version="1.0" encoding="UTF-8"?><presence '
             f'xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:{aor}"><tuple id="t1">'
-            f"<status><basic>{basic}</basic></status>{n}</tuple></presence>")
+            f"<status><basic>{basic}</basic></status>{n}</tuple>{person}</presence>")
 
 
 class Sipp:
@@ -596,10 +603,11 @@ class SipUa:
         return s
 
     def publish(self, user: str, *, basic: str = "open", note: str = "",
-                expires: int = 3600, code: int = 200) -> str:
-        """Publishes `user@domain`'s presence (PIDF) to Kamailio's presence server."""
+                expires: int = 3600, code: int = 200, activity: str = "") -> str:
+        """Publishes `user@domain`'s presence (PIDF, with an RPID `activity` if given) to
+        Kamailio's presence server."""
         aor = f"{user}@{self.kam.domain}"
-        return self.run(PUBLISH_XML.format(aor=aor, pidf=pidf(aor, basic, note),
+        return self.run(PUBLISH_XML.format(aor=aor, pidf=pidf(aor, basic, note, activity),
                                            expires=expires, code=code),
                         name=f"publish-{user}")
 
