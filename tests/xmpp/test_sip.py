@@ -457,3 +457,47 @@ def test_sip_watcher_sees_presence_without_a_static_route(cluster: Cluster) -> N
         run(body(), timeout=60)
     finally:
         sink.close()
+
+
+def test_email_for_federation_on_the_sip_edge(cluster: Cluster, tmp_path: Path) -> None:
+    """EMAIL-2/3/4 over SIP: with email for federation on, alice is known to the SIP domain by
+    her mail address — her outbound IM session's From carries it, a MESSAGE to it reaches her —
+    and a MESSAGE to her raw JID is refused as if she did not exist (404), counted."""
+    alice, apw = cluster.new_user("alice")
+    home = cluster.home_node(alice)
+    routing = next(n for n in cluster.nodes if n != home)
+    configure(cluster, routing)
+    mail = "alice.liddell@mail.test"
+    cluster.cli(None, "user", "update", alice, "--mail-id", mail)
+    cluster.cli(None, "email-federation", "enable", "--confirm")
+    cluster.wait_converged(cluster.nodes)
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, home)
+            await a.online()
+            # Inbound to the mail address: delivered to alice.
+            await asyncio.to_thread(uac, cluster, tmp_path, routing, to=mail,
+                                    frm=f"bob@{SIP_DOMAIN}", body="to your mail address",
+                                    code=200)
+            got = await a.expect_messages(f"bob@{SIP_DOMAIN}", 1, timeout=15)
+            assert got[0]["body"].strip() == "to your mail address", got[0]
+            # Inbound to the raw JID: 404, nothing delivered.
+            await asyncio.to_thread(uac, cluster, tmp_path, routing, to=alice,
+                                    frm=f"bob@{SIP_DOMAIN}", body="to your JID", code=404)
+            leaked = [m for m in await a.drain(a.messages, 1.0) if m["body"]]
+            assert not leaked, [m["body"] for m in leaked]
+            # Outbound: the SIP side sees her mail address as the sender.
+            uas = Uas(cluster, tmp_path, 200, "OK")
+            try:
+                a.chat(f"carol@{SIP_DOMAIN}", "from my mail address")
+                msgs = await asyncio.to_thread(uas.wait)
+            finally:
+                uas.stop()
+            assert f"From: <sip:{mail}>" in msgs, msgs[-2000:]
+            # Her user id appears nowhere (From, Contact, SDP): only the mail address.
+            assert alice.split("@")[0] not in msgs, msgs[-2000:]
+            assert not await a.drain(a.message_errors, 0.5)
+    run(body(), timeout=90)
+    assert metric(cluster, routing, "herald_sip_failures_total", direction="inbound",
+                  reason="email_drop") >= 1

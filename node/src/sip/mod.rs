@@ -75,6 +75,55 @@ impl edge::Directory for StoreView {
             .peek(ObjectKind::User, &bare.to_string())
             .is_some()
     }
+    fn local_address(&self, addr: &Jid) -> Result<Option<Jid>, &'static str> {
+        if !email_enabled(&self.0) {
+            return Ok(None);
+        }
+        let bare = addr.bare().to_string();
+        if let Some(jid) = self.0.state.user_by_mail(&bare) {
+            return Ok(Jid::parse(jid).ok());
+        }
+        if let Some(Body::User(u)) = self
+            .0
+            .state
+            .peek(ObjectKind::User, &bare)
+            .and_then(|o| o.body.as_ref())
+        {
+            let has_mail = Jid::parse(&u.mail_id).is_ok_and(|m| m.local().is_some());
+            if has_mail && !u.mail_id.eq_ignore_ascii_case(&bare) {
+                return Err("addressed to the user's JID while the user federates by email address");
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Whether email for federation is on (EMAIL-1).
+fn email_enabled(applied: &Applied) -> bool {
+    matches!(
+        applied.state.peek(ObjectKind::EmailFederation, "").and_then(|o| o.body.as_ref()),
+        Some(Body::EmailFederation(e)) if e.enabled
+    )
+}
+
+/// The address a local user federates as (EMAIL-2, EMAIL-3): their `mail_id` while email for
+/// federation is on and it is a full address, else their bare JID.
+fn federated_address(applied: &Applied, user: &Jid) -> Jid {
+    let bare = user.bare();
+    if !email_enabled(applied) {
+        return bare;
+    }
+    match applied
+        .state
+        .peek(ObjectKind::User, &bare.to_string())
+        .and_then(|o| o.body.as_ref())
+    {
+        Some(Body::User(u)) => Jid::parse(&u.mail_id)
+            .ok()
+            .filter(|m| m.local().is_some() && m.resource().is_none())
+            .unwrap_or(bare),
+        _ => bare,
+    }
 }
 
 /// The SIP edge of one node.
@@ -176,6 +225,9 @@ impl subs::Env for SubsEnv<'_> {
     }
     fn tls_port(&self) -> Option<u16> {
         self.sip.tls.get().map(|t| t.port)
+    }
+    fn address_of(&self, user: &Jid) -> Jid {
+        federated_address(&self.applied, user)
     }
 }
 
@@ -521,7 +573,15 @@ impl Sip {
             call_id: format!("{}@{}", random_token(), self.local.host),
             from_tag: random_token(),
         };
-        let req = match edge::outbound_message(&stanza, &self.local, (&hop.host, hop.port), &ids) {
+        // With email for federation, the SIP side knows the sender by their email address.
+        let mut wire = stanza.clone();
+        if let Some(from) = stanza.get_attr("from").and_then(|f| Jid::parse(f).ok()) {
+            let addr = federated_address(&self.cluster.applied(), &from);
+            if addr != from.bare() {
+                wire.set_attr("from", addr.to_string());
+            }
+        }
+        let req = match edge::outbound_message(&wire, &self.local, (&hop.host, hop.port), &ids) {
             Ok(mut r) => {
                 if let Some(t) = &tls {
                     tls::over_tls(&mut r, &self.local.host, t.port, (&hop.host, hop.port));

@@ -84,6 +84,11 @@ pub trait Env {
     fn local(&self) -> &Local;
     /// This node's SIP over TLS port, when TLS is configured.
     fn tls_port(&self) -> Option<u16>;
+    /// The address the local `user` federates as (their email address with email for
+    /// federation, EMAIL-2), in our requests' From and presence documents.
+    fn address_of(&self, user: &Jid) -> Jid {
+        user.bare()
+    }
 }
 
 /// Which request a response belongs to.
@@ -366,7 +371,7 @@ impl Dialog {
                 HeaderName::CSeq,
                 format!("{} {}", self.local_cseq, method.as_str()),
             )
-            .header(HeaderName::Contact, contact(&local, user, tls_port)),
+            .header(HeaderName::Contact, contact(&local, &env.address_of(user), tls_port)),
         )
     }
 }

@@ -109,7 +109,7 @@ impl Table {
             .collect();
         let local = env.local().clone();
         let mut resp = Response::for_request(req, 200, Some("OK"))
-            .header(HeaderName::Contact, contact(&local, user, tls_port));
+            .header(HeaderName::Contact, contact(&local, &env.address_of(user), tls_port));
         let mut na = to.clone();
         na.set_tag(&local_tag);
         resp.headers.set(HeaderName::To, na.to_string());
@@ -239,7 +239,7 @@ impl Table {
             call_id: format!("{}@{}", env.token(), local.host),
             local_tag: env.token(),
             remote_tag: None,
-            local_uri: sip_uri_of(&user).to_string(),
+            local_uri: sip_uri_of(&env.address_of(&user)).to_string(),
             remote_uri: sip_uri_of(&remote).to_string(),
             remote_target: Some(sip_uri_of(&remote)),
             route_set: vec![route_to(&hop)],

@@ -14,6 +14,8 @@ struct TestEnv {
     wants: bool,
     n: u32,
     local: Local,
+    /// Email for federation: local user → the address they federate as.
+    mail: HashMap<String, String>,
 }
 
 impl TestEnv {
@@ -26,6 +28,7 @@ impl TestEnv {
                 host: "10.0.0.1".into(),
                 port: 5060,
             },
+            mail: HashMap::new(),
         }
     }
 }
@@ -56,6 +59,12 @@ impl Env for TestEnv {
     }
     fn tls_port(&self) -> Option<u16> {
         Some(5061)
+    }
+    fn address_of(&self, user: &Jid) -> Jid {
+        self.mail
+            .get(&user.bare().to_string())
+            .map(|m| jid(m))
+            .unwrap_or_else(|| user.bare())
     }
 }
 
@@ -901,4 +910,39 @@ fn confirmed_outbound_session_ends_with_bye_when_idle() {
     assert_eq!(reqs[0].method, Method::Bye);
     assert!(reqs[0].headers.get(&HeaderName::To).unwrap().contains("tag=erin-tag"));
     assert_eq!(t.counts().sessions, 0);
+}
+
+#[test]
+fn email_for_federation_names_the_user_by_email_on_the_wire() {
+    let mut t = Table::new();
+    let mut env = TestEnv::new();
+    env.mail
+        .insert("alice@h.test".into(), "first.last@mail.test".into());
+    let now = Instant::now();
+    let SessionSend::Held(actions) =
+        t.session_message(&chat("alice@h.test/pc", "erin@sip.test", "hi"), "hi", now, &mut env)
+    else {
+        panic!("INVITE expected");
+    };
+    let (_, invite) = invite_key(&actions);
+    assert!(
+        invite
+            .headers
+            .get(&HeaderName::From)
+            .unwrap()
+            .starts_with("<sip:first.last@mail.test>"),
+        "{:?}",
+        invite.headers.get(&HeaderName::From)
+    );
+    let actions = t.on_xmpp(
+        &presence("alice@h.test/pc", "erin@sip.test", Some("subscribe"), None),
+        now,
+        &mut env,
+    );
+    let sub = sent(&actions);
+    assert!(sub[0]
+        .headers
+        .get(&HeaderName::From)
+        .unwrap()
+        .starts_with("<sip:first.last@mail.test>"));
 }
