@@ -404,7 +404,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match m("alice@h.test") {
-            Inbound::Reject { status, label, .. } => assert_eq!((status, label), (404, "email_drop")),
+            Inbound::Reject { status, label, .. } => {
+                assert_eq!((status, label), (404, "email_drop"))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(status(&m("nobody@mail.test")), 404);

@@ -91,7 +91,9 @@ impl edge::Directory for StoreView {
         {
             let has_mail = Jid::parse(&u.mail_id).is_ok_and(|m| m.local().is_some());
             if has_mail && !u.mail_id.eq_ignore_ascii_case(&bare) {
-                return Err("addressed to the user's JID while the user federates by email address");
+                return Err(
+                    "addressed to the user's JID while the user federates by email address",
+                );
             }
         }
         Ok(None)
@@ -695,7 +697,9 @@ impl Sip {
                 tracing::warn!(domain = %domain, route = %route.id, "SIP route over TLS, but TLS is not configured on this node");
                 return Err(NoRoute {
                     reason: "transport",
-                    text: "the route to the SIP domain uses TLS, which is not configured on this node".into(),
+                    text:
+                        "the route to the SIP domain uses TLS, which is not configured on this node"
+                            .into(),
                 });
             }
             _ => {

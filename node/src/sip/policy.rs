@@ -378,18 +378,34 @@ mod tests {
         use Step::*;
         let s = |d: &str| Static(d.to_string());
         let v = |d: &str| Srv(d.to_string());
-        assert_eq!(route_plan("Sip.Test.", false, "aol.com"), [s("sip.test"), v("sip.test")]);
+        assert_eq!(
+            route_plan("Sip.Test.", false, "aol.com"),
+            [s("sip.test"), v("sip.test")]
+        );
         // A hosted AOL domain: its own route and SRV, then the default domain's (steps 1-4).
         assert_eq!(
             route_plan("hosted.test", true, "aol.com"),
-            [s("hosted.test"), v("hosted.test"), s("aol.com"), v("aol.com")]
+            [
+                s("hosted.test"),
+                v("hosted.test"),
+                s("aol.com"),
+                v("aol.com")
+            ]
         );
         // The default domain itself: its route, then its SRV (steps 5-6).
-        assert_eq!(route_plan("aol.com", true, "AOL.com"), [s("aol.com"), v("aol.com")]);
+        assert_eq!(
+            route_plan("aol.com", true, "AOL.com"),
+            [s("aol.com"), v("aol.com")]
+        );
         // A changed default routing domain is followed.
         assert_eq!(
             route_plan("hosted.test", true, "gw.test"),
-            [s("hosted.test"), v("hosted.test"), s("gw.test"), v("gw.test")]
+            [
+                s("hosted.test"),
+                v("hosted.test"),
+                s("gw.test"),
+                v("gw.test")
+            ]
         );
         // Not AOL: never another domain's route.
         assert_eq!(route_plan("x.test", false, "gw.test").len(), 2);

@@ -371,7 +371,10 @@ impl Dialog {
                 HeaderName::CSeq,
                 format!("{} {}", self.local_cseq, method.as_str()),
             )
-            .header(HeaderName::Contact, contact(&local, &env.address_of(user), tls_port)),
+            .header(
+                HeaderName::Contact,
+                contact(&local, &env.address_of(user), tls_port),
+            ),
         )
     }
 }

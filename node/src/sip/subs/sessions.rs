@@ -108,8 +108,10 @@ impl Table {
             .map(str::to_string)
             .collect();
         let local = env.local().clone();
-        let mut resp = Response::for_request(req, 200, Some("OK"))
-            .header(HeaderName::Contact, contact(&local, &env.address_of(user), tls_port));
+        let mut resp = Response::for_request(req, 200, Some("OK")).header(
+            HeaderName::Contact,
+            contact(&local, &env.address_of(user), tls_port),
+        );
         let mut na = to.clone();
         na.set_tag(&local_tag);
         resp.headers.set(HeaderName::To, na.to_string());
@@ -193,7 +195,8 @@ impl Table {
         env: &mut impl Env,
     ) -> SessionSend {
         let jid = |a: &str| stanza.get_attr(a).and_then(|v| Jid::parse(v).ok());
-        let (Some(user), Some(remote)) = (jid("from").map(|j| j.bare()), jid("to").map(|j| j.bare()))
+        let (Some(user), Some(remote)) =
+            (jid("from").map(|j| j.bare()), jid("to").map(|j| j.bare()))
         else {
             return SessionSend::PageMode;
         };

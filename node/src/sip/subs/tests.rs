@@ -714,7 +714,10 @@ fn chat(from: &str, to: &str, text: &str) -> Element {
 /// The UAS's 2xx to our INVITE: its tag, Contact and one Record-Route.
 fn invite_ok(invite: &Request) -> Response {
     let mut r = Response::for_request(invite, 200, None)
-        .header(HeaderName::Contact, "<sip:erin@10.9.9.8:5070;transport=udp>")
+        .header(
+            HeaderName::Contact,
+            "<sip:erin@10.9.9.8:5070;transport=udp>",
+        )
         .header(
             HeaderName::RecordRoute,
             "<sip:10.9.9.9:5061;transport=tls;lr>",
@@ -741,12 +744,17 @@ fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
     let now = Instant::now();
     let (alice, erin) = ("alice@h.test/phone", "erin@sip.test");
     // The first message opens the session: one INVITE offering m=message, the message waits.
-    let SessionSend::Held(actions) = t.session_message(&chat(alice, erin, "one"), "one", now, &mut env)
+    let SessionSend::Held(actions) =
+        t.session_message(&chat(alice, erin, "one"), "one", now, &mut env)
     else {
         panic!("the first message should wait for the INVITE");
     };
     let (key, invite) = invite_key(&actions);
-    assert!(body(&invite).contains("m=message 5061 sip null"), "{}", body(&invite));
+    assert!(
+        body(&invite).contains("m=message 5061 sip null"),
+        "{}",
+        body(&invite)
+    );
     assert_eq!(invite.uri.to_string(), "sip:erin@sip.test");
     assert_eq!(
         invite.headers.get(&HeaderName::Route),
@@ -766,7 +774,11 @@ fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
     assert_eq!(ack.method, Method::Ack);
     assert_eq!(ack.headers.get(&HeaderName::CSeq), Some("1 ACK"));
     assert_eq!(ack.uri.to_string(), "sip:erin@10.9.9.8:5070;transport=udp");
-    assert!(ack.headers.get(&HeaderName::To).unwrap().contains("tag=erin-tag"));
+    assert!(ack
+        .headers
+        .get(&HeaderName::To)
+        .unwrap()
+        .contains("tag=erin-tag"));
     assert_eq!(
         ack.headers.get(&HeaderName::Route),
         Some("<sip:10.9.9.9:5061;transport=tls;lr>")
@@ -774,14 +786,19 @@ fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
     let messages: Vec<(&Request, &Element)> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Message { request, stanza, .. } => Some((request, stanza)),
+            Action::Message {
+                request, stanza, ..
+            } => Some((request, stanza)),
             _ => None,
         })
         .collect();
     assert_eq!(messages.len(), 2, "{actions:?}");
     for ((m, stanza), (cseq, text)) in messages.iter().zip([(2, "one"), (3, "two")]) {
         assert_eq!(m.method, Method::Message);
-        assert_eq!(m.headers.call_id().unwrap(), invite.headers.call_id().unwrap());
+        assert_eq!(
+            m.headers.call_id().unwrap(),
+            invite.headers.call_id().unwrap()
+        );
         assert_eq!(
             m.headers.get(&HeaderName::CSeq).map(str::to_string),
             Some(format!("{cseq} MESSAGE"))
@@ -793,7 +810,10 @@ fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
     match t.session_message(&chat(alice, erin, "three"), "three", now, &mut env) {
         SessionSend::Message(m, hop) => {
             assert_eq!(m.headers.get(&HeaderName::CSeq), Some("4 MESSAGE"));
-            assert_eq!((hop.host.as_str(), hop.port, hop.tls), ("10.9.9.9", 5061, true));
+            assert_eq!(
+                (hop.host.as_str(), hop.port, hop.tls),
+                ("10.9.9.9", 5061, true)
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -820,12 +840,16 @@ fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
         other => panic!("{other:?}"),
     }
     assert_eq!(t.counts().sessions, 0);
-    let SessionSend::Held(actions) = t.session_message(&chat(alice, erin, "four"), "four", now, &mut env)
+    let SessionSend::Held(actions) =
+        t.session_message(&chat(alice, erin, "four"), "four", now, &mut env)
     else {
         panic!("a new session after BYE");
     };
     let (_, again) = invite_key(&actions);
-    assert_ne!(again.headers.call_id().unwrap(), invite.headers.call_id().unwrap());
+    assert_ne!(
+        again.headers.call_id().unwrap(),
+        invite.headers.call_id().unwrap()
+    );
 }
 
 #[test]
@@ -834,7 +858,8 @@ fn refused_invite_falls_back_to_page_mode_for_a_while() {
     let mut env = TestEnv::new();
     let now = Instant::now();
     let (alice, erin) = ("alice@h.test/phone", "erin@sip.test");
-    let SessionSend::Held(actions) = t.session_message(&chat(alice, erin, "one"), "one", now, &mut env)
+    let SessionSend::Held(actions) =
+        t.session_message(&chat(alice, erin, "one"), "one", now, &mut env)
     else {
         panic!("INVITE expected");
     };
@@ -849,7 +874,10 @@ fn refused_invite_falls_back_to_page_mode_for_a_while() {
     let resent: Vec<String> = actions
         .iter()
         .map(|a| match a {
-            Action::Resend(m) => herald_xmpp::stanza::Message::view(m).unwrap().body().unwrap(),
+            Action::Resend(m) => herald_xmpp::stanza::Message::view(m)
+                .unwrap()
+                .body()
+                .unwrap(),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -883,7 +911,12 @@ fn refused_invite_falls_back_to_page_mode_for_a_while() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        t.session_message(&chat(alice, "bob@sip.test", "again"), "again", now, &mut env),
+        t.session_message(
+            &chat(alice, "bob@sip.test", "again"),
+            "again",
+            now,
+            &mut env
+        ),
         SessionSend::Held(_)
     ));
     // A session that was never answered is not ended by the idle timer (its INVITE times out
@@ -897,9 +930,12 @@ fn confirmed_outbound_session_ends_with_bye_when_idle() {
     let mut t = Table::new();
     let mut env = TestEnv::new();
     let now = Instant::now();
-    let SessionSend::Held(actions) =
-        t.session_message(&chat("alice@h.test", "erin@sip.test", "hi"), "hi", now, &mut env)
-    else {
+    let SessionSend::Held(actions) = t.session_message(
+        &chat("alice@h.test", "erin@sip.test", "hi"),
+        "hi",
+        now,
+        &mut env,
+    ) else {
         panic!("INVITE expected");
     };
     let (key, invite) = invite_key(&actions);
@@ -908,7 +944,11 @@ fn confirmed_outbound_session_ends_with_bye_when_idle() {
     let reqs = sent(&actions);
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].method, Method::Bye);
-    assert!(reqs[0].headers.get(&HeaderName::To).unwrap().contains("tag=erin-tag"));
+    assert!(reqs[0]
+        .headers
+        .get(&HeaderName::To)
+        .unwrap()
+        .contains("tag=erin-tag"));
     assert_eq!(t.counts().sessions, 0);
 }
 
@@ -919,9 +959,12 @@ fn email_for_federation_names_the_user_by_email_on_the_wire() {
     env.mail
         .insert("alice@h.test".into(), "first.last@mail.test".into());
     let now = Instant::now();
-    let SessionSend::Held(actions) =
-        t.session_message(&chat("alice@h.test/pc", "erin@sip.test", "hi"), "hi", now, &mut env)
-    else {
+    let SessionSend::Held(actions) = t.session_message(
+        &chat("alice@h.test/pc", "erin@sip.test", "hi"),
+        "hi",
+        now,
+        &mut env,
+    ) else {
         panic!("INVITE expected");
     };
     let (_, invite) = invite_key(&actions);

@@ -59,8 +59,10 @@ impl Table {
         };
         let (user, contact_jid) = pair.clone();
         let local = env.local().clone();
-        let resp = Response::for_request(req, 200, Some("OK"))
-            .header(HeaderName::Contact, contact(&local, &env.address_of(&user), tls_port));
+        let resp = Response::for_request(req, 200, Some("OK")).header(
+            HeaderName::Contact,
+            contact(&local, &env.address_of(&user), tls_port),
+        );
         let Some(sub) = self.outbound.get_mut(&pair) else {
             return refuse(481, "Subscription Does Not Exist");
         };
