@@ -501,3 +501,38 @@ def test_email_for_federation_on_the_sip_edge(cluster: Cluster, tmp_path: Path) 
     run(body(), timeout=90)
     assert metric(cluster, routing, "herald_sip_failures_total", direction="inbound",
                   reason="email_drop") >= 1
+
+
+def test_backup_static_route_takes_over_when_the_primary_is_down(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    """RTE-4: two static routes for the domain; the primary's next hop refuses connections,
+    so the message (an IM session) goes by the backup route without an error, and so does the
+    next one."""
+    alice, apw = cluster.new_user("alice")
+    routing = cluster.home_node(alice)
+    cluster.cli(None, "sip-domain", "add", SIP_DOMAIN, "--type", "generic-sip")
+    cluster.cli(None, "static-route", "add", "primary", "--domain", SIP_DOMAIN, "--next-hop",
+                sipp_ip(cluster), "--port", str(UAS_PORT + 1), "--transport", "tcp",
+                "--priority", "10")
+    cluster.cli(None, "static-route", "add", "backup", "--domain", SIP_DOMAIN, "--next-hop",
+                sipp_ip(cluster), "--port", str(UAS_PORT), "--transport", "tcp",
+                "--priority", "20")
+    cluster.cli(None, "routing-node", "set", str(routing))
+    cluster.wait_converged(cluster.nodes)
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, routing)
+            await a.online()
+            for to, text in ((f"carol@{SIP_DOMAIN}", "by the backup"),
+                             (f"dave@{SIP_DOMAIN}", "backup again")):
+                uas = Uas(cluster, tmp_path, 200, "OK")
+                try:
+                    a.chat(to, text)
+                    msgs = await asyncio.to_thread(uas.wait)
+                finally:
+                    uas.stop()
+                assert text in msgs, msgs[-2000:]
+            assert not await a.drain(a.message_errors, 0.5)
+    run(body(), timeout=60)
+    assert metric(cluster, routing, "herald_sip_rerouted_total") == 1

@@ -1,8 +1,10 @@
 """Outbound SIP routing beyond static routes, against Kamailio (`sip_fed.py`) over mutual TLS:
 
 - DNS SRV: no static route for kam.test; the nodes resolve through a test dnsmasq
-  (`--dns-resolver`) where `_sipfederationtls._tcp.kam.test` names kam.test:5061 and kam.test
-  has Kamailio's address. A Herald user's IM reaches a SIP user registered at Kamailio.
+  (`--dns-resolver`) where `_sipfederationtls._tcp.kam.test` names dead.kam.test:5061
+  (priority 0, an address nobody serves) and kam.test:5061 (priority 10, Kamailio's address).
+  A Herald user's IM reaches a SIP user registered at Kamailio: the first target refuses the
+  connection, the message goes to the next one without an error.
 - A federated domain with neither a static route nor an SRV record: the sender gets
   `remote-server-not-found` with a text naming what was missing, and
   `herald_sip_failures_total{direction="outbound",reason="no_route"}` counts it.
@@ -21,7 +23,7 @@ import shutil
 
 import pytest
 
-from sip_fed import KAM_DOMAIN, SipFed, sip_fed  # noqa: F401 - fixture
+from sip_fed import KAM_DOMAIN, SipFed, address, sip_fed  # noqa: F401 - fixture
 from test_sip import metric
 from test_sip_tls import total, user_away_from
 from xmpp_client import Client, bare, run
@@ -40,9 +42,17 @@ def test_outbound_im_by_dns_srv_and_the_default_routing_domain(sip_fed) -> None:
     fed: SipFed = sip_fed(route=False, dns=True)
     c = fed.cluster
     assert fed.dns is not None
+    # A better SRV target (lower priority number) that nobody serves: Herald tries it first,
+    # then the next one (RFC 2782 order, the next target when one cannot be reached).
+    fed.dns.add_srv(f"_sipfederationtls._tcp.{KAM_DOMAIN}", f"dead.{KAM_DOMAIN}", 5061,
+                    priority=0)
+    fed.dns.add_host(f"dead.{KAM_DOMAIN}", address(c, 202))
+    fed.dns.srv = [(n, t, p, 10 if t == KAM_DOMAIN else pr, w) for n, t, p, pr, w in fed.dns.srv]
+    fed.dns.restart()
     # What the guides' "nslookup; set type=srv" step shows, from the test DNS.
     answers = fed.dns.query(f"_sipfederationtls._tcp.{KAM_DOMAIN}", "SRV")
-    assert answers and answers[0][2] == 5061, answers
+    assert sorted((a[0], a[3].rstrip(".")) for a in answers) == [
+        (0, f"dead.{KAM_DOMAIN}"), (10, KAM_DOMAIN)], answers
     assert "kamailio" not in c.cli(None, "static-route", "list"), "no static route here"
     c.cli(None, "sip-domain", "add", "nodns.test", "--type", "generic-sip")
     c.cli(None, "sip-domain", "add", "hosted.test", "--type", "aol")
@@ -96,3 +106,5 @@ def test_outbound_im_by_dns_srv_and_the_default_routing_domain(sip_fed) -> None:
     assert metric(c, fed.routing, "herald_sip_failures_total", direction="outbound",
                   reason="no_route") >= 1
     assert total(fed, "herald_sip_messages_total", direction="outbound") >= 1
+    # The first target was tried and passed over.
+    assert total(fed, "herald_sip_rerouted_total") >= 1

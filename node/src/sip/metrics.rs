@@ -92,6 +92,10 @@ pub fn forward_leg(stanza: &herald_xmpp::Element, leg: &'static str) {
     }
 }
 
+/// Counter: chat messages sent again by the domain's next route (backup static route, next SRV
+/// target) after their next hop could not be reached.
+pub const REROUTED: &str = "herald_sip_rerouted_total";
+
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
     metrics::describe_histogram!(
@@ -102,6 +106,10 @@ pub fn describe() {
     describe_counter!(
         FORWARD_FAILURES,
         "SIP traffic that could not be forwarded between nodes, by reason"
+    );
+    describe_counter!(
+        REROUTED,
+        "Chat messages sent again by the next route after their next hop was unreachable"
     );
     describe_counter!(
         PAGE_MODE_FALLBACKS,

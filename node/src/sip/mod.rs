@@ -150,6 +150,8 @@ pub struct Sip {
     srv: Mutex<HashMap<String, SrvEntry>>,
     /// Stanzas waiting for their domain's DNS lookup, in arrival order.
     resolving: Mutex<HashMap<String, Vec<Element>>>,
+    /// Next hops whose link failed to connect, and when.
+    down: Mutex<HashMap<outbound::Hop, std::time::Instant>>,
 }
 
 /// What the DNS said of one domain's SIP servers.
@@ -164,6 +166,11 @@ struct SrvEntry {
 /// SRV answers are looked up again after this long (a stale answer still serves the
 /// subscription table's refreshes in the meantime).
 pub const SRV_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Internal mark of a message already sent again by another route (at most once).
+const REROUTED_ATTR: &str = "herald-sip-rerouted";
+/// A next hop that failed to connect is passed over for this long while the domain has another
+/// (a backup static route, the next SRV target).
+pub const DOWN_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most stanzas waiting for one domain's DNS lookup (more are bounced).
 pub const MAX_WAITING_FOR_DNS: usize = 1024;
 
@@ -262,6 +269,7 @@ impl Sip {
             dns,
             srv: Mutex::new(HashMap::new()),
             resolving: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
         })
     }
 
@@ -309,6 +317,7 @@ impl Sip {
     pub fn send(self: &Arc<Self>, mut stanza: Element) {
         // Only this edge stamps stanzas it forwards (a user's own stamp would skew the metric).
         stanza.remove_attr(metrics::STAMP_ATTR);
+        stanza.remove_attr(REROUTED_ATTR);
         let Some(domain) = stanza
             .get_attr("to")
             .and_then(|t| Jid::parse(t).ok())
@@ -620,6 +629,71 @@ impl Sip {
         }
     }
 
+    /// Whether the link to `hop` failed to connect within [`DOWN_FOR`].
+    fn is_down(&self, hop: &outbound::Hop) -> bool {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hop)
+            .is_some_and(|at| at.elapsed() < DOWN_FOR)
+    }
+
+    /// The link to `hop` could not connect (`down`) or connected.
+    pub fn hop_state(&self, hop: &outbound::Hop, down: bool) {
+        let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if down {
+            d.insert(hop.clone(), std::time::Instant::now());
+        } else {
+            d.remove(hop);
+        }
+    }
+
+    /// Sends a chat message whose next hop could not be reached by the domain's next route (a
+    /// backup static route, the next SRV target), once: `Some(stanza)` back when it cannot go
+    /// another way (already rerouted, not a SIP domain, no other next hop up), for the caller
+    /// to bounce.
+    fn try_reroute(self: &Arc<Self>, mut stanza: Element, domain: &str) -> Option<Element> {
+        // Only after a connection failure (a hop just marked down), never after a timeout.
+        let just_failed = self
+            .down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|at| at.elapsed() < std::time::Duration::from_secs(5));
+        if stanza.get_attr(REROUTED_ATTR).is_some()
+            || !just_failed
+            || !self.is_sip_domain(domain)
+            || !self.hop_for(domain).is_ok_and(|h| !self.is_down(&h))
+        {
+            return Some(stanza);
+        }
+        tracing::info!(domain = %domain, "next hop unreachable: the message goes by the next route");
+        ::metrics::counter!(metrics::REROUTED).increment(1);
+        stanza.set_attr(REROUTED_ATTR, "1");
+        self.route_and_send(stanza, domain.to_string());
+        None
+    }
+
+    /// The usable static routes of `domain`, best first.
+    fn static_routes(&self, domain: &str) -> Vec<StaticRoute> {
+        let routes: Vec<StaticRoute> = self
+            .cluster
+            .applied()
+            .state
+            .list(ObjectKind::StaticRoute)
+            .into_iter()
+            .filter_map(|o| match o.body {
+                Some(Body::StaticRoute(r)) => Some(r),
+                _ => None,
+            })
+            .collect();
+        policy::static_routes(&routes, domain)
+            .into_iter()
+            .filter(|r| !r.next_hop.is_empty())
+            .cloned()
+            .collect()
+    }
+
     /// The most specific usable static route of `domain`.
     fn static_route(&self, domain: &str) -> Option<StaticRoute> {
         let routes: Vec<StaticRoute> = self
@@ -647,14 +721,26 @@ impl Sip {
         for step in self.plan(domain) {
             match step {
                 policy::Step::Static(d) => {
-                    if let Some(route) = self.static_route(&d) {
-                        return self.route_hop(domain, &route);
+                    let routes = self.static_routes(&d);
+                    if !routes.is_empty() {
+                        // Best first; a route whose next hop failed lately is passed over while
+                        // another is up (RTE-4: the backup serves while the primary is down).
+                        let hops: Vec<Result<outbound::Hop, NoRoute>> =
+                            routes.iter().map(|r| self.route_hop(domain, r)).collect();
+                        let usable: Vec<outbound::Hop> = hops
+                            .iter()
+                            .filter_map(|h| h.as_ref().ok().cloned())
+                            .collect();
+                        if let Some(h) = policy::first_up(&usable, |h| self.is_down(h)) {
+                            return Ok(h.clone());
+                        }
+                        return hops.into_iter().next().expect("not empty");
                     }
                 }
                 policy::Step::Srv(d) => {
                     let srv = self.srv.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(e) = srv.get(&d) {
-                        if let Some(h) = e.hops.first() {
+                        if let Some(h) = policy::first_up(&e.hops, |h| self.is_down(h)) {
                             if self.tls.get().is_none() {
                                 return Err(NoRoute {
                                     reason: "transport",
@@ -959,6 +1045,14 @@ impl Sip {
                     self.route_and_send(stanza, domain);
                 }
                 subs::Action::Fail { stanza, text } => {
+                    let domain = stanza
+                        .get_attr("to")
+                        .and_then(|t| Jid::parse(t).ok())
+                        .map(|j| j.domain().to_string())
+                        .unwrap_or_default();
+                    let Some(stanza) = self.try_reroute(stanza, &domain) else {
+                        continue;
+                    };
                     metrics::failure("outbound", "session");
                     self.bounce(&stanza, StanzaCondition::RemoteServerTimeout, &text);
                 }

@@ -176,6 +176,7 @@ impl State {
         match attempt {
             Ok(conn) => {
                 tracing::info!("SIP link up");
+                self.sip.hop_state(&self.hop, false);
                 m::connection_opened("outbound", self.hop.transport());
                 self.conn = Some(conn);
                 self.decoder = Decoder::outbound(self.sip.limits);
@@ -190,9 +191,32 @@ impl State {
 
     fn connect_failed(&mut self, why: String) {
         tracing::warn!(error = %why, "SIP link: connection failed");
+        self.sip.hop_state(&self.hop, true);
         let now = Instant::now();
         let (bounced, retry) = self.link.failed(now, why, true);
         for item in bounced {
+            // A page-mode MESSAGE whose domain has another next hop up goes that way (a backup
+            // route, the next SRV target); requests with an answer channel are the table's.
+            let item =
+                if item.answer.is_none() && item.request.method == herald_sip::Method::Message {
+                    let Outgoing {
+                        stanza,
+                        request,
+                        domain,
+                        answer,
+                    } = item;
+                    match self.sip.try_reroute(stanza, &domain) {
+                        None => continue,
+                        Some(stanza) => Outgoing {
+                            stanza,
+                            request,
+                            domain,
+                            answer,
+                        },
+                    }
+                } else {
+                    item
+                };
             self.fail(
                 item,
                 StanzaCondition::RemoteServerNotFound,

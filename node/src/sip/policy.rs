@@ -158,6 +158,12 @@ pub fn static_routes<'a>(routes: &'a [StaticRoute], domain: &str) -> Vec<&'a Sta
     hits.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The first of `items` (best first) that is not `down`; when all are, the first (a next hop
+/// that failed may be back: its link retries with backoff). `None` only for no items.
+pub fn first_up<T>(items: &[T], down: impl Fn(&T) -> bool) -> Option<&T> {
+    items.iter().find(|i| !down(i)).or_else(|| items.first())
+}
+
 /// One step of the outbound route lookup for a SIP domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -373,6 +379,16 @@ mod tests {
         assert_eq!(ids("elsewhere.org"), ["any"]);
         assert!(static_routes(&routes[1..2], "elsewhere.org").is_empty());
     }
+    #[test]
+    fn first_up_passes_over_down_hops_but_never_leaves_none() {
+        let hops = ["primary", "backup", "third"];
+        assert_eq!(first_up(&hops, |_| false), Some(&"primary"));
+        assert_eq!(first_up(&hops, |h| *h == "primary"), Some(&"backup"));
+        assert_eq!(first_up(&hops, |h| *h != "third"), Some(&"third"));
+        assert_eq!(first_up(&hops, |_| true), Some(&"primary"));
+        assert_eq!(first_up::<&str>(&[], |_| false), None);
+    }
+
     #[test]
     fn route_plan_static_then_srv_then_the_aol_chain() {
         use Step::*;
