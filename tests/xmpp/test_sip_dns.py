@@ -19,6 +19,7 @@ Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 
 import pytest
@@ -58,6 +59,15 @@ def test_outbound_im_by_dns_srv_and_the_default_routing_domain(sip_fed) -> None:
     c.cli(None, "sip-domain", "add", "hosted.test", "--type", "aol")
     c.cli(None, "federation-routing", "set", "--default-routing-domain", KAM_DOMAIN)
     c.wait_converged(c.nodes)
+    # The troubleshooter sees the same routes: kam.test by SRV, hosted.test through the
+    # default federation routing domain, nodns.test none.
+    report = json.loads(c.cli_raw(None, "troubleshoot", "--dns-resolver", fed.dns.address,
+                                  "-o", "json").stdout)
+    routes = {r["subject"]: r for r in report["checks"] if r["check"] == "sip-route"}
+    assert routes[KAM_DOMAIN]["verdict"] == "pass", routes
+    assert routes["hosted.test"]["verdict"] == "pass", routes
+    assert f"default federation routing domain {KAM_DOMAIN}" in routes["hosted.test"]["detail"]
+    assert routes["nodns.test"]["verdict"] == "fail", routes
     alice, apw = user_away_from(fed, "alice", fed.routing)
 
     async def body() -> None:
