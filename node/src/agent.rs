@@ -464,6 +464,7 @@ async fn run_planes(
             },
             herald_sip::Limits::default(),
             control.clone(),
+            s2s.dns.clone(),
         );
         let h = handle.clone();
         let first_domain: crate::sip::tls::DefaultDomain = Box::new(move || {

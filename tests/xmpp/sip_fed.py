@@ -17,7 +17,8 @@ every wait is bounded.
   Requests for its own domain go to the registered contact (`lookup("location")`).
 - `SipUa`: SIPp (Debian `sip-tester`) as the SIP user agents of Kamailio's domain, on `ua_ip`,
   over UDP to Kamailio: `register(user, port)`, `message(to, frm, body, code)`,
-  `message_server(port, code)` (background UAS answering one MESSAGE), `publish(user, basic,
+  `message_server(port, code)` (background UAS accepting one IM session and answering its
+  first MESSAGE), `publish(user, basic,
   note)` (PIDF to Kamailio's presence server), `subscribe(frm, to, code, notifies)` /
   `subscribe_xml(...)` (SUBSCRIBE, then answer N NOTIFYs; the message log holds their bodies),
   and the generic `run(scenario_xml)` / `start(scenario_xml, port, remote=True)` for any other
@@ -60,7 +61,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Cluster, HarnessError, wait_until  # noqa: E402
-from s2s_harness import TestCA  # noqa: E402
+from s2s_harness import Dns, TestCA  # noqa: E402
 
 KAM_DOMAIN = "kam.test"
 HERALD_DOMAIN = "example.test"
@@ -385,14 +386,37 @@ MESSAGE_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 MESSAGE_UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="answer one MESSAGE">
+<scenario name="an IM session (INVITE, 200, ACK), one MESSAGE answered with code">
+  <recv request="INVITE" timeout="{timeout_ms}" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]uas[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 0 0 IN IP4 [local_ip]
+      s=session
+      c=IN IP4 [local_ip]
+      t=0 0
+      m=message [local_port] sip null
+    ]]>
+  </send>
+  <recv request="ACK" timeout="{timeout_ms}" />
   <recv request="MESSAGE" timeout="{timeout_ms}" />
   <send>
     <![CDATA[
       SIP/2.0 {code} {reason}
       [last_Via:]
       [last_From:]
-      [last_To:];tag=[pid]uas[call_number]
+      [last_To:]
       [last_Call-ID:]
       [last_CSeq:]
       Content-Length: 0
@@ -466,12 +490,19 @@ NOTIFY_RECV_XML = """  <recv request="NOTIFY" timeout="{timeout_ms}" />
 """
 
 
-def pidf(aor: str, basic: str = "open", note: str = "") -> str:
-    """A one-line PIDF document (RFC 3863) for `aor` (SIPp bodies are line-trimmed)."""
+def pidf(aor: str, basic: str = "open", note: str = "", activity: str = "") -> str:
+    """A one-line PIDF document (RFC 3863) for `aor` (SIPp bodies are line-trimmed); with
+    `activity`, an RPID person (RFC 4480) carrying that activity and the note."""
     n = f"<note>{note}</note>" if note else ""
+    person = ""
+    if activity:
+        person = ('<dm:person xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" '
+                  'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" id="p1"><rpid:activities>'
+                  f"<rpid:{activity}/></rpid:activities>"
+                  + (f"<dm:note>{note}</dm:note>" if note else "") + "</dm:person>")
     return ('<?xml version="1.0" encoding="UTF-8"?><presence '
             f'xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:{aor}"><tuple id="t1">'
-            f"<status><basic>{basic}</basic></status>{n}</tuple></presence>")
+            f"<status><basic>{basic}</basic></status>{n}</tuple>{person}</presence>")
 
 
 class Sipp:
@@ -560,7 +591,8 @@ class SipUa:
 
     def message_server(self, port: int, code: int = 200, reason: str = "OK",
                        timeout: float = 20) -> Sipp:
-        """A UAS on `ua_ip:port` answering one MESSAGE with `code`."""
+        """A UAS on `ua_ip:port` accepting one IM session (Herald's INVITE with `m=message`,
+        answered 200, then the ACK) and answering the first MESSAGE inside it with `code`."""
         s = self.start(MESSAGE_UAS_XML.format(code=code, reason=reason,
                                               timeout_ms=int(timeout * 1000)),
                        port, name=f"uas-{port}")
@@ -571,10 +603,11 @@ class SipUa:
         return s
 
     def publish(self, user: str, *, basic: str = "open", note: str = "",
-                expires: int = 3600, code: int = 200) -> str:
-        """Publishes `user@domain`'s presence (PIDF) to Kamailio's presence server."""
+                expires: int = 3600, code: int = 200, activity: str = "") -> str:
+        """Publishes `user@domain`'s presence (PIDF, with an RPID `activity` if given) to
+        Kamailio's presence server."""
         aor = f"{user}@{self.kam.domain}"
-        return self.run(PUBLISH_XML.format(aor=aor, pidf=pidf(aor, basic, note),
+        return self.run(PUBLISH_XML.format(aor=aor, pidf=pidf(aor, basic, note, activity),
                                            expires=expires, code=code),
                         name=f"publish-{user}")
 
@@ -611,8 +644,10 @@ class SipFed:
     """A Herald cluster federating with Kamailio over mutual TLS, and SIP users on its side."""
 
     def __init__(self, cluster: Cluster, ca: TestCA, kam: Kamailio, ua: SipUa,
-                 routing: int) -> None:
+                 routing: int, dns: Optional[Dns] = None) -> None:
         self.cluster, self.ca, self.kam, self.ua, self.routing = cluster, ca, kam, ua, routing
+        #: The test DNS server the nodes resolve through (`make(dns=True)`), else None.
+        self.dns = dns
 
     @property
     def herald_domain(self) -> str:
@@ -634,24 +669,35 @@ def address(cluster: Cluster, last: int) -> str:
 @pytest.fixture
 def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
     """Factory `make(routing=None, *, tls_peers=(KAM_DOMAIN,), acl=True, route=True,
-    recipient=None)`: a Herald cluster (3 nodes) and Kamailio federating over mutual TLS.
+    dns=False)`: a Herald cluster (3 nodes) and Kamailio federating over mutual TLS.
 
     `routing`: the routing node (default: node 1, or a node other than `recipient`'s home if
     `recipient` (a JID) is given); `tls_peers`: the `tls-peer` entries; `acl`: add an ACL entry
     admitting Kamailio's TLS name (kind fqdn); `route`: add the static route
-    `kam.test -> Kamailio:5061 transport tls`. Everything is killed on teardown; Kamailio's log
+    `kam.test -> Kamailio:5061 transport tls`; `dns`: start dnsmasq on the subnet's .53 with
+    `_sipfederationtls._tcp.kam.test -> kam.test:5061` and `kam.test -> Kamailio's address`,
+    the nodes resolving through it (`--dns-resolver`). Everything is killed on teardown; Kamailio's log
     tail is printed when the test failed."""
     made: list[SipFed] = []
+    dnses: list[Dns] = []
     ca = TestCA(tmp_path / "ca")
 
     def make(routing: Optional[int] = None, *, tls_peers: tuple[str, ...] = (KAM_DOMAIN,),
-             acl: bool = True, route: bool = True, size: int = 3) -> SipFed:
+             acl: bool = True, route: bool = True, size: int = 3, dns: bool = False) -> SipFed:
         cert, key = ca.issue([HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"], stem="herald")
         cluster = Cluster(tmp_path / "cluster", HERALD_DOMAIN, extra_args=[
             "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(ca.ca_path)])
         make.cluster = cluster  # the conftest report hook attaches its logs on failure
         kam: Optional[Kamailio] = None
+        server: Optional[Dns] = None
         try:
+            if dns:
+                server = Dns(tmp_path / "dns", address(cluster, 53))
+                dnses.append(server)
+                server.add_srv(f"_sipfederationtls._tcp.{KAM_DOMAIN}", KAM_DOMAIN, SIP_TLS_PORT)
+                server.add_host(KAM_DOMAIN, address(cluster, 201))
+                server.start()
+                cluster.extra_args += ["--dns-resolver", server.address]
             cluster.start_cluster(size)
             routing = routing or 1
             kam_ip, ua_ip = address(cluster, 201), address(cluster, 200)
@@ -673,7 +719,8 @@ def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
                            herald=[f"{cluster.ip(n)}:{SIP_TLS_PORT}" for n in order])
             make.kam = kam
             kam.start()
-            fed = SipFed(cluster, ca, kam, SipUa(tmp_path / "sipp", ua_ip, kam), routing)
+            fed = SipFed(cluster, ca, kam, SipUa(tmp_path / "sipp", ua_ip, kam), routing,
+                         server)
             made.append(fed)
             return fed
         except BaseException:
@@ -698,3 +745,5 @@ def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
                       f"{make.kam.log_tail(120)}", file=sys.stderr)
         if make.cluster is not None:
             make.cluster.stop()
+        for server in dnses:
+            server.stop()

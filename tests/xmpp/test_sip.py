@@ -67,14 +67,36 @@ UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="SIP user agent answering Herald's MESSAGE">
+<scenario name="SIP user agent accepting Herald's IM session and answering its MESSAGE">
+  <recv request="INVITE" timeout="15000" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]uas[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 0 0 IN IP4 [local_ip]
+      s=session
+      c=IN IP4 [local_ip]
+      t=0 0
+      m=message [local_port] sip null
+    ]]>
+  </send>
+  <recv request="ACK" timeout="15000" />
   <recv request="MESSAGE" timeout="15000" />
   <send>
     <![CDATA[
       SIP/2.0 {code} {reason}
       [last_Via:]
       [last_From:]
-      [last_To:];tag=[pid]uas[call_number]
+      [last_To:]
       [last_Call-ID:]
       [last_CSeq:]
       Content-Length: 0
@@ -107,7 +129,8 @@ def uac(cluster: Cluster, tmp: Path, node: int, *, to: str, frm: str, body: str,
 
 
 class Uas:
-    """SIPp as the SIP domain's server: answers one MESSAGE with `code`."""
+    """SIPp as the SIP domain's server: accepts Herald's IM session (INVITE, 200, ACK) and
+    answers the MESSAGE inside it with `code`."""
 
     def __init__(self, cluster: Cluster, tmp: Path, code: int, reason: str) -> None:
         self.sc = tmp / f"uas-{code}-{time.monotonic_ns()}.xml"
@@ -234,7 +257,9 @@ def test_sip_message_both_ways_through_the_routing_node(cluster: Cluster,
                 msgs = await asyncio.to_thread(uas.wait)
             finally:
                 uas.stop()
-            assert "MESSAGE sip:carol@sip.test SIP/2.0" in msgs, msgs[-2000:]
+            # Session mode: one INVITE (m=message), then the MESSAGE inside its dialog.
+            assert "INVITE sip:carol@sip.test SIP/2.0" in msgs, msgs[-2000:]
+            assert "m=message" in msgs and "MESSAGE sip:uas@" in msgs, msgs[-2000:]
             assert "hi carol over SIP" in msgs, msgs[-2000:]
             assert f"<sip:{user}@{cluster.domain}>" in msgs, msgs[-2000:]
             errors = await a.drain(a.message_errors, 1.0)
@@ -432,3 +457,82 @@ def test_sip_watcher_sees_presence_without_a_static_route(cluster: Cluster) -> N
         run(body(), timeout=60)
     finally:
         sink.close()
+
+
+def test_email_for_federation_on_the_sip_edge(cluster: Cluster, tmp_path: Path) -> None:
+    """EMAIL-2/3/4 over SIP: with email for federation on, alice is known to the SIP domain by
+    her mail address — her outbound IM session's From carries it, a MESSAGE to it reaches her —
+    and a MESSAGE to her raw JID is refused as if she did not exist (404), counted."""
+    alice, apw = cluster.new_user("alice")
+    home = cluster.home_node(alice)
+    routing = next(n for n in cluster.nodes if n != home)
+    configure(cluster, routing)
+    mail = "alice.liddell@mail.test"
+    cluster.cli(None, "user", "update", alice, "--mail-id", mail)
+    cluster.cli(None, "email-federation", "enable", "--confirm")
+    cluster.wait_converged(cluster.nodes)
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, home)
+            await a.online()
+            # Inbound to the mail address: delivered to alice.
+            await asyncio.to_thread(uac, cluster, tmp_path, routing, to=mail,
+                                    frm=f"bob@{SIP_DOMAIN}", body="to your mail address",
+                                    code=200)
+            got = await a.expect_messages(f"bob@{SIP_DOMAIN}", 1, timeout=15)
+            assert got[0]["body"].strip() == "to your mail address", got[0]
+            # Inbound to the raw JID: 404, nothing delivered.
+            await asyncio.to_thread(uac, cluster, tmp_path, routing, to=alice,
+                                    frm=f"bob@{SIP_DOMAIN}", body="to your JID", code=404)
+            leaked = [m for m in await a.drain(a.messages, 1.0) if m["body"]]
+            assert not leaked, [m["body"] for m in leaked]
+            # Outbound: the SIP side sees her mail address as the sender.
+            uas = Uas(cluster, tmp_path, 200, "OK")
+            try:
+                a.chat(f"carol@{SIP_DOMAIN}", "from my mail address")
+                msgs = await asyncio.to_thread(uas.wait)
+            finally:
+                uas.stop()
+            assert f"From: <sip:{mail}>" in msgs, msgs[-2000:]
+            # Her user id appears nowhere (From, Contact, SDP): only the mail address.
+            assert alice.split("@")[0] not in msgs, msgs[-2000:]
+            assert not await a.drain(a.message_errors, 0.5)
+    run(body(), timeout=90)
+    assert metric(cluster, routing, "herald_sip_failures_total", direction="inbound",
+                  reason="email_drop") >= 1
+
+
+def test_backup_static_route_takes_over_when_the_primary_is_down(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    """RTE-4: two static routes for the domain; the primary's next hop refuses connections,
+    so the message (an IM session) goes by the backup route without an error, and so does the
+    next one."""
+    alice, apw = cluster.new_user("alice")
+    routing = cluster.home_node(alice)
+    cluster.cli(None, "sip-domain", "add", SIP_DOMAIN, "--type", "generic-sip")
+    cluster.cli(None, "static-route", "add", "primary", "--domain", SIP_DOMAIN, "--next-hop",
+                sipp_ip(cluster), "--port", str(UAS_PORT + 1), "--transport", "tcp",
+                "--priority", "10")
+    cluster.cli(None, "static-route", "add", "backup", "--domain", SIP_DOMAIN, "--next-hop",
+                sipp_ip(cluster), "--port", str(UAS_PORT), "--transport", "tcp",
+                "--priority", "20")
+    cluster.cli(None, "routing-node", "set", str(routing))
+    cluster.wait_converged(cluster.nodes)
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, routing)
+            await a.online()
+            for to, text in ((f"carol@{SIP_DOMAIN}", "by the backup"),
+                             (f"dave@{SIP_DOMAIN}", "backup again")):
+                uas = Uas(cluster, tmp_path, 200, "OK")
+                try:
+                    a.chat(to, text)
+                    msgs = await asyncio.to_thread(uas.wait)
+                finally:
+                    uas.stop()
+                assert text in msgs, msgs[-2000:]
+            assert not await a.drain(a.message_errors, 0.5)
+    run(body(), timeout=60)
+    assert metric(cluster, routing, "herald_sip_rerouted_total") == 1

@@ -89,7 +89,11 @@ class SipMsg:
 
 class Watcher:
     """A SIP user agent on UDP `ip:port` of Kamailio's domain that subscribes to presence
-    through Kamailio and answers every NOTIFY with 200."""
+    through Kamailio and answers every NOTIFY, MESSAGE and BYE with 200, and every INVITE with
+    `invite_code` (200 with an `m=message` answer, its Contact and the Record-Route set: an IM
+    session; else a refusal)."""
+
+    invite_code = 200
 
     def __init__(self, ip: str, port: int, kam: tuple[str, int]) -> None:
         self.ip, self.port, self.kam = ip, port, kam
@@ -115,6 +119,14 @@ class Watcher:
             except (socket.timeout, OSError):
                 continue
             m = SipMsg(raw)
+            if m.is_request and m.start.split()[0] == "INVITE":
+                self._answer_invite(m, addr)
+                continue
+            if m.is_request and m.start.split()[0] == "ACK":
+                with self.cond:
+                    self.got.append(m)
+                    self.cond.notify_all()
+                continue
             if m.is_request and m.start.split()[0] in ("NOTIFY", "MESSAGE", "BYE"):
                 vias = "".join(f"Via: {v}\r\n" for n, v in m.headers if n == "via")
                 ok = (f"SIP/2.0 200 OK\r\n{vias}From: {m.get('from')}\r\nTo: {m.get('to')}\r\n"
@@ -131,6 +143,41 @@ class Watcher:
                 with self.cond:
                     self.got.append(m)
                     self.cond.notify_all()
+
+    def _answer_invite(self, m: SipMsg, addr: tuple[str, int]) -> None:
+        """Answers an INVITE (a retransmission gets the same answer, and is kept once)."""
+        with self.cond:
+            first = next((g for g in self.got if g.is_request and g.start.startswith("INVITE")
+                          and g.get("call-id") == m.get("call-id")), None)
+            if first is None:
+                m.uas_tag = uuid.uuid4().hex[:10]
+                self.got.append(m)
+                self.cond.notify_all()
+            tag = (first or m).uas_tag
+        vias = "".join(f"Via: {v}\r\n" for n, v in m.headers if n == "via")
+        rrs = "".join(f"Record-Route: {v}\r\n" for n, v in m.headers if n == "record-route")
+        user = re.search(r"sip:([^@>;]+)@", m.start).group(1)
+        if self.invite_code == 200:
+            sdp = (f"v=0\r\no=- 0 0 IN IP4 {self.ip}\r\ns=session\r\nc=IN IP4 {self.ip}\r\n"
+                   f"t=0 0\r\nm=message {self.port} sip null\r\n")
+            extra = (f"{rrs}Contact: <sip:{user}@{self.ip}:{self.port};transport=udp>\r\n"
+                     "Content-Type: application/sdp\r\n")
+            status = "200 OK"
+        else:
+            sdp, extra, status = "", "", f"{self.invite_code} Refused"
+        resp = (f"SIP/2.0 {status}\r\n{vias}From: {m.get('from')}\r\n"
+                f"To: {m.get('to')};tag={tag}\r\nCall-ID: {m.get('call-id')}\r\n"
+                f"CSeq: {m.get('cseq')}\r\n{extra}Content-Length: {len(sdp.encode())}\r\n\r\n{sdp}")
+        self.sock.sendto(resp.encode(), addr)
+
+    def accept_session(self, invite: SipMsg, frm: str, to: str) -> None:
+        """Takes the dialog of an INVITE this UA answered 200 as its own (UAS side: the route
+        set is the Record-Route set in order), so that `in_dialog` sends inside it."""
+        self.dialog = {"frm": frm, "to": to, "call_id": invite.get("call-id"),
+                       "tag": invite.uas_tag, "cseq": 100,
+                       "to_tag": re.search(r"tag=([^;>\s]+)", invite.get("from") or "").group(1),
+                       "target": re.search(r"<([^>]+)>", invite.get("contact") or "").group(1),
+                       "routes": invite.all("record-route")}
 
     def _wait(self, pred: Callable[[SipMsg], bool], what: str, timeout: float,
               start: int = 0) -> SipMsg:
@@ -386,6 +433,9 @@ def test_im_session_mode_both_ways_and_a_blocked_sender(sip_fed) -> None:
             assert r.status == 481, r
             # A blocked sender: INVITE and page-mode MESSAGE get 480, as if alice were offline.
             await a.block(erin)
+            # The block is stored by alice's home node; the routing node judges the INVITE by
+            # its applied copy of the store: wait until every node applied it.
+            await asyncio.to_thread(fed.cluster.wait_converged, fed.cluster.nodes)
             resp = await asyncio.to_thread(ua.invite, erin, alice)
             assert resp.status == 480, resp
             await asyncio.to_thread(fed.ua.message, alice, erin, "blocked page mode", 480)
@@ -471,3 +521,77 @@ def test_watcher_from_an_unknown_domain_gets_403(sip_fed) -> None:
     run(body(), timeout=60)
     assert metric(fed.cluster, fed.routing, "herald_sip_failures_total", direction="inbound",
                   reason="domain_not_federated") >= 1
+
+
+def test_outbound_im_session_through_kamailio_reused_both_ways(sip_fed) -> None:
+    """IM-2/IM-3: alice's messages to a SIP user open one INVITE session (m=message) through
+    Kamailio and go inside it; the SIP user's reply inside that dialog reaches alice; BYE ends
+    it and the next message opens a new one; a SIP user whose UA refuses sessions (488) still
+    gets the message, in page mode."""
+    fed: SipFed = sip_fed()
+    alice, apw = user_away_from(fed, "alice", fed.routing)
+    ua = Watcher(fed.ua.ip, 5095, (fed.kam.ip, fed.kam.port))
+    erin, frank = f"erin@{KAM_DOMAIN}", f"frank@{KAM_DOMAIN}"
+    fed.ua.register("erin", 5095)
+    fed.ua.register("frank", 5095)
+
+    def invites() -> list[SipMsg]:
+        with ua.cond:
+            return [g for g in ua.got if g.is_request and g.start.startswith("INVITE")]
+
+    async def body() -> None:
+        a = Client(alice, apw, ca=fed.ca.ca_path)
+        try:
+            await a.login(fed.cluster.ip(fed.cluster.home_node(alice)))
+            await a.online()
+            a.chat(erin, "first")
+            a.chat(erin, "second")
+            for text in ("first", "second"):
+                await asyncio.to_thread(ua.notify, lambda m, t=text: m.start.startswith(
+                    "MESSAGE") and m.body == t, f"MESSAGE {text!r}")
+            assert len(invites()) == 1, invites()
+            invite = invites()[0]
+            assert "m=message" in invite.body, invite.body
+            ack = await asyncio.to_thread(ua.notify, lambda m: m.start.startswith("ACK"), "ACK")
+            assert ack.get("call-id") == invite.get("call-id"), ack
+            msgs = [g for g in ua.got if g.is_request and g.start.startswith("MESSAGE")]
+            assert {m.get("call-id") for m in msgs} == {invite.get("call-id")}, msgs
+            assert all(";tag=" in (m.get("to") or "") for m in msgs), msgs
+
+            # erin answers inside the dialog Herald opened: it reaches alice.
+            ua.accept_session(invite, erin, alice.split("/")[0])
+            r = await asyncio.to_thread(ua.in_dialog, "MESSAGE", "reply in your session")
+            assert r.status == 200, r
+            got = await a.expect_messages(erin, 1, timeout=WAIT)
+            assert got[0]["body"] == "reply in your session", got
+
+            # BYE from erin ends it: the next message opens a new session.
+            r = await asyncio.to_thread(ua.in_dialog, "BYE")
+            assert r.status == 200, r
+            mark = ua.mark()
+            a.chat(erin, "after bye")
+            await asyncio.to_thread(ua.notify, lambda m: m.start.startswith("MESSAGE")
+                                    and m.body == "after bye", "MESSAGE after BYE", mark)
+            assert len(invites()) == 2, invites()
+
+            # A UA that refuses sessions (488): the message still arrives, in page mode.
+            ua.invite_code = 488
+            mark = ua.mark()
+            a.chat(frank, "page mode please")
+            m = await asyncio.to_thread(ua.notify, lambda m: m.start.startswith("MESSAGE")
+                                        and m.body == "page mode please", "page-mode MESSAGE",
+                                        mark)
+            assert ";tag=" not in (m.get("to") or ""), m  # outside any dialog
+            errors = await a.drain(a.message_errors, 1.0)
+            assert not errors, [str(e) for e in errors]
+        finally:
+            await a.logout()
+            ua.close()
+
+    run(body(), timeout=90)
+    c = fed.cluster
+    assert metric(c, fed.routing, "herald_sip_requests_total", direction="outbound",
+                  method="INVITE", status="200") >= 2
+    assert metric(c, fed.routing, "herald_sip_requests_total", direction="outbound",
+                  method="INVITE", status="488") >= 1
+    assert metric(c, fed.routing, "herald_sip_page_mode_fallbacks_total") >= 1

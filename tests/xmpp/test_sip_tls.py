@@ -133,8 +133,9 @@ def test_im_both_ways_over_mutual_tls_through_kamailio(sip_fed) -> None:
                 msgs = await asyncio.to_thread(uas.wait)
             finally:
                 uas.stop()
-            # Kamailio rewrote the Request-URI to carol's registered contact.
-            assert "MESSAGE sip:carol@" in msgs, msgs[-2000:]
+            # Session mode: Kamailio rewrote the INVITE's Request-URI to carol's registered
+            # contact; the MESSAGE followed inside the dialog.
+            assert "INVITE sip:carol@" in msgs and "MESSAGE sip:uas@" in msgs, msgs[-2000:]
             assert f"To: <sip:carol@{KAM_DOMAIN}>" in msgs, msgs[-2000:]
             assert "hi carol over mutual TLS" in msgs, msgs[-2000:]
             assert f"<sip:{user}@{fed.herald_domain}>" in msgs, msgs[-2000:]
@@ -170,6 +171,11 @@ def test_im_both_ways_over_mutual_tls_through_kamailio(sip_fed) -> None:
     assert total(fed, "herald_sip_connections_opened_total",
                  direction="outbound", transport="tls") >= 1
     assert total(fed, "herald_sip_messages_total", direction="outbound") >= 1
+    # alice is homed away from the routing node: her message crossed the node-to-node stream
+    # (stamped by her home node), and the peer's answer was timed from that hand-off.
+    for leg in ("to_routing_node", "to_sip_answer"):
+        assert metric(c, fed.routing, "herald_sip_forward_seconds_count", leg=leg) >= 1, leg
+    assert total(fed, "herald_sip_forward_failures_total") == 0
     # Kamailio was never refused (the wrong-certificate hop is a Herald node: its side of that
     # handshake counts the client's alert as inbound tls_alert_received).
     for reason in ("bad_certificate", "no_certificate", "tls_peer", "not_tls"):

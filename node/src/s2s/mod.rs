@@ -65,7 +65,7 @@ pub struct S2s {
     pub xmpp: Weak<Shared>,
     pub trust: tls::PeerTrust,
     pub certs: Arc<crate::tls::certs::CertStore>,
-    pub dns: dns::Dns,
+    pub dns: Arc<dns::Dns>,
     /// Port tried when a domain has no SRV records.
     pub default_port: u16,
     pub limits: Limits,
@@ -102,7 +102,7 @@ impl S2s {
             xmpp: Arc::downgrade(xmpp),
             trust,
             certs,
-            dns: dns::Dns::new(dns_server)?,
+            dns: Arc::new(dns::Dns::new(dns_server)?),
             default_port,
             limits,
             fallback_secret: hex::encode(secret),

@@ -22,6 +22,12 @@ pub trait Directory {
     fn is_local_domain(&self, domain: &str) -> bool;
     /// A local user (bare JID).
     fn user_exists(&self, bare: &Jid) -> bool;
+    /// Email for federation (EMAIL-2, EMAIL-4): the local user an address from outside names
+    /// (`Ok(Some)`: a user's email address), `Ok(None)` to take the address as it is, `Err`
+    /// when it must not reach anyone (a user's raw JID while they federate by email).
+    fn local_address(&self, _addr: &Jid) -> Result<Option<Jid>, &'static str> {
+        Ok(None)
+    }
 }
 
 /// The answer to an inbound request.
@@ -135,16 +141,6 @@ fn parties(req: &Request, from_uri: &SipUri, dir: &impl Directory) -> Result<(Ji
         return Err(Inbound::reject(404, "Not Found", "no_user"));
     };
     let host = target.host.to_ascii_lowercase();
-    if !dir.is_local_domain(&host) {
-        return Err(Inbound::reject(
-            404,
-            "Domain Not Served Here",
-            "not_local_domain",
-        ));
-    }
-    let Ok(to) = Jid::parse(&format!("{user}@{host}")) else {
-        return Err(Inbound::reject(404, "Not Found", "no_user"));
-    };
     let Ok(from) = Jid::parse(&format!(
         "{from_user}@{}",
         from_uri.host.to_ascii_lowercase()
@@ -154,6 +150,24 @@ fn parties(req: &Request, from_uri: &SipUri, dir: &impl Directory) -> Result<(Ji
             "Invalid From Header Field",
             "malformed",
         ));
+    };
+    if let Ok(addressed) = Jid::parse(&format!("{user}@{host}")) {
+        match dir.local_address(&addressed) {
+            Ok(Some(local)) => return Ok((from.bare(), local.bare())),
+            Ok(None) => {}
+            // Not revealed: as if there were no such user.
+            Err(_) => return Err(Inbound::reject(404, "Not Found", "email_drop")),
+        }
+    }
+    if !dir.is_local_domain(&host) {
+        return Err(Inbound::reject(
+            404,
+            "Domain Not Served Here",
+            "not_local_domain",
+        ));
+    }
+    let Ok(to) = Jid::parse(&format!("{user}@{host}")) else {
+        return Err(Inbound::reject(404, "Not Found", "no_user"));
     };
     if !dir.user_exists(&to.bare()) {
         return Err(Inbound::reject(404, "Not Found", "no_user"));
@@ -348,6 +362,61 @@ mod tests {
         }
         fn user_exists(&self, bare: &Jid) -> bool {
             bare.to_string() == "alice@h.test"
+        }
+    }
+
+    /// Email for federation on: alice federates as first.last@mail.test.
+    struct MailDir;
+    impl Directory for MailDir {
+        fn is_federated(&self, d: &str) -> bool {
+            Dir.is_federated(d)
+        }
+        fn acl(&self) -> Vec<IncomingAclEntry> {
+            Dir.acl()
+        }
+        fn is_local_domain(&self, d: &str) -> bool {
+            Dir.is_local_domain(d)
+        }
+        fn user_exists(&self, bare: &Jid) -> bool {
+            Dir.user_exists(bare)
+        }
+        fn local_address(&self, addr: &Jid) -> Result<Option<Jid>, &'static str> {
+            match addr.to_string().as_str() {
+                "first.last@mail.test" => Ok(Some(Jid::parse("alice@h.test").unwrap())),
+                "alice@h.test" => Err("raw JID"),
+                _ => Ok(None),
+            }
+        }
+    }
+
+    #[test]
+    fn email_for_federation_maps_the_address_and_drops_the_raw_jid() {
+        let ok = who("127.0.0.9");
+        let m = |to: &str| {
+            inbound(
+                &sip("MESSAGE", to, "bob@sip.test", Some("text/plain"), "hi"),
+                &ok,
+                &MailDir,
+            )
+        };
+        match m("first.last@mail.test") {
+            Inbound::Deliver(msg) => assert_eq!(msg.get_attr("to"), Some("alice@h.test")),
+            other => panic!("{other:?}"),
+        }
+        match m("alice@h.test") {
+            Inbound::Reject { status, label, .. } => {
+                assert_eq!((status, label), (404, "email_drop"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(status(&m("nobody@mail.test")), 404);
+        match inbound(
+            &sip("INVITE", "first.last@mail.test", "bob@sip.test", None, ""),
+            &ok,
+            &MailDir,
+        ) {
+            Inbound::Invite { user, .. } => assert_eq!(user.to_string(), "alice@h.test"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -21,7 +21,8 @@ pub const REQUESTS: &str = "herald_sip_requests_total";
 /// connection is served here, i.e. answered 503), proxy_not_member (a PROXY protocol header from
 /// a source that is not a cluster member), proxy_header (a malformed or late PROXY header),
 /// stray_response, shutting_down, and the TLS reasons of [`TLS_FAILURES`]) and outbound messages that failed
-/// (not_local_sender, no_route, transport, queue_full, link_closed, connect, write, closed, timeout, response,
+/// (not_local_sender, no_route (no static route and no SRV record), dns (the SRV lookup failed),
+/// transport, queue_full, link_closed, connect, write, closed, timeout, response,
 /// shutdown, decode, and the TLS reasons of [`TLS_FAILURES`] for handshakes with a next hop).
 pub const FAILURES: &str = "herald_sip_failures_total";
 /// Counter, label `transport` (tcp, tls): SIP connections this node (not the routing node)
@@ -47,8 +48,77 @@ pub const PRESENCE_REQUESTS: &str = "herald_sip_presence_requests_total";
 /// Counter, label `kind`: items forwarded to the routing node over the node-to-node stream.
 pub const FORWARDED: &str = "herald_sip_forwarded_total";
 
+/// Counter, label `result` (found, none, error): DNS SRV lookups for SIP domains
+/// (`_sipfederationtls._tcp`, then `_sip._tls`).
+pub const DNS_LOOKUPS: &str = "herald_sip_dns_lookups_total";
+
+/// Counter: chat messages sent in page mode because their pair's IM session (INVITE) was
+/// refused, timed out or could not wait.
+pub const PAGE_MODE_FALLBACKS: &str = "herald_sip_page_mode_fallbacks_total";
+
+/// Histogram, label `leg`: how long SIP traffic spent between cluster nodes. `to_routing_node`:
+/// a local user's stanza for a SIP domain, from its hand-off on the sender's home node to its
+/// arrival at the routing node (node-to-node stream; wall clocks of both nodes, clamped at 0);
+/// `to_sip_answer`: from that hand-off until the SIP peer's final answer to the MESSAGE reached
+/// the routing node (home node → routing node → peer → back). Not observed when the home node
+/// is the routing node.
+pub const FORWARD_SECONDS: &str = "herald_sip_forward_seconds";
+/// Counter, label `reason` (unknown_node, queue_full: the node-to-node queue refused it;
+/// not_routing_node: presence that arrived at a node that no longer holds the role, dropped):
+/// SIP traffic that could not be forwarded between nodes.
+pub const FORWARD_FAILURES: &str = "herald_sip_forward_failures_total";
+
+/// The attribute a forwarded stanza carries between nodes: when the sender's home node handed
+/// it to the routing node (Unix time in microseconds). Internal: removed from every stanza a
+/// user sends, never read from anything else.
+pub const STAMP_ATTR: &str = "herald-sip-forwarded-at";
+
+/// Unix time now, in microseconds.
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Observes `leg` of [`FORWARD_SECONDS`] for a stanza stamped by its home node, if it was.
+pub fn forward_leg(stanza: &herald_xmpp::Element, leg: &'static str) {
+    if let Some(at) = stanza
+        .get_attr(STAMP_ATTR)
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let secs = now_micros().saturating_sub(at) as f64 / 1e6;
+        metrics::histogram!(FORWARD_SECONDS, "leg" => leg).record(secs);
+    }
+}
+
+/// Counter: chat messages sent again by the domain's next route (backup static route, next SRV
+/// target) after their next hop could not be reached.
+pub const REROUTED: &str = "herald_sip_rerouted_total";
+
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
+    metrics::describe_histogram!(
+        FORWARD_SECONDS,
+        metrics::Unit::Seconds,
+        "Time SIP traffic spent between the sender's home node and the routing node, by leg"
+    );
+    describe_counter!(
+        FORWARD_FAILURES,
+        "SIP traffic that could not be forwarded between nodes, by reason"
+    );
+    describe_counter!(
+        REROUTED,
+        "Chat messages sent again by the next route after their next hop was unreachable"
+    );
+    describe_counter!(
+        PAGE_MODE_FALLBACKS,
+        "Chat messages sent in page mode after their IM session was refused"
+    );
+    describe_counter!(
+        DNS_LOOKUPS,
+        "DNS SRV lookups for SIP federated domains, by result"
+    );
     describe_gauge!(
         CONNECTIONS,
         "Open SIP connections on this node, by direction and transport"

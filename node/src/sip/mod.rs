@@ -13,11 +13,16 @@
 //!   handed to the XMPP dispatcher as a chat message from `user@sipdomain`, which forwards it to
 //!   the user's home node.
 //! - Outbound: the dispatcher ([`crate::xmpp::router`]) hands a stanza for a configured
-//!   `sip-domain` to [`Sip::send`], which picks the static route ([`policy::static_routes`])
-//!   and pushes a SIP MESSAGE ([`edge::outbound_message`]) to the [`outbound`] link of that next
-//!   hop (TCP, or TLS for a route with transport `tls`): one task per hop with a bounded queue, backoff (`federation::edge::link`) and a
-//!   transaction timeout; a non-2xx final answer, a timeout or a failed connection bounces the
-//!   message to its XMPP sender ([`edge::response_condition`]).
+//!   `sip-domain` to [`Sip::send`]; everything leaves from the routing node. The next hop comes
+//!   from the domain's plan ([`policy::route_plan`], walked in [`route`]): the most specific
+//!   static route ([`policy::static_routes`]), else the DNS SRV records `_sipfederationtls._tcp`
+//!   / `_sip._tls` through the federation resolver (`--dns-resolver`), and for AOL-type domains
+//!   then the default federation routing domain's route and records. A chat message goes inside
+//!   the pair's IM session ([`subs`], opened with an INVITE on demand) or, when the peer refused
+//!   one, as a page-mode MESSAGE ([`edge::outbound_message`]), on the [`outbound`] link of that
+//!   next hop (TCP, or TLS): one task per hop with a bounded queue, backoff
+//!   (`federation::edge::link`) and a transaction timeout; a non-2xx final answer, a timeout or
+//!   a failed connection bounces the message to its XMPP sender ([`edge::response_condition`]).
 //!
 //! Settings (`sip-domain`, `acl`, `static-route`, `routing-node`) are read from the replicated
 //! store on every decision, so changes apply without a restart.
@@ -30,6 +35,7 @@ pub mod policy;
 pub mod presence;
 pub mod proxy_v2;
 pub mod relay;
+mod route;
 pub mod subs;
 pub mod tls;
 
@@ -38,12 +44,14 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use herald_cluster::{Applied, ClusterHandle};
 use herald_grpc::config::config_object::Body;
-use herald_grpc::config::{IncomingAclEntry, ObjectKind, StaticRoute, Transport};
+use herald_grpc::config::{IncomingAclEntry, ObjectKind};
 use herald_xmpp::error::{StanzaCondition, StanzaError};
 use herald_xmpp::{Element, Jid};
 use tokio::sync::mpsc;
 
 use crate::xmpp::Shared;
+use route::{SrvEntry, REROUTED_ATTR};
+pub use route::{DOWN_FOR, MAX_WAITING_FOR_DNS, SRV_TTL};
 
 /// The store as the inbound judge sees it.
 pub struct StoreView(pub Arc<Applied>);
@@ -72,6 +80,57 @@ impl edge::Directory for StoreView {
             .peek(ObjectKind::User, &bare.to_string())
             .is_some()
     }
+    fn local_address(&self, addr: &Jid) -> Result<Option<Jid>, &'static str> {
+        if !email_enabled(&self.0) {
+            return Ok(None);
+        }
+        let bare = addr.bare().to_string();
+        if let Some(jid) = self.0.state.user_by_mail(&bare) {
+            return Ok(Jid::parse(jid).ok());
+        }
+        if let Some(Body::User(u)) = self
+            .0
+            .state
+            .peek(ObjectKind::User, &bare)
+            .and_then(|o| o.body.as_ref())
+        {
+            let has_mail = Jid::parse(&u.mail_id).is_ok_and(|m| m.local().is_some());
+            if has_mail && !u.mail_id.eq_ignore_ascii_case(&bare) {
+                return Err(
+                    "addressed to the user's JID while the user federates by email address",
+                );
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Whether email for federation is on (EMAIL-1).
+fn email_enabled(applied: &Applied) -> bool {
+    matches!(
+        applied.state.peek(ObjectKind::EmailFederation, "").and_then(|o| o.body.as_ref()),
+        Some(Body::EmailFederation(e)) if e.enabled
+    )
+}
+
+/// The address a local user federates as (EMAIL-2, EMAIL-3): their `mail_id` while email for
+/// federation is on and it is a full address, else their bare JID.
+fn federated_address(applied: &Applied, user: &Jid) -> Jid {
+    let bare = user.bare();
+    if !email_enabled(applied) {
+        return bare;
+    }
+    match applied
+        .state
+        .peek(ObjectKind::User, &bare.to_string())
+        .and_then(|o| o.body.as_ref())
+    {
+        Some(Body::User(u)) => Jid::parse(&u.mail_id)
+            .ok()
+            .filter(|m| m.local().is_some() && m.resource().is_none())
+            .unwrap_or(bare),
+        _ => bare,
+    }
 }
 
 /// The SIP edge of one node.
@@ -90,6 +149,14 @@ pub struct Sip {
     pub tls: OnceLock<Arc<tls::SipTls>>,
     /// Presence subscriptions both ways (held while this node is the routing node).
     subs: Mutex<subs::Table>,
+    /// The federation resolver (`--dns-resolver`, shared with XMPP federation).
+    pub dns: Arc<crate::s2s::dns::Dns>,
+    /// SRV answers per SIP domain (see [`Sip::prepare`]).
+    srv: Mutex<HashMap<String, SrvEntry>>,
+    /// Stanzas waiting for their domain's DNS lookup, in arrival order.
+    resolving: Mutex<HashMap<String, Vec<Element>>>,
+    /// Next hops whose link failed to connect, and when.
+    down: Mutex<HashMap<outbound::Hop, std::time::Instant>>,
 }
 
 /// What the subscription table reads of the cluster: the replicated store (users' rosters and
@@ -153,12 +220,9 @@ impl subs::Env for SubsEnv<'_> {
     fn tls_port(&self) -> Option<u16> {
         self.sip.tls.get().map(|t| t.port)
     }
-}
-
-/// Why a SIP domain cannot be reached from this node.
-struct NoRoute {
-    reason: &'static str,
-    text: &'static str,
+    fn address_of(&self, user: &Jid) -> Jid {
+        federated_address(&self.applied, user)
+    }
 }
 
 impl Sip {
@@ -168,6 +232,7 @@ impl Sip {
         local: edge::Local,
         limits: herald_sip::Limits,
         runtime: tokio::runtime::Handle,
+        dns: Arc<crate::s2s::dns::Dns>,
     ) -> Arc<Sip> {
         metrics::describe();
         Arc::new(Sip {
@@ -180,6 +245,10 @@ impl Sip {
             links: Mutex::new(HashMap::new()),
             tls: OnceLock::new(),
             subs: Mutex::new(subs::Table::new()),
+            dns,
+            srv: Mutex::new(HashMap::new()),
+            resolving: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
         })
     }
 
@@ -224,7 +293,10 @@ impl Sip {
     }
 
     /// Sends a stanza from one of our users to a user of a SIP federated domain (or bounces it).
-    pub fn send(self: &Arc<Self>, stanza: Element) {
+    pub fn send(self: &Arc<Self>, mut stanza: Element) {
+        // Only this edge stamps stanzas it forwards (a user's own stamp would skew the metric).
+        stanza.remove_attr(metrics::STAMP_ATTR);
+        stanza.remove_attr(REROUTED_ATTR);
         let Some(domain) = stanza
             .get_attr("to")
             .and_then(|t| Jid::parse(t).ok())
@@ -268,9 +340,7 @@ impl Sip {
             // No routing node: a message still leaves from here (page mode).
             _ => {}
         }
-        if let Some(hop) = self.usable_hop(&stanza, &domain) {
-            self.send_here(stanza, hop, domain);
-        }
+        self.route_and_send(stanza, domain);
     }
 
     /// Sends `stanza` from this node (the routing node): presence through the subscription
@@ -286,25 +356,17 @@ impl Sip {
             self.execute(actions);
             return;
         }
-        if let Some((request, session_hop)) = self.in_session(&stanza) {
-            let item = outbound::Outgoing {
-                stanza,
-                request,
-                domain,
-                answer: None,
-            };
-            if let Err(e) = self.link(&session_hop).try_send(item) {
-                let item = match e {
-                    mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
-                };
-                metrics::failure("outbound", "queue_full");
-                self.bounce(
-                    &item.stanza,
-                    StanzaCondition::ResourceConstraint,
-                    "the SIP link is overloaded",
-                );
+        match self.session_send(&stanza) {
+            subs::SessionSend::Message(request, session_hop) => {
+                self.send_in_session(stanza, request, &session_hop);
+                return;
             }
-            return;
+            subs::SessionSend::Held(actions) => {
+                self.gauges();
+                self.execute(actions);
+                return;
+            }
+            subs::SessionSend::PageMode => {}
         }
         let Some(hop) = hop else {
             // Checked by the caller (messages need a route); nothing to send without one.
@@ -320,7 +382,15 @@ impl Sip {
             call_id: format!("{}@{}", random_token(), self.local.host),
             from_tag: random_token(),
         };
-        let req = match edge::outbound_message(&stanza, &self.local, (&hop.host, hop.port), &ids) {
+        // With email for federation, the SIP side knows the sender by their email address.
+        let mut wire = stanza.clone();
+        if let Some(from) = stanza.get_attr("from").and_then(|f| Jid::parse(f).ok()) {
+            let addr = federated_address(&self.cluster.applied(), &from);
+            if addr != from.bare() {
+                wire.set_attr("from", addr.to_string());
+            }
+        }
+        let req = match edge::outbound_message(&wire, &self.local, (&hop.host, hop.port), &ids) {
             Ok(mut r) => {
                 if let Some(t) = &tls {
                     tls::over_tls(&mut r, &self.local.host, t.port, (&hop.host, hop.port));
@@ -357,62 +427,9 @@ impl Sip {
         }
     }
 
-    /// The next hop for a SIP domain: its most specific usable static route.
-    fn hop_for(&self, domain: &str) -> Result<outbound::Hop, NoRoute> {
-        let routes: Vec<StaticRoute> = self
-            .cluster
-            .applied()
-            .state
-            .list(ObjectKind::StaticRoute)
-            .into_iter()
-            .filter_map(|o| match o.body {
-                Some(Body::StaticRoute(r)) => Some(r),
-                _ => None,
-            })
-            .collect();
-        let Some(route) = policy::static_routes(&routes, domain)
-            .into_iter()
-            .find(|r| !r.next_hop.is_empty())
-            .cloned()
-        else {
-            tracing::info!(domain = %domain, "no usable static route for the SIP domain");
-            return Err(NoRoute {
-                reason: "no_route",
-                text: "no route to the SIP domain",
-            });
-        };
-        let tls = match Transport::try_from(route.transport).unwrap_or_default() {
-            Transport::Tcp => false,
-            Transport::Tls if self.tls.get().is_some() => true,
-            Transport::Tls => {
-                tracing::warn!(domain = %domain, route = %route.id, "SIP route over TLS, but TLS is not configured on this node");
-                return Err(NoRoute {
-                    reason: "transport",
-                    text:
-                        "the route to the SIP domain uses TLS, which is not configured on this node",
-                });
-            }
-            _ => {
-                tracing::info!(domain = %domain, route = %route.id, "SIP route needs a transport other than TCP or TLS");
-                return Err(NoRoute {
-                    reason: "transport",
-                    text: "the route to the SIP domain uses a transport this node does not speak (only TCP and TLS)",
-                });
-            }
-        };
-        let port = u16::try_from(route.next_hop_port)
-            .ok()
-            .filter(|p| *p != 0)
-            .unwrap_or(if tls { 5061 } else { 5060 });
-        Ok(outbound::Hop {
-            host: route.next_hop.to_ascii_lowercase(),
-            port,
-            tls,
-        })
-    }
-
     /// Hands `stanza` to the routing node `n` over the node-to-node stream.
-    fn forward(&self, n: u64, stanza: Element) {
+    fn forward(&self, n: u64, mut stanza: Element) {
+        stanza.set_attr(metrics::STAMP_ATTR, metrics::now_micros().to_string());
         let kind = if stanza.name() == "presence" {
             "presence"
         } else {
@@ -424,6 +441,11 @@ impl Sip {
         ) {
             tracing::warn!(routing_node = n, error = %e, "stanza for a SIP domain not forwarded to the routing node");
             metrics::failure("outbound", "forward");
+            let reason = match e {
+                herald_cluster::routing::RouteError::UnknownNode(_) => "unknown_node",
+                herald_cluster::routing::RouteError::Overloaded(_) => "queue_full",
+            };
+            ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => reason).increment(1);
             self.bounce(
                 &stanza,
                 StanzaCondition::RemoteServerTimeout,
@@ -434,19 +456,50 @@ impl Sip {
         }
     }
 
-    /// The MESSAGE for a chat message inside its pair's open IM session, if there is one.
-    fn in_session(&self, stanza: &Element) -> Option<(herald_sip::Request, outbound::Hop)> {
-        let jid = |a: &str| stanza.get_attr(a).and_then(|v| Jid::parse(v).ok());
-        let (from, to) = (jid("from")?, jid("to")?);
-        let body = herald_xmpp::stanza::Message::view(stanza)?.body()?;
+    /// Where a chat message goes in session mode ([`subs::SessionSend`]); page mode for
+    /// anything that is not a chat message with a body.
+    fn session_send(&self, stanza: &Element) -> subs::SessionSend {
+        let Some(view) = herald_xmpp::stanza::Message::view(stanza) else {
+            return subs::SessionSend::PageMode;
+        };
+        if !matches!(
+            view.kind(),
+            Ok(herald_xmpp::stanza::MessageType::Chat | herald_xmpp::stanza::MessageType::Normal)
+        ) {
+            return subs::SessionSend::PageMode;
+        }
+        let Some(body) = view.body() else {
+            return subs::SessionSend::PageMode;
+        };
         let mut env = self.env();
-        self.table().session_message(
-            &from.bare(),
-            &to.bare(),
-            &body,
-            std::time::Instant::now(),
-            &mut env,
-        )
+        self.table()
+            .session_message(stanza, &body, std::time::Instant::now(), &mut env)
+    }
+
+    /// Queues a MESSAGE inside an IM session on its hop's link (a failure bounces `stanza`).
+    fn send_in_session(
+        self: &Arc<Self>,
+        stanza: Element,
+        request: herald_sip::Request,
+        hop: &outbound::Hop,
+    ) {
+        let item = outbound::Outgoing {
+            stanza,
+            request,
+            domain: hop.host.clone(),
+            answer: None,
+        };
+        if let Err(e) = self.link(hop).try_send(item) {
+            let item = match e {
+                mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
+            };
+            metrics::failure("outbound", "queue_full");
+            self.bounce(
+                &item.stanza,
+                StanzaCondition::ResourceConstraint,
+                "the SIP link is overloaded",
+            );
+        }
     }
 
     /// A stanza another node forwarded for the SIP edge (this node should be the routing node;
@@ -461,39 +514,18 @@ impl Sip {
         else {
             return;
         };
+        metrics::forward_leg(&stanza, "to_routing_node");
         if stanza.name() == "presence" && self.routing_node() != Some(self.node_id) {
             tracing::info!(
                 from_node,
                 "presence for a SIP domain dropped: this node is no longer the routing node"
             );
             metrics::failure("outbound", "not_routing_node");
+            ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => "not_routing_node")
+                .increment(1);
             return;
         }
-        if let Some(hop) = self.usable_hop(&stanza, &domain) {
-            self.send_here(stanza, hop, domain);
-        }
-    }
-
-    /// The next hop `stanza` needs, `Some(None)` when it needs none, `None` when it cannot
-    /// leave (answered). Presence for a SIP watcher (the user's approval, the answer to a
-    /// probe, every change) leaves on the watcher's subscription dialog, towards its Contact or
-    /// Record-Route: no route of ours is needed. Our own subscriptions and messages need a
-    /// static route for the domain.
-    #[allow(clippy::option_option)]
-    fn usable_hop(&self, stanza: &Element, domain: &str) -> Option<Option<outbound::Hop>> {
-        match self.hop_for(domain) {
-            Ok(h) => Some(Some(h)),
-            Err(_)
-                if stanza.name() == "presence" && stanza.get_attr("type") != Some("subscribe") =>
-            {
-                Some(None)
-            }
-            Err(e) => {
-                metrics::failure("outbound", e.reason);
-                self.bounce(stanza, StanzaCondition::RemoteServerNotFound, e.text);
-                None
-            }
-        }
+        self.route_and_send(stanza, domain);
     }
 
     fn env(&self) -> SubsEnv<'_> {
@@ -592,6 +624,51 @@ impl Sip {
             match a {
                 subs::Action::Xmpp(el) => {
                     self.deliver(el);
+                }
+                subs::Action::Message {
+                    request,
+                    hop,
+                    stanza,
+                } => self.send_in_session(stanza, request, &hop),
+                subs::Action::Resend(stanza) => {
+                    tracing::info!(to = ?stanza.get_attr("to"), "IM session refused or unavailable: message sent in page mode");
+                    ::metrics::counter!(metrics::PAGE_MODE_FALLBACKS).increment(1);
+                    let Some(domain) = stanza
+                        .get_attr("to")
+                        .and_then(|t| Jid::parse(t).ok())
+                        .map(|j| j.domain().to_string())
+                    else {
+                        continue;
+                    };
+                    self.route_and_send(stanza, domain);
+                }
+                subs::Action::Fail { stanza, text } => {
+                    let domain = stanza
+                        .get_attr("to")
+                        .and_then(|t| Jid::parse(t).ok())
+                        .map(|j| j.domain().to_string())
+                        .unwrap_or_default();
+                    let Some(stanza) = self.try_reroute(stanza, &domain) else {
+                        continue;
+                    };
+                    metrics::failure("outbound", "session");
+                    self.bounce(&stanza, StanzaCondition::RemoteServerTimeout, &text);
+                }
+                subs::Action::Send {
+                    request,
+                    hop,
+                    key: subs::ReqKey::Ack,
+                } => {
+                    // No answer comes to an ACK: the link writes it and forgets it.
+                    let item = outbound::Outgoing {
+                        stanza: Element::new("presence", herald_xmpp::ns::CLIENT),
+                        request,
+                        domain: hop.host.clone(),
+                        answer: None,
+                    };
+                    if self.link(&hop).try_send(item).is_err() {
+                        metrics::failure("outbound", "queue_full");
+                    }
                 }
                 subs::Action::Send { request, hop, key } => {
                     let method = request.method.as_str().to_string();

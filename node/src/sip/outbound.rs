@@ -164,8 +164,7 @@ impl State {
     async fn connect(&mut self) {
         self.retry_at = None;
         let (host, port) = (self.hop.host.clone(), self.hop.port);
-        let attempt =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, dial(&self.sip, &host, port)).await;
         let attempt = match attempt {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);
@@ -177,6 +176,7 @@ impl State {
         match attempt {
             Ok(conn) => {
                 tracing::info!("SIP link up");
+                self.sip.hop_state(&self.hop, false);
                 m::connection_opened("outbound", self.hop.transport());
                 self.conn = Some(conn);
                 self.decoder = Decoder::outbound(self.sip.limits);
@@ -191,9 +191,32 @@ impl State {
 
     fn connect_failed(&mut self, why: String) {
         tracing::warn!(error = %why, "SIP link: connection failed");
+        self.sip.hop_state(&self.hop, true);
         let now = Instant::now();
         let (bounced, retry) = self.link.failed(now, why, true);
         for item in bounced {
+            // A page-mode MESSAGE whose domain has another next hop up goes that way (a backup
+            // route, the next SRV target); requests with an answer channel are the table's.
+            let item =
+                if item.answer.is_none() && item.request.method == herald_sip::Method::Message {
+                    let Outgoing {
+                        stanza,
+                        request,
+                        domain,
+                        answer,
+                    } = item;
+                    match self.sip.try_reroute(stanza, &domain) {
+                        None => continue,
+                        Some(stanza) => Outgoing {
+                            stanza,
+                            request,
+                            domain,
+                            answer,
+                        },
+                    }
+                } else {
+                    item
+                };
             self.fail(
                 item,
                 StanzaCondition::RemoteServerNotFound,
@@ -235,7 +258,12 @@ impl State {
             self.closed("write failed");
             return;
         }
-        tracing::debug!(domain = %item.domain, %branch, "SIP MESSAGE sent");
+        if item.request.method == herald_sip::Method::Ack {
+            // No response comes to an ACK (RFC 3261 §17.1.1.3): nothing to wait for.
+            self.last_activity = Instant::now();
+            return;
+        }
+        tracing::debug!(domain = %item.domain, method = %item.request.method, %branch, "SIP request sent");
         self.last_activity = Instant::now();
         self.pending.insert(
             branch,
@@ -250,7 +278,7 @@ impl State {
         loop {
             match self.decoder.next() {
                 Ok(None) => return,
-                Ok(Some(Frame::Message(Message::Response(r)))) => self.on_response(r),
+                Ok(Some(Frame::Message(Message::Response(r)))) => self.on_response(r).await,
                 Ok(Some(Frame::Message(Message::Request(req)))) => {
                     // This edge takes requests on its routing node's listener only.
                     tracing::info!(method = %req.method, "SIP request on an outbound connection refused");
@@ -277,7 +305,7 @@ impl State {
         }
     }
 
-    fn on_response(&mut self, r: Response) {
+    async fn on_response(&mut self, r: Response) {
         self.last_activity = Instant::now();
         let Some(branch) = r
             .headers
@@ -296,11 +324,21 @@ impl State {
         };
         let method = p.item.request.method.as_str().to_string();
         m::request("outbound", &method, r.status);
+        if p.item.request.method == herald_sip::Method::Invite && r.status >= 300 {
+            // The INVITE client transaction acknowledges a non-2xx final answer itself, on the
+            // same hop (RFC 3261 §17.1.1.3).
+            let ack = ack_for_non_2xx(&p.item.request, &r);
+            if let Some(c) = self.conn.as_mut() {
+                let _ = c.write_all(&Message::from(ack).encode()).await;
+                let _ = c.flush().await;
+            }
+        }
         if let Some(answer) = p.item.answer.take() {
             tracing::debug!(domain = %p.item.domain, %method, status = r.status, "SIP request answered");
             let _ = answer.send(r);
             return;
         }
+        m::forward_leg(&p.item.stanza, "to_sip_answer");
         if r.is_success() {
             tracing::info!(domain = %p.item.domain, status = r.status, "SIP MESSAGE accepted");
             ::metrics::counter!(m::MESSAGES, "direction" => "outbound").increment(1);
@@ -397,6 +435,29 @@ impl State {
     }
 }
 
+/// The ACK of a non-2xx final response to `invite`: the INVITE's Request-URI, top Via (same
+/// branch), Route set, From, Call-ID and CSeq number, and the response's To (with its tag).
+pub fn ack_for_non_2xx(invite: &Request, resp: &Response) -> Request {
+    let mut ack = Request::new(herald_sip::Method::Ack, invite.uri.clone());
+    if let Some(v) = invite.headers.get(&herald_sip::HeaderName::Via) {
+        ack = ack.header(herald_sip::HeaderName::Via, v.to_string());
+    }
+    ack = ack.header(herald_sip::HeaderName::MaxForwards, "70");
+    for r in invite.headers.get_all(&herald_sip::HeaderName::Route) {
+        ack = ack.header(herald_sip::HeaderName::Route, r.to_string());
+    }
+    for name in [herald_sip::HeaderName::From, herald_sip::HeaderName::CallId] {
+        if let Some(v) = invite.headers.get(&name) {
+            ack = ack.header(name.clone(), v.to_string());
+        }
+    }
+    if let Some(to) = resp.headers.get(&herald_sip::HeaderName::To) {
+        ack = ack.header(herald_sip::HeaderName::To, to.to_string());
+    }
+    let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+    ack.header(herald_sip::HeaderName::CSeq, format!("{seq} ACK"))
+}
+
 /// The connection as a link uses it: TLS on top of `tcp` for a TLS hop.
 async fn secure(
     tls: Option<Arc<super::tls::SipTls>>,
@@ -416,6 +477,28 @@ async fn secure(
         .map(super::tls::cert_names);
     tracing::info!(cert_names = ?names, "SIP TLS handshake done");
     Ok(Box::new(s))
+}
+
+/// A TCP connection to `host:port`, its addresses found through the federation resolver
+/// (`--dns-resolver`, like the SRV records that named it); each address tried in turn.
+async fn dial(sip: &Sip, host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let ips = sip.dns.addresses(host).await.map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no address for {host}: {e}"),
+        )
+    })?;
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("no address for {host}"),
+    );
+    for ip in ips {
+        match TcpStream::connect((ip, port)).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Reads from the connection, or waits forever when there is none.

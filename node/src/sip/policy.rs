@@ -158,6 +158,49 @@ pub fn static_routes<'a>(routes: &'a [StaticRoute], domain: &str) -> Vec<&'a Sta
     hits.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The first of `items` (best first) that is not `down`; when all are, the first (a next hop
+/// that failed may be back: its link retries with backoff). `None` only for no items.
+pub fn first_up<T>(items: &[T], down: impl Fn(&T) -> bool) -> Option<&T> {
+    items.iter().find(|i| !down(i)).or_else(|| items.first())
+}
+
+/// One step of the outbound route lookup for a SIP domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The static routes whose pattern matches this domain.
+    Static(String),
+    /// The DNS SRV records of this domain ([`srv_names`]).
+    Srv(String),
+}
+
+/// Where a request for `domain` goes, as the steps to try in order (RTE-5, RTE-7): its static
+/// routes, then its DNS SRV records. For a domain of type AOL (`aol`) that is not the default
+/// federation routing domain `default_domain` itself, the chain then continues with the
+/// static routes and the SRV records of `default_domain` (AOL as a clearing house for the
+/// domains it hosts or federates with). Other types never borrow another domain's route.
+pub fn route_plan(domain: &str, aol: bool, default_domain: &str) -> Vec<Step> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let default_domain = default_domain.trim_end_matches('.').to_ascii_lowercase();
+    let mut plan = vec![Step::Static(domain.clone()), Step::Srv(domain.clone())];
+    if aol && !default_domain.is_empty() && default_domain != domain {
+        plan.push(Step::Static(default_domain.clone()));
+        plan.push(Step::Srv(default_domain));
+    }
+    plan
+}
+
+/// The default federation routing domain when none is stored (RTE-8).
+pub const DEFAULT_ROUTING_DOMAIN: &str = "aol.com";
+
+/// The SRV names looked up for a SIP domain, in order: `_sipfederationtls._tcp` (the
+/// federation record the guides publish, RTE-6), then `_sip._tls`. Both mean TLS.
+pub fn srv_names(domain: &str) -> [String; 2] {
+    [
+        format!("_sipfederationtls._tcp.{domain}"),
+        format!("_sip._tls.{domain}"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +378,56 @@ mod tests {
         assert_eq!(ids("sip.test"), ["primary", "heavy", "backup"]);
         assert_eq!(ids("elsewhere.org"), ["any"]);
         assert!(static_routes(&routes[1..2], "elsewhere.org").is_empty());
+    }
+    #[test]
+    fn first_up_passes_over_down_hops_but_never_leaves_none() {
+        let hops = ["primary", "backup", "third"];
+        assert_eq!(first_up(&hops, |_| false), Some(&"primary"));
+        assert_eq!(first_up(&hops, |h| *h == "primary"), Some(&"backup"));
+        assert_eq!(first_up(&hops, |h| *h != "third"), Some(&"third"));
+        assert_eq!(first_up(&hops, |_| true), Some(&"primary"));
+        assert_eq!(first_up::<&str>(&[], |_| false), None);
+    }
+
+    #[test]
+    fn route_plan_static_then_srv_then_the_aol_chain() {
+        use Step::*;
+        let s = |d: &str| Static(d.to_string());
+        let v = |d: &str| Srv(d.to_string());
+        assert_eq!(
+            route_plan("Sip.Test.", false, "aol.com"),
+            [s("sip.test"), v("sip.test")]
+        );
+        // A hosted AOL domain: its own route and SRV, then the default domain's (steps 1-4).
+        assert_eq!(
+            route_plan("hosted.test", true, "aol.com"),
+            [
+                s("hosted.test"),
+                v("hosted.test"),
+                s("aol.com"),
+                v("aol.com")
+            ]
+        );
+        // The default domain itself: its route, then its SRV (steps 5-6).
+        assert_eq!(
+            route_plan("aol.com", true, "AOL.com"),
+            [s("aol.com"), v("aol.com")]
+        );
+        // A changed default routing domain is followed.
+        assert_eq!(
+            route_plan("hosted.test", true, "gw.test"),
+            [
+                s("hosted.test"),
+                v("hosted.test"),
+                s("gw.test"),
+                v("gw.test")
+            ]
+        );
+        // Not AOL: never another domain's route.
+        assert_eq!(route_plan("x.test", false, "gw.test").len(), 2);
+        assert_eq!(
+            srv_names("kam.test"),
+            ["_sipfederationtls._tcp.kam.test", "_sip._tls.kam.test"]
+        );
     }
 }

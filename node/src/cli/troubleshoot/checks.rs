@@ -632,24 +632,65 @@ pub fn sip_srv_name(domain: &str) -> String {
     format!("_sipfederationtls._tcp.{domain}")
 }
 
-/// Every federated SIP domain has a route: a static route or an SRV record.
+/// The default federation routing domain (RTE-8): as set, else `aol.com`.
+pub fn default_routing_domain(c: &super::facts::ConfigFacts) -> String {
+    if c.default_routing_domain.is_empty() {
+        "aol.com".to_string()
+    } else {
+        c.default_routing_domain.to_ascii_lowercase()
+    }
+}
+
+/// A domain's own route: `Ok(detail)` for a static route or an SRV target, `Err` with the
+/// verdict and detail otherwise.
+fn own_route(f: &Facts, d: &str) -> Result<String, (Verdict, String)> {
+    if let Some(r) = static_route_for(&f.config.static_routes, d) {
+        return Ok(format!(
+            "static route {} → {}:{}",
+            r.id, r.next_hop, r.next_hop_port
+        ));
+    }
+    match f.srv.get(&sip_srv_name(d)) {
+        Some(DnsAnswer::Records(recs)) if recs.iter().any(|r| r.target != ".") => {
+            let best = recs
+                .iter()
+                .filter(|r| r.target != ".")
+                .min_by_key(|r| r.priority)
+                .map(|r| format!("{}:{}", r.target, r.port))
+                .unwrap_or_default();
+            Ok(format!("SRV → {best}"))
+        }
+        Some(DnsAnswer::Failed(e)) => Err((
+            Verdict::Warn,
+            format!("no static route; SRV lookup failed: {e}"),
+        )),
+        _ => Err((
+            Verdict::Fail,
+            "no static route and no SRV record".to_string(),
+        )),
+    }
+}
+
+/// Every federated SIP domain has a route: a static route or an SRV record; a domain of type
+/// AOL without either is reached through the default federation routing domain's (RTE-7).
 pub fn sip_routes(f: &Facts) -> Vec<Row> {
     f.config
         .sip_domains
         .iter()
         .map(|d| {
-            if let Some(r) = static_route_for(&f.config.static_routes, d) {
-                return pass("sip-route", d.clone(), format!("static route {} → {}:{}", r.id, r.next_hop, r.next_hop_port));
+            let own = match own_route(f, d) {
+                Ok(detail) => return pass("sip-route", d.clone(), detail),
+                Err(e) => e,
+            };
+            let default = default_routing_domain(&f.config);
+            if f.config.aol_domains.iter().any(|a| a == d) && &default != d {
+                if let Ok(detail) = own_route(f, &default) {
+                    return pass("sip-route", d.clone(), format!("no route of its own; through the default federation routing domain {default}: {detail}"));
+                }
             }
             let fix = format!("Add a static route (`herald static-route add ID --domain {d} --next-hop HOST`) or ask {d} to publish `{}`.", sip_srv_name(d));
-            match f.srv.get(&sip_srv_name(d)) {
-                Some(DnsAnswer::Records(recs)) if recs.iter().any(|r| r.target != ".") => {
-                    let best = recs.iter().filter(|r| r.target != ".").min_by_key(|r| r.priority).map(|r| format!("{}:{}", r.target, r.port)).unwrap_or_default();
-                    pass("sip-route", d.clone(), format!("SRV → {best}"))
-                }
-                Some(DnsAnswer::Failed(e)) => row("sip-route", d.clone(), Verdict::Warn, format!("no static route; SRV lookup failed: {e}"), fix),
-                _ => row("sip-route", d.clone(), Verdict::Fail, "no static route and no SRV record", fix),
-            }
+            let (verdict, detail) = own;
+            row("sip-route", d.clone(), verdict, detail, fix)
         })
         .collect()
 }

@@ -65,6 +65,11 @@ pub struct ConfigFacts {
     pub domains: Vec<String>,
     pub email_domains: Vec<String>,
     pub sip_domains: Vec<String>,
+    /// The SIP domains of type AOL: reached through the default federation routing domain
+    /// when they have no route of their own (RTE-7).
+    pub aol_domains: Vec<String>,
+    /// `federation-routing --default-routing-domain` (empty: `aol.com`).
+    pub default_routing_domain: String,
     pub static_routes: Vec<StaticRoute>,
     pub tls_peers: Vec<String>,
     /// `routing-node`: designated node first, then fallbacks (empty: not set).

@@ -16,7 +16,7 @@ use hickory_resolver::Resolver;
 use tonic::Code;
 
 use super::certs;
-use super::checks::{sip_srv_name, srv_names, static_route_for};
+use super::checks::{default_routing_domain, sip_srv_name, srv_names, static_route_for};
 use super::facts::{ConfigFacts, DnsAnswer, Facts, NodeFact, Probe, SrvRecord};
 use crate::cli::{CliError, Client};
 
@@ -211,6 +211,9 @@ async fn config(client: &mut Client) -> Result<ConfigFacts, CliError> {
     }
     for o in list(client, ObjectKind::SipDomain).await? {
         if let Some(Body::SipDomain(d)) = o.body {
+            if d.integration_type == herald_grpc::config::SipIntegrationType::Aol as i32 {
+                c.aol_domains.push(d.domain.clone());
+            }
             c.sip_domains.push(d.domain);
         }
     }
@@ -229,6 +232,11 @@ async fn config(client: &mut Client) -> Result<ConfigFacts, CliError> {
     }
     if let Some(Body::XmppFederation(x)) = singleton(client, ObjectKind::XmppFederation).await? {
         c.xmpp_federation_nodes = x.enabled_nodes;
+    }
+    if let Some(Body::FederationRouting(r)) =
+        singleton(client, ObjectKind::FederationRouting).await?
+    {
+        c.default_routing_domain = r.default_federation_routing_domain;
     }
     Ok(c)
 }
@@ -317,6 +325,9 @@ pub async fn gather(client: &mut Client, opts: &Options) -> Result<Facts, CliErr
 
     let mut names: Vec<String> = config.domains.iter().flat_map(|d| srv_names(d)).collect();
     names.extend(config.sip_domains.iter().map(|d| sip_srv_name(d)));
+    if !config.aol_domains.is_empty() {
+        names.push(sip_srv_name(&default_routing_domain(&config)));
+    }
     names.sort();
     names.dedup();
     let mut srv_answers = BTreeMap::new();
@@ -354,8 +365,20 @@ pub async fn gather(client: &mut Client, opts: &Options) -> Result<Facts, CliErr
     Ok(facts)
 }
 
-/// Where a federated SIP domain's traffic goes: its static route, else its best SRV target.
+/// Where a federated SIP domain's traffic goes: its static route, else its best SRV target;
+/// for an AOL-type domain without either, the default federation routing domain's.
 fn next_hop(f: &Facts, domain: &str) -> Option<(String, u16)> {
+    own_next_hop(f, domain).or_else(|| {
+        f.config
+            .aol_domains
+            .iter()
+            .any(|d| d == domain)
+            .then(|| own_next_hop(f, &default_routing_domain(&f.config)))
+            .flatten()
+    })
+}
+
+fn own_next_hop(f: &Facts, domain: &str) -> Option<(String, u16)> {
     if let Some(r) = static_route_for(&f.config.static_routes, domain) {
         return Some((
             r.next_hop.clone(),

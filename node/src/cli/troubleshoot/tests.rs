@@ -635,6 +635,40 @@ fn static_route_patterns() {
 }
 
 #[test]
+fn aol_domains_borrow_the_default_routing_domains_route() {
+    let mut f = healthy();
+    f.config.sip_domains = vec!["hosted.test".into(), "plain.test".into()];
+    f.config.aol_domains = vec!["hosted.test".into()];
+    f.srv.insert(
+        "_sipfederationtls._tcp.hosted.test".into(),
+        DnsAnswer::NoRecords,
+    );
+    f.srv.insert(
+        "_sipfederationtls._tcp.plain.test".into(),
+        DnsAnswer::NoRecords,
+    );
+    // Unset default routing domain: aol.com, which has no route either.
+    assert_eq!(
+        verdicts(&checks::sip_routes(&f)),
+        v(&[("hosted.test", Fail), ("plain.test", Fail)])
+    );
+    f.config.default_routing_domain = "GW.test".into();
+    f.config.static_routes = vec![route("gw.test")];
+    let rows = checks::sip_routes(&f);
+    // Only the AOL-type domain goes through the default domain's route.
+    assert_eq!(
+        verdicts(&rows),
+        v(&[("hosted.test", Pass), ("plain.test", Fail)])
+    );
+    assert!(
+        rows[0]
+            .detail
+            .contains("default federation routing domain gw.test"),
+        "{rows:?}"
+    );
+}
+
+#[test]
 fn sip_routes_and_probes() {
     let mut f = healthy();
     f.config.sip_domains = vec![

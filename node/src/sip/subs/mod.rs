@@ -40,7 +40,7 @@ mod watchers;
 mod watching;
 
 use sessions::ImSession;
-pub use sessions::{InDialog, SESSION_IDLE};
+pub use sessions::{InDialog, SessionSend, PAGE_MODE_AFTER_REFUSAL, SESSION_IDLE};
 
 /// Shortest subscription accepted (RFC 6665 §4.2.1.1: 423 below it).
 pub const MIN_EXPIRES: u32 = 60;
@@ -84,6 +84,11 @@ pub trait Env {
     fn local(&self) -> &Local;
     /// This node's SIP over TLS port, when TLS is configured.
     fn tls_port(&self) -> Option<u16>;
+    /// The address the local `user` federates as (their email address with email for
+    /// federation, EMAIL-2), in our requests' From and presence documents.
+    fn address_of(&self, user: &Jid) -> Jid {
+        user.bare()
+    }
 }
 
 /// Which request a response belongs to.
@@ -95,6 +100,10 @@ pub enum ReqKey {
     Subscribe(Jid, Jid, String),
     /// A BYE ending an idle IM session (its answer changes nothing).
     Bye,
+    /// Our INVITE opening an IM session (Call-ID, our tag).
+    Invite(String, String),
+    /// The ACK of a 2xx to our INVITE: no answer comes (the link sends it and forgets it).
+    Ack,
 }
 
 /// Something to do. (Short-lived, a few per event: not worth boxing the request.)
@@ -110,6 +119,17 @@ pub enum Action {
     },
     /// Route this stanza into XMPP (to a local user).
     Xmpp(Element),
+    /// Send this MESSAGE (inside an IM session) for the local user's chat message `stanza`,
+    /// which is bounced to its sender if the MESSAGE fails.
+    Message {
+        request: Request,
+        hop: Hop,
+        stanza: Element,
+    },
+    /// Send this local user's chat message again, in page mode (its session was refused).
+    Resend(Element),
+    /// Bounce this local user's chat message: its session could not be opened (no answer).
+    Fail { stanza: Element, text: String },
 }
 
 /// The SIP side of a dialog (RFC 3261 §12).
@@ -185,6 +205,9 @@ pub struct Table {
     seen: HashMap<(Jid, Jid), BTreeMap<String, (Availability, i8)>>,
     /// IM sessions by (Call-ID, our tag).
     sessions: HashMap<(String, String), ImSession>,
+    /// Pairs (local user, SIP user) whose messages use page mode until then (their INVITE was
+    /// refused).
+    page_mode: HashMap<(Jid, Jid), Instant>,
 }
 
 fn tables() -> &'static MappingSet {
@@ -348,7 +371,10 @@ impl Dialog {
                 HeaderName::CSeq,
                 format!("{} {}", self.local_cseq, method.as_str()),
             )
-            .header(HeaderName::Contact, contact(&local, user, tls_port)),
+            .header(
+                HeaderName::Contact,
+                contact(&local, &env.address_of(user), tls_port),
+            ),
         )
     }
 }
@@ -388,7 +414,10 @@ impl Table {
         env: &mut impl Env,
     ) -> Vec<Action> {
         match key {
-            ReqKey::Bye => Vec::new(),
+            ReqKey::Bye | ReqKey::Ack => Vec::new(),
+            ReqKey::Invite(call_id, tag) => {
+                self.on_invite_answer((call_id.clone(), tag.clone()), resp, now, env)
+            }
             ReqKey::Notify(call_id, tag) => {
                 let k = (call_id.clone(), tag.clone());
                 if matches!(resp.status, 481 | 404 | 410 | 403 | 603) {
@@ -590,10 +619,11 @@ impl Table {
         for k in owed {
             actions.extend(self.notify(&k, None, now, env));
         }
+        self.page_mode.retain(|_, until| *until > now);
         let idle: Vec<(String, String)> = self
             .sessions
             .iter()
-            .filter(|(_, s)| now.duration_since(s.last) >= SESSION_IDLE)
+            .filter(|(_, s)| s.inviting.is_none() && now.duration_since(s.last) >= SESSION_IDLE)
             .map(|(k, _)| k.clone())
             .collect();
         for k in idle {
@@ -630,8 +660,18 @@ impl Table {
             actions.extend(self.notify(&k, Some("deactivated"), now, env));
         }
         let sessions: Vec<ImSession> = self.sessions.drain().map(|(_, s)| s).collect();
-        for session in sessions {
-            actions.extend(Table::bye(session, env));
+        for mut session in sessions {
+            match session.inviting.take() {
+                // Not confirmed yet: no BYE; its waiting messages go in page mode.
+                Some(waiting) => {
+                    self.page_mode.insert(
+                        (session.user.clone(), session.remote.clone()),
+                        now + PAGE_MODE_AFTER_REFUSAL,
+                    );
+                    actions.extend(waiting.into_iter().map(Action::Resend));
+                }
+                None => actions.extend(Table::bye(session, env)),
+            }
         }
         self.inbound.clear();
         self.outbound.clear();

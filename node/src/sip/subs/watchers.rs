@@ -65,7 +65,10 @@ impl Table {
                 return refuse((481, "Subscription Does Not Exist"));
             };
             let resp = Response::for_request(req, 200, Some("OK"))
-                .header(HeaderName::Contact, contact(&local, user, tls_port))
+                .header(
+                    HeaderName::Contact,
+                    contact(&local, &env.address_of(user), tls_port),
+                )
                 .header(HeaderName::Expires, expires.to_string());
             if expires == 0 {
                 let actions = self.notify(&key, Some("timeout"), now, env);
@@ -122,7 +125,10 @@ impl Table {
             Auth::Pending => (202, "Accepted"),
         };
         let mut resp = Response::for_request(req, status, Some(reason))
-            .header(HeaderName::Contact, contact(&local, user, tls_port))
+            .header(
+                HeaderName::Contact,
+                contact(&local, &env.address_of(user), tls_port),
+            )
             .header(HeaderName::Expires, expires.to_string());
         let mut na = to.clone();
         na.set_tag(&local_tag);
@@ -218,7 +224,7 @@ impl Table {
             .header(HeaderName::Event, "presence")
             .header(HeaderName::SubscriptionState, state.to_string());
         if auth == Auth::Active {
-            let entity = format!("sip:{user}");
+            let entity = format!("sip:{}", env.address_of(&user));
             let doc = crate::sip::presence::pidf(&entity, &shown);
             req = req.with_body(CONTENT_TYPE, doc.to_xml().into_bytes());
         }

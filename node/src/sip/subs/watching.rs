@@ -59,8 +59,10 @@ impl Table {
         };
         let (user, contact_jid) = pair.clone();
         let local = env.local().clone();
-        let resp = Response::for_request(req, 200, Some("OK"))
-            .header(HeaderName::Contact, contact(&local, &user, tls_port));
+        let resp = Response::for_request(req, 200, Some("OK")).header(
+            HeaderName::Contact,
+            contact(&local, &env.address_of(&user), tls_port),
+        );
         let Some(sub) = self.outbound.get_mut(&pair) else {
             return refuse(481, "Subscription Does Not Exist");
         };
@@ -171,7 +173,7 @@ impl Table {
                 call_id: format!("{}@{}", env.token(), env.local().host),
                 local_tag: env.token(),
                 remote_tag: None,
-                local_uri: sip_uri_of(user).to_string(),
+                local_uri: sip_uri_of(&env.address_of(user)).to_string(),
                 remote_uri: sip_uri_of(contact_jid).to_string(),
                 remote_target: Some(sip_uri_of(contact_jid)),
                 route_set: vec![route_to(&hop)],
