@@ -28,14 +28,16 @@ use herald_federation::calendar::pool::{choose, PoolGateway};
 use herald_federation::calendar::{dav, state_at, BusyInterval, IcalLimits};
 use herald_grpc::admin::CalendarGatewayState;
 use herald_grpc::config::{
-    command::Op, config_object::Body, CalendarCredentials, CalendarGateway, CalendarKind, Command,
+    command::Op, config_object::Body, CalendarAuthMethod, CalendarGateway,
+    CalendarKind, Command,
     ConfigObject, ObjectKind, PutObject, User, WriteMode,
 };
 use herald_xmpp::Jid;
 use tokio::sync::watch;
 
 use super::caldav::{self, PollError, PollOk};
-use super::http::{HttpError, HttpLimits, Target};
+use super::ews;
+use super::http::{Auth, HttpError, HttpLimits, Target};
 use super::metrics as m;
 use crate::xmpp::users::CalendarFor;
 use crate::xmpp::Shared;
@@ -56,12 +58,12 @@ pub struct CalendarSettings {
 }
 
 impl CalendarSettings {
-    /// Defaults with `poll_interval`.
-    pub fn new(poll_interval: Duration) -> Self {
+    /// Defaults with `poll_interval` and the HTTP deadline `timeout`.
+    pub fn new(poll_interval: Duration, timeout: Duration) -> Self {
         CalendarSettings {
             poll_interval,
             http: HttpLimits {
-                timeout: Duration::from_secs(10),
+                timeout,
                 max_body: 4 << 20,
             },
             ical: IcalLimits::default(),
@@ -101,11 +103,26 @@ pub struct CalendarActor {
     stored_counts: HashMap<String, usize>,
     /// Stored `calendar_gateway` per local user.
     stored_assignment: HashMap<Jid, String>,
-    credentials: Option<(String, String)>,
+    /// The service account of each gateway kind (CAL-7), password opened.
+    credentials: HashMap<i32, Creds>,
     seen: Option<(Vec<u64>, u64)>,
     cursor: usize,
     in_flight: usize,
     board: watch::Sender<Vec<CalendarGatewayState>>,
+}
+
+/// One kind's service account.
+#[derive(Clone)]
+struct Creds {
+    account: String,
+    password: String,
+    method: CalendarAuthMethod,
+    impersonate: bool,
+}
+
+/// Kinds Herald polls.
+fn supported_kind(kind: i32) -> bool {
+    kind == CalendarKind::Caldav as i32 || kind == CalendarKind::ExchangeEws as i32
 }
 
 fn unix_now() -> i64 {
@@ -170,7 +187,7 @@ impl CalendarActor {
             gateways: BTreeMap::new(),
             stored_counts: HashMap::new(),
             stored_assignment: HashMap::new(),
-            credentials: None,
+            credentials: HashMap::new(),
             seen: None,
             cursor: 0,
             in_flight: 0,
@@ -216,7 +233,7 @@ impl CalendarActor {
                 gw.next_check = now;
                 gw.cfg = g.clone();
             }
-            let supported = g.kind == CalendarKind::Caldav as i32;
+            let supported = supported_kind(g.kind);
             gw.status.id = g.id.clone();
             gw.status.kind = kind_name(g.kind).into();
             gw.status.host = g.host.clone();
@@ -226,7 +243,7 @@ impl CalendarActor {
                 gw.healthy = false;
                 gw.status.last_error = match CalendarKind::try_from(g.kind) {
                     Ok(CalendarKind::ExchangeWebdav) => "Exchange WebDAV is not supported: Exchange 2010 and later removed it; use an ews or caldav gateway".into(),
-                    _ => "Exchange EWS is not implemented yet in this Herald; only caldav gateways are polled".into(),
+                    _ => "unknown calendar gateway kind".into(),
                 };
             }
             fresh.insert(g.id.clone(), gw);
@@ -236,34 +253,43 @@ impl CalendarActor {
             tracing::info!(gateway = %id, "calendar gateway removed; its users are reassigned");
         }
         self.gateways = fresh;
-        let key = herald_grpc::objects::calendar_credentials_key(CalendarKind::Caldav);
-        self.credentials = match applied.state.peek(ObjectKind::CalendarCredentials, &key) {
-            Some(ConfigObject {
-                body:
-                    Some(Body::CalendarCredentials(CalendarCredentials {
-                        account_name,
-                        password,
-                        ..
-                    })),
+        self.credentials.clear();
+        for kind in [CalendarKind::Caldav, CalendarKind::ExchangeEws] {
+            let key = herald_grpc::objects::calendar_credentials_key(kind);
+            let Some(ConfigObject {
+                body: Some(Body::CalendarCredentials(c)),
                 ..
-            }) => {
-                // Sealed at rest: opened here, where it is used, and kept only in memory.
-                let opened = match shared.cluster.secrets() {
-                    Some(ring) => {
-                        ring.open(herald_cluster::secrets::FIELD_CALENDAR_PASSWORD, password)
-                    }
-                    None => Ok(password.clone()),
-                };
-                match opened {
-                    Ok(p) => Some((account_name.clone(), p)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot open the calendar service-account password");
-                        None
-                    }
+            }) = applied.state.peek(ObjectKind::CalendarCredentials, &key)
+            else {
+                continue;
+            };
+            // Sealed at rest: opened here, where it is used, and kept only in memory.
+            let opened = match shared.cluster.secrets() {
+                Some(ring) => ring.open(
+                    herald_cluster::secrets::FIELD_CALENDAR_PASSWORD,
+                    &c.password,
+                ),
+                None => Ok(c.password.clone()),
+            };
+            match opened {
+                Ok(password) => {
+                    self.credentials.insert(
+                        kind as i32,
+                        Creds {
+                            account: c.account_name.clone(),
+                            password,
+                            method: CalendarAuthMethod::try_from(c.auth_method)
+                                .unwrap_or(CalendarAuthMethod::Unspecified),
+                            impersonate: c.use_impersonation,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, kind = kind_name(kind as i32),
+                        "cannot open the calendar service-account password");
                 }
             }
-            _ => None,
-        };
+        }
         // Users.
         self.stored_counts.clear();
         self.stored_assignment.clear();
@@ -322,7 +348,7 @@ impl CalendarActor {
         let mut pool: Vec<PoolGateway> = self
             .gateways
             .values()
-            .filter(|g| g.cfg.kind == CalendarKind::Caldav as i32)
+            .filter(|g| supported_kind(g.cfg.kind))
             .map(|g| PoolGateway {
                 id: g.cfg.id.clone(),
                 eligible: g.cfg.eligible,
@@ -420,11 +446,32 @@ impl CalendarActor {
         ctx.spawn(actix::fut::wrap_future(fut));
     }
 
+    /// Where a gateway is and how to authenticate to it: Basic when the kind's credentials
+    /// say so (CalDAV's default), else NTLM with NTLMv2 responses (EWS; `ntlm` and `ntlmv2`
+    /// alike: NTLMv1 is never used).
     fn target(&self, g: &CalendarGateway) -> Target {
+        let auth = match self.credentials.get(&g.kind) {
+            None => Auth::None,
+            Some(c) => {
+                let basic = match c.method {
+                    CalendarAuthMethod::Basic => true,
+                    CalendarAuthMethod::Ntlm | CalendarAuthMethod::Ntlmv2 => false,
+                    CalendarAuthMethod::Unspecified => g.kind != CalendarKind::ExchangeEws as i32,
+                };
+                if basic {
+                    Auth::Basic(c.account.clone(), c.password.clone())
+                } else {
+                    Auth::Ntlm(herald_federation::calendar::ntlm::Credentials::from_account(
+                        &c.account,
+                        &c.password,
+                    ))
+                }
+            }
+        };
         Target {
             host: g.host.clone(),
             port: u16::try_from(g.port).unwrap_or(443),
-            basic: self.credentials.clone(),
+            auth,
         }
     }
 
@@ -444,12 +491,29 @@ impl CalendarActor {
             g.next_check = now + self.settings.poll_interval;
             let cfg = g.cfg.clone();
             let target = self.target(&cfg);
-            let fut = caldav::check(
-                self.tls.clone(),
-                target,
-                self.settings.http,
-                cfg.path.clone(),
-            );
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PollError>>>> =
+                if cfg.kind == CalendarKind::ExchangeEws as i32 {
+                    let account = self
+                        .credentials
+                        .get(&cfg.kind)
+                        .map(|c| c.account.clone())
+                        .unwrap_or_default();
+                    Box::pin(ews::check(
+                        self.tls.clone(),
+                        target,
+                        self.settings.http,
+                        cfg.path.clone(),
+                        account,
+                        unix_now(),
+                    ))
+                } else {
+                    Box::pin(caldav::check(
+                        self.tls.clone(),
+                        target,
+                        self.settings.http,
+                        cfg.path.clone(),
+                    ))
+                };
             ctx.spawn(actix::fut::wrap_future(fut).map(
                 move |res: Result<(), PollError>, act: &mut CalendarActor, _| {
                     let result = match &res {
@@ -481,7 +545,7 @@ impl CalendarActor {
             if self.in_flight >= self.settings.max_in_flight {
                 break;
             }
-            let Some(uc) = self.users.get_mut(&jid) else {
+            let Some(uc) = self.users.get(&jid) else {
                 continue;
             };
             let Some(gw) = uc.gateway.as_ref().and_then(|g| self.gateways.get(g)) else {
@@ -490,28 +554,54 @@ impl CalendarActor {
             if !gw.status.supported {
                 continue;
             }
-            uc.polling = true;
-            uc.next_poll = now + interval;
+            let cfg = gw.cfg.clone();
+            let (mailbox, calendars) = (uc.mailbox.clone(), uc.calendars.clone());
+            let target = self.target(&cfg);
+            if let Some(uc) = self.users.get_mut(&jid) {
+                uc.polling = true;
+                uc.next_poll = now + interval;
+            }
             self.in_flight += 1;
-            let gw_id = gw.cfg.id.clone();
-            let home = dav::home_path(&gw.cfg.path, &uc.mailbox);
+            let gw_id = cfg.id.clone();
             let from = unix_now();
             let to = from + 2 * interval.as_secs() as i64 + 60;
-            let target = Target {
-                host: gw.cfg.host.clone(),
-                port: u16::try_from(gw.cfg.port).unwrap_or(443),
-                basic: self.credentials.clone(),
-            };
-            let fut = caldav::poll(
-                self.tls.clone(),
-                target,
-                self.settings.http,
-                self.settings.ical,
-                home,
-                uc.calendars.clone(),
-                from,
-                to,
-            );
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollOk, PollError>>>> =
+                if cfg.kind == CalendarKind::ExchangeEws as i32 {
+                    let impersonate = self
+                        .credentials
+                        .get(&cfg.kind)
+                        .is_none_or(|c| c.impersonate);
+                    let mailbox = ews::smtp_address(&mailbox, jid.domain());
+                    // EWS wants a window of whole quarters at least; a day around now.
+                    let poll = ews::poll(
+                        self.tls.clone(),
+                        target,
+                        self.settings.http,
+                        cfg.path.clone(),
+                        mailbox,
+                        impersonate,
+                        from - 12 * 3600,
+                        to.max(from + 12 * 3600),
+                    );
+                    Box::pin(async move {
+                        poll.await.map(|intervals| PollOk {
+                            calendars: Vec::new(),
+                            intervals,
+                            no_home: false,
+                        })
+                    })
+                } else {
+                    Box::pin(caldav::poll(
+                        self.tls.clone(),
+                        target,
+                        self.settings.http,
+                        self.settings.ical,
+                        dav::home_path(&cfg.path, &mailbox),
+                        calendars,
+                        from,
+                        to,
+                    ))
+                };
             ctx.spawn(actix::fut::wrap_future(fut).map(
                 move |res: Result<PollOk, PollError>, act: &mut CalendarActor, _| {
                     act.in_flight -= 1;
@@ -527,7 +617,8 @@ impl CalendarActor {
             Err(e) => e.label(),
         };
         metrics::counter!(m::POLLS, "result" => result).increment(1);
-        if let Some(g) = self.gateways.get_mut(&gw_id) {
+        let per_user = res.as_ref().err().is_some_and(PollError::per_user);
+        if let (false, Some(g)) = (per_user, self.gateways.get_mut(&gw_id)) {
             act_on_result(g, &gw_id, res.as_ref().err(), false);
         }
         let Some(uc) = self.users.get_mut(&jid) else {
@@ -622,7 +713,9 @@ fn act_on_result(g: &mut Gw, id: &str, err: Option<&PollError>, is_check: bool) 
                 g.status.certificate_ok && !matches!(http, Some(HttpError::Auth(_)));
             g.status.last_error = e.to_string();
             g.status.last_error_at = now;
-            if e.gateway_down() {
+            // A check failing for any reason (garbage, a fault it cannot read, a wrong status)
+            // says the gateway cannot serve; a poll only for the gateway's own reasons.
+            if e.gateway_down() || is_check {
                 if g.healthy {
                     tracing::warn!(gateway = %id, error = %e, "calendar gateway failed; reassigning its users");
                 }

@@ -10,7 +10,7 @@ pub const REASSIGNMENTS: &str = "herald_calendar_reassignments_total";
 pub fn describe() {
     metrics::describe_counter!(
         POLLS,
-        "Calendar polls of users homed on this node, by result (ok, connect, certificate, tls, auth, status, too_large, timeout, protocol, bad_xml, bad_calendar)"
+        "Calendar polls of users homed on this node, by result (ok, connect, certificate, tls, auth, status, too_large, timeout, protocol, bad_xml, bad_calendar, soap_fault, ews_error)"
     );
     metrics::describe_counter!(
         CHECKS,
