@@ -438,10 +438,22 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                iv("2026-12-06T09:00:00Z", "2026-12-06T10:00:00Z", BusyKind::Busy),
+                iv(
+                    "2026-12-06T09:00:00Z",
+                    "2026-12-06T10:00:00Z",
+                    BusyKind::Busy
+                ),
                 // 13:00+01:00 is 12:00Z.
-                iv("2026-12-06T11:00:00Z", "2026-12-06T12:00:00Z", BusyKind::OutOfOffice),
-                iv("2026-12-06T13:00:00Z", "2026-12-06T14:00:00Z", BusyKind::Tentative),
+                iv(
+                    "2026-12-06T11:00:00Z",
+                    "2026-12-06T12:00:00Z",
+                    BusyKind::OutOfOffice
+                ),
+                iv(
+                    "2026-12-06T13:00:00Z",
+                    "2026-12-06T14:00:00Z",
+                    BusyKind::Tentative
+                ),
             ]
         );
     }
@@ -453,7 +465,13 @@ mod tests {
         assert_eq!(t("1970-01-01T00:00:00.123Z"), 0);
         assert_eq!(t("1969-12-31T23:00:00-01:00"), 0);
         assert_eq!(format_datetime(86_400 + 3661), "1970-01-02T01:01:01");
-        for bad in ["", "2026-12-06", "2026-13-01T00:00:00", "2026-12-06T00:00:00+1", "x"] {
+        for bad in [
+            "",
+            "2026-12-06",
+            "2026-13-01T00:00:00",
+            "2026-12-06T00:00:00+1",
+            "x",
+        ] {
             assert!(parse_datetime(bad).is_err(), "{bad}");
         }
     }
@@ -466,10 +484,7 @@ mod tests {
         assert!(r.contains("<t:RequestedView>DetailedMerged</t:RequestedView>"));
         assert!(!get_user_availability("a@b", false, 0, 1).contains("ExchangeImpersonation"));
         // Well-formed, and not mistaken for an answer.
-        assert_eq!(
-            availability_response(r.as_bytes()),
-            Err(EwsError::NoAnswer)
-        );
+        assert_eq!(availability_response(r.as_bytes()), Err(EwsError::NoAnswer));
     }
 
     #[test]
@@ -560,7 +575,10 @@ mod tests {
     fn split_anywhere_is_not_a_concern_but_truncation_is_an_error() {
         // The node reads the whole body (bounded) before parsing: every prefix is refused.
         for n in (0..ANSWER.len()).step_by(37) {
-            assert!(availability_response(&ANSWER.as_bytes()[..n]).is_err(), "{n}");
+            assert!(
+                availability_response(&ANSWER.as_bytes()[..n]).is_err(),
+                "{n}"
+            );
         }
     }
 }

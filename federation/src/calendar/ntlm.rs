@@ -352,9 +352,11 @@ mod tests {
         // The blob after NTProofStr is `temp` (§4.2.4.2.2).
         assert_eq!(
             r.nt[16..].to_vec(),
-            hex("01 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 aa aa aa aa aa aa aa aa
+            hex(
+                "01 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 aa aa aa aa aa aa aa aa
                  00 00 00 00 02 00 0c 00 44 00 6f 00 6d 00 61 00 69 00 6e 00 01 00 0c 00
-                 53 00 65 00 72 00 76 00 65 00 72 00 00 00 00 00 00 00 00 00")
+                 53 00 65 00 72 00 76 00 65 00 72 00 00 00 00 00 00 00 00 00"
+            )
         );
     }
 
@@ -399,7 +401,8 @@ mod tests {
         let mut ch = spec_challenge();
         ch.target_info.truncate(ch.target_info.len() - 4);
         ch.target_info.extend([7, 0, 8, 0]);
-        ch.target_info.extend(0x01d0_0000_0000_0000u64.to_le_bytes());
+        ch.target_info
+            .extend(0x01d0_0000_0000_0000u64.to_le_bytes());
         ch.target_info.extend([0, 0, 0, 0]);
         let parsed = parse_challenge(&challenge_bytes(&ch)).unwrap();
         assert_eq!(parsed.timestamp, Some(0x01d0_0000_0000_0000));
@@ -448,7 +451,10 @@ mod tests {
         let c = Credentials::from_account("CORP\\svc", "pw");
         assert_eq!((c.domain.as_str(), c.user.as_str()), ("CORP", "svc"));
         let c = Credentials::from_account("svc@corp.example", "pw");
-        assert_eq!((c.domain.as_str(), c.user.as_str()), ("", "svc@corp.example"));
+        assert_eq!(
+            (c.domain.as_str(), c.user.as_str()),
+            ("", "svc@corp.example")
+        );
     }
 
     #[test]

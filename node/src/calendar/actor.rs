@@ -28,8 +28,7 @@ use herald_federation::calendar::pool::{choose, PoolGateway};
 use herald_federation::calendar::{dav, state_at, BusyInterval, IcalLimits};
 use herald_grpc::admin::CalendarGatewayState;
 use herald_grpc::config::{
-    command::Op, config_object::Body, CalendarAuthMethod, CalendarGateway,
-    CalendarKind, Command,
+    command::Op, config_object::Body, CalendarAuthMethod, CalendarGateway, CalendarKind, Command,
     ConfigObject, ObjectKind, PutObject, User, WriteMode,
 };
 use herald_xmpp::Jid;
@@ -461,10 +460,12 @@ impl CalendarActor {
                 if basic {
                     Auth::Basic(c.account.clone(), c.password.clone())
                 } else {
-                    Auth::Ntlm(herald_federation::calendar::ntlm::Credentials::from_account(
-                        &c.account,
-                        &c.password,
-                    ))
+                    Auth::Ntlm(
+                        herald_federation::calendar::ntlm::Credentials::from_account(
+                            &c.account,
+                            &c.password,
+                        ),
+                    )
                 }
             }
         };
@@ -565,43 +566,44 @@ impl CalendarActor {
             let gw_id = cfg.id.clone();
             let from = unix_now();
             let to = from + 2 * interval.as_secs() as i64 + 60;
-            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollOk, PollError>>>> =
-                if cfg.kind == CalendarKind::ExchangeEws as i32 {
-                    let impersonate = self
-                        .credentials
-                        .get(&cfg.kind)
-                        .is_none_or(|c| c.impersonate);
-                    let mailbox = ews::smtp_address(&mailbox, jid.domain());
-                    // EWS wants a window of whole quarters at least; a day around now.
-                    let poll = ews::poll(
-                        self.tls.clone(),
-                        target,
-                        self.settings.http,
-                        cfg.path.clone(),
-                        mailbox,
-                        impersonate,
-                        from - 12 * 3600,
-                        to.max(from + 12 * 3600),
-                    );
-                    Box::pin(async move {
-                        poll.await.map(|intervals| PollOk {
-                            calendars: Vec::new(),
-                            intervals,
-                            no_home: false,
-                        })
+            let fut: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<PollOk, PollError>>>,
+            > = if cfg.kind == CalendarKind::ExchangeEws as i32 {
+                let impersonate = self
+                    .credentials
+                    .get(&cfg.kind)
+                    .is_none_or(|c| c.impersonate);
+                let mailbox = ews::smtp_address(&mailbox, jid.domain());
+                // EWS wants a window of whole quarters at least; a day around now.
+                let poll = ews::poll(
+                    self.tls.clone(),
+                    target,
+                    self.settings.http,
+                    cfg.path.clone(),
+                    mailbox,
+                    impersonate,
+                    from - 12 * 3600,
+                    to.max(from + 12 * 3600),
+                );
+                Box::pin(async move {
+                    poll.await.map(|intervals| PollOk {
+                        calendars: Vec::new(),
+                        intervals,
+                        no_home: false,
                     })
-                } else {
-                    Box::pin(caldav::poll(
-                        self.tls.clone(),
-                        target,
-                        self.settings.http,
-                        self.settings.ical,
-                        dav::home_path(&cfg.path, &mailbox),
-                        calendars,
-                        from,
-                        to,
-                    ))
-                };
+                })
+            } else {
+                Box::pin(caldav::poll(
+                    self.tls.clone(),
+                    target,
+                    self.settings.http,
+                    self.settings.ical,
+                    dav::home_path(&cfg.path, &mailbox),
+                    calendars,
+                    from,
+                    to,
+                ))
+            };
             ctx.spawn(actix::fut::wrap_future(fut).map(
                 move |res: Result<PollOk, PollError>, act: &mut CalendarActor, _| {
                     act.in_flight -= 1;

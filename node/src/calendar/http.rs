@@ -228,14 +228,8 @@ impl Conn {
         depth: Option<&str>,
         body: String,
     ) -> Result<Answer, HttpError> {
-        self.request_typed(
-            method,
-            path,
-            depth,
-            "application/xml; charset=utf-8",
-            body,
-        )
-        .await
+        self.request_typed(method, path, depth, "application/xml; charset=utf-8", body)
+            .await
     }
 
     /// [`Conn::request`] with a content type (EWS wants `text/xml`).
@@ -277,7 +271,10 @@ impl Conn {
             Auth::None => return auth_status(self.exchange(build(None)?, true).await?),
             Auth::Basic(u, p) => {
                 let token = b64(format!("{u}:{p}").as_bytes());
-                return auth_status(self.exchange(build(Some(format!("Basic {token}")))?, true).await?);
+                return auth_status(
+                    self.exchange(build(Some(format!("Basic {token}")))?, true)
+                        .await?,
+                );
             }
             Auth::Ntlm(c) => c.clone(),
         };
@@ -301,7 +298,9 @@ impl Conn {
             .iter()
             .find_map(|h| {
                 let (scheme, rest) = h.split_once(' ').unwrap_or((h.as_str(), ""));
-                scheme.eq_ignore_ascii_case("NTLM").then(|| rest.trim().to_owned())
+                scheme
+                    .eq_ignore_ascii_case("NTLM")
+                    .then(|| rest.trim().to_owned())
             })
             .filter(|t| !t.is_empty());
         let Some(token) = token else {
@@ -317,8 +316,8 @@ impl Conn {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(token.as_bytes())
             .map_err(|e| HttpError::AuthExchange(format!("NTLM challenge is not base64: {e}")))?;
-        let challenge = ntlm::parse_challenge(&raw)
-            .map_err(|e| HttpError::AuthExchange(e.to_string()))?;
+        let challenge =
+            ntlm::parse_challenge(&raw).map_err(|e| HttpError::AuthExchange(e.to_string()))?;
         let client_challenge: [u8; 8] = rand::random();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
