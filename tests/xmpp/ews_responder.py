@@ -11,6 +11,12 @@ shapes of Microsoft's published schema (Messages.xsd / Types.xsd, the 2006 names
   `CalendarEventDetails`); unknown mailboxes get `ResponseClass="Error"`
   `ErrorMailRecipientNotFound`;
 - `GetServerTimeZones` (what exchangelib asks before `GetUserAvailability`): UTC only;
+- `Subscribe` with `m:PullSubscriptionRequest` on the `calendar` distinguished folder →
+  `m:SubscriptionId` + `m:Watermark`; `GetEvents` (`m:SubscriptionId`, `m:Watermark`) →
+  `m:Notification` with `t:CreatedEvent` / `t:DeletedEvent` for the calendar changes since the
+  watermark, else one `t:StatusEvent`; an unknown or expired subscription gets
+  `ErrorSubscriptionNotFound`. `offer_pull=False` makes `Subscribe` fail as a server without
+  notifications would;
 - anything else: a SOAP fault `ErrorInvalidRequest` (HTTP 500), as Exchange answers.
 
 It is checked by exchangelib (a client we did not write) in test_calendar_ews.py, so that it
@@ -232,15 +238,30 @@ class Calendars:
     events: dict[str, list[Event]] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Change log for notifications: (sequence number, mailbox, event type, item id).
+    changes: list[tuple[int, str, str, str]] = field(default_factory=list)
+    seq: int = 0
+
+    def _log(self, mailbox: str, kind: str, ev: Event) -> None:
+        self.seq += 1
+        self.changes.append((self.seq, mailbox.lower(), kind, f"item-{id(ev):x}"))
 
     def add(self, mailbox: str, ev: Event) -> Event:
         with self.lock:
             self.events.setdefault(mailbox.lower(), []).append(ev)
+            self._log(mailbox, "CreatedEvent", ev)
         return ev
 
     def remove(self, mailbox: str, ev: Event) -> None:
         with self.lock:
             self.events.get(mailbox.lower(), []).remove(ev)
+            self._log(mailbox, "DeletedEvent", ev)
+
+    def since(self, mailbox: str, seq: int) -> tuple[list[tuple[int, str, str]], int]:
+        """The changes of `mailbox` after `seq`, and the newest sequence number."""
+        with self.lock:
+            return ([(n, k, i) for n, mb, k, i in self.changes
+                     if n > seq and mb == mailbox.lower()], self.seq)
 
     def overlapping(self, mailbox: str, start: datetime.datetime,
                     end: datetime.datetime) -> list[Event]:
@@ -332,13 +353,18 @@ class EwsResponder:
         self.require_impersonation = require_impersonation
         self.allow_basic = allow_basic
         self.deny_impersonation: set[str] = set()
+        self.offer_pull = True
+        #: Subscription id → [mailbox, last sequence number read, timeout s, last use].
+        self.subscriptions: dict[str, list] = {}
         self.mode = "ok"
         self.slow_seconds = 5.0
         self.host = host
         self.port = 0
         self.stats: dict = {"ntlm_ok": 0, "ntlm_refused": [], "ntlmv1_refused": 0,
                             "basic_ok": 0, "operations": [], "impersonated": [],
-                            "impersonation_violations": [], "workstations": set()}
+                            "impersonation_violations": [], "workstations": set(),
+                            "subscribed": [], "get_events": 0, "events_sent": 0,
+                            "availability_for": []}
         self.lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -429,10 +455,111 @@ class EwsResponder:
         if op.tag == _m("GetUserAvailabilityRequest"):
             self.record("operations", "GetUserAvailability")
             return self.get_user_availability(op, impersonated)
+        if op.tag == _m("Subscribe"):
+            self.record("operations", "Subscribe")
+            return self.subscribe(op, impersonated)
+        if op.tag == _m("GetEvents"):
+            self.record("operations", "GetEvents")
+            return self.get_events(op)
         name = op.tag.split("}")[-1]
         self.record("operations", name)
         return 500, fault("ErrorInvalidRequest",
                           f"The operation {name} is not served by this test responder.")
+
+    def _impersonation_error(self, mailbox: str, impersonated: Optional[str]
+                             ) -> Optional[tuple[int, bytes]]:
+        """The fault for acting on `mailbox` (not the service account's own) without
+        impersonating it, when impersonation is required or denied; else None."""
+        if mailbox.lower() in {a.lower() for a in self.accounts}:
+            return None
+        if impersonated is not None:
+            self.record("impersonated", impersonated)
+        if impersonated is not None and impersonated.lower() in self.deny_impersonation:
+            return 500, fault("ErrorImpersonateUserDenied",
+                              "The account does not have permission to impersonate the "
+                              "requested user.")
+        if self.require_impersonation and (impersonated is None
+                                           or impersonated.lower() != mailbox.lower()):
+            self.record("impersonation_violations", (mailbox, impersonated))
+            return 500, fault("ErrorImpersonateUserDenied",
+                              f"Access to {mailbox} requires impersonating it.")
+        return None
+
+    def subscribe(self, op: ET.Element, impersonated: Optional[str]) -> tuple[int, bytes]:
+        def answer(inner: str, cls: str = "Success", code: str = "NoError") -> bytes:
+            return envelope(
+                f'<m:SubscribeResponse xmlns:m="{MNS}" xmlns:t="{TNS}"><m:ResponseMessages>'
+                f'<m:SubscribeResponseMessage ResponseClass="{cls}">' + inner
+                + f'<m:ResponseCode>{code}</m:ResponseCode></m:SubscribeResponseMessage>'
+                '</m:ResponseMessages></m:SubscribeResponse>')
+        if not self.offer_pull:
+            return 200, answer("<m:MessageText>Pull notifications are not offered by this "
+                               "server.</m:MessageText>", "Error", "ErrorInvalidRequest")
+        pull = op.find(_m("PullSubscriptionRequest"))
+        folder = pull.find(f"{_t('FolderIds')}/{_t('DistinguishedFolderId')}") \
+            if pull is not None else None
+        if pull is None or folder is None or folder.get("Id") != "calendar":
+            return 500, fault("ErrorInvalidSubscriptionRequest",
+                              "A pull subscription on the calendar folder is expected.")
+        mailbox = folder.findtext(f"{_t('Mailbox')}/{_t('EmailAddress')}") or impersonated
+        if not mailbox:
+            return 500, fault("ErrorMissingEmailAddress", "Whose calendar?")
+        mailbox = mailbox.strip()
+        err = self._impersonation_error(mailbox, impersonated)
+        if err is not None:
+            return err
+        timeout = int(pull.findtext(_t("Timeout")) or "30")
+        _, seq = self.calendars.since(mailbox, 0)
+        sid = base64.b64encode(os.urandom(24)).decode()
+        with self.lock:
+            self.subscriptions[sid] = [mailbox, seq, timeout * 60, time.monotonic()]
+        self.record("subscribed", mailbox)
+        return 200, answer(f"<m:SubscriptionId>{sid}</m:SubscriptionId>"
+                           f"<m:Watermark>{_watermark(seq)}</m:Watermark>")
+
+    def get_events(self, op: ET.Element) -> tuple[int, bytes]:
+        sid = (op.findtext(_m("SubscriptionId")) or "").strip()
+        mark = (op.findtext(_m("Watermark")) or "").strip()
+
+        def answer(inner: str, cls: str = "Success", code: str = "NoError") -> bytes:
+            return envelope(
+                f'<m:GetEventsResponse xmlns:m="{MNS}" xmlns:t="{TNS}"><m:ResponseMessages>'
+                f'<m:GetEventsResponseMessage ResponseClass="{cls}">' + inner
+                + f'<m:ResponseCode>{code}</m:ResponseCode></m:GetEventsResponseMessage>'
+                '</m:ResponseMessages></m:GetEventsResponse>')
+        with self.lock:
+            sub = self.subscriptions.get(sid)
+            if sub is not None and time.monotonic() - sub[3] > sub[2]:
+                del self.subscriptions[sid]
+                sub = None
+        if sub is None:
+            return 200, answer("<m:MessageText>The specified subscription was not found."
+                               "</m:MessageText>", "Error", "ErrorSubscriptionNotFound")
+        try:
+            seq = _read_watermark(mark)
+        except ValueError:
+            return 200, answer("<m:MessageText>Bad watermark.</m:MessageText>", "Error",
+                               "ErrorInvalidWatermark")
+        changes, newest = self.calendars.since(sub[0], seq)
+        self.record("get_events", 1)
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        if changes:
+            self.record("events_sent", len(changes))
+            events = "".join(
+                f"<t:{kind}><t:Watermark>{_watermark(n)}</t:Watermark>"
+                f"<t:TimeStamp>{now}</t:TimeStamp><t:ItemId Id=\"{item}\" ChangeKey=\"1\"/>"
+                f"<t:ParentFolderId Id=\"calendar\" ChangeKey=\"1\"/></t:{kind}>"
+                for n, kind, item in changes)
+            last = changes[-1][0]
+        else:
+            last = max(seq, newest)
+            events = f"<t:StatusEvent><t:Watermark>{_watermark(last)}</t:Watermark></t:StatusEvent>"
+        with self.lock:
+            sub[1], sub[3] = last, time.monotonic()
+        return 200, answer(
+            f"<m:Notification><t:SubscriptionId>{sid}</t:SubscriptionId>"
+            f"<t:PreviousWatermark>{escape(mark)}</t:PreviousWatermark>"
+            f"<t:MoreEvents>false</t:MoreEvents>{events}</m:Notification>")
 
     def get_user_availability(self, op: ET.Element, impersonated: Optional[str]
                               ) -> tuple[int, bytes]:
@@ -457,21 +584,11 @@ class EwsResponder:
             return 500, fault("ErrorInvalidTimeInterval", "EndTime is before StartTime.")
         view = (view_el.text or "Detailed").strip() if view_el is not None else "Detailed"
         interval = int(interval_el.text) if interval_el is not None and interval_el.text else 30
-        own = {a.lower() for a in self.accounts}
         for mb in mailboxes:
-            if mb.lower() in own:
-                continue
-            if impersonated is not None:
-                self.record("impersonated", impersonated)
-            if impersonated is not None and impersonated.lower() in self.deny_impersonation:
-                return 500, fault("ErrorImpersonateUserDenied",
-                                  "The account does not have permission to impersonate the "
-                                  "requested user.")
-            if self.require_impersonation and (impersonated is None
-                                               or impersonated.lower() != mb.lower()):
-                self.record("impersonation_violations", (mb, impersonated))
-                return 500, fault("ErrorImpersonateUserDenied",
-                                  f"Free/busy of {mb} requires impersonating it.")
+            err = self._impersonation_error(mb, impersonated)
+            if err is not None:
+                return err
+            self.record("availability_for", mb.lower())
         out = []
         for mb in mailboxes:
             if mb.lower() in self.calendars.missing:
@@ -524,6 +641,17 @@ class EwsResponder:
         return 200, envelope(
             f'<GetUserAvailabilityResponse xmlns="{MNS}"><FreeBusyResponseArray>'
             + "".join(out) + '</FreeBusyResponseArray></GetUserAvailabilityResponse>')
+
+
+def _watermark(seq: int) -> str:
+    return base64.b64encode(b"wm" + struct.pack(">Q", seq)).decode()
+
+
+def _read_watermark(mark: str) -> int:
+    raw = base64.b64decode(mark, validate=True)
+    if len(raw) != 10 or raw[:2] != b"wm":
+        raise ValueError(mark)
+    return struct.unpack(">Q", raw[2:])[0]
 
 
 class _Handler(BaseHTTPRequestHandler):

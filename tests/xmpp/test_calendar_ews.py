@@ -3,10 +3,13 @@ CAL-6..CAL-8, CAL-13, CAL-14, MAP-9), against the in-repo EWS responder (ews_res
 
 - the responder itself is checked by exchangelib (PyPI; a client we did not write): with NTLM
   credentials it calls GetServerTimeZones + GetUserAvailability and reads back what the
-  responder serves; a wrong password is refused; pyspnego (exchangelib's NTLM) forced to
-  NTLMv1 is refused, forced NTLMv2 accepted;
+  responder serves; as an impersonating account it makes a pull subscription on a mailbox's
+  calendar (Subscribe) and reads a CreatedEvent, then a StatusEvent (GetEvents); a wrong
+  password is refused; pyspnego (exchangelib's NTLM) forced to NTLMv1 is refused, forced
+  NTLMv2 accepted;
 - Herald with a real 2-node cluster: `calendar-gateway add --kind ews`, shared credentials,
-  NTLMv2 and the impersonation header asserted on the responder side, a meeting now → the
+  NTLMv2 and the impersonation header asserted on the responder side, a pull subscription
+  whose events trigger the availability reads, a meeting now → the
   watcher on the other node sees "away / In a meeting"; out of office → away; the meeting
   removed → the user's own presence; three gateways round-robin, one stopped → its users move
   to the others; a wrong password → status "not authenticated" and a metric;
@@ -31,10 +34,12 @@ from pathlib import Path
 import pytest
 import requests
 import spnego
-from exchangelib import (NTLM, Build, Configuration, Credentials, EWSDateTime, EWSTimeZone,
-                         Version)
+from exchangelib import (IMPERSONATION, NTLM, Account, Build, Configuration, Credentials,
+                         EWSDateTime, EWSTimeZone, Version)
 from exchangelib.errors import UnauthorizedError
+from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import BaseProtocol, Protocol
+from exchangelib.services import GetEvents, SubscribeToPull
 
 from ews_responder import EWS_PATH, Calendars, EwsResponder, Event, md4, ntowf_v2
 from harness import Cluster, HarnessError, wait_until
@@ -104,10 +109,13 @@ class _TrustTestCA(requests.adapters.HTTPAdapter):
         super().cert_verify(conn=conn, url=url, verify=self.ca, cert=cert)
 
 
+def _config(r: EwsResponder, password: str) -> Configuration:
+    return Configuration(service_endpoint=r.url(), credentials=Credentials(ACCOUNT, password),
+                         auth_type=NTLM, version=Version(build=Build(14, 2)))
+
+
 def _exchangelib(r: EwsResponder, password: str) -> Protocol:
-    cfg = Configuration(service_endpoint=r.url(), credentials=Credentials(ACCOUNT, password),
-                        auth_type=NTLM, version=Version(build=Build(14, 2)))
-    return Protocol(config=cfg)
+    return Protocol(config=_config(r, password))
 
 
 def _raw_ntlm(r: EwsResponder, ca: Path, lm_compat_level: str) -> int:
@@ -171,6 +179,26 @@ def test_exchangelib_reads_the_responder(tmp_path: Path) -> None:
         assert set(v.merged) <= set("0123") and "2" in v.merged and "3" in v.merged, v.merged
         assert r.stats["ntlm_ok"] >= 1 and r.stats["ntlmv1_refused"] == 0, r.stats
         assert r.stats["operations"] == ["GetServerTimeZones", "GetUserAvailability"], r.stats
+
+        # Pull notifications, impersonating alice: Subscribe, then GetEvents sees a new item,
+        # then only a StatusEvent.
+        r.require_impersonation = True
+        acc = Account(f"alice@{MAIL_DOMAIN}", config=_config(r, PASSWORD), autodiscover=False,
+                      access_type=IMPERSONATION)
+        folder = DistinguishedFolderId(id="calendar",
+                                       mailbox=Mailbox(email_address=f"alice@{MAIL_DOMAIN}"))
+        [(sid, mark)] = list(SubscribeToPull(account=acc).call(
+            folders=[folder], event_types=["CreatedEvent", "DeletedEvent"], watermark=None,
+            timeout=10))
+        cals.add(f"alice@{MAIL_DOMAIN}", _meeting(10))
+        [n] = list(GetEvents(account=acc).call(subscription_id=sid, watermark=mark))
+        assert [type(e).__name__ for e in n.events] == ["CreatedEvent"], n
+        assert n.events[0].parent_folder_id.id == "calendar", n
+        [n2] = list(GetEvents(account=acc).call(subscription_id=sid,
+                                                 watermark=n.events[-1].watermark))
+        assert [type(e).__name__ for e in n2.events] == ["StatusEvent"], n2
+        assert r.stats["impersonated"] and r.stats["impersonation_violations"] == [], r.stats
+        r.require_impersonation = False
 
         # A wrong password: the NTLMv2 proof does not verify, exchangelib gets 401.
         with pytest.raises(UnauthorizedError):
@@ -277,6 +305,20 @@ def _pool_scenario(cluster: Cluster, cals: Calendars, cas: list[EwsResponder]) -
     assert mailbox in r1.stats["impersonated"], r1.stats
     assert r1.stats["impersonation_violations"] == [], r1.stats
     assert "HERALD" in r1.stats["workstations"], r1.stats
+    # Pull notifications: one subscription for alice, polled with GetEvents; the calendar
+    # changes (2 created, 2 deleted) came as events.
+    assert r1.stats["subscribed"].count(mailbox) >= 1, r1.stats
+    assert r1.stats["get_events"] >= 4 and r1.stats["events_sent"] >= 4, r1.stats
+    # ... and only a change (or a new subscription) costs a GetUserAvailability of her mailbox.
+    reads = r1.stats["availability_for"].count(mailbox)
+    assert reads <= r1.stats["events_sent"] + 2 * len(r1.stats["subscribed"]), r1.stats
+    # Nothing changes for a while: GetEvents goes on, no more availability reads.
+    polls_before = r1.stats["get_events"]
+    wait_until(lambda: r1.stats["get_events"] >= polls_before + 3, 10,
+               "three more GetEvents on an unchanged calendar")
+    assert r1.stats["availability_for"].count(mailbox) == reads, r1.stats
+    home = cluster.home_node(alice)
+    assert _metric(cluster, home, "herald_calendar_notifications_total", result="changed") >= 2
 
     # Three gateways: new users are spread round-robin over them.
     _add_gateway(cluster, "ews-2", r2)
@@ -327,6 +369,8 @@ def test_ews_bad_gateways_are_statuses_not_crashes(tmp_path: Path) -> None:
     bad_cert = ca.issue_untrusted(["localhost"], directory=tmp_path / "ews-bad")
     cals = Calendars()
     good = EwsResponder("good", cert, cals, {ACCOUNT: PASSWORD})
+    # No pull notifications on this one: Herald polls GetUserAvailability.
+    good.offer_pull = False
     bad = {
         "ews-garbage": EwsResponder("garbage", cert, cals, {ACCOUNT: PASSWORD}),
         "ews-huge": EwsResponder("huge", cert, cals, {ACCOUNT: PASSWORD}),
@@ -414,6 +458,9 @@ def _bad_scenario(cluster: Cluster, cals: Calendars, good: EwsResponder,
             await b.expect_presence(alice, "alice's own presence again", show="",
                                     status="at my desk", timeout=CHANGE_TIMEOUT)
     run(body(), timeout=30)
+    assert good.stats["subscribed"] == [] and good.stats["get_events"] == 0, good.stats
+    assert _metric(cluster, 1, "herald_calendar_notifications_total", result="refused") >= 1
+    assert good.stats["operations"].count("GetUserAvailability") >= 4, good.stats
     assert cluster.is_running(1), "the node died"
     code, _ = cluster.http_get(1, "/healthz")
     assert code == 200

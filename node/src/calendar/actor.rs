@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use herald_federation::availability::CalendarState;
+use herald_federation::calendar::ews_events::Subscription;
 use herald_federation::calendar::pool::{choose, PoolGateway};
 use herald_federation::calendar::{dav, state_at, BusyInterval, IcalLimits};
 use herald_grpc::admin::CalendarGatewayState;
@@ -79,6 +80,8 @@ struct Gw {
     checking: bool,
     next_check: Instant,
     status: CalendarGatewayState,
+    /// EWS: the server refused `Subscribe`; its users are polled without notifications.
+    pull_refused: bool,
 }
 
 struct UserCal {
@@ -90,6 +93,16 @@ struct UserCal {
     intervals: Vec<BusyInterval>,
     /// The state last sent to the user's actor.
     sent: Option<CalendarState>,
+    /// EWS: the pull subscription (with the gateway it lives on).
+    ews_sub: Option<(String, Subscription)>,
+    /// EWS: when the availability was last read in full.
+    ews_read_at: Option<Instant>,
+}
+
+/// What one poll returned, by gateway kind.
+enum Polled {
+    Caldav(PollOk),
+    Ews(ews::EwsPoll),
 }
 
 pub struct CalendarActor {
@@ -225,10 +238,12 @@ impl CalendarActor {
                 checking: false,
                 next_check: now,
                 status: CalendarGatewayState::default(),
+                pull_refused: false,
             });
             if gw.cfg != g {
                 // Host, port or path changed: check again now.
                 gw.healthy = true;
+                gw.pull_refused = false;
                 gw.next_check = now;
                 gw.cfg = g.clone();
             }
@@ -320,6 +335,8 @@ impl CalendarActor {
                 calendars: None,
                 intervals: Vec::new(),
                 sent: None,
+                ews_sub: None,
+                ews_read_at: None,
             });
             if uc.mailbox != mailbox {
                 uc.mailbox = mailbox;
@@ -556,7 +573,16 @@ impl CalendarActor {
                 continue;
             }
             let cfg = gw.cfg.clone();
+            let pull_refused = gw.pull_refused;
             let (mailbox, calendars) = (uc.mailbox.clone(), uc.calendars.clone());
+            let subscription = uc
+                .ews_sub
+                .as_ref()
+                .filter(|(g, _)| *g == cfg.id)
+                .map(|(_, s)| s.clone());
+            let full = uc
+                .ews_read_at
+                .is_none_or(|t| now.duration_since(t) >= ews::FULL_READ_EVERY);
             let target = self.target(&cfg);
             if let Some(uc) = self.users.get_mut(&jid) {
                 uc.polling = true;
@@ -567,33 +593,29 @@ impl CalendarActor {
             let from = unix_now();
             let to = from + 2 * interval.as_secs() as i64 + 60;
             let fut: std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<PollOk, PollError>>>,
+                Box<dyn std::future::Future<Output = Result<Polled, PollError>>>,
             > = if cfg.kind == CalendarKind::ExchangeEws as i32 {
                 let impersonate = self
                     .credentials
                     .get(&cfg.kind)
                     .is_none_or(|c| c.impersonate);
-                let mailbox = ews::smtp_address(&mailbox, jid.domain());
-                // EWS wants a window of whole quarters at least; a day around now.
-                let poll = ews::poll(
-                    self.tls.clone(),
-                    target,
-                    self.settings.http,
-                    cfg.path.clone(),
-                    mailbox,
+                let ask = ews::EwsAsk {
+                    path: cfg.path.clone(),
+                    mailbox: ews::smtp_address(&mailbox, jid.domain()),
                     impersonate,
-                    from - 12 * 3600,
-                    to.max(from + 12 * 3600),
-                );
-                Box::pin(async move {
-                    poll.await.map(|intervals| PollOk {
-                        calendars: Vec::new(),
-                        intervals,
-                        no_home: false,
-                    })
-                })
+                    // A day around now (EWS wants whole quarters at least).
+                    from: from - 12 * 3600,
+                    to: to.max(from + 12 * 3600),
+                    subscription,
+                    subscribe: !pull_refused,
+                    full,
+                    // Three missed polls and the server may drop it.
+                    subscription_minutes: (interval.as_secs() * 3 / 60 + 1) as u32,
+                };
+                let poll = ews::poll(self.tls.clone(), target, self.settings.http, ask);
+                Box::pin(async move { poll.await.map(Polled::Ews) })
             } else {
-                Box::pin(caldav::poll(
+                let poll = caldav::poll(
                     self.tls.clone(),
                     target,
                     self.settings.http,
@@ -602,10 +624,11 @@ impl CalendarActor {
                     calendars,
                     from,
                     to,
-                ))
+                );
+                Box::pin(async move { poll.await.map(Polled::Caldav) })
             };
             ctx.spawn(actix::fut::wrap_future(fut).map(
-                move |res: Result<PollOk, PollError>, act: &mut CalendarActor, _| {
+                move |res: Result<Polled, PollError>, act: &mut CalendarActor, _| {
                     act.in_flight -= 1;
                     act.polled(jid, gw_id, res);
                 },
@@ -613,7 +636,7 @@ impl CalendarActor {
         }
     }
 
-    fn polled(&mut self, jid: Jid, gw_id: String, res: Result<PollOk, PollError>) {
+    fn polled(&mut self, jid: Jid, gw_id: String, res: Result<Polled, PollError>) {
         let result = match &res {
             Ok(_) => "ok",
             Err(e) => e.label(),
@@ -628,13 +651,29 @@ impl CalendarActor {
         };
         uc.polling = false;
         match res {
-            Ok(ok) => {
+            Ok(Polled::Caldav(ok)) => {
                 uc.calendars = (!ok.no_home && !ok.calendars.is_empty()).then_some(ok.calendars);
                 uc.intervals = ok.intervals;
+            }
+            Ok(Polled::Ews(p)) => {
+                if let Some(n) = p.notification {
+                    metrics::counter!(m::NOTIFICATIONS, "result" => n).increment(1);
+                }
+                uc.ews_sub = p.subscription.map(|s| (gw_id.clone(), s));
+                if let Some(intervals) = p.intervals {
+                    uc.intervals = intervals;
+                    uc.ews_read_at = Some(Instant::now());
+                }
+                if p.pull_refused {
+                    if let Some(g) = self.gateways.get_mut(&gw_id) {
+                        g.pull_refused = true;
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(user = %jid, gateway = %gw_id, error = %e, "calendar poll failed");
                 uc.calendars = None;
+                uc.ews_sub = None;
             }
         }
     }

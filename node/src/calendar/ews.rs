@@ -5,17 +5,26 @@
 //! same request for the service account's own mailbox, where any well-formed SOAP answer
 //! (success, an EWS error, a fault) proves an authenticated EWS endpoint.
 //!
-//! Notifications (`Subscribe` pull subscriptions, `GetEvents`) are not used yet: every user is
-//! polled at the configured interval.
+//! Pull notifications: a user's first poll on a gateway also `Subscribe`s (a pull subscription
+//! on the calendar folder, before reading, so no change falls between the two); later polls
+//! ask `GetEvents` with the watermark and read the availability again only when an event
+//! other than `StatusEvent` came (or the subscription was lost, or the last full read is older
+//! than [`FULL_READ_EVERY`]). A gateway that refuses `Subscribe` is polled with
+//! `GetUserAvailability` every time.
 
 use std::sync::Arc;
 
 use herald_federation::calendar::ews;
+use herald_federation::calendar::ews_events::{self, Subscription};
 use herald_federation::calendar::time::Timestamp;
 use herald_federation::calendar::BusyInterval;
 
 use super::caldav::PollError;
 use super::http::{Conn, HttpError, HttpLimits, Target};
+
+/// A full `GetUserAvailability` at least this often even when no event came (the window
+/// moves with time).
+pub const FULL_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The EWS URL path when the gateway has none.
 pub const DEFAULT_PATH: &str = "/EWS/Exchange.asmx";
@@ -40,11 +49,8 @@ pub fn smtp_address(mailbox: &str, domain: &str) -> String {
     }
 }
 
-async fn availability(
-    conn: &mut Conn,
-    path: &str,
-    body: String,
-) -> Result<hyper::body::Bytes, PollError> {
+/// POSTs one SOAP request; the answer's body (200, or 500 with a fault).
+async fn post(conn: &mut Conn, path: &str, body: String) -> Result<hyper::body::Bytes, PollError> {
     let a = conn
         .request_typed("POST", path, None, SOAP_TYPE, body)
         .await?;
@@ -55,26 +61,98 @@ async fn availability(
     }
 }
 
-/// Reads `mailbox`'s availability for `[from, to)`.
-#[allow(clippy::too_many_arguments)]
+/// How a poll went, beyond the intervals.
+#[derive(Debug, Clone, Default)]
+pub struct EwsPoll {
+    /// The availability, when it was read (None: no change since the last read).
+    pub intervals: Option<Vec<BusyInterval>>,
+    /// The subscription to use next time.
+    pub subscription: Option<Subscription>,
+    /// The server refused `Subscribe`: poll this gateway without notifications.
+    pub pull_refused: bool,
+    /// What the notifications said, for metrics: changed, unchanged, lost, subscribed, refused.
+    pub notification: Option<&'static str>,
+}
+
+/// What one poll asks of one mailbox.
+#[derive(Debug, Clone)]
+pub struct EwsAsk {
+    /// The gateway's EWS path.
+    pub path: String,
+    /// The user's SMTP address.
+    pub mailbox: String,
+    /// Send the impersonation header.
+    pub impersonate: bool,
+    /// The availability window, `[from, to)`.
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// The subscription from the last poll, if any.
+    pub subscription: Option<Subscription>,
+    /// Try `Subscribe` when there is no subscription.
+    pub subscribe: bool,
+    /// Read the availability even if no event came.
+    pub full: bool,
+    /// Minutes a subscription lives without `GetEvents`.
+    pub subscription_minutes: u32,
+}
+
+/// One poll of `ask.mailbox`.
 pub async fn poll(
     tls: Arc<rustls::ClientConfig>,
     target: Target,
     limits: HttpLimits,
-    path: String,
-    mailbox: String,
-    impersonate: bool,
-    from: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<BusyInterval>, PollError> {
+    ask: EwsAsk,
+) -> Result<EwsPoll, PollError> {
     let mut conn = Conn::open(tls, target, limits).await?;
-    let body = availability(
-        &mut conn,
-        &ews_path(&path),
-        ews::get_user_availability(&mailbox, impersonate, from, to),
-    )
-    .await?;
-    Ok(ews::availability_response(&body)?)
+    let path = ews_path(&ask.path);
+    let mut out = EwsPoll::default();
+    let mut read = ask.full || ask.subscription.is_none();
+    let mut sub = ask.subscription;
+    if let Some(s) = sub.as_mut() {
+        let body = ews_events::get_events(&ask.mailbox, ask.impersonate, s);
+        let answer = post(&mut conn, &path, body).await?;
+        match ews_events::get_events_response(&answer) {
+            Ok(ev) => {
+                s.watermark = ev.watermark;
+                read |= ev.changed || ev.more;
+                out.notification = Some(if ev.changed { "changed" } else { "unchanged" });
+            }
+            // Expired, unknown, or unreadable: subscribe again, and read now.
+            Err(_) => {
+                sub = None;
+                read = true;
+                out.notification = Some("lost");
+            }
+        }
+    }
+    if sub.is_none() && ask.subscribe {
+        let body =
+            ews_events::subscribe_pull(&ask.mailbox, ask.impersonate, ask.subscription_minutes);
+        let answer = post(&mut conn, &path, body).await?;
+        match ews_events::subscribe_response(&answer) {
+            Ok(s) => {
+                sub = Some(s);
+                out.notification.get_or_insert("subscribed");
+            }
+            Err(e) if e.per_mailbox() => return Err(e.into()),
+            Err(e) => {
+                tracing::info!(error = %e, "EWS Subscribe refused: polling this gateway");
+                out.pull_refused = true;
+                out.notification = Some("refused");
+            }
+        }
+    }
+    out.subscription = sub;
+    if read {
+        let body = post(
+            &mut conn,
+            &path,
+            ews::get_user_availability(&ask.mailbox, ask.impersonate, ask.from, ask.to),
+        )
+        .await?;
+        out.intervals = Some(ews::availability_response(&body)?);
+    }
+    Ok(out)
 }
 
 /// Checks a gateway: connect, TLS, authentication, and a SOAP answer to a
@@ -94,7 +172,7 @@ pub async fn check(
         // `DOMAIN\user`: no SMTP address to ask for; any SOAP answer still proves the endpoint.
         "herald-gateway-check@invalid".to_owned()
     };
-    let body = availability(
+    let body = post(
         &mut conn,
         &ews_path(&path),
         ews::get_user_availability(&mailbox, false, now, now + 3600),

@@ -6,6 +6,7 @@ pub const GATEWAY_USERS: &str = "herald_calendar_gateway_users";
 pub const GATEWAY_UP: &str = "herald_calendar_gateway_up";
 pub const OVERLAY_CHANGES: &str = "herald_calendar_overlay_changes_total";
 pub const REASSIGNMENTS: &str = "herald_calendar_reassignments_total";
+pub const NOTIFICATIONS: &str = "herald_calendar_notifications_total";
 
 pub fn describe() {
     metrics::describe_counter!(
@@ -27,6 +28,10 @@ pub fn describe() {
     metrics::describe_counter!(
         OVERLAY_CHANGES,
         "Calendar states sent to user actors because they changed, by state (free, tentative, busy, out_of_office)"
+    );
+    metrics::describe_counter!(
+        NOTIFICATIONS,
+        "EWS pull notifications, by result (subscribed, changed, unchanged, lost, refused)"
     );
     metrics::describe_counter!(
         REASSIGNMENTS,
