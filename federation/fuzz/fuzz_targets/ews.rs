@@ -1,5 +1,6 @@
-//! Reads arbitrary bytes as an EWS `GetUserAvailability` answer (and as a gateway-check answer)
-//! and as an NTLM CHALLENGE message, answering the latter with an AUTHENTICATE message.
+//! Reads arbitrary bytes as an EWS `GetUserAvailability` answer (and as a gateway-check answer),
+//! as `Subscribe` and `GetEvents` answers, and as an NTLM CHALLENGE message, answering the
+//! latter with an AUTHENTICATE message.
 //!
 //! Properties: no panic; never more events than the limit; every interval read is non-empty;
 //! a check accepts whatever the availability reader accepts; the same input gives the same
@@ -9,6 +10,7 @@
 #![no_main]
 
 use herald_federation::calendar::ews::{availability_response, check_response, MAX_EVENTS};
+use herald_federation::calendar::ews_events::{get_events_response, subscribe_response};
 use herald_federation::calendar::ntlm::{authenticate, parse_challenge, Credentials};
 use libfuzzer_sys::fuzz_target;
 
@@ -19,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(intervals.len() <= MAX_EVENTS);
         assert!(intervals.iter().all(|i| i.end > i.start));
         assert_eq!(check_response(data), Ok(()));
+    }
+    assert_eq!(subscribe_response(data), subscribe_response(data));
+    if let Ok(ev) = get_events_response(data) {
+        assert!(!ev.watermark.is_empty());
     }
     if let Ok(ch) = parse_challenge(data) {
         let creds = Credentials::from_account("CORP\\svc", "pw");
