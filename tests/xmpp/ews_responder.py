@@ -36,7 +36,9 @@ must carry `t:ExchangeImpersonation/t:ConnectingSID/t:SmtpAddress` naming that m
 `stats["impersonation_violations"]`); mailboxes in `deny_impersonation` get that fault too.
 
 Bad-input modes for gateway tests (`mode`): `ok`, `garbage` (not XML), `huge` (a body larger
-than Herald's 4 MiB limit), `slow` (answers after `slow_seconds`).
+than Herald's 4 MiB limit), `slow` (answers after `slow_seconds`). The bad modes also answer
+WebDAV `PROPFIND`/`REPORT` (status 207, Basic authentication with `allow_basic`), so the same
+server stands in for a broken CalDAV gateway.
 
 The calendar lives in a `Calendars` object shared by several responders (several CASes in
 front of one mailbox store), changed directly by the test.
@@ -696,6 +698,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._send(405, b"")
 
+    def do_PROPFIND(self) -> None:
+        self.do_POST()
+
+    def do_REPORT(self) -> None:
+        self.do_POST()
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -755,15 +763,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0].lower() != EWS_PATH.lower():
             self._send(404, b"")
             return
+        ok_status = 200 if self.command == "POST" else 207
         if o.mode == "slow":
             time.sleep(o.slow_seconds)
         if o.mode == "garbage":
-            self._send(200, b"\x00<<this is not XML at all>> \xff\xfe")
+            self._send(ok_status, b"\x00<<this is not XML at all>> \xff\xfe")
             return
         if o.mode == "huge":
             pad = b"<x>" + b"y" * EwsResponder.HUGE_BYTES + b"</x>"
-            self._send(200, b'<?xml version="1.0"?><s:Envelope xmlns:s="' + SOAP.encode()
+            self._send(ok_status, b'<?xml version="1.0"?><s:Envelope xmlns:s="' + SOAP.encode()
                        + b'"><s:Body>' + pad + b"</s:Body></s:Envelope>")
+            return
+        if self.command != "POST":
+            self._send(405, b"")
             return
         status, answer = o.handle_soap(body)
         self._send(status, answer)

@@ -13,9 +13,9 @@ CAL-6..CAL-8, CAL-13, CAL-14, MAP-9), against the in-repo EWS responder (ews_res
   watcher on the other node sees "away / In a meeting"; out of office → away; the meeting
   removed → the user's own presence; three gateways round-robin, one stopped → its users move
   to the others; a wrong password → status "not authenticated" and a metric;
-- bad gateways (garbage XML, a huge answer, a slow answer, a wrong certificate, wrong
-  credentials): each is a status with the reason and a metric, never a crash, never chosen
-  for new users, while another user's calendar presence keeps working.
+- bad gateways, EWS and CalDAV (garbage XML, a huge answer, a slow answer, a wrong
+  certificate, wrong credentials): each is a status with the reason and a metric, never a
+  crash, never chosen for new users, while another user's calendar presence keeps working.
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def _pool_scenario(cluster: Cluster, cals: Calendars, cas: list[EwsResponder]) -
                    f"{u} on the only healthy gateway ews-1")
 
 
-def test_ews_bad_gateways_are_statuses_not_crashes(tmp_path: Path) -> None:
+def test_bad_gateways_are_statuses_not_crashes(tmp_path: Path) -> None:
     t0 = time.monotonic()
     ca = TestCA(tmp_path / "ca")
     cert = ca.issue(["localhost"], directory=tmp_path / "ews")
@@ -378,10 +378,16 @@ def test_ews_bad_gateways_are_statuses_not_crashes(tmp_path: Path) -> None:
         "ews-cert": EwsResponder("cert", bad_cert, cals, {ACCOUNT: PASSWORD}),
         "ews-creds": EwsResponder("creds", cert, cals, {ACCOUNT: "another-password"}),
     }
-    bad["ews-garbage"].mode = "garbage"
-    bad["ews-huge"].mode = "huge"
-    bad["ews-slow"].mode = "slow"
-    bad["ews-slow"].slow_seconds = TIMEOUT + 2
+    # The same failures from CalDAV gateways (Basic authentication, PROPFIND answered 207).
+    for kind in ("garbage", "huge", "slow", "cert", "creds"):
+        bad[f"dav-{kind}"] = EwsResponder(
+            f"dav-{kind}", bad_cert if kind == "cert" else cert, cals,
+            {ACCOUNT: "another-password" if kind == "creds" else PASSWORD}, allow_basic=True)
+    for prefix in ("ews", "dav"):
+        bad[f"{prefix}-garbage"].mode = "garbage"
+        bad[f"{prefix}-huge"].mode = "huge"
+        bad[f"{prefix}-slow"].mode = "slow"
+        bad[f"{prefix}-slow"].slow_seconds = TIMEOUT + 2
     everyone = [good, *bad.values()]
     cluster = _cluster(tmp_path, ca)
     try:
@@ -397,7 +403,7 @@ def test_ews_bad_gateways_are_statuses_not_crashes(tmp_path: Path) -> None:
         for r in everyone:
             r.stop()
     elapsed = time.monotonic() - t0
-    assert elapsed < 45, f"the bad-gateway test took {elapsed:.0f}s"
+    assert elapsed < 50, f"the bad-gateway test took {elapsed:.0f}s"
 
 
 def _bad_scenario(cluster: Cluster, cals: Calendars, good: EwsResponder,
@@ -412,8 +418,14 @@ def _bad_scenario(cluster: Cluster, cals: Calendars, good: EwsResponder,
                 "--calendar-mailbox", mailbox)
     wait_until(lambda: cluster.user(alice).get("calendar_gateway") == "ews-good", 15,
                "alice assigned to ews-good")
+    cluster.cli(None, "calendar-gateway", "set-credentials", "--kind", "caldav",
+                "--account", ACCOUNT, "--password", PASSWORD)
     for gid, r in bad.items():
-        _add_gateway(cluster, gid, r)
+        if gid.startswith("dav-"):
+            cluster.cli(None, "calendar-gateway", "add", gid, "--kind", "caldav", "--host",
+                        "localhost", "--port", str(r.port), "--path", EWS_PATH)
+        else:
+            _add_gateway(cluster, gid, r)
 
     # (expected words in last_error, reachable, certificate_ok, authenticated, metric result)
     want = {
@@ -423,6 +435,7 @@ def _bad_scenario(cluster: Cluster, cals: Calendars, good: EwsResponder,
         "ews-cert": ("untrusted CA", True, False, False, "certificate"),
         "ews-creds": ("refused (HTTP 401)", True, True, False, "auth"),
     }
+    want.update({gid.replace("ews-", "dav-"): w for gid, w in want.items()})
     for gid, (words, reach, cert_ok, auth, result) in want.items():
         st = wait_until(lambda: (lambda s: s if words in s["last_error"] else None)(
             _gateway(cluster, gid)), 3 * TIMEOUT + 10, f"{gid}: last_error with {words!r}")
