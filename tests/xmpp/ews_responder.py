@@ -366,7 +366,7 @@ class EwsResponder:
                             "basic_ok": 0, "operations": [], "impersonated": [],
                             "impersonation_violations": [], "workstations": set(),
                             "subscribed": [], "get_events": 0, "events_sent": 0,
-                            "availability_for": []}
+                            "availability_for": [], "not_impersonated": []}
         self.lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -476,6 +476,8 @@ class EwsResponder:
             return None
         if impersonated is not None:
             self.record("impersonated", impersonated)
+        else:
+            self.record("not_impersonated", mailbox.lower())
         if impersonated is not None and impersonated.lower() in self.deny_impersonation:
             return 500, fault("ErrorImpersonateUserDenied",
                               "The account does not have permission to impersonate the "

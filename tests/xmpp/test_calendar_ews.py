@@ -361,6 +361,18 @@ def _pool_scenario(cluster: Cluster, cals: Calendars, cas: list[EwsResponder]) -
         wait_until(lambda: cluster.user(u).get("calendar_gateway") == "ews-1", 15,
                    f"{u} on the only healthy gateway ews-1")
 
+    # Basic authentication and no impersonation (the account then reads free/busy with its
+    # own rights): `set-credentials --auth basic --no-impersonation`.
+    r1.allow_basic = True
+    r1.require_impersonation = False
+    cluster.cli(None, "calendar-gateway", "set-credentials", "--kind", "ews", "--account",
+                ACCOUNT, "--password", PASSWORD, "--auth", "basic", "--no-impersonation")
+    wait_until(lambda: r1.stats["basic_ok"] >= 1, 10, "Herald authenticating with Basic")
+    cals.add(mailbox, _meeting(5))
+    wait_until(lambda: mailbox in r1.stats["not_impersonated"], 10,
+               "alice's calendar read without the impersonation header")
+    assert _gateway(cluster, "ews-1")["authenticated"]
+
 
 def test_bad_gateways_are_statuses_not_crashes(tmp_path: Path) -> None:
     t0 = time.monotonic()
@@ -450,9 +462,14 @@ def _bad_scenario(cluster: Cluster, cals: Calendars, good: EwsResponder,
 
     # A new calendar user goes to the one working gateway; alice's calendar keeps working.
     carol, _ = cluster.new_user("carol")
+    # carol's mailbox may not be impersonated (CAL-13): her error, not the gateway's.
+    good.deny_impersonation.add(carol.lower())
     cluster.cli(None, "user", "update", carol, "--calendar-enabled", "true")
     wait_until(lambda: cluster.user(carol).get("calendar_gateway") == "ews-good", 15,
                "carol assigned to the only working gateway")
+    wait_until(lambda: _metric(cluster, 1, "herald_calendar_polls_total",
+                               result="soap_fault") >= 1, 10,
+               "carol's poll refused with ErrorImpersonateUserDenied")
 
     async def body() -> None:
         async with Clients(cluster) as xc:
@@ -472,6 +489,9 @@ def _bad_scenario(cluster: Cluster, cals: Calendars, good: EwsResponder,
                                     status="at my desk", timeout=CHANGE_TIMEOUT)
     run(body(), timeout=30)
     assert good.stats["subscribed"] == [] and good.stats["get_events"] == 0, good.stats
+    st = _gateway(cluster, "ews-good")
+    assert st["authenticated"] and st["last_error"] == "", st
+    assert cluster.user(carol).get("calendar_gateway") == "ews-good"
     assert _metric(cluster, 1, "herald_calendar_notifications_total", result="refused") >= 1
     assert good.stats["operations"].count("GetUserAvailability") >= 4, good.stats
     assert cluster.is_running(1), "the node died"
