@@ -1,7 +1,7 @@
 //! The few HTTPS requests the calendar gateways need: HTTP/1.1 (hyper's connection API) over
-//! tokio-rustls, Basic or NTLM authentication, one connection per poll (its requests go one after the
-//! other on it; a new one when the server closed it, as Radicale does after every answer),
-//! every step under a deadline, bodies bounded.
+//! tokio-rustls, Basic or NTLM authentication, one connection per poll (its requests go one
+//! after the other on it; a new one when the server closed it, as Radicale does after every
+//! answer), every step under a deadline, bodies bounded.
 //!
 //! NTLM authenticates the connection, not the request (MS-NTHT): the first request on a
 //! connection goes with `Authorization: NTLM <negotiate>`, the `401`'s
