@@ -317,6 +317,11 @@ def _pool_scenario(cluster: Cluster, cals: Calendars, cas: list[EwsResponder]) -
     wait_until(lambda: r1.stats["get_events"] >= polls_before + 3, 10,
                "three more GetEvents on an unchanged calendar")
     assert r1.stats["availability_for"].count(mailbox) == reads, r1.stats
+    # Polls reuse their NTLM-authenticated connection: handshakes come from the gateway
+    # checks (a new connection each, on both nodes), hardly from alice's polls.
+    checks = r1.stats["availability_for"].count(ACCOUNT)
+    polls = r1.stats["get_events"] + reads
+    assert r1.stats["ntlm_ok"] <= checks + 3 and polls > 3, (checks, polls, r1.stats)
     home = cluster.home_node(alice)
     assert _metric(cluster, home, "herald_calendar_notifications_total", result="changed") >= 2
 

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 use super::caldav::{self, PollError, PollOk};
 use super::ews;
-use super::http::{Auth, HttpError, HttpLimits, Target};
+use super::http::{Auth, Conn, HttpError, HttpLimits, Target};
 use super::metrics as m;
 use crate::xmpp::users::CalendarFor;
 use crate::xmpp::Shared;
@@ -102,7 +102,8 @@ struct UserCal {
 /// What one poll returned, by gateway kind.
 enum Polled {
     Caldav(PollOk),
-    Ews(ews::EwsPoll),
+    /// With the connection to keep for the next poll.
+    Ews(ews::EwsPoll, Option<Box<Conn>>),
 }
 
 pub struct CalendarActor {
@@ -121,7 +122,12 @@ pub struct CalendarActor {
     cursor: usize,
     in_flight: usize,
     board: watch::Sender<Vec<CalendarGatewayState>>,
+    /// EWS: idle connections by gateway id, reused by the next polls (NTLM done on them).
+    idle: HashMap<String, Vec<Conn>>,
 }
+
+/// Idle connections kept per gateway.
+const MAX_IDLE_PER_GATEWAY: usize = 16;
 
 /// One kind's service account.
 #[derive(Clone)]
@@ -204,6 +210,7 @@ impl CalendarActor {
             cursor: 0,
             in_flight: 0,
             board,
+            idle: HashMap::new(),
         }
     }
 
@@ -267,6 +274,8 @@ impl CalendarActor {
             tracing::info!(gateway = %id, "calendar gateway removed; its users are reassigned");
         }
         self.gateways = fresh;
+        let gateways = &self.gateways;
+        self.idle.retain(|id, _| gateways.contains_key(id));
         self.credentials.clear();
         for kind in [CalendarKind::Caldav, CalendarKind::ExchangeEws] {
             let key = herald_grpc::objects::calendar_credentials_key(kind);
@@ -613,8 +622,15 @@ impl CalendarActor {
                     // Three missed polls and the server may drop it.
                     subscription_minutes: (interval.as_secs() * 3 / 60 + 1) as u32,
                 };
-                let poll = ews::poll(self.tls.clone(), target, self.settings.http, ask);
-                Box::pin(async move { poll.await.map(Polled::Ews) })
+                // An idle connection to the same gateway as the same account, if any.
+                let idle = self.idle.entry(cfg.id.clone()).or_default();
+                idle.retain(|c| *c.target() == target);
+                let conn = idle.pop();
+                let poll = ews::poll(self.tls.clone(), target, self.settings.http, ask, conn);
+                Box::pin(async move {
+                    let (res, conn) = poll.await;
+                    res.map(|p| Polled::Ews(p, conn.map(Box::new)))
+                })
             } else {
                 let poll = caldav::poll(
                     self.tls.clone(),
@@ -656,7 +672,13 @@ impl CalendarActor {
                 uc.calendars = (!ok.no_home && !ok.calendars.is_empty()).then_some(ok.calendars);
                 uc.intervals = ok.intervals;
             }
-            Ok(Polled::Ews(p)) => {
+            Ok(Polled::Ews(p, conn)) => {
+                if let Some(c) = conn {
+                    let idle = self.idle.entry(gw_id.clone()).or_default();
+                    if idle.len() < MAX_IDLE_PER_GATEWAY {
+                        idle.push(*c);
+                    }
+                }
                 if let Some(n) = p.notification {
                     metrics::counter!(m::NOTIFICATIONS, "result" => n).increment(1);
                 }

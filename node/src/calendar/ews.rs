@@ -11,6 +11,9 @@
 //! other than `StatusEvent` came (or the subscription was lost, or the last full read is older
 //! than [`FULL_READ_EVERY`]). A gateway that refuses `Subscribe` is polled with
 //! `GetUserAvailability` every time.
+//!
+//! Connections are reused between polls of one gateway (the actor keeps a few idle ones): NTLM
+//! authenticates a connection once, not every poll. Gateway checks always open a new one.
 
 use std::sync::Arc;
 
@@ -96,21 +99,37 @@ pub struct EwsAsk {
     pub subscription_minutes: u32,
 }
 
-/// One poll of `ask.mailbox`.
+/// One poll of `ask.mailbox`, on `conn` when given (an idle connection of an earlier poll,
+/// NTLM already done on it) else a new one; the connection comes back for reuse when the
+/// poll succeeded.
 pub async fn poll(
     tls: Arc<rustls::ClientConfig>,
     target: Target,
     limits: HttpLimits,
     ask: EwsAsk,
-) -> Result<EwsPoll, PollError> {
-    let mut conn = Conn::open(tls, target, limits).await?;
+    conn: Option<Conn>,
+) -> (Result<EwsPoll, PollError>, Option<Conn>) {
+    let mut conn = match conn {
+        Some(c) => c,
+        None => match Conn::open(tls, target, limits).await {
+            Ok(c) => c,
+            Err(e) => return (Err(e.into()), None),
+        },
+    };
+    match poll_on(&mut conn, ask).await {
+        Ok(p) => (Ok(p), Some(conn)),
+        Err(e) => (Err(e), None),
+    }
+}
+
+async fn poll_on(conn: &mut Conn, ask: EwsAsk) -> Result<EwsPoll, PollError> {
     let path = ews_path(&ask.path);
     let mut out = EwsPoll::default();
     let mut read = ask.full || ask.subscription.is_none();
     let mut sub = ask.subscription;
     if let Some(s) = sub.as_mut() {
         let body = ews_events::get_events(&ask.mailbox, ask.impersonate, s);
-        let answer = post(&mut conn, &path, body).await?;
+        let answer = post(conn, &path, body).await?;
         match ews_events::get_events_response(&answer) {
             Ok(ev) => {
                 s.watermark = ev.watermark;
@@ -128,7 +147,7 @@ pub async fn poll(
     if sub.is_none() && ask.subscribe {
         let body =
             ews_events::subscribe_pull(&ask.mailbox, ask.impersonate, ask.subscription_minutes);
-        let answer = post(&mut conn, &path, body).await?;
+        let answer = post(conn, &path, body).await?;
         match ews_events::subscribe_response(&answer) {
             Ok(s) => {
                 sub = Some(s);
@@ -145,7 +164,7 @@ pub async fn poll(
     out.subscription = sub;
     if read {
         let body = post(
-            &mut conn,
+            conn,
             &path,
             ews::get_user_availability(&ask.mailbox, ask.impersonate, ask.from, ask.to),
         )

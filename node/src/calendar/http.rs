@@ -76,7 +76,7 @@ impl HttpError {
 }
 
 /// How requests authenticate.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub enum Auth {
     /// No credentials configured.
     #[default]
@@ -88,7 +88,7 @@ pub enum Auth {
 }
 
 /// Where and as whom.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Target {
     /// Host as configured (DNS name or IP address); also the name the certificate must carry.
     pub host: String,
@@ -189,6 +189,12 @@ async fn connect(
 }
 
 impl Conn {
+    /// Where and as whom this connection talks (a pooled connection is reused only for the
+    /// same target).
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// Connects and completes the TLS handshake.
     pub async fn open(
         tls: Arc<rustls::ClientConfig>,
