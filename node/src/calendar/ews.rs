@@ -64,6 +64,20 @@ async fn post(conn: &mut Conn, path: &str, body: String) -> Result<hyper::body::
     }
 }
 
+/// [`post`], where an unexpected HTTP status is `None` (an operation the server does not
+/// offer, not a failure of the gateway).
+async fn post_optional(
+    conn: &mut Conn,
+    path: &str,
+    body: String,
+) -> Result<Option<hyper::body::Bytes>, PollError> {
+    match post(conn, path, body).await {
+        Ok(b) => Ok(Some(b)),
+        Err(PollError::Http(HttpError::Status(_))) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// How a poll went, beyond the intervals.
 #[derive(Debug, Clone, Default)]
 pub struct EwsPoll {
@@ -129,15 +143,15 @@ async fn poll_on(conn: &mut Conn, ask: EwsAsk) -> Result<EwsPoll, PollError> {
     let mut sub = ask.subscription;
     if let Some(s) = sub.as_mut() {
         let body = ews_events::get_events(&ask.mailbox, ask.impersonate, s);
-        let answer = post(conn, &path, body).await?;
-        match ews_events::get_events_response(&answer) {
-            Ok(ev) => {
+        let answer = post_optional(conn, &path, body).await?;
+        match answer.map(|a| ews_events::get_events_response(&a)) {
+            Some(Ok(ev)) => {
                 s.watermark = ev.watermark;
                 read |= ev.changed || ev.more;
                 out.notification = Some(if ev.changed { "changed" } else { "unchanged" });
             }
-            // Expired, unknown, or unreadable: subscribe again, and read now.
-            Err(_) => {
+            // Expired, unknown, refused, or unreadable: subscribe again, and read now.
+            _ => {
                 sub = None;
                 read = true;
                 out.notification = Some("lost");
@@ -147,15 +161,20 @@ async fn poll_on(conn: &mut Conn, ask: EwsAsk) -> Result<EwsPoll, PollError> {
     if sub.is_none() && ask.subscribe {
         let body =
             ews_events::subscribe_pull(&ask.mailbox, ask.impersonate, ask.subscription_minutes);
-        let answer = post(conn, &path, body).await?;
-        match ews_events::subscribe_response(&answer) {
-            Ok(s) => {
+        let answer = post_optional(conn, &path, body).await?;
+        match answer.map(|a| ews_events::subscribe_response(&a)) {
+            Some(Ok(s)) => {
                 sub = Some(s);
                 out.notification.get_or_insert("subscribed");
             }
-            Err(e) if e.per_mailbox() => return Err(e.into()),
-            Err(e) => {
-                tracing::info!(error = %e, "EWS Subscribe refused: polling this gateway");
+            // This mailbox may not be read (impersonation denied): the user's error.
+            Some(Err(e)) if e.per_mailbox() => return Err(e.into()),
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "an HTTP error status".to_owned(),
+                };
+                tracing::info!(error = %why, "EWS Subscribe refused: polling this gateway");
                 out.pull_refused = true;
                 out.notification = Some("refused");
             }
