@@ -369,6 +369,8 @@ class EwsResponder:
                             "availability_for": [], "not_impersonated": []}
         self.lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
+        #: Open client connections, closed by stop() (a stopped server keeps none alive).
+        self._open: set = set()
         self._thread: Optional[threading.Thread] = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -389,7 +391,13 @@ class EwsResponder:
                     tls = ctx.wrap_socket(request, server_side=True)
                 except (OSError, ssl.SSLError):
                     return
-                Handler(tls, client_address, self)
+                with responder.lock:
+                    responder._open.add(tls)
+                try:
+                    Handler(tls, client_address, self)
+                finally:
+                    with responder.lock:
+                        responder._open.discard(tls)
 
             def handle_error(self, request, client_address):
                 pass
@@ -405,10 +413,18 @@ class EwsResponder:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stops listening and closes every open connection, as a stopped server would."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.lock:
+            conns = list(self._open)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def url(self, host: str = "localhost") -> str:
         return f"https://{host}:{self.port}{EWS_PATH}"

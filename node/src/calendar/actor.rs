@@ -554,6 +554,10 @@ impl CalendarActor {
                         g.checking = false;
                         act_on_result(g, &id, res.as_ref().err(), true);
                     }
+                    if res.is_err() {
+                        // A failing gateway: its idle connections are not worth keeping.
+                        act.idle.remove(&id);
+                    }
                 },
             ));
         }
