@@ -35,9 +35,10 @@ use herald_grpc::config::{
 use herald_xmpp::Jid;
 use tokio::sync::watch;
 
-use super::caldav::{self, PollError, PollOk};
+use super::caldav::{self, PollError};
 use super::ews;
-use super::http::{Auth, Conn, HttpError, HttpLimits, Target};
+use super::http::{Conn, HttpError, HttpLimits, Target};
+use super::kinds::{self, supported_kind, Creds, Polled};
 use super::metrics as m;
 use crate::xmpp::users::CalendarFor;
 use crate::xmpp::Shared;
@@ -99,13 +100,6 @@ struct UserCal {
     ews_read_at: Option<Instant>,
 }
 
-/// What one poll returned, by gateway kind.
-enum Polled {
-    Caldav(PollOk),
-    /// With the connection to keep for the next poll.
-    Ews(ews::EwsPoll, Option<Box<Conn>>),
-}
-
 pub struct CalendarActor {
     shared: Arc<Shared>,
     tls: Arc<rustls::ClientConfig>,
@@ -128,20 +122,6 @@ pub struct CalendarActor {
 
 /// Idle connections kept per gateway.
 const MAX_IDLE_PER_GATEWAY: usize = 16;
-
-/// One kind's service account.
-#[derive(Clone)]
-struct Creds {
-    account: String,
-    password: String,
-    method: CalendarAuthMethod,
-    impersonate: bool,
-}
-
-/// Kinds Herald polls.
-fn supported_kind(kind: i32) -> bool {
-    kind == CalendarKind::Caldav as i32 || kind == CalendarKind::ExchangeEws as i32
-}
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -472,35 +452,8 @@ impl CalendarActor {
         ctx.spawn(actix::fut::wrap_future(fut));
     }
 
-    /// Where a gateway is and how to authenticate to it: Basic when the kind's credentials
-    /// say so (CalDAV's default), else NTLM with NTLMv2 responses (EWS; `ntlm` and `ntlmv2`
-    /// alike: NTLMv1 is never used).
     fn target(&self, g: &CalendarGateway) -> Target {
-        let auth = match self.credentials.get(&g.kind) {
-            None => Auth::None,
-            Some(c) => {
-                let basic = match c.method {
-                    CalendarAuthMethod::Basic => true,
-                    CalendarAuthMethod::Ntlm | CalendarAuthMethod::Ntlmv2 => false,
-                    CalendarAuthMethod::Unspecified => g.kind != CalendarKind::ExchangeEws as i32,
-                };
-                if basic {
-                    Auth::Basic(c.account.clone(), c.password.clone())
-                } else {
-                    Auth::Ntlm(
-                        herald_federation::calendar::ntlm::Credentials::from_account(
-                            &c.account,
-                            &c.password,
-                        ),
-                    )
-                }
-            }
-        };
-        Target {
-            host: g.host.clone(),
-            port: u16::try_from(g.port).unwrap_or(443),
-            auth,
-        }
+        kinds::target_for(g, self.credentials.get(&g.kind))
     }
 
     /// Step 3: gateway checks.
@@ -519,29 +472,14 @@ impl CalendarActor {
             g.next_check = now + self.settings.poll_interval;
             let cfg = g.cfg.clone();
             let target = self.target(&cfg);
-            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PollError>>>> =
-                if cfg.kind == CalendarKind::ExchangeEws as i32 {
-                    let account = self
-                        .credentials
-                        .get(&cfg.kind)
-                        .map(|c| c.account.clone())
-                        .unwrap_or_default();
-                    Box::pin(ews::check(
-                        self.tls.clone(),
-                        target,
-                        self.settings.http,
-                        cfg.path.clone(),
-                        account,
-                        unix_now(),
-                    ))
-                } else {
-                    Box::pin(caldav::check(
-                        self.tls.clone(),
-                        target,
-                        self.settings.http,
-                        cfg.path.clone(),
-                    ))
-                };
+            let fut = kinds::check(
+                self.tls.clone(),
+                self.settings.http,
+                &cfg,
+                target,
+                self.credentials.get(&cfg.kind),
+                unix_now(),
+            );
             ctx.spawn(actix::fut::wrap_future(fut).map(
                 move |res: Result<(), PollError>, act: &mut CalendarActor, _| {
                     let result = match &res {
@@ -606,48 +544,47 @@ impl CalendarActor {
             let gw_id = cfg.id.clone();
             let from = unix_now();
             let to = from + 2 * interval.as_secs() as i64 + 60;
-            let fut: std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<Polled, PollError>>>,
-            > = if cfg.kind == CalendarKind::ExchangeEws as i32 {
-                let impersonate = self
-                    .credentials
-                    .get(&cfg.kind)
-                    .is_none_or(|c| c.impersonate);
-                let ask = ews::EwsAsk {
-                    path: cfg.path.clone(),
-                    mailbox: ews::smtp_address(&mailbox, jid.domain()),
-                    impersonate,
-                    // A day around now (EWS wants whole quarters at least).
-                    from: from - 12 * 3600,
-                    to: to.max(from + 12 * 3600),
-                    subscription,
-                    subscribe: !pull_refused,
-                    full,
-                    // Three missed polls and the server may drop it.
-                    subscription_minutes: (interval.as_secs() * 3 / 60 + 1) as u32,
+            let fut: kinds::BoxFut<Result<Polled, PollError>> =
+                if cfg.kind == CalendarKind::ExchangeEws as i32 {
+                    let impersonate = self
+                        .credentials
+                        .get(&cfg.kind)
+                        .is_none_or(|c| c.impersonate);
+                    let ask = ews::EwsAsk {
+                        path: cfg.path.clone(),
+                        mailbox: ews::smtp_address(&mailbox, jid.domain()),
+                        impersonate,
+                        // A day around now (EWS wants whole quarters at least).
+                        from: from - 12 * 3600,
+                        to: to.max(from + 12 * 3600),
+                        subscription,
+                        subscribe: !pull_refused,
+                        full,
+                        // Three missed polls and the server may drop it.
+                        subscription_minutes: (interval.as_secs() * 3 / 60 + 1) as u32,
+                    };
+                    // An idle connection to the same gateway as the same account, if any.
+                    let idle = self.idle.entry(cfg.id.clone()).or_default();
+                    idle.retain(|c| *c.target() == target);
+                    let conn = idle.pop();
+                    let poll = ews::poll(self.tls.clone(), target, self.settings.http, ask, conn);
+                    Box::pin(async move {
+                        let (res, conn) = poll.await;
+                        res.map(|p| Polled::Ews(p, conn.map(Box::new)))
+                    })
+                } else {
+                    let poll = caldav::poll(
+                        self.tls.clone(),
+                        target,
+                        self.settings.http,
+                        self.settings.ical,
+                        dav::home_path(&cfg.path, &mailbox),
+                        calendars,
+                        from,
+                        to,
+                    );
+                    Box::pin(async move { poll.await.map(Polled::Caldav) })
                 };
-                // An idle connection to the same gateway as the same account, if any.
-                let idle = self.idle.entry(cfg.id.clone()).or_default();
-                idle.retain(|c| *c.target() == target);
-                let conn = idle.pop();
-                let poll = ews::poll(self.tls.clone(), target, self.settings.http, ask, conn);
-                Box::pin(async move {
-                    let (res, conn) = poll.await;
-                    res.map(|p| Polled::Ews(p, conn.map(Box::new)))
-                })
-            } else {
-                let poll = caldav::poll(
-                    self.tls.clone(),
-                    target,
-                    self.settings.http,
-                    self.settings.ical,
-                    dav::home_path(&cfg.path, &mailbox),
-                    calendars,
-                    from,
-                    to,
-                );
-                Box::pin(async move { poll.await.map(Polled::Caldav) })
-            };
             ctx.spawn(actix::fut::wrap_future(fut).map(
                 move |res: Result<Polled, PollError>, act: &mut CalendarActor, _| {
                     act.in_flight -= 1;

@@ -10,6 +10,7 @@
 //!   gateway checks, status board).
 //! - [`caldav`]: one poll and one gateway check, as HTTP exchanges.
 //! - [`ews`]: the same for Exchange Web Services (`GetUserAvailability`).
+//! - `kinds`: what differs by gateway kind (credentials, authentication, checks).
 //! - [`http`]: the minimal HTTPS client (hyper over tokio-rustls, Basic or NTLMv2, bounded).
 //! - [`metrics`]: metric names.
 //!
@@ -21,6 +22,7 @@ pub mod actor;
 pub mod caldav;
 pub mod ews;
 pub mod http;
+mod kinds;
 pub mod metrics;
 
 use std::time::Duration;
