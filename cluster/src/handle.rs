@@ -66,8 +66,8 @@ struct Ownership {
     keeper: crate::ownership::Keeper,
     lease: crate::ownership::Lease,
     tracker: crate::ownership::Tracker,
-    /// A placement change is being proposed.
-    proposing: bool,
+    /// The epoch of the placement change being proposed.
+    proposing: Option<u64>,
     /// Whether this node served at the last look (to log and count transitions).
     serving: Option<bool>,
 }
@@ -207,6 +207,21 @@ impl ClusterHandle {
         self.inner.own.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The placement epoch a follower must have applied to be granted a lease by this node
+    /// (`None` when this node grants none: it does not lead, or lost its own lease).
+    fn lease_grant(&self) -> Option<u64> {
+        let st = self.status();
+        if st.role != Role::Leader {
+            return None;
+        }
+        let epoch = self.placement().epoch;
+        let own = self.own();
+        let leader = Some((st.term, st.voters.as_slice()));
+        own.lease
+            .valid(Instant::now(), self.node_id(), leader, epoch)
+            .then(|| own.proposing.unwrap_or(epoch).max(epoch))
+    }
+
     /// Whether this node may act as a home at all now: it holds a lease (see
     /// [`crate::ownership`]) and is not shutting down.
     pub fn serving(&self) -> bool {
@@ -266,7 +281,7 @@ impl ClusterHandle {
             if reply.leader_id == self.node_id() && reply.term == st.term {
                 own.lease.ack(st.term, node, sent_at);
             }
-        } else if reply.node_id == st.leader_id && reply.role == Role::Leader.as_str() {
+        } else if reply.node_id == st.leader_id && reply.grants_lease {
             own.lease.from_leader(sent_at, reply.placement_epoch);
         }
     }
@@ -293,7 +308,7 @@ impl ClusterHandle {
         }
         let decision = {
             let mut own = self.own();
-            if own.proposing {
+            if own.proposing.is_some() {
                 return;
             }
             let d = own.keeper.decide(
@@ -305,7 +320,7 @@ impl ClusterHandle {
                 &view,
             );
             if d.is_some() {
-                own.proposing = true;
+                own.proposing = Some(view.epoch + 1);
             }
             d
         };
@@ -331,7 +346,7 @@ impl ClusterHandle {
                 Ok(_) => metrics::counter!(m::PLACEMENT_CHANGES).increment(1),
                 Err(e) => tracing::warn!(error = %e, "placement change not committed"),
             }
-            h.own().proposing = false;
+            h.own().proposing = None;
         };
         match &self.inner.rt {
             Some(rt) => drop(rt.spawn(task)),
@@ -617,6 +632,7 @@ impl ClusterHandle {
 
     /// This node's own status as the node-to-node API reports it.
     pub fn local_status(&self) -> StatusReply {
+        let grant = self.lease_grant();
         let st = self.status();
         let applied = self.applied();
         StatusReply {
@@ -629,7 +645,8 @@ impl ClusterHandle {
             config_digest: applied.digest().to_string(),
             voters: st.voters,
             stopping: self.routes().is_stopping(),
-            placement_epoch: applied.placement().epoch,
+            placement_epoch: grant.unwrap_or(applied.placement().epoch),
+            grants_lease: grant.is_some(),
         }
     }
 

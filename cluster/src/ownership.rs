@@ -178,14 +178,15 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A follower's status request sent at `sent_at` was answered by the leader, whose applied
-    /// placement epoch is `leader_epoch`.
+    /// A follower's status request sent at `sent_at` was answered by the leader, which holds
+    /// its own lease and requires placement epoch `leader_epoch` (its applied one, or the next
+    /// while it proposes a change).
     pub fn from_leader(&mut self, sent_at: Instant, leader_epoch: u64) {
         let until = sent_at + LEASE;
-        if self.until.is_none_or(|u| until > u) {
+        if self.until.is_none_or(|u| until >= u) {
             self.until = Some(until);
+            self.leader_epoch = leader_epoch;
         }
-        self.leader_epoch = self.leader_epoch.max(leader_epoch);
     }
 
     /// The leader's status request sent at `sent_at` was answered by `node`, which follows this
