@@ -36,7 +36,8 @@ must carry `t:ExchangeImpersonation/t:ConnectingSID/t:SmtpAddress` naming that m
 `stats["impersonation_violations"]`); mailboxes in `deny_impersonation` get that fault too.
 
 Bad-input modes for gateway tests (`mode`): `ok`, `garbage` (not XML), `huge` (a body larger
-than Herald's 4 MiB limit), `slow` (answers after `slow_seconds`). The bad modes also answer
+than Herald's 4 MiB limit), `slow` (answers after `slow_seconds`), `forms` (redirects every request to an OWA login
+page, as forms-based authentication does). The bad modes also answer
 WebDAV `PROPFIND`/`REPORT` (status 207, Basic authentication with `allow_basic`), so the same
 server stands in for a broken CalDAV gateway.
 
@@ -726,6 +727,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         o = self.owner
+        if o.mode == "forms":
+            # OWA with forms-based authentication: every request goes to the login page.
+            self._send(302, b"", [("Location", "/owa/auth/logon.aspx?replaceCurrent=1")])
+            return
         auth = self.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if not self.authenticated:

@@ -14,7 +14,7 @@ CAL-6..CAL-8, CAL-13, CAL-14, MAP-9), against the in-repo EWS responder (ews_res
   removed → the user's own presence; three gateways round-robin, one stopped → its users move
   to the others; a wrong password → status "not authenticated" and a metric;
 - bad gateways, EWS and CalDAV (garbage XML, a huge answer, a slow answer, a wrong
-  certificate, wrong credentials): each is a status with the reason and a metric, never a
+  certificate, wrong credentials; for EWS also a forms-based login redirect): each is a status with the reason and a metric, never a
   crash, never chosen for new users, while another user's calendar presence keeps working.
 """
 
@@ -394,7 +394,9 @@ def test_bad_gateways_are_statuses_not_crashes(tmp_path: Path) -> None:
         "ews-slow": EwsResponder("slow", cert, cals, {ACCOUNT: PASSWORD}),
         "ews-cert": EwsResponder("cert", bad_cert, cals, {ACCOUNT: PASSWORD}),
         "ews-creds": EwsResponder("creds", cert, cals, {ACCOUNT: "another-password"}),
+        "ews-forms": EwsResponder("forms", cert, cals, {ACCOUNT: PASSWORD}),
     }
+    bad["ews-forms"].mode = "forms"
     # The same failures from CalDAV gateways (Basic authentication, PROPFIND answered 207).
     for kind in ("garbage", "huge", "slow", "cert", "creds"):
         bad[f"dav-{kind}"] = EwsResponder(
@@ -453,6 +455,8 @@ def _bad_scenario(cluster: Cluster, cals: Calendars, good: EwsResponder,
         "ews-creds": ("refused (HTTP 401)", True, True, False, "auth"),
     }
     want.update({gid.replace("ews-", "dav-"): w for gid, w in want.items()})
+    # OWA forms-based login (CAL-14): reported as such.
+    want["ews-forms"] = ("forms-based authentication is not supported", True, True, False, "auth")
     for gid, (words, reach, cert_ok, auth, result) in want.items():
         st = wait_until(lambda: (lambda s: s if words in s["last_error"] else None)(
             _gateway(cluster, gid)), 3 * TIMEOUT + 10, f"{gid}: last_error with {words!r}")

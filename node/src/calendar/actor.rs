@@ -714,8 +714,8 @@ fn act_on_result(g: &mut Gw, id: &str, err: Option<&PollError>, is_check: bool) 
                 !matches!(http, Some(HttpError::Connect(..) | HttpError::Timeout(_)));
             g.status.certificate_ok = g.status.reachable
                 && !matches!(http, Some(HttpError::Certificate(_) | HttpError::Tls(_)));
-            g.status.authenticated =
-                g.status.certificate_ok && !matches!(http, Some(HttpError::Auth(_)));
+            g.status.authenticated = g.status.certificate_ok
+                && !matches!(http, Some(HttpError::Auth(_) | HttpError::AuthExchange(_)));
             g.status.last_error = e.to_string();
             g.status.last_error_at = now;
             // A check failing for any reason (garbage, a fault it cannot read, a wrong status)

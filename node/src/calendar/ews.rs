@@ -60,6 +60,14 @@ async fn post(conn: &mut Conn, path: &str, body: String) -> Result<hyper::body::
     match a.status {
         // Exchange answers SOAP faults with 500.
         200 | 500 => Ok(a.body),
+        // OWA's forms-based login redirects (or answers 440 Login Timeout): EWS needs NTLM or
+        // Basic enabled on its virtual directory (CAL-14).
+        301 | 302 | 303 | 307 | 440 => Err(HttpError::AuthExchange(format!(
+            "the server sends HTTP {} to a login page: forms-based authentication is not \
+             supported; enable Windows (NTLM) or Basic authentication for EWS",
+            a.status
+        ))
+        .into()),
         s => Err(HttpError::Status(s).into()),
     }
 }
