@@ -415,6 +415,7 @@ async fn run_planes(
         &calendar_arbiter,
         cfg.tls_ca.as_deref(),
         Duration::from_secs(cfg.calendar_poll_seconds),
+        Duration::from_secs(cfg.calendar_timeout_seconds),
         calendar_board_tx,
     )
     .context("starting the calendar service")?;

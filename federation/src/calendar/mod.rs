@@ -10,11 +10,17 @@
 //! - [`time`]: iCalendar dates, durations and `VTIMEZONE` offsets as Unix seconds.
 //! - [`ical`]: `VEVENT` / `VFREEBUSY` → busy intervals, bounded.
 //! - [`dav`]: WebDAV/CalDAV request bodies and the multistatus reader, bounded.
+//! - [`ews`]: Exchange Web Services `GetUserAvailability` request and answer, bounded.
+//! - [`ews_events`]: EWS pull notifications (`Subscribe`, `GetEvents`), bounded.
+//! - [`ntlm`]: NTLM (MS-NLMP) client messages with NTLMv2 responses only.
 //! - [`overlay`]: intervals → calendar state; calendar state → a watcher's presence stanza.
 //! - [`pool`]: which gateway serves which user (round-robin over healthy ones, reassignment).
 
 pub mod dav;
+pub mod ews;
+pub mod ews_events;
 pub mod ical;
+pub mod ntlm;
 pub mod overlay;
 pub mod pool;
 pub mod time;

@@ -24,18 +24,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use herald_federation::availability::CalendarState;
+use herald_federation::calendar::ews_events::Subscription;
 use herald_federation::calendar::pool::{choose, PoolGateway};
 use herald_federation::calendar::{dav, state_at, BusyInterval, IcalLimits};
 use herald_grpc::admin::CalendarGatewayState;
 use herald_grpc::config::{
-    command::Op, config_object::Body, CalendarCredentials, CalendarGateway, CalendarKind, Command,
+    command::Op, config_object::Body, CalendarAuthMethod, CalendarGateway, CalendarKind, Command,
     ConfigObject, ObjectKind, PutObject, User, WriteMode,
 };
 use herald_xmpp::Jid;
 use tokio::sync::watch;
 
-use super::caldav::{self, PollError, PollOk};
-use super::http::{HttpError, HttpLimits, Target};
+use super::caldav::{self, PollError};
+use super::ews;
+use super::http::{Conn, HttpError, HttpLimits, Target};
+use super::kinds::{self, supported_kind, Creds, Polled};
 use super::metrics as m;
 use crate::xmpp::users::CalendarFor;
 use crate::xmpp::Shared;
@@ -56,12 +59,12 @@ pub struct CalendarSettings {
 }
 
 impl CalendarSettings {
-    /// Defaults with `poll_interval`.
-    pub fn new(poll_interval: Duration) -> Self {
+    /// Defaults with `poll_interval` and the HTTP deadline `timeout`.
+    pub fn new(poll_interval: Duration, timeout: Duration) -> Self {
         CalendarSettings {
             poll_interval,
             http: HttpLimits {
-                timeout: Duration::from_secs(10),
+                timeout,
                 max_body: 4 << 20,
             },
             ical: IcalLimits::default(),
@@ -78,6 +81,8 @@ struct Gw {
     checking: bool,
     next_check: Instant,
     status: CalendarGatewayState,
+    /// EWS: the server refused `Subscribe`; its users are polled without notifications.
+    pull_refused: bool,
 }
 
 struct UserCal {
@@ -89,6 +94,10 @@ struct UserCal {
     intervals: Vec<BusyInterval>,
     /// The state last sent to the user's actor.
     sent: Option<CalendarState>,
+    /// EWS: the pull subscription (with the gateway it lives on).
+    ews_sub: Option<(String, Subscription)>,
+    /// EWS: when the availability was last read in full.
+    ews_read_at: Option<Instant>,
 }
 
 pub struct CalendarActor {
@@ -101,12 +110,18 @@ pub struct CalendarActor {
     stored_counts: HashMap<String, usize>,
     /// Stored `calendar_gateway` per local user.
     stored_assignment: HashMap<Jid, String>,
-    credentials: Option<(String, String)>,
+    /// The service account of each gateway kind (CAL-7), password opened.
+    credentials: HashMap<i32, Creds>,
     seen: Option<(Vec<u64>, u64)>,
     cursor: usize,
     in_flight: usize,
     board: watch::Sender<Vec<CalendarGatewayState>>,
+    /// EWS: idle connections by gateway id, reused by the next polls (NTLM done on them).
+    idle: HashMap<String, Vec<Conn>>,
 }
+
+/// Idle connections kept per gateway.
+const MAX_IDLE_PER_GATEWAY: usize = 16;
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -170,11 +185,12 @@ impl CalendarActor {
             gateways: BTreeMap::new(),
             stored_counts: HashMap::new(),
             stored_assignment: HashMap::new(),
-            credentials: None,
+            credentials: HashMap::new(),
             seen: None,
             cursor: 0,
             in_flight: 0,
             board,
+            idle: HashMap::new(),
         }
     }
 
@@ -209,14 +225,16 @@ impl CalendarActor {
                 checking: false,
                 next_check: now,
                 status: CalendarGatewayState::default(),
+                pull_refused: false,
             });
             if gw.cfg != g {
                 // Host, port or path changed: check again now.
                 gw.healthy = true;
+                gw.pull_refused = false;
                 gw.next_check = now;
                 gw.cfg = g.clone();
             }
-            let supported = g.kind == CalendarKind::Caldav as i32;
+            let supported = supported_kind(g.kind);
             gw.status.id = g.id.clone();
             gw.status.kind = kind_name(g.kind).into();
             gw.status.host = g.host.clone();
@@ -226,7 +244,7 @@ impl CalendarActor {
                 gw.healthy = false;
                 gw.status.last_error = match CalendarKind::try_from(g.kind) {
                     Ok(CalendarKind::ExchangeWebdav) => "Exchange WebDAV is not supported: Exchange 2010 and later removed it; use an ews or caldav gateway".into(),
-                    _ => "Exchange EWS is not implemented yet in this Herald; only caldav gateways are polled".into(),
+                    _ => "unknown calendar gateway kind".into(),
                 };
             }
             fresh.insert(g.id.clone(), gw);
@@ -236,34 +254,45 @@ impl CalendarActor {
             tracing::info!(gateway = %id, "calendar gateway removed; its users are reassigned");
         }
         self.gateways = fresh;
-        let key = herald_grpc::objects::calendar_credentials_key(CalendarKind::Caldav);
-        self.credentials = match applied.state.peek(ObjectKind::CalendarCredentials, &key) {
-            Some(ConfigObject {
-                body:
-                    Some(Body::CalendarCredentials(CalendarCredentials {
-                        account_name,
-                        password,
-                        ..
-                    })),
+        let gateways = &self.gateways;
+        self.idle.retain(|id, _| gateways.contains_key(id));
+        self.credentials.clear();
+        for kind in [CalendarKind::Caldav, CalendarKind::ExchangeEws] {
+            let key = herald_grpc::objects::calendar_credentials_key(kind);
+            let Some(ConfigObject {
+                body: Some(Body::CalendarCredentials(c)),
                 ..
-            }) => {
-                // Sealed at rest: opened here, where it is used, and kept only in memory.
-                let opened = match shared.cluster.secrets() {
-                    Some(ring) => {
-                        ring.open(herald_cluster::secrets::FIELD_CALENDAR_PASSWORD, password)
-                    }
-                    None => Ok(password.clone()),
-                };
-                match opened {
-                    Ok(p) => Some((account_name.clone(), p)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot open the calendar service-account password");
-                        None
-                    }
+            }) = applied.state.peek(ObjectKind::CalendarCredentials, &key)
+            else {
+                continue;
+            };
+            // Sealed at rest: opened here, where it is used, and kept only in memory.
+            let opened = match shared.cluster.secrets() {
+                Some(ring) => ring.open(
+                    herald_cluster::secrets::FIELD_CALENDAR_PASSWORD,
+                    &c.password,
+                ),
+                None => Ok(c.password.clone()),
+            };
+            match opened {
+                Ok(password) => {
+                    self.credentials.insert(
+                        kind as i32,
+                        Creds {
+                            account: c.account_name.clone(),
+                            password,
+                            method: CalendarAuthMethod::try_from(c.auth_method)
+                                .unwrap_or(CalendarAuthMethod::Unspecified),
+                            impersonate: c.use_impersonation,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, kind = kind_name(kind as i32),
+                        "cannot open the calendar service-account password");
                 }
             }
-            _ => None,
-        };
+        }
         // Users.
         self.stored_counts.clear();
         self.stored_assignment.clear();
@@ -295,6 +324,8 @@ impl CalendarActor {
                 calendars: None,
                 intervals: Vec::new(),
                 sent: None,
+                ews_sub: None,
+                ews_read_at: None,
             });
             if uc.mailbox != mailbox {
                 uc.mailbox = mailbox;
@@ -322,7 +353,7 @@ impl CalendarActor {
         let mut pool: Vec<PoolGateway> = self
             .gateways
             .values()
-            .filter(|g| g.cfg.kind == CalendarKind::Caldav as i32)
+            .filter(|g| supported_kind(g.cfg.kind))
             .map(|g| PoolGateway {
                 id: g.cfg.id.clone(),
                 eligible: g.cfg.eligible,
@@ -422,11 +453,7 @@ impl CalendarActor {
     }
 
     fn target(&self, g: &CalendarGateway) -> Target {
-        Target {
-            host: g.host.clone(),
-            port: u16::try_from(g.port).unwrap_or(443),
-            basic: self.credentials.clone(),
-        }
+        kinds::target_for(g, self.credentials.get(&g.kind))
     }
 
     /// Step 3: gateway checks.
@@ -445,11 +472,13 @@ impl CalendarActor {
             g.next_check = now + self.settings.poll_interval;
             let cfg = g.cfg.clone();
             let target = self.target(&cfg);
-            let fut = caldav::check(
+            let fut = kinds::check(
                 self.tls.clone(),
-                target,
                 self.settings.http,
-                cfg.path.clone(),
+                &cfg,
+                target,
+                self.credentials.get(&cfg.kind),
+                unix_now(),
             );
             ctx.spawn(actix::fut::wrap_future(fut).map(
                 move |res: Result<(), PollError>, act: &mut CalendarActor, _| {
@@ -462,6 +491,10 @@ impl CalendarActor {
                     if let Some(g) = act.gateways.get_mut(&id) {
                         g.checking = false;
                         act_on_result(g, &id, res.as_ref().err(), true);
+                    }
+                    if res.is_err() {
+                        // A failing gateway: its idle connections are not worth keeping.
+                        act.idle.remove(&id);
                     }
                 },
             ));
@@ -482,7 +515,7 @@ impl CalendarActor {
             if self.in_flight >= self.settings.max_in_flight {
                 break;
             }
-            let Some(uc) = self.users.get_mut(&jid) else {
+            let Some(uc) = self.users.get(&jid) else {
                 continue;
             };
             let Some(gw) = uc.gateway.as_ref().and_then(|g| self.gateways.get(g)) else {
@@ -491,30 +524,69 @@ impl CalendarActor {
             if !gw.status.supported {
                 continue;
             }
-            uc.polling = true;
-            uc.next_poll = now + interval;
+            let cfg = gw.cfg.clone();
+            let pull_refused = gw.pull_refused;
+            let (mailbox, calendars) = (uc.mailbox.clone(), uc.calendars.clone());
+            let subscription = uc
+                .ews_sub
+                .as_ref()
+                .filter(|(g, _)| *g == cfg.id)
+                .map(|(_, s)| s.clone());
+            let full = uc
+                .ews_read_at
+                .is_none_or(|t| now.duration_since(t) >= ews::FULL_READ_EVERY);
+            let target = self.target(&cfg);
+            if let Some(uc) = self.users.get_mut(&jid) {
+                uc.polling = true;
+                uc.next_poll = now + interval;
+            }
             self.in_flight += 1;
-            let gw_id = gw.cfg.id.clone();
-            let home = dav::home_path(&gw.cfg.path, &uc.mailbox);
+            let gw_id = cfg.id.clone();
             let from = unix_now();
             let to = from + 2 * interval.as_secs() as i64 + 60;
-            let target = Target {
-                host: gw.cfg.host.clone(),
-                port: u16::try_from(gw.cfg.port).unwrap_or(443),
-                basic: self.credentials.clone(),
-            };
-            let fut = caldav::poll(
-                self.tls.clone(),
-                target,
-                self.settings.http,
-                self.settings.ical,
-                home,
-                uc.calendars.clone(),
-                from,
-                to,
-            );
+            let fut: kinds::BoxFut<Result<Polled, PollError>> =
+                if cfg.kind == CalendarKind::ExchangeEws as i32 {
+                    let impersonate = self
+                        .credentials
+                        .get(&cfg.kind)
+                        .is_none_or(|c| c.impersonate);
+                    let ask = ews::EwsAsk {
+                        path: cfg.path.clone(),
+                        mailbox: ews::smtp_address(&mailbox, jid.domain()),
+                        impersonate,
+                        // A day around now (EWS wants whole quarters at least).
+                        from: from - 12 * 3600,
+                        to: to.max(from + 12 * 3600),
+                        subscription,
+                        subscribe: !pull_refused,
+                        full,
+                        // Three missed polls and the server may drop it.
+                        subscription_minutes: (interval.as_secs() * 3 / 60 + 1) as u32,
+                    };
+                    // An idle connection to the same gateway as the same account, if any.
+                    let idle = self.idle.entry(cfg.id.clone()).or_default();
+                    idle.retain(|c| *c.target() == target);
+                    let conn = idle.pop();
+                    let poll = ews::poll(self.tls.clone(), target, self.settings.http, ask, conn);
+                    Box::pin(async move {
+                        let (res, conn) = poll.await;
+                        res.map(|p| Polled::Ews(p, conn.map(Box::new)))
+                    })
+                } else {
+                    let poll = caldav::poll(
+                        self.tls.clone(),
+                        target,
+                        self.settings.http,
+                        self.settings.ical,
+                        dav::home_path(&cfg.path, &mailbox),
+                        calendars,
+                        from,
+                        to,
+                    );
+                    Box::pin(async move { poll.await.map(Polled::Caldav) })
+                };
             ctx.spawn(actix::fut::wrap_future(fut).map(
-                move |res: Result<PollOk, PollError>, act: &mut CalendarActor, _| {
+                move |res: Result<Polled, PollError>, act: &mut CalendarActor, _| {
                     act.in_flight -= 1;
                     act.polled(jid, gw_id, res);
                 },
@@ -522,13 +594,14 @@ impl CalendarActor {
         }
     }
 
-    fn polled(&mut self, jid: Jid, gw_id: String, res: Result<PollOk, PollError>) {
+    fn polled(&mut self, jid: Jid, gw_id: String, res: Result<Polled, PollError>) {
         let result = match &res {
             Ok(_) => "ok",
             Err(e) => e.label(),
         };
         metrics::counter!(m::POLLS, "result" => result).increment(1);
-        if let Some(g) = self.gateways.get_mut(&gw_id) {
+        let per_user = res.as_ref().err().is_some_and(PollError::per_user);
+        if let (false, Some(g)) = (per_user, self.gateways.get_mut(&gw_id)) {
             act_on_result(g, &gw_id, res.as_ref().err(), false);
         }
         let Some(uc) = self.users.get_mut(&jid) else {
@@ -536,13 +609,35 @@ impl CalendarActor {
         };
         uc.polling = false;
         match res {
-            Ok(ok) => {
+            Ok(Polled::Caldav(ok)) => {
                 uc.calendars = (!ok.no_home && !ok.calendars.is_empty()).then_some(ok.calendars);
                 uc.intervals = ok.intervals;
+            }
+            Ok(Polled::Ews(p, conn)) => {
+                if let Some(c) = conn {
+                    let idle = self.idle.entry(gw_id.clone()).or_default();
+                    if idle.len() < MAX_IDLE_PER_GATEWAY {
+                        idle.push(*c);
+                    }
+                }
+                if let Some(n) = p.notification {
+                    metrics::counter!(m::NOTIFICATIONS, "result" => n).increment(1);
+                }
+                uc.ews_sub = p.subscription.map(|s| (gw_id.clone(), s));
+                if let Some(intervals) = p.intervals {
+                    uc.intervals = intervals;
+                    uc.ews_read_at = Some(Instant::now());
+                }
+                if p.pull_refused {
+                    if let Some(g) = self.gateways.get_mut(&gw_id) {
+                        g.pull_refused = true;
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(user = %jid, gateway = %gw_id, error = %e, "calendar poll failed");
                 uc.calendars = None;
+                uc.ews_sub = None;
             }
         }
     }
@@ -619,11 +714,13 @@ fn act_on_result(g: &mut Gw, id: &str, err: Option<&PollError>, is_check: bool) 
                 !matches!(http, Some(HttpError::Connect(..) | HttpError::Timeout(_)));
             g.status.certificate_ok = g.status.reachable
                 && !matches!(http, Some(HttpError::Certificate(_) | HttpError::Tls(_)));
-            g.status.authenticated =
-                g.status.certificate_ok && !matches!(http, Some(HttpError::Auth(_)));
+            g.status.authenticated = g.status.certificate_ok
+                && !matches!(http, Some(HttpError::Auth(_) | HttpError::AuthExchange(_)));
             g.status.last_error = e.to_string();
             g.status.last_error_at = now;
-            if e.gateway_down() {
+            // A check failing for any reason (garbage, a fault it cannot read, a wrong status)
+            // says the gateway cannot serve; a poll only for the gateway's own reasons.
+            if e.gateway_down() || is_check {
                 if g.healthy {
                     tracing::warn!(gateway = %id, error = %e, "calendar gateway failed; reassigning its users");
                 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use herald_federation::calendar::dav::{self, DavError};
+use herald_federation::calendar::ews::EwsError;
 use herald_federation::calendar::time::Timestamp;
 use herald_federation::calendar::{busy_intervals, BusyInterval, IcalError, IcalLimits};
 
@@ -20,6 +21,8 @@ pub enum PollError {
     Dav(#[from] DavError),
     #[error("unreadable calendar data: {0}")]
     Ical(#[from] IcalError),
+    #[error("EWS: {0}")]
+    Ews(#[from] EwsError),
 }
 
 impl PollError {
@@ -29,7 +32,16 @@ impl PollError {
             PollError::Http(h) => h.label(),
             PollError::Dav(_) => "bad_xml",
             PollError::Ical(_) => "bad_calendar",
+            PollError::Ews(EwsError::Fault { .. }) => "soap_fault",
+            PollError::Ews(EwsError::Response { .. }) => "ews_error",
+            PollError::Ews(_) => "bad_xml",
         }
+    }
+
+    /// The error concerns this user's mailbox only (EWS: impersonation denied, no such
+    /// mailbox): the gateway is not to blame (CAL-13).
+    pub fn per_user(&self) -> bool {
+        matches!(self, PollError::Ews(e) if e.per_mailbox())
     }
 
     /// The gateway itself is unusable (not this user's data): its users go elsewhere.
@@ -41,6 +53,7 @@ impl PollError {
                     | HttpError::Certificate(_)
                     | HttpError::Tls(_)
                     | HttpError::Auth(_)
+                    | HttpError::AuthExchange(_)
                     | HttpError::Timeout(_)
             )
         )

@@ -6,11 +6,12 @@ pub const GATEWAY_USERS: &str = "herald_calendar_gateway_users";
 pub const GATEWAY_UP: &str = "herald_calendar_gateway_up";
 pub const OVERLAY_CHANGES: &str = "herald_calendar_overlay_changes_total";
 pub const REASSIGNMENTS: &str = "herald_calendar_reassignments_total";
+pub const NOTIFICATIONS: &str = "herald_calendar_notifications_total";
 
 pub fn describe() {
     metrics::describe_counter!(
         POLLS,
-        "Calendar polls of users homed on this node, by result (ok, connect, certificate, tls, auth, status, too_large, timeout, protocol, bad_xml, bad_calendar)"
+        "Calendar polls of users homed on this node, by result (ok, connect, certificate, tls, auth, status, too_large, timeout, protocol, bad_xml, bad_calendar, soap_fault, ews_error)"
     );
     metrics::describe_counter!(
         CHECKS,
@@ -27,6 +28,10 @@ pub fn describe() {
     metrics::describe_counter!(
         OVERLAY_CHANGES,
         "Calendar states sent to user actors because they changed, by state (free, tentative, busy, out_of_office)"
+    );
+    metrics::describe_counter!(
+        NOTIFICATIONS,
+        "EWS pull notifications, by result (subscribed, changed, unchanged, lost, refused)"
     );
     metrics::describe_counter!(
         REASSIGNMENTS,

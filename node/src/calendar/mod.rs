@@ -9,16 +9,20 @@
 //! - [`actor`]: the actor (users and gateways from the store, assignment, spread polling,
 //!   gateway checks, status board).
 //! - [`caldav`]: one poll and one gateway check, as HTTP exchanges.
-//! - [`http`]: the minimal HTTPS client (hyper over tokio-rustls, Basic auth, bounded).
+//! - [`ews`]: the same for Exchange Web Services (`GetUserAvailability`).
+//! - `kinds`: what differs by gateway kind (credentials, authentication, checks).
+//! - [`http`]: the minimal HTTPS client (hyper over tokio-rustls, Basic or NTLMv2, bounded).
 //! - [`metrics`]: metric names.
 //!
 //! What the pure parts decide lives in `herald_federation::calendar` (parsing, the overlay
-//! table, the pool choice). Supported: CalDAV. Exchange EWS gateways are shown in the status
-//! as not yet supported; Exchange WebDAV is refused by the store.
+//! table, the pool choice). Supported: CalDAV and Exchange EWS (polled); Exchange WebDAV is
+//! refused by the CLI and shown as unsupported.
 
 pub mod actor;
 pub mod caldav;
+pub mod ews;
 pub mod http;
+mod kinds;
 pub mod metrics;
 
 use std::time::Duration;
@@ -40,18 +44,19 @@ pub fn board() -> (watch::Sender<Vec<CalendarGatewayState>>, StatusBoard) {
 pub const DEFAULT_POLL: Duration = Duration::from_secs(60);
 
 /// Starts the node's CalendarActor on `arbiter`, trusting the system roots plus `tls_ca` for
-/// gateway certificates.
+/// gateway certificates; `timeout` bounds each connect and each answer.
 pub fn start(
     shared: std::sync::Arc<crate::xmpp::Shared>,
     arbiter: &actix_rt::ArbiterHandle,
     tls_ca: Option<&std::path::Path>,
     poll_interval: Duration,
+    timeout: Duration,
     board: watch::Sender<Vec<CalendarGatewayState>>,
 ) -> anyhow::Result<actix::Addr<CalendarActor>> {
     use actix::Actor;
     let trust = crate::s2s::tls::PeerTrust::new(tls_ca)?;
     let tls = trust.client_config()?;
-    let settings = CalendarSettings::new(poll_interval);
+    let settings = CalendarSettings::new(poll_interval, timeout);
     Ok(CalendarActor::start_in_arbiter(arbiter, move |_| {
         CalendarActor::new(shared, tls, settings, board)
     }))

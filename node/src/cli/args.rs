@@ -486,9 +486,9 @@ impl From<CalendarKindArg> for CalendarKind {
 /// Calendar authentication method on the command line.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CalendarAuthArg {
-    /// NTLM (v1).
+    /// NTLM; Herald answers with NTLMv2 responses only (NTLMv1 is never sent).
     Ntlm,
-    /// NTLMv2.
+    /// NTLMv2 (same as ntlm).
     Ntlmv2,
     /// HTTP Basic.
     Basic,
@@ -585,7 +585,8 @@ pub enum CalendarCmd {
         /// Authentication method (default: ntlm for Exchange, basic for CalDAV).
         #[arg(long, value_enum)]
         auth: Option<CalendarAuthArg>,
-        /// Do not use impersonation.
+        /// EWS: do not send the ExchangeImpersonation header (the account then needs free/busy
+        /// read rights on every mailbox instead of the ApplicationImpersonation role).
         #[arg(long)]
         no_impersonation: bool,
         /// Expected revision.

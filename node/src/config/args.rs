@@ -112,6 +112,9 @@ pub struct AgentArgs {
     /// Seconds between two polls of a user's calendar (and gateway checks) [default: 60].
     #[arg(long, env = "HERALD_CALENDAR_POLL_SECONDS", value_name = "SECONDS")]
     pub calendar_poll_seconds: Option<u64>,
+    /// Seconds a calendar gateway has to connect and to answer each request [default: 10].
+    #[arg(long, env = "HERALD_CALENDAR_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub calendar_timeout_seconds: Option<u64>,
     /// Token the admin API requires (prefer the env var: flags show in `ps`).
     #[arg(
         long,
@@ -251,6 +254,7 @@ impl AgentArgs {
             cfg.shutdown_grace_ms => a.shutdown_grace_ms,
             cfg.workers => a.workers,
             cfg.calendar_poll_seconds => a.calendar_poll_seconds,
+            cfg.calendar_timeout_seconds => a.calendar_timeout_seconds,
             cfg.scale_down_after => a.scale_down_after,
             cfg.audit_keep => a.audit_keep,
         }

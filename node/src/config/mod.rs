@@ -200,6 +200,9 @@ pub struct NodeConfig {
     /// Seconds between two polls of a calendar-enabled user's calendar, and between two checks
     /// of each calendar gateway (1..=86400).
     pub calendar_poll_seconds: u64,
+    /// Seconds a calendar gateway has for connect + TLS, and for each full answer (1..=300);
+    /// a slower gateway is reported as timed out and its users move.
+    pub calendar_timeout_seconds: u64,
     /// Bearer token the admin API requires.
     pub admin_token: Option<Secret>,
     /// PEM CA bundle; admin clients presenting a certificate from it are accepted.
@@ -275,6 +278,7 @@ impl Default for NodeConfig {
             tls_ca: None,
             dns_resolver: None,
             calendar_poll_seconds: 60,
+            calendar_timeout_seconds: 10,
             admin_token: None,
             admin_client_ca: None,
             secrets_key_file: None,

@@ -170,6 +170,9 @@ impl NodeConfig {
         if !(1..=86_400).contains(&self.calendar_poll_seconds) {
             return Err(invalid("calendar_poll_seconds", "must be 1..=86400"));
         }
+        if !(1..=300).contains(&self.calendar_timeout_seconds) {
+            return Err(invalid("calendar_timeout_seconds", "must be 1..=300"));
+        }
         if let Some(r) = &self.dns_resolver {
             parse_dns_resolver(r).map_err(|reason| invalid("dns_resolver", reason))?;
         }
