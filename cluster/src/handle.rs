@@ -459,6 +459,7 @@ impl ClusterHandle {
             applied_index: applied.state.applied_index(),
             config_digest: applied.digest().to_string(),
             voters: st.voters,
+            learners: st.learners,
             stopping: self.routes().is_stopping(),
         }
     }

@@ -5,6 +5,7 @@ pub const COMMIT_INDEX: &str = "herald_raft_commit_index";
 pub const APPLIED_INDEX: &str = "herald_raft_applied_index";
 pub const IS_LEADER: &str = "herald_raft_is_leader";
 pub const VOTERS: &str = "herald_raft_voters";
+pub const LEARNERS: &str = "herald_raft_learners";
 pub const LEADER_CHANGES: &str = "herald_raft_leader_changes_total";
 pub const PROPOSAL_DURATION: &str = "herald_raft_proposal_duration_seconds";
 /// Label `reason`: not_leader, dropped, timeout, forward_failed, no_leader.
@@ -31,6 +32,10 @@ pub fn describe() {
     );
     describe_gauge!(IS_LEADER, "1 when this node is the Raft leader");
     describe_gauge!(VOTERS, "Number of voters in the Raft configuration");
+    describe_gauge!(
+        LEARNERS,
+        "Number of learners (joined members still catching up, not voting yet)"
+    );
     describe_counter!(LEADER_CHANGES, "Times this node saw a new Raft leader");
     describe_histogram!(
         PROPOSAL_DURATION,

@@ -330,12 +330,12 @@ impl NodeApi for NodeApiService {
                 self.handle.node_id()
             )));
         }
-        // The notice concerns a node that is a voter in its own view and has not applied past
+        // The notice concerns a node that is a member (voter or learner) in its own view and has not applied past
         // the removal. A node that is not a voter yet (a fresh pod under the same id, joining)
         // or has applied a later index as a voter (added again) heard about its predecessor.
         let st = self.handle.status();
         let predecessor =
-            !st.voters.contains(&n.node_id) || (n.removed_at > 0 && st.applied >= n.removed_at);
+            !st.is_member(n.node_id) || (n.removed_at > 0 && st.applied >= n.removed_at);
         if predecessor {
             tracing::info!(
                 removed_at = n.removed_at,

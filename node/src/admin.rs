@@ -418,7 +418,8 @@ impl Admin for AdminService {
         let t = Instant::now();
         let statuses = self.cluster.member_statuses().await;
         let mut nodes = Vec::with_capacity(statuses.len());
-        let mut leader_id = self.cluster.status().leader_id;
+        let raft = self.cluster.status();
+        let mut leader_id = raft.leader_id;
         for (info, res) in statuses {
             let n = match res {
                 Ok(s) => {
@@ -434,6 +435,7 @@ impl Admin for AdminService {
                         term: s.term,
                         commit_index: s.commit_index,
                         admin_address: info.admin_address,
+                        membership: raft.membership_of(info.node_id).into(),
                     }
                 }
                 Err(e) => {
@@ -443,6 +445,7 @@ impl Admin for AdminService {
                         address: info.cluster_address,
                         role: "unreachable".into(),
                         admin_address: info.admin_address,
+                        membership: raft.membership_of(info.node_id).into(),
                         ..Default::default()
                     }
                 }

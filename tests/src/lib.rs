@@ -201,6 +201,11 @@ impl Sandbox {
         self.spawn(node, args)
     }
 
+    /// Starts node `node` with a command line of the caller's (see [`Sandbox::args`]).
+    pub fn start_with_args(&mut self, node: u64, args: Vec<String>) -> Result<()> {
+        self.spawn(node, args)
+    }
+
     fn spawn(&mut self, node: u64, args: Vec<String>) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)

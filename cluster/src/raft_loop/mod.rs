@@ -15,12 +15,10 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use herald_grpc::config::{
-    write_outcome, AuditContext, Command, ErrorCode, ErrorDetail, MembershipContext, NodeInfo,
-    StoreSnapshot, WriteOutcome,
+    write_outcome, Command, ErrorCode, ErrorDetail, StoreSnapshot, WriteOutcome,
 };
 use prost::Message as _;
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
@@ -29,10 +27,13 @@ use crate::state::StateMachine;
 use crate::storage::{DiskStorage, StorageError};
 use crate::transport::Transport;
 
+mod membership;
 mod types;
 
 pub use types::*;
-use types::{decode_ctx, encode_ctx, unavailable, Pending, PendingEntry, ReadReply};
+use types::{
+    decode_ctx, encode_ctx, unavailable, ConfRequest, Pending, PendingEntry, ReadReply,
+};
 
 /// Builds the first snapshot of a brand-new cluster: this node as the only voter, and the
 /// bootstrap state (default domains, this node).
@@ -66,6 +67,9 @@ pub struct RaftLoop {
     last_leader: u64,
     removed: bool,
     dirty: bool,
+    /// Membership changes waiting for their turn, oldest first (raft-rs silently drops a conf
+    /// change proposed while another is pending, so the loop proposes them one at a time).
+    conf_queue: std::collections::VecDeque<ConfRequest>,
     /// A membership change was applied: snapshot now, so that the snapshot a new member gets
     /// names it as a voter (raft-rs ignores a snapshot whose conf state lacks the receiver).
     force_snapshot: bool,
@@ -136,6 +140,7 @@ impl RaftLoop {
             removed: false,
             dirty: false,
             force_snapshot: false,
+            conf_queue: std::collections::VecDeque::new(),
         };
         // A lone voter needs nobody's vote: lead at once instead of after an election timeout.
         let voters = me.raw.store().conf_state().voters.clone();
@@ -182,6 +187,7 @@ impl RaftLoop {
                 }
                 self.expire(Instant::now());
             }
+            self.drive_membership(Instant::now());
             if let Err(e) = self.on_ready() {
                 break Err(e);
             }
@@ -211,7 +217,13 @@ impl RaftLoop {
                 node,
                 audit,
                 reply,
-            } => self.propose_conf(add, node, audit, reply),
+            } => self.queue_conf(ConfRequest {
+                add,
+                node,
+                audit,
+                reply,
+                deadline: Instant::now() + self.cfg.proposal_timeout,
+            }),
             Input::Raft {
                 message,
                 from_address,
@@ -277,76 +289,6 @@ impl RaftLoop {
             Err(e) => {
                 metrics::counter!(m::PROPOSALS_FAILED, "reason" => "dropped").increment(1);
                 let _ = reply.send(Err(unavailable(format!("proposal dropped: {e}"))));
-            }
-        }
-    }
-
-    fn propose_conf(
-        &mut self,
-        add: bool,
-        node: NodeInfo,
-        audit: Option<AuditContext>,
-        reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
-    ) {
-        if self.raw.raft.state != StateRole::Leader {
-            let _ = reply.send(Err(unavailable("not the leader")));
-            return;
-        }
-        let voters = self.raw.store().conf_state().voters.clone();
-        let is_member = voters.contains(&node.node_id);
-        if add && is_member {
-            // Idempotent: a restarted joiner asks again.
-            let _ = reply.send(Ok(voters));
-            return;
-        }
-        if !add && !is_member {
-            let _ = reply.send(Err(ErrorDetail::new(
-                ErrorCode::NotFound,
-                format!("node {} is not a member", node.node_id),
-            )));
-            return;
-        }
-        if !add && voters.len() == 1 {
-            let _ = reply.send(Err(ErrorDetail::new(
-                ErrorCode::FailedPrecondition,
-                "cannot remove the last voter",
-            )));
-            return;
-        }
-        let seq = self.seq();
-        let mut cc = ConfChange {
-            node_id: node.node_id,
-            ..Default::default()
-        };
-        cc.set_change_type(if add {
-            ConfChangeType::AddNode
-        } else {
-            ConfChangeType::RemoveNode
-        });
-        // Wire-compatible with a bare NodeInfo (what older nodes wrote and read).
-        let context = MembershipContext {
-            node_id: node.node_id,
-            cluster_address: node.cluster_address.clone(),
-            admin_address: node.admin_address.clone(),
-            audit,
-        };
-        cc.context = encode_ctx(self.cfg.node_id, seq, &context.encode_to_vec()).into();
-        match self.raw.propose_conf_change(vec![], cc) {
-            Ok(()) => {
-                let now = Instant::now();
-                self.pending.insert(
-                    seq,
-                    PendingEntry {
-                        reply: Pending::Conf(reply),
-                        started: now,
-                        deadline: now + self.cfg.proposal_timeout,
-                    },
-                );
-            }
-            Err(e) => {
-                let _ = reply.send(Err(unavailable(format!(
-                    "membership change dropped (another one may be in progress): {e}"
-                ))));
             }
         }
     }
@@ -470,77 +412,6 @@ impl RaftLoop {
         }
     }
 
-    fn apply_conf(&mut self, e: &Entry) -> Result<(), LoopError> {
-        let cc = ConfChange::parse_from_bytes(&e.data)
-            .map_err(|err| LoopError::Corrupt(format!("conf change at {}: {err}", e.index)))?;
-        let ctx = decode_ctx(&cc.context);
-        let context = ctx
-            .and_then(|(_, _, extra)| MembershipContext::decode(extra).ok())
-            .unwrap_or(MembershipContext {
-                node_id: cc.node_id,
-                ..Default::default()
-            });
-        let info = NodeInfo {
-            node_id: context.node_id,
-            cluster_address: context.cluster_address.clone(),
-            admin_address: context.admin_address.clone(),
-        };
-        let cs = self.raw.apply_conf_change(&cc).map_err(LoopError::Raft)?;
-        self.raw.mut_store().set_conf_state(cs.clone())?;
-        self.force_snapshot = true;
-        match cc.get_change_type() {
-            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                self.transport
-                    .learn_address(info.node_id, &info.cluster_address);
-                self.state.add_node(e.index, info.clone());
-                if let Some(a) = &context.audit {
-                    self.state.audit_membership(
-                        e.index,
-                        a,
-                        true,
-                        info.node_id,
-                        &info.cluster_address,
-                    );
-                    metrics::counter!(m::AUDIT_RECORDS).increment(1);
-                }
-                tracing::info!(node = info.node_id, address = %info.cluster_address, "node added");
-            }
-            ConfChangeType::RemoveNode => {
-                let known = self
-                    .state
-                    .nodes()
-                    .into_iter()
-                    .find(|n| n.node_id == cc.node_id)
-                    .unwrap_or(info.clone());
-                self.state.remove_node(e.index, cc.node_id);
-                if let Some(a) = &context.audit {
-                    self.state
-                        .audit_membership(e.index, a, false, cc.node_id, "");
-                    metrics::counter!(m::AUDIT_RECORDS).increment(1);
-                }
-                tracing::info!(node = cc.node_id, "node removed");
-                if cc.node_id == self.cfg.node_id {
-                    self.removed = true;
-                } else {
-                    if self.raw.raft.state == StateRole::Leader {
-                        let _ = self.events.send(Event::PeerRemoved(known, e.index));
-                    }
-                    self.transport.forget(cc.node_id);
-                }
-            }
-        }
-        if let Some((node, seq, _)) = ctx {
-            if node == self.cfg.node_id {
-                if let Some(p) = self.pending.remove(&seq) {
-                    if let Pending::Conf(reply) = p.reply {
-                        let _ = reply.send(Ok(cs.voters.clone()));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn finish_reads(&mut self) {
         let applied = self.state.applied_index();
         let mut i = 0;
@@ -619,6 +490,9 @@ impl RaftLoop {
     }
 
     fn fail_all(&mut self, why: &str) {
+        for req in self.conf_queue.drain(..) {
+            let _ = req.reply.send(Err(unavailable(why)));
+        }
         for (_, p) in self.pending.drain() {
             let err = ErrorDetail::new(ErrorCode::Aborted, format!("{why}; outcome unknown"));
             match p.reply {
@@ -664,6 +538,7 @@ impl RaftLoop {
             commit: raft.raft_log.committed,
             applied: self.state.applied_index(),
             voters: self.raw.store().conf_state().voters.clone(),
+            learners: self.raw.store().conf_state().learners.clone(),
             removed: self.removed,
             stopped: false,
         };
@@ -679,6 +554,7 @@ impl RaftLoop {
         metrics::gauge!(m::APPLIED_INDEX).set(st.applied as f64);
         metrics::gauge!(m::IS_LEADER).set(if role == Role::Leader { 1.0 } else { 0.0 });
         metrics::gauge!(m::VOTERS).set(st.voters.len() as f64);
+        metrics::gauge!(m::LEARNERS).set(st.learners.len() as f64);
         self.status_tx.send_if_modified(|cur| {
             if *cur != st {
                 *cur = st;

@@ -18,6 +18,11 @@ pub struct RaftConfig {
     pub heartbeat_ticks: usize,
     /// Take a snapshot and compact the log after this many applied entries.
     pub snapshot_entries: u64,
+    /// Entries kept in the log behind each snapshot, so that a follower that lags by up to this
+    /// many entries catches up from the log instead of receiving a whole snapshot.
+    pub compaction_lag: u64,
+    /// A learner is promoted to voter once its log is within this many entries of the leader's.
+    pub promote_lag: u64,
     /// How long a proposal may wait to be applied before its caller is told the outcome is unknown.
     pub proposal_timeout: Duration,
 }
@@ -30,6 +35,8 @@ impl RaftConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_entries: 50,
+            compaction_lag: 20,
+            promote_lag: 10,
             proposal_timeout: Duration::from_secs(5),
         }
     }
@@ -46,7 +53,8 @@ pub enum Input {
         command: Vec<u8>,
         reply: oneshot::Sender<WriteResult>,
     },
-    /// Add or remove a voter; answered with the voters once applied.
+    /// Add a node (as a learner: the leader promotes it to voter once it has caught up) or
+    /// remove a voter or learner; answered with the voters once applied.
     ConfChange {
         add: bool,
         node: NodeInfo,
@@ -105,6 +113,8 @@ pub struct RaftStatus {
     pub commit: u64,
     pub applied: u64,
     pub voters: Vec<u64>,
+    /// Members that receive the log but do not vote yet (joined, still catching up).
+    pub learners: Vec<u64>,
     /// This node was removed from the cluster and its loop has stopped.
     pub removed: bool,
     /// The loop has stopped (shutdown, removal or a storage failure).
@@ -143,7 +153,34 @@ pub enum Event {
     PeerRemoved(NodeInfo, u64),
 }
 
+impl RaftStatus {
+    /// Voter or learner.
+    pub fn is_member(&self, node: u64) -> bool {
+        self.voters.contains(&node) || self.learners.contains(&node)
+    }
+
+    /// `voter`, `learner`, or empty when `node` is neither.
+    pub fn membership_of(&self, node: u64) -> &'static str {
+        if self.voters.contains(&node) {
+            "voter"
+        } else if self.learners.contains(&node) {
+            "learner"
+        } else {
+            ""
+        }
+    }
+}
+
 pub(crate) type ReadReply = oneshot::Sender<Result<u64, ErrorDetail>>;
+
+/// A membership change waiting for its turn (raft-rs takes one at a time).
+pub(crate) struct ConfRequest {
+    pub(crate) add: bool,
+    pub(crate) node: NodeInfo,
+    pub(crate) audit: Option<AuditContext>,
+    pub(crate) reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
+    pub(crate) deadline: Instant,
+}
 
 pub(crate) enum Pending {
     Write(oneshot::Sender<WriteResult>),

@@ -1,0 +1,64 @@
+//! Real-process tests of Raft hygiene (issue 9): learner-first joins, log catch-up of a briefly
+//! lagging follower.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use herald_tests::{wait_until, Mode, Sandbox};
+use serde_json::Value;
+
+/// Node `id`'s entry in `cluster status` through `via`.
+fn node_status(sb: &Sandbox, via: u64, id: u64) -> Result<Option<Value>> {
+    let st = sb.status(via)?;
+    Ok(st["nodes"]
+        .as_array()
+        .and_then(|l| l.iter().find(|n| n["id"].as_u64() == Some(id)).cloned()))
+}
+
+/// A joiner that dies before it caught up stays a learner: the one-node cluster keeps its quorum,
+/// commits config writes, shows the learner in `cluster status`, and can remove it. A normal
+/// join still ends with a voter.
+#[test]
+fn a_joiner_killed_before_catching_up_leaves_a_learner_not_a_stuck_cluster() -> Result<()> {
+    let mut sb = Sandbox::new();
+    sb.start_ready(1, Mode::Bootstrap)?;
+    // Node 2 advertises an address where nothing listens (as if it died or was cut off right
+    // after asking): the leader can never bring it up to date.
+    let mut args = sb.args(2, &Mode::Join(1));
+    args.extend(["--advertise-host".into(), sb.ip(9)]);
+    sb.start_with_args(2, args)?;
+    let learner = wait_until("node 2 listed", Duration::from_secs(30), || {
+        node_status(&sb, 1, 2)
+    })?;
+    sb.kill9(2)?;
+    assert_eq!(learner["membership"], "learner", "{learner}");
+    // The lone voter still commits writes.
+    for i in 0..3 {
+        sb.cli_ok(1, &["domain", "add", &format!("alone{i}.test")])?;
+    }
+    assert!(sb.domains(1)?.contains(&"alone2.test".to_string()));
+    let st = sb.status(1)?;
+    let n2 = node_status(&sb, 1, 2)?.ok_or_else(|| anyhow!("node 2 gone: {st}"))?;
+    assert_eq!(n2["membership"], "learner", "{st}");
+    assert_eq!(n2["role"], "unreachable", "{st}");
+    let n1 = node_status(&sb, 1, 1)?.ok_or_else(|| anyhow!("node 1 missing: {st}"))?;
+    assert_eq!((n1["role"].as_str(), n1["membership"].as_str()), (Some("leader"), Some("voter")));
+    let table = sb.cli_ok(1, &["cluster", "status"])?;
+    assert!(table.contains("learner"), "{table}");
+    // The half-joined learner can be removed; writes go on.
+    sb.cli_ok(1, &["cluster", "remove-node", "--id", "2"])?;
+    wait_until("node 2 removed", Duration::from_secs(10), || {
+        Ok(node_status(&sb, 1, 2)?.is_none().then_some(()))
+    })?;
+    sb.cli_ok(1, &["domain", "add", "after.test"])?;
+    // A normal join ends as a voter: node 3 catches up and is promoted.
+    sb.start(3, Mode::Join(1))?;
+    sb.wait_ready(3)?;
+    sb.wait_converged(1, &[1, 3])?;
+    let st = sb.status(3)?;
+    for n in st["nodes"].as_array().into_iter().flatten() {
+        assert_eq!(n["membership"], "voter", "{st}");
+    }
+    assert!(sb.domains(3)?.contains(&"after.test".to_string()));
+    Ok(())
+}
