@@ -10,6 +10,8 @@ pub const LEADER_CHANGES: &str = "herald_raft_leader_changes_total";
 pub const PROPOSAL_DURATION: &str = "herald_raft_proposal_duration_seconds";
 /// Label `reason`: not_leader, dropped, timeout, forward_failed, no_leader.
 pub const PROPOSALS_FAILED: &str = "herald_raft_proposals_failed_total";
+/// Durable (fsynced) writes of the Raft store.
+pub const FSYNCS: &str = "herald_raft_fsyncs_total";
 pub const SNAPSHOTS_TAKEN: &str = "herald_raft_snapshots_taken_total";
 pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
 /// Label `direction`: out (queue full or peer unreachable), in (inbox full).
@@ -45,6 +47,10 @@ pub fn describe() {
     describe_counter!(
         PROPOSALS_FAILED,
         "Writes that could not be applied, by reason"
+    );
+    describe_counter!(
+        FSYNCS,
+        "Durable (fsynced) writes of the Raft store: entries, term/vote, conf state, snapshots"
     );
     describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken to compact the Raft log");
     describe_counter!(

@@ -306,7 +306,8 @@ impl RaftLoop {
         }
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
-        // Entries and hard state in one fsync.
+        // Entries and hard state in one fsync; a hard state that only moved the commit index
+        // is kept in memory (the storage decides: it compares term and vote).
         if !ready.entries().is_empty() || ready.hs().is_some() {
             let hs = ready.hs().cloned();
             self.raw.mut_store().persist(ready.entries(), hs.as_ref())?;
@@ -433,7 +434,9 @@ impl RaftLoop {
         }
         self.force_snapshot = false;
         let data = self.state.to_snapshot().encode_to_vec();
-        self.raw.mut_store().compact(applied, data)?;
+        // Keep a trailing window of entries behind the snapshot for lagging followers.
+        let keep_from = (applied + 1).saturating_sub(self.cfg.compaction_lag);
+        self.raw.mut_store().compact(applied, data, keep_from)?;
         self.last_snapshot_index = applied;
         metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
         tracing::debug!(index = applied, "log compacted behind a snapshot");
