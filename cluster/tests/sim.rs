@@ -49,6 +49,8 @@ struct SimNode {
 }
 
 struct Sim {
+    /// Raft tuning of every node started from now on.
+    cfg: fn(u64) -> RaftConfig,
     hub: MemHub,
     dir: tempfile::TempDir,
     nodes: HashMap<u64, SimNode>,
@@ -57,6 +59,7 @@ struct Sim {
 impl Sim {
     fn new() -> Self {
         Sim {
+            cfg: RaftConfig::for_test,
             hub: MemHub::new(),
             dir: tempfile::tempdir().unwrap(),
             nodes: HashMap::new(),
@@ -87,7 +90,7 @@ impl Sim {
         let (tx, rx) = crossbeam_channel::bounded(65_536);
         let transport = self.hub.attach(id, tx.clone());
         let (lp, out) =
-            RaftLoop::new(RaftConfig::for_test(id), storage, rx, transport, &logger()).unwrap();
+            RaftLoop::new((self.cfg)(id), storage, rx, transport, &logger()).unwrap();
         let thread = std::thread::spawn(move || {
             lp.run().unwrap();
         });
@@ -389,4 +392,43 @@ async fn concurrent_joins_are_queued_not_dropped() {
     sim.wait_voters(1, &[1, 2, 3]).await;
     let last = sim.write(&[1, 2, 3], &put_domain("three.test")).await;
     sim.wait_converged(&[1, 2, 3], last).await;
+}
+
+/// A follower that lagged by less than the compaction window catches up from the log, though
+/// the leader compacted several times meanwhile; past the window it needs a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_briefly_lagging_follower_catches_up_from_the_log_window() {
+    for (lag, want_snapshot) in [(200, false), (0, true)] {
+        let mut sim = Sim::new();
+        sim.cfg = if lag > 0 {
+            |id| RaftConfig {
+                snapshot_entries: 10,
+                compaction_lag: 200,
+                ..RaftConfig::for_test(id)
+            }
+        } else {
+            |id| RaftConfig {
+                snapshot_entries: 10,
+                compaction_lag: 0,
+                ..RaftConfig::for_test(id)
+            }
+        };
+        sim.bootstrap(&[1, 2, 3]);
+        for id in 1..=3 {
+            sim.start(id);
+        }
+        let all = [1, 2, 3];
+        let leader = sim.wait_leader(&all).await;
+        let lagger = all.iter().copied().find(|i| *i != leader).unwrap();
+        sim.stop(lagger);
+        let rest: Vec<u64> = all.iter().copied().filter(|i| *i != lagger).collect();
+        let mut last = 0;
+        for i in 0..60 {
+            last = sim.write(&rest, &put_domain(&format!("w{i}.test"))).await;
+        }
+        sim.start(lagger);
+        sim.wait_converged(&all, last).await;
+        let installed = sim.h(lagger).status().snapshots_installed;
+        assert_eq!(installed > 0, want_snapshot, "lag {lag}: {installed} snapshots");
+    }
 }

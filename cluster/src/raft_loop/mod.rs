@@ -65,6 +65,7 @@ pub struct RaftLoop {
     next_seq: u64,
     last_snapshot_index: u64,
     last_leader: u64,
+    snapshots_installed: u64,
     removed: bool,
     dirty: bool,
     /// Membership changes waiting for their turn, oldest first (raft-rs silently drops a conf
@@ -137,6 +138,7 @@ impl RaftLoop {
             next_seq: 1,
             last_snapshot_index: applied,
             last_leader: 0,
+            snapshots_installed: 0,
             removed: false,
             dirty: false,
             force_snapshot: false,
@@ -355,6 +357,7 @@ impl RaftLoop {
             self.transport.learn_address(n.node_id, &n.cluster_address);
         }
         metrics::counter!(m::SNAPSHOTS_INSTALLED).increment(1);
+        self.snapshots_installed += 1;
         tracing::info!(index, "installed a snapshot from the leader");
         self.dirty = true;
         Ok(())
@@ -542,6 +545,7 @@ impl RaftLoop {
             applied: self.state.applied_index(),
             voters: self.raw.store().conf_state().voters.clone(),
             learners: self.raw.store().conf_state().learners.clone(),
+            snapshots_installed: self.snapshots_installed,
             removed: self.removed,
             stopped: false,
         };

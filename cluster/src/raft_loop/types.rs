@@ -115,6 +115,8 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     /// Members that receive the log but do not vote yet (joined, still catching up).
     pub learners: Vec<u64>,
+    /// Snapshots received from a leader and installed since this loop started.
+    pub snapshots_installed: u64,
     /// This node was removed from the cluster and its loop has stopped.
     pub removed: bool,
     /// The loop has stopped (shutdown, removal or a storage failure).

@@ -1,0 +1,120 @@
+//! Counts durable writes (fsyncs) of the Raft store during a write burst on a simulated
+//! 3-node cluster (real owner loops and redb stores, in-memory transport). Its own test binary,
+//! so that the process-wide counters see only this burst. Numbers: `bench/README.md`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use herald_cluster::handle::ClusterHandle;
+use herald_cluster::raft_loop::{bootstrap_snapshot, RaftConfig, RaftLoop, Role};
+use herald_cluster::state::StateMachine;
+use herald_cluster::storage::{DiskStorage, COMMITS_UNSYNCED, FSYNCS};
+use herald_cluster::transport::mem::MemHub;
+use herald_grpc::config::{
+    command::Op, config_object::Body, write_outcome, Command, ConfigObject, LocalDomain, NodeInfo,
+    PutObject, WriteMode,
+};
+use prost::Message as _;
+
+fn info(id: u64) -> NodeInfo {
+    NodeInfo {
+        node_id: id,
+        cluster_address: format!("mem-{id}"),
+        admin_address: String::new(),
+    }
+}
+
+fn put_domain(name: &str) -> Vec<u8> {
+    Command {
+        audit: None,
+        op: Some(Op::Put(PutObject {
+            object: Some(ConfigObject::new(Body::Domain(LocalDomain {
+                name: name.to_string(),
+                ..Default::default()
+            }))),
+            mode: WriteMode::Create as i32,
+            expected_revision: 0,
+            confirm: false,
+        })),
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_only_readies_cost_no_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = MemHub::new();
+    let ids = [1u64, 2, 3];
+    let state = StateMachine::bootstrap(&["localhost".to_string()], info(1)).unwrap();
+    let mut snap = bootstrap_snapshot(1, &state);
+    snap.mut_metadata().mut_conf_state().voters = ids.to_vec();
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let mut handles: Vec<ClusterHandle> = Vec::new();
+    for id in ids {
+        let d = dir.path().join(format!("n{id}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let mut storage = DiskStorage::open(&d.join("raft.redb")).unwrap();
+        storage.apply_snapshot(snap.clone()).unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(65_536);
+        let transport = hub.attach(id, tx.clone());
+        let cfg = RaftConfig {
+            snapshot_entries: 1000,
+            ..RaftConfig::for_test(id)
+        };
+        let (lp, out) = RaftLoop::new(cfg, storage, rx, transport, &logger).unwrap();
+        std::thread::spawn(move || lp.run().unwrap());
+        handles.push(ClusterHandle::new(
+            info(id),
+            tx,
+            out.status,
+            out.applied,
+            Default::default(),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leader = loop {
+        if let Some(h) = handles.iter().find(|h| h.status().role == Role::Leader) {
+            break h.clone();
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Let the election's writes settle, then count only the burst.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (f0, c0) = (
+        FSYNCS.load(Ordering::Relaxed),
+        COMMITS_UNSYNCED.load(Ordering::Relaxed),
+    );
+    let writes = 400u64;
+    let started = Instant::now();
+    // Half one at a time, half 16 at a time.
+    for i in 0..writes / 2 {
+        let o = leader.propose_local(put_domain(&format!("s{i}.test"))).await.unwrap();
+        assert!(matches!(o.result, Some(write_outcome::Result::Revision(_))));
+    }
+    for batch in 0..writes / 2 / 16 {
+        let calls = (0..16).map(|j| leader.propose_local(put_domain(&format!("c{batch}-{j}.test"))));
+        for o in futures::future::join_all(calls).await {
+            assert!(matches!(o.unwrap().result, Some(write_outcome::Result::Revision(_))));
+        }
+    }
+    let elapsed = started.elapsed();
+    // Let followers apply the last commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fsyncs = FSYNCS.load(Ordering::Relaxed) - f0;
+    let unsynced = COMMITS_UNSYNCED.load(Ordering::Relaxed) - c0;
+    let writes_done = writes / 2 + (writes / 2 / 16) * 16;
+    eprintln!(
+        "{writes_done} writes on 3 nodes in {elapsed:?}: {fsyncs} fsyncs ({:.2} per write, \
+         {:.0}/s); {unsynced} commit-only updates kept in memory (each was an fsync before: \
+         {} fsyncs, {:.2} per write)",
+        fsyncs as f64 / writes_done as f64,
+        fsyncs as f64 / elapsed.as_secs_f64(),
+        fsyncs + unsynced,
+        (fsyncs + unsynced) as f64 / writes_done as f64,
+    );
+    assert!(unsynced > 0, "no commit-only update seen");
+    // Each write costs one append fsync per node (3), batching can only lower it; commit-only
+    // updates add none.
+    assert!(fsyncs <= writes_done * 3 + 10, "{fsyncs} fsyncs for {writes_done} writes");
+}
