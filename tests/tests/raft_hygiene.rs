@@ -1,6 +1,8 @@
 //! Real-process tests of Raft hygiene (issue 9): learner-first joins, log catch-up of a briefly
 //! lagging follower.
 
+use nix::sys::signal::Signal;
+
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -60,5 +62,39 @@ fn a_joiner_killed_before_catching_up_leaves_a_learner_not_a_stuck_cluster() -> 
         assert_eq!(n["membership"], "voter", "{st}");
     }
     assert!(sb.domains(3)?.contains(&"after.test".to_string()));
+    Ok(())
+}
+
+/// A follower paused (SIGSTOP) while a few hundred writes go through, and the leader compacts
+/// its log several times, catches up from the log when resumed: it installs no snapshot. (With
+/// `--compaction-lag 0` the same run installs one.)
+#[test]
+fn a_paused_follower_catches_up_from_the_log_not_a_snapshot() -> Result<()> {
+    let mut sb = Sandbox::new();
+    sb.extra_args = vec!["--snapshot-entries".into(), "50".into()];
+    sb.start_three()?;
+    let leader = sb.leader(1)?;
+    let follower = (1..=3).find(|n| *n != leader).unwrap_or(2);
+    let other = (1..=3).find(|n| *n != leader && *n != follower).unwrap_or(3);
+    const INSTALLED: &str = "herald_raft_snapshots_installed_total";
+    const TAKEN: &str = "herald_raft_snapshots_taken_total";
+    let installed_before = sb.metric(follower, INSTALLED)?;
+    let taken_before = sb.metric(leader, TAKEN)?;
+    sb.signal(follower, Signal::SIGSTOP)?;
+    let writes = 300;
+    let result = (|| -> Result<()> {
+        for i in 0..writes {
+            sb.cli_ok(leader, &["domain", "add", &format!("lag{i}.test")])?;
+        }
+        Ok(())
+    })();
+    sb.signal(follower, Signal::SIGCONT)?;
+    result?;
+    let taken = sb.metric(leader, TAKEN)? - taken_before;
+    assert!(taken >= 5.0, "the leader compacted only {taken} times during {writes} writes");
+    sb.wait_converged(other, &[1, 2, 3])?;
+    let installed = sb.metric(follower, INSTALLED)? - installed_before;
+    assert_eq!(installed, 0.0, "the resumed follower installed {installed} snapshots");
+    assert!(sb.domains(follower)?.contains(&format!("lag{}.test", writes - 1)));
     Ok(())
 }
