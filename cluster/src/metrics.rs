@@ -12,6 +12,10 @@ pub const PROPOSAL_DURATION: &str = "herald_raft_proposal_duration_seconds";
 pub const PROPOSALS_FAILED: &str = "herald_raft_proposals_failed_total";
 /// Durable (fsynced) writes of the Raft store.
 pub const FSYNCS: &str = "herald_raft_fsyncs_total";
+/// ReadIndex rounds issued; each serves every linearizable read that waited for it.
+pub const READ_INDEX_ROUNDS: &str = "herald_raft_read_index_rounds_total";
+/// Linearizable read barriers served by those rounds.
+pub const LINEARIZABLE_READS: &str = "herald_raft_linearizable_reads_total";
 pub const SNAPSHOTS_TAKEN: &str = "herald_raft_snapshots_taken_total";
 pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
 /// Label `direction`: out (queue full or peer unreachable), in (inbox full).
@@ -52,6 +56,11 @@ pub fn describe() {
         FSYNCS,
         "Durable (fsynced) writes of the Raft store: entries, term/vote, conf state, snapshots"
     );
+    describe_counter!(
+        READ_INDEX_ROUNDS,
+        "ReadIndex rounds issued (reads waiting at the same time share one)"
+    );
+    describe_counter!(LINEARIZABLE_READS, "Linearizable read barriers asked of Raft");
     describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken to compact the Raft log");
     describe_counter!(
         SNAPSHOTS_INSTALLED,

@@ -32,7 +32,7 @@ mod types;
 
 pub use types::*;
 use types::{
-    decode_ctx, encode_ctx, unavailable, ConfRequest, Pending, PendingEntry, ReadReply,
+    decode_ctx, encode_ctx, unavailable, ConfRequest, Pending, PendingEntry, ReadReply, ReadRound,
 };
 
 /// Builds the first snapshot of a brand-new cluster: this node as the only voter, and the
@@ -48,6 +48,10 @@ pub fn bootstrap_snapshot(node_id: u64, state: &StateMachine) -> Snapshot {
     snap
 }
 
+/// ReadIndex rounds issued by every loop in this process (for tests; `/metrics` has
+/// [`m::READ_INDEX_ROUNDS`]).
+pub static READ_INDEX_ROUNDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The owner loop. Create with [`RaftLoop::new`], then [`RaftLoop::run`] on its own thread.
 pub struct RaftLoop {
     cfg: RaftConfig,
@@ -59,8 +63,11 @@ pub struct RaftLoop {
     applied_tx: watch::Sender<Arc<Applied>>,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
     pending: HashMap<u64, PendingEntry>,
-    /// Reads waiting for a read state: reply, deadline, last time read_index was issued.
-    reads_pending: HashMap<u64, (ReadReply, Instant, Instant)>,
+    /// Read rounds waiting for a read state, by request number. At most one is in flight: reads
+    /// that arrive meanwhile wait in `reads_waiting` and share the next round, so a burst of
+    /// linearizable reads costs a handful of ReadIndex rounds, not one each.
+    reads_pending: HashMap<u64, ReadRound>,
+    reads_waiting: Vec<ReadReply>,
     reads_ready: Vec<(u64, ReadReply)>,
     next_seq: u64,
     last_snapshot_index: u64,
@@ -134,6 +141,7 @@ impl RaftLoop {
             events: events_tx,
             pending: HashMap::new(),
             reads_pending: HashMap::new(),
+            reads_waiting: Vec::new(),
             reads_ready: Vec::new(),
             next_seq: 1,
             last_snapshot_index: applied,
@@ -190,8 +198,15 @@ impl RaftLoop {
                 self.expire(Instant::now());
             }
             self.drive_membership(Instant::now());
+            self.issue_reads();
             if let Err(e) = self.on_ready() {
                 break Err(e);
+            }
+            // A round that completed lets the reads that waited behind it go at once.
+            if self.issue_reads() {
+                if let Err(e) = self.on_ready() {
+                    break Err(e);
+                }
             }
             if stop || self.removed {
                 break Ok(());
@@ -237,13 +252,7 @@ impl RaftLoop {
                     tracing::debug!(error = %e, "raft step ignored a message");
                 }
             }
-            Input::ReadIndex { reply } => {
-                let seq = self.seq();
-                self.raw.read_index(seq.to_be_bytes().to_vec());
-                let now = Instant::now();
-                self.reads_pending
-                    .insert(seq, (reply, now + self.cfg.proposal_timeout, now));
-            }
+            Input::ReadIndex { reply } => self.reads_waiting.push(reply),
             Input::Unreachable(id) => self.raw.report_unreachable(id),
             Input::SnapshotSent { to, ok } => {
                 let st = if ok {
@@ -321,8 +330,9 @@ impl RaftLoop {
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes);
-            if let Some((reply, _, _)) = seq.and_then(|s| self.reads_pending.remove(&s)) {
-                self.reads_ready.push((rs.index, reply));
+            if let Some(round) = seq.and_then(|s| self.reads_pending.remove(&s)) {
+                self.reads_ready
+                    .extend(round.replies.into_iter().map(|r| (rs.index, r)));
             }
         }
         let mut light = self.raw.advance(ready);
@@ -416,6 +426,30 @@ impl RaftLoop {
         }
     }
 
+    /// Issues one ReadIndex round for every read waiting, unless a round is in flight. Returns
+    /// true when it issued one.
+    fn issue_reads(&mut self) -> bool {
+        if self.reads_waiting.is_empty() || !self.reads_pending.is_empty() {
+            return false;
+        }
+        let seq = self.seq();
+        self.raw.read_index(seq.to_be_bytes().to_vec());
+        let now = Instant::now();
+        let replies = std::mem::take(&mut self.reads_waiting);
+        metrics::counter!(m::READ_INDEX_ROUNDS).increment(1);
+        metrics::counter!(m::LINEARIZABLE_READS).increment(replies.len() as u64);
+        READ_INDEX_ROUNDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reads_pending.insert(
+            seq,
+            ReadRound {
+                replies,
+                deadline: now + self.cfg.proposal_timeout,
+                last: now,
+            },
+        );
+        true
+    }
+
     fn finish_reads(&mut self) {
         let applied = self.state.applied_index();
         let mut i = 0;
@@ -474,23 +508,25 @@ impl RaftLoop {
         // raft-rs drops a read request that arrives before the leader committed an entry in its
         // term, or while no leader is known: ask again every other tick until answered.
         let retry_after = self.cfg.tick * 2;
-        for (seq, (_, _, last)) in self.reads_pending.iter_mut() {
-            if *last + retry_after <= now {
-                *last = now;
+        for (seq, round) in self.reads_pending.iter_mut() {
+            if round.last + retry_after <= now {
+                round.last = now;
                 self.raw.read_index(seq.to_be_bytes().to_vec());
             }
         }
         let expired: Vec<u64> = self
             .reads_pending
             .iter()
-            .filter(|(_, (_, d, _))| *d <= now)
+            .filter(|(_, round)| round.deadline <= now)
             .map(|(k, _)| *k)
             .collect();
         for seq in expired {
-            if let Some((r, _, _)) = self.reads_pending.remove(&seq) {
-                let _ = r.send(Err(unavailable(
-                    "no leader confirmed the read in time; retry",
-                )));
+            if let Some(round) = self.reads_pending.remove(&seq) {
+                for r in round.replies {
+                    let _ = r.send(Err(unavailable(
+                        "no leader confirmed the read in time; retry",
+                    )));
+                }
             }
         }
     }
@@ -510,7 +546,8 @@ impl RaftLoop {
                 }
             }
         }
-        for (_, (r, _, _)) in self.reads_pending.drain() {
+        let rounds = self.reads_pending.drain().flat_map(|(_, r)| r.replies);
+        for r in rounds.chain(self.reads_waiting.drain(..)) {
             let _ = r.send(Err(unavailable(why)));
         }
         for (_, r) in self.reads_ready.drain(..) {

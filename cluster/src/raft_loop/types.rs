@@ -175,6 +175,14 @@ impl RaftStatus {
 
 pub(crate) type ReadReply = oneshot::Sender<Result<u64, ErrorDetail>>;
 
+/// One ReadIndex round in flight, shared by every read that was waiting when it was issued.
+pub(crate) struct ReadRound {
+    pub(crate) replies: Vec<ReadReply>,
+    pub(crate) deadline: Instant,
+    /// When read_index was last issued for it (raft-rs drops some requests: it is re-issued).
+    pub(crate) last: Instant,
+}
+
 /// A membership change waiting for its turn (raft-rs takes one at a time).
 pub(crate) struct ConfRequest {
     pub(crate) add: bool,

@@ -1,12 +1,15 @@
-//! Counts durable writes (fsyncs) of the Raft store during a write burst on a simulated
-//! 3-node cluster (real owner loops and redb stores, in-memory transport). Its own test binary,
-//! so that the process-wide counters see only this burst. Numbers: `bench/README.md`.
+//! Process-wide counters of the Raft layer on simulated 3-node clusters (real owner loops and
+//! redb stores, in-memory transport): durable writes (fsyncs) during a write burst, ReadIndex
+//! rounds during a burst of linearizable reads. Its own test binary, so that the counters see
+//! only these tests (each test reads a different counter). Numbers: `bench/README.md`.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use herald_cluster::handle::ClusterHandle;
-use herald_cluster::raft_loop::{bootstrap_snapshot, RaftConfig, RaftLoop, Role};
+use herald_cluster::raft_loop::{
+    bootstrap_snapshot, RaftConfig, RaftLoop, Role, READ_INDEX_ROUNDS,
+};
 use herald_cluster::state::StateMachine;
 use herald_cluster::storage::{DiskStorage, COMMITS_UNSYNCED, FSYNCS};
 use herald_cluster::transport::mem::MemHub;
@@ -40,9 +43,8 @@ fn put_domain(name: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commit_only_readies_cost_no_fsync() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts a 3-node cluster in `dir`; returns the handles and the leader's.
+async fn three_nodes(dir: &std::path::Path) -> (Vec<ClusterHandle>, ClusterHandle) {
     let hub = MemHub::new();
     let ids = [1u64, 2, 3];
     let state = StateMachine::bootstrap(&["localhost".to_string()], info(1)).unwrap();
@@ -51,7 +53,7 @@ async fn commit_only_readies_cost_no_fsync() {
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let mut handles: Vec<ClusterHandle> = Vec::new();
     for id in ids {
-        let d = dir.path().join(format!("n{id}"));
+        let d = dir.join(format!("n{id}"));
         std::fs::create_dir_all(&d).unwrap();
         let mut storage = DiskStorage::open(&d.join("raft.redb")).unwrap();
         storage.apply_snapshot(snap.clone()).unwrap();
@@ -79,6 +81,13 @@ async fn commit_only_readies_cost_no_fsync() {
         assert!(Instant::now() < deadline, "no leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    (handles, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_only_readies_cost_no_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_handles, leader) = three_nodes(dir.path()).await;
     // Let the election's writes settle, then count only the burst.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (f0, c0) = (
@@ -117,4 +126,31 @@ async fn commit_only_readies_cost_no_fsync() {
     // Each write costs one append fsync per node (3), batching can only lower it; commit-only
     // updates add none.
     assert!(fsyncs <= writes_done * 3 + 10, "{fsyncs} fsyncs for {writes_done} writes");
+}
+
+/// 10,000 concurrent linearizable reads on a follower (a node re-homing 10,000 users) share a
+/// handful of ReadIndex rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_linearizable_reads_share_read_index_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handles, leader) = three_nodes(dir.path()).await;
+    let o = leader.propose_local(put_domain("before.test")).await.unwrap();
+    let Some(write_outcome::Result::Revision(rev)) = o.result else {
+        panic!("write failed: {o:?}");
+    };
+    let follower = handles
+        .iter()
+        .find(|h| h.node_id() != leader.node_id())
+        .unwrap()
+        .clone();
+    let r0 = READ_INDEX_ROUNDS.load(Ordering::Relaxed);
+    let reads = 10_000;
+    let started = Instant::now();
+    let calls = (0..reads).map(|_| follower.read_barrier());
+    for r in futures::future::join_all(calls).await {
+        assert!(r.unwrap() >= rev);
+    }
+    let rounds = READ_INDEX_ROUNDS.load(Ordering::Relaxed) - r0;
+    eprintln!("{reads} linearizable reads on a follower: {rounds} ReadIndex rounds in {:?}", started.elapsed());
+    assert!(rounds <= 20, "{rounds} ReadIndex rounds for {reads} reads");
 }
