@@ -17,6 +17,8 @@ pub const READ_INDEX_ROUNDS: &str = "herald_raft_read_index_rounds_total";
 /// Linearizable read barriers served by those rounds.
 pub const LINEARIZABLE_READS: &str = "herald_raft_linearizable_reads_total";
 pub const SNAPSHOTS_TAKEN: &str = "herald_raft_snapshots_taken_total";
+/// Snapshots sent to followers over InstallSnapshot.
+pub const SNAPSHOTS_SENT: &str = "herald_raft_snapshots_sent_total";
 pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
 /// Label `direction`: out (queue full or peer unreachable), in (inbox full).
 pub const MESSAGES_DROPPED: &str = "herald_raft_messages_dropped_total";
@@ -62,6 +64,10 @@ pub fn describe() {
     );
     describe_counter!(LINEARIZABLE_READS, "Linearizable read barriers asked of Raft");
     describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken to compact the Raft log");
+    describe_counter!(
+        SNAPSHOTS_SENT,
+        "Snapshots sent to followers in chunks (InstallSnapshot)"
+    );
     describe_counter!(
         SNAPSHOTS_INSTALLED,
         "Snapshots received from a leader and installed"

@@ -201,6 +201,7 @@ async fn run_planes(
                 snapshot_entries: cfg.raft.snapshot_entries,
                 compaction_lag: cfg.raft.compaction_lag,
                 promote_lag: 100,
+                max_size_per_msg: (cfg.max_grpc_message_bytes as u64 / 4).min(1 << 20),
                 proposal_timeout: Duration::from_secs(10),
             },
             data_dir: cfg.data_dir.clone(),

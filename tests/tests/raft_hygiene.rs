@@ -1,5 +1,5 @@
 //! Real-process tests of Raft hygiene (issue 9): learner-first joins, log catch-up of a briefly
-//! lagging follower.
+//! lagging follower, chunked snapshots larger than the gRPC message cap.
 
 use nix::sys::signal::Signal;
 
@@ -96,5 +96,60 @@ fn a_paused_follower_catches_up_from_the_log_not_a_snapshot() -> Result<()> {
     let installed = sb.metric(follower, INSTALLED)? - installed_before;
     assert_eq!(installed, 0.0, "the resumed follower installed {installed} snapshots");
     assert!(sb.domains(follower)?.contains(&format!("lag{}.test", writes - 1)));
+    Ok(())
+}
+
+/// A follower paused past the log window catches up from a snapshot larger than the gRPC
+/// message cap (lowered to its minimum, 64 KiB, so that a few hundred users are enough): the
+/// snapshot goes in chunks on InstallSnapshot, never on the Raft stream.
+#[test]
+fn a_far_behind_follower_catches_up_from_a_chunked_snapshot_over_the_message_cap() -> Result<()> {
+    const CAP: u64 = 64 * 1024;
+    let mut sb = Sandbox::new();
+    sb.extra_args = vec![
+        "--max-grpc-message-bytes".into(),
+        CAP.to_string(),
+        "--snapshot-entries".into(),
+        "50".into(),
+        "--compaction-lag".into(),
+        "20".into(),
+    ];
+    sb.start_three()?;
+    let leader = sb.leader(1)?;
+    let follower = (1..=3).find(|n| *n != leader).unwrap_or(2);
+    let other = (1..=3).find(|n| *n != leader && *n != follower).unwrap_or(3);
+    const INSTALLED: &str = "herald_raft_snapshots_installed_total";
+    let installed_before = sb.metric(follower, INSTALLED)?;
+    sb.signal(follower, Signal::SIGSTOP)?;
+    let users = 600;
+    let result = (|| -> Result<()> {
+        for i in 0..users {
+            sb.cli_ok(
+                leader,
+                &["user", "add", &format!("u{i}@localhost"), "--password", "pw-long-enough-1"],
+            )?;
+        }
+        Ok(())
+    })();
+    sb.signal(follower, Signal::SIGCONT)?;
+    result?;
+    sb.wait_converged(other, &[1, 2, 3])?;
+    let installed = sb.metric(follower, INSTALLED)? - installed_before;
+    assert!(installed >= 1.0, "the resumed follower installed no snapshot");
+    // The leader says how large the snapshot it sent was.
+    let log = std::fs::read_to_string(sb.log_path(leader))?;
+    let sent: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("snapshot sent") && l.contains(&format!("peer={follower}")))
+        .filter_map(|l| {
+            let b = l.split("bytes=").nth(1)?;
+            b.split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    let biggest = sent.iter().copied().max().unwrap_or(0);
+    assert!(biggest > CAP, "largest snapshot sent: {biggest} bytes, not over the {CAP} cap");
+    let v = sb.cli_json(follower, &["user", "list"])?;
+    let n = v.as_array().map(|a| a.len()).unwrap_or(0);
+    assert!(n >= users, "the follower holds {n} users: {v}");
     Ok(())
 }

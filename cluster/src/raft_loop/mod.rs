@@ -113,7 +113,7 @@ impl RaftLoop {
             election_tick: cfg.election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
             applied,
-            max_size_per_msg: 1 << 20,
+            max_size_per_msg: cfg.max_size_per_msg,
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,

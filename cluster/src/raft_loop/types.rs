@@ -23,6 +23,10 @@ pub struct RaftConfig {
     pub compaction_lag: u64,
     /// A learner is promoted to voter once its log is within this many entries of the leader's.
     pub promote_lag: u64,
+    /// Largest batch of entries in one append message, in bytes; keep it well below the gRPC
+    /// message cap (a quarter of it), or a follower catching up from the log gets messages its
+    /// server refuses.
+    pub max_size_per_msg: u64,
     /// How long a proposal may wait to be applied before its caller is told the outcome is unknown.
     pub proposal_timeout: Duration,
 }
@@ -37,6 +41,7 @@ impl RaftConfig {
             snapshot_entries: 50,
             compaction_lag: 20,
             promote_lag: 10,
+            max_size_per_msg: 1 << 20,
             proposal_timeout: Duration::from_secs(5),
         }
     }
