@@ -336,11 +336,13 @@ impl DiskStorage {
     /// Stores a snapshot of the applied state at `index` and drops the log before `keep_from`
     /// (clamped to `..= index + 1`): entries from `keep_from` on stay, so that followers that
     /// lag a little catch up from the log. The commit index stored is at least `index`.
+    /// `conf` is the conf state as of `index`.
     pub fn compact(
         &mut self,
         index: u64,
         data: Vec<u8>,
         keep_from: u64,
+        conf: ConfState,
     ) -> Result<(), StorageError> {
         if index <= self.snapshot_index() {
             return Ok(());
@@ -357,7 +359,7 @@ impl DiskStorage {
             term,
             ..Default::default()
         };
-        meta.set_conf_state(self.conf_state.clone());
+        meta.set_conf_state(conf);
         let mut snap = Snapshot::default();
         snap.set_metadata(meta);
         snap.data = data.into();
@@ -472,7 +474,16 @@ impl raft::Storage for DiskStorage {
         Ok(self.last_idx())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // A member added after the snapshot would ignore it (raft-rs drops a snapshot whose conf
+        // state lacks the receiver): Raft asks again once the next one (already being built
+        // after the membership change) is stored.
+        let cs = self.snapshot.get_metadata().get_conf_state();
+        if !cs.voters.contains(&to) && !cs.learners.contains(&to) {
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
         Ok(self.snapshot.clone())
     }
 }
@@ -550,7 +561,8 @@ mod tests {
             s.apply_snapshot(snap(1, 1, vec![1, 2, 3])).unwrap();
             let ents: Vec<_> = (2..=10).map(|i| entry(i, 1)).collect();
             s.append(&ents).unwrap();
-            s.compact(7, b"at7".to_vec(), 8).unwrap();
+            s.compact(7, b"at7".to_vec(), 8, s.conf_state().clone())
+                .unwrap();
             assert_eq!(s.first_index().unwrap(), 8);
             assert_eq!(s.term(7).unwrap(), 1);
         }
@@ -615,12 +627,14 @@ mod tests {
             let ents: Vec<_> = (2..=20).map(|i| entry(i, 1)).collect();
             s.append(&ents).unwrap();
             // Snapshot at 15, keep entries from 11 on.
-            s.compact(15, b"at15".to_vec(), 11).unwrap();
+            s.compact(15, b"at15".to_vec(), 11, s.conf_state().clone())
+                .unwrap();
             assert_eq!(s.first_index().unwrap(), 11);
             assert_eq!(s.term(15).unwrap(), 1);
             assert_eq!(s.hard_state().commit, 15);
             // A window that would reach before the log is clamped to it.
-            s.compact(17, b"at17".to_vec(), 3).unwrap();
+            s.compact(17, b"at17".to_vec(), 3, s.conf_state().clone())
+                .unwrap();
             assert_eq!(s.first_index().unwrap(), 11);
             s.append(&[entry(21, 2)]).unwrap();
         }

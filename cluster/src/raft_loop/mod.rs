@@ -27,6 +27,7 @@ use crate::state::StateMachine;
 use crate::storage::{DiskStorage, StorageError};
 use crate::transport::Transport;
 
+mod compaction;
 mod membership;
 mod types;
 
@@ -78,6 +79,8 @@ pub struct RaftLoop {
     /// Membership changes waiting for their turn, oldest first (raft-rs silently drops a conf
     /// change proposed while another is pending, so the loop proposes them one at a time).
     conf_queue: std::collections::VecDeque<ConfRequest>,
+    /// The snapshot being encoded off this thread, if any (see `compaction`).
+    building: Option<compaction::Build>,
     /// A membership change was applied: snapshot now, so that the snapshot a new member gets
     /// names it as a voter (raft-rs ignores a snapshot whose conf state lacks the receiver).
     force_snapshot: bool,
@@ -151,6 +154,7 @@ impl RaftLoop {
             dirty: false,
             force_snapshot: false,
             conf_queue: std::collections::VecDeque::new(),
+            building: None,
         };
         // A lone voter needs nobody's vote: lead at once instead of after an election timeout.
         let voters = me.raw.store().conf_state().voters.clone();
@@ -198,6 +202,9 @@ impl RaftLoop {
                 self.expire(Instant::now());
             }
             self.drive_membership(Instant::now());
+            if let Err(e) = self.finish_snapshot_build() {
+                break Err(e);
+            }
             self.issue_reads();
             if let Err(e) = self.on_ready() {
                 break Err(e);
@@ -344,8 +351,9 @@ impl RaftLoop {
         self.apply_entries(committed)?;
         self.raw.advance_apply();
         self.finish_reads();
-        self.maybe_compact()?;
+        // Published first: a snapshot is built from the published state.
         self.publish_applied();
+        self.maybe_compact()?;
         self.publish_status();
         Ok(())
     }
@@ -461,23 +469,6 @@ impl RaftLoop {
                 i += 1;
             }
         }
-    }
-
-    fn maybe_compact(&mut self) -> Result<(), LoopError> {
-        let applied = self.state.applied_index();
-        let due = applied >= self.last_snapshot_index + self.cfg.snapshot_entries;
-        if !(due || self.force_snapshot) || applied <= self.last_snapshot_index {
-            return Ok(());
-        }
-        self.force_snapshot = false;
-        let data = self.state.to_snapshot().encode_to_vec();
-        // Keep a trailing window of entries behind the snapshot for lagging followers.
-        let keep_from = (applied + 1).saturating_sub(self.cfg.compaction_lag);
-        self.raw.mut_store().compact(applied, data, keep_from)?;
-        self.last_snapshot_index = applied;
-        metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
-        tracing::debug!(index = applied, "log compacted behind a snapshot");
-        Ok(())
     }
 
     fn expire(&mut self, now: Instant) {
