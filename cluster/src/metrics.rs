@@ -62,7 +62,10 @@ pub fn describe() {
         READ_INDEX_ROUNDS,
         "ReadIndex rounds issued (reads waiting at the same time share one)"
     );
-    describe_counter!(LINEARIZABLE_READS, "Linearizable read barriers asked of Raft");
+    describe_counter!(
+        LINEARIZABLE_READS,
+        "Linearizable read barriers asked of Raft"
+    );
     describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken to compact the Raft log");
     describe_counter!(
         SNAPSHOTS_SENT,

@@ -178,9 +178,7 @@ impl NodeApi for NodeApiService {
         }
         let mut msg = raft::eraftpb::Message::parse_from_bytes(&head.message)
             .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
-        if msg.from != head.from
-            || msg.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot
-        {
+        if msg.from != head.from || msg.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
             return Err(Status::invalid_argument(
                 "InstallSnapshot carries something else than a snapshot from its sender",
             ));

@@ -646,7 +646,10 @@ mod tests {
         let ents = s
             .entries(11, 14, None, GetEntriesContext::empty(false))
             .unwrap();
-        assert_eq!(ents.iter().map(|e| e.index).collect::<Vec<_>>(), vec![11, 12, 13]);
+        assert_eq!(
+            ents.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![11, 12, 13]
+        );
         assert!(matches!(
             s.entries(10, 14, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(RaftStorageError::Compacted))
@@ -671,8 +674,14 @@ mod tests {
                 ..Default::default()
             };
             s.persist(&[entry(2, 2), entry(3, 2)], Some(&hs)).unwrap();
-            s.persist(&[], Some(&HardState { commit: 2, ..hs.clone() }))
-                .unwrap();
+            s.persist(
+                &[],
+                Some(&HardState {
+                    commit: 2,
+                    ..hs.clone()
+                }),
+            )
+            .unwrap();
             s.set_commit(3).unwrap();
             assert_eq!(s.hard_state().commit, 3);
         }

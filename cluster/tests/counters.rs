@@ -98,13 +98,20 @@ async fn commit_only_readies_cost_no_fsync() {
     let started = Instant::now();
     // Half one at a time, half 16 at a time.
     for i in 0..writes / 2 {
-        let o = leader.propose_local(put_domain(&format!("s{i}.test"))).await.unwrap();
+        let o = leader
+            .propose_local(put_domain(&format!("s{i}.test")))
+            .await
+            .unwrap();
         assert!(matches!(o.result, Some(write_outcome::Result::Revision(_))));
     }
     for batch in 0..writes / 2 / 16 {
-        let calls = (0..16).map(|j| leader.propose_local(put_domain(&format!("c{batch}-{j}.test"))));
+        let calls =
+            (0..16).map(|j| leader.propose_local(put_domain(&format!("c{batch}-{j}.test"))));
         for o in futures::future::join_all(calls).await {
-            assert!(matches!(o.unwrap().result, Some(write_outcome::Result::Revision(_))));
+            assert!(matches!(
+                o.unwrap().result,
+                Some(write_outcome::Result::Revision(_))
+            ));
         }
     }
     let elapsed = started.elapsed();
@@ -125,7 +132,10 @@ async fn commit_only_readies_cost_no_fsync() {
     assert!(unsynced > 0, "no commit-only update seen");
     // Each write costs one append fsync per node (3), batching can only lower it; commit-only
     // updates add none.
-    assert!(fsyncs <= writes_done * 3 + 10, "{fsyncs} fsyncs for {writes_done} writes");
+    assert!(
+        fsyncs <= writes_done * 3 + 10,
+        "{fsyncs} fsyncs for {writes_done} writes"
+    );
 }
 
 /// 10,000 concurrent linearizable reads on a follower (a node re-homing 10,000 users) share a
@@ -134,7 +144,10 @@ async fn commit_only_readies_cost_no_fsync() {
 async fn concurrent_linearizable_reads_share_read_index_rounds() {
     let dir = tempfile::tempdir().unwrap();
     let (handles, leader) = three_nodes(dir.path()).await;
-    let o = leader.propose_local(put_domain("before.test")).await.unwrap();
+    let o = leader
+        .propose_local(put_domain("before.test"))
+        .await
+        .unwrap();
     let Some(write_outcome::Result::Revision(rev)) = o.result else {
         panic!("write failed: {o:?}");
     };
@@ -151,6 +164,9 @@ async fn concurrent_linearizable_reads_share_read_index_rounds() {
         assert!(r.unwrap() >= rev);
     }
     let rounds = READ_INDEX_ROUNDS.load(Ordering::Relaxed) - r0;
-    eprintln!("{reads} linearizable reads on a follower: {rounds} ReadIndex rounds in {:?}", started.elapsed());
+    eprintln!(
+        "{reads} linearizable reads on a follower: {rounds} ReadIndex rounds in {:?}",
+        started.elapsed()
+    );
     assert!(rounds <= 20, "{rounds} ReadIndex rounds for {reads} reads");
 }

@@ -89,8 +89,7 @@ impl Sim {
         let storage = self.storage(id);
         let (tx, rx) = crossbeam_channel::bounded(65_536);
         let transport = self.hub.attach(id, tx.clone());
-        let (lp, out) =
-            RaftLoop::new((self.cfg)(id), storage, rx, transport, &logger()).unwrap();
+        let (lp, out) = RaftLoop::new((self.cfg)(id), storage, rx, transport, &logger()).unwrap();
         let thread = std::thread::spawn(move || {
             lp.run().unwrap();
         });
@@ -165,7 +164,10 @@ impl Sim {
             if ok(&st) {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {id}: unexpected status {st:?}");
+            assert!(
+                Instant::now() < deadline,
+                "node {id}: unexpected status {st:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -344,7 +346,8 @@ async fn a_joiner_that_never_catches_up_costs_no_quorum() {
         .await;
     // The lone voter still commits, and a second add of the learner is idempotent.
     for i in 0..5 {
-        sim.write(&[1], &put_domain(&format!("alone{i}.test"))).await;
+        sim.write(&[1], &put_domain(&format!("alone{i}.test")))
+            .await;
     }
     assert_eq!(
         sim.h(1)
@@ -388,7 +391,11 @@ async fn concurrent_joins_are_queued_not_dropped() {
     a.unwrap();
     b.unwrap();
     // Both answered without waiting for a proposal timeout (5 s in the test config).
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     sim.wait_voters(1, &[1, 2, 3]).await;
     let last = sim.write(&[1, 2, 3], &put_domain("three.test")).await;
     sim.wait_converged(&[1, 2, 3], last).await;
@@ -429,6 +436,10 @@ async fn a_briefly_lagging_follower_catches_up_from_the_log_window() {
         sim.start(lagger);
         sim.wait_converged(&all, last).await;
         let installed = sim.h(lagger).status().snapshots_installed;
-        assert_eq!(installed > 0, want_snapshot, "lag {lag}: {installed} snapshots");
+        assert_eq!(
+            installed > 0,
+            want_snapshot,
+            "lag {lag}: {installed} snapshots"
+        );
     }
 }

@@ -44,7 +44,10 @@ fn a_joiner_killed_before_catching_up_leaves_a_learner_not_a_stuck_cluster() -> 
     assert_eq!(n2["membership"], "learner", "{st}");
     assert_eq!(n2["role"], "unreachable", "{st}");
     let n1 = node_status(&sb, 1, 1)?.ok_or_else(|| anyhow!("node 1 missing: {st}"))?;
-    assert_eq!((n1["role"].as_str(), n1["membership"].as_str()), (Some("leader"), Some("voter")));
+    assert_eq!(
+        (n1["role"].as_str(), n1["membership"].as_str()),
+        (Some("leader"), Some("voter"))
+    );
     let table = sb.cli_ok(1, &["cluster", "status"])?;
     assert!(table.contains("learner"), "{table}");
     // The half-joined learner can be removed; writes go on.
@@ -75,7 +78,9 @@ fn a_paused_follower_catches_up_from_the_log_not_a_snapshot() -> Result<()> {
     sb.start_three()?;
     let leader = sb.leader(1)?;
     let follower = (1..=3).find(|n| *n != leader).unwrap_or(2);
-    let other = (1..=3).find(|n| *n != leader && *n != follower).unwrap_or(3);
+    let other = (1..=3)
+        .find(|n| *n != leader && *n != follower)
+        .unwrap_or(3);
     const INSTALLED: &str = "herald_raft_snapshots_installed_total";
     const TAKEN: &str = "herald_raft_snapshots_taken_total";
     let installed_before = sb.metric(follower, INSTALLED)?;
@@ -91,11 +96,19 @@ fn a_paused_follower_catches_up_from_the_log_not_a_snapshot() -> Result<()> {
     sb.signal(follower, Signal::SIGCONT)?;
     result?;
     let taken = sb.metric(leader, TAKEN)? - taken_before;
-    assert!(taken >= 5.0, "the leader compacted only {taken} times during {writes} writes");
+    assert!(
+        taken >= 5.0,
+        "the leader compacted only {taken} times during {writes} writes"
+    );
     sb.wait_converged(other, &[1, 2, 3])?;
     let installed = sb.metric(follower, INSTALLED)? - installed_before;
-    assert_eq!(installed, 0.0, "the resumed follower installed {installed} snapshots");
-    assert!(sb.domains(follower)?.contains(&format!("lag{}.test", writes - 1)));
+    assert_eq!(
+        installed, 0.0,
+        "the resumed follower installed {installed} snapshots"
+    );
+    assert!(sb
+        .domains(follower)?
+        .contains(&format!("lag{}.test", writes - 1)));
     Ok(())
 }
 
@@ -117,7 +130,9 @@ fn a_far_behind_follower_catches_up_from_a_chunked_snapshot_over_the_message_cap
     sb.start_three()?;
     let leader = sb.leader(1)?;
     let follower = (1..=3).find(|n| *n != leader).unwrap_or(2);
-    let other = (1..=3).find(|n| *n != leader && *n != follower).unwrap_or(3);
+    let other = (1..=3)
+        .find(|n| *n != leader && *n != follower)
+        .unwrap_or(3);
     const INSTALLED: &str = "herald_raft_snapshots_installed_total";
     let installed_before = sb.metric(follower, INSTALLED)?;
     sb.signal(follower, Signal::SIGSTOP)?;
@@ -126,7 +141,13 @@ fn a_far_behind_follower_catches_up_from_a_chunked_snapshot_over_the_message_cap
         for i in 0..users {
             sb.cli_ok(
                 leader,
-                &["user", "add", &format!("u{i}@localhost"), "--password", "pw-long-enough-1"],
+                &[
+                    "user",
+                    "add",
+                    &format!("u{i}@localhost"),
+                    "--password",
+                    "pw-long-enough-1",
+                ],
             )?;
         }
         Ok(())
@@ -135,7 +156,10 @@ fn a_far_behind_follower_catches_up_from_a_chunked_snapshot_over_the_message_cap
     result?;
     sb.wait_converged(other, &[1, 2, 3])?;
     let installed = sb.metric(follower, INSTALLED)? - installed_before;
-    assert!(installed >= 1.0, "the resumed follower installed no snapshot");
+    assert!(
+        installed >= 1.0,
+        "the resumed follower installed no snapshot"
+    );
     // The leader says how large the snapshot it sent was.
     let log = std::fs::read_to_string(sb.log_path(leader))?;
     let sent: Vec<u64> = log
@@ -147,7 +171,10 @@ fn a_far_behind_follower_catches_up_from_a_chunked_snapshot_over_the_message_cap
         })
         .collect();
     let biggest = sent.iter().copied().max().unwrap_or(0);
-    assert!(biggest > CAP, "largest snapshot sent: {biggest} bytes, not over the {CAP} cap");
+    assert!(
+        biggest > CAP,
+        "largest snapshot sent: {biggest} bytes, not over the {CAP} cap"
+    );
     let v = sb.cli_json(follower, &["user", "list"])?;
     let n = v.as_array().map(|a| a.len()).unwrap_or(0);
     assert!(n >= users, "the follower holds {n} users: {v}");

@@ -105,9 +105,7 @@ impl RaftLoop {
         };
         let seq = self.seq();
         if let Err(e) = self.propose_cc(change, context, seq) {
-            let _ = reply.send(Err(unavailable(format!(
-                "membership change dropped: {e}"
-            ))));
+            let _ = reply.send(Err(unavailable(format!("membership change dropped: {e}"))));
             return;
         }
         let now = Instant::now();
@@ -204,7 +202,11 @@ impl RaftLoop {
         match cc.get_change_type() {
             ConfChangeType::AddNode if was_learner => {
                 // A promotion: the node is already in the state (added with the learner entry).
-                let known = self.state.nodes().into_iter().find(|n| n.node_id == info.node_id);
+                let known = self
+                    .state
+                    .nodes()
+                    .into_iter()
+                    .find(|n| n.node_id == info.node_id);
                 if known.as_ref() != Some(&info) && !info.cluster_address.is_empty() {
                     self.state.add_node(e.index, info.clone());
                 }
