@@ -246,6 +246,7 @@ impl LoopbackCluster {
                 mode: WriteMode::Upsert as i32,
                 expected_revision: 0,
                 confirm: false,
+                fence: None,
             })),
         }
     }

@@ -55,6 +55,21 @@ struct Inner {
     local: OnceLock<Arc<dyn crate::local::LocalNode>>,
     /// This node's secrets key (set once at start).
     secrets: OnceLock<crate::secrets::Keyring>,
+    /// Agreed placement: the leader's keeper, this node's lease, the views seen.
+    own: Mutex<Ownership>,
+    /// The placement epoch last given to `own.tracker` (a lock-free fast path).
+    seen_epoch: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Ownership {
+    keeper: crate::ownership::Keeper,
+    lease: crate::ownership::Lease,
+    tracker: crate::ownership::Tracker,
+    /// The epoch of the placement change being proposed.
+    proposing: Option<u64>,
+    /// Whether this node served at the last look (to log and count transitions).
+    serving: Option<bool>,
 }
 
 fn unavailable(msg: impl Into<String>) -> ErrorDetail {
@@ -86,6 +101,8 @@ impl ClusterHandle {
                 clients: Mutex::new(HashMap::new()),
                 local: OnceLock::new(),
                 secrets: OnceLock::new(),
+                own: Mutex::new(Ownership::default()),
+                seen_epoch: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         }
     }
@@ -164,10 +181,177 @@ impl ClusterHandle {
         v
     }
 
-    /// The home node of `user` now: the pinned node if it is alive, else rendezvous hashing over
-    /// the live voters.
+    /// The home node of `user` in the committed placement view: the pinned node if it is in
+    /// the view, else rendezvous hashing over the view's nodes. Every node computes the same
+    /// answer from the same applied epoch.
     pub fn home_node(&self, user: &str, pinned: u64) -> Option<u64> {
-        crate::placement::home_node(user, pinned, &self.live_nodes())
+        self.placement().home(user, pinned)
+    }
+
+    /// The committed placement view this node has applied (noted for the hold rule).
+    pub fn placement(&self) -> crate::ownership::View {
+        use std::sync::atomic::Ordering;
+        let view = self.applied().placement().clone();
+        if self.inner.seen_epoch.load(Ordering::Acquire) != view.epoch {
+            let mut own = self.own();
+            own.tracker.observe(&view, Instant::now());
+            if let Some(cur) = own.tracker.current() {
+                self.inner.seen_epoch.store(cur.epoch, Ordering::Release);
+                metrics::gauge!(m::PLACEMENT_EPOCH).set(cur.epoch as f64);
+            }
+        }
+        view
+    }
+
+    fn own(&self) -> std::sync::MutexGuard<'_, Ownership> {
+        self.inner.own.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The placement epoch a follower must have applied to be granted a lease by this node
+    /// (`None` when this node grants none: it does not lead, or lost its own lease).
+    fn lease_grant(&self) -> Option<u64> {
+        let st = self.status();
+        if st.role != Role::Leader {
+            return None;
+        }
+        let epoch = self.placement().epoch;
+        let own = self.own();
+        let leader = Some((st.term, st.voters.as_slice()));
+        own.lease
+            .valid(Instant::now(), self.node_id(), leader, epoch)
+            .then(|| own.proposing.unwrap_or(epoch).max(epoch))
+    }
+
+    /// Whether this node may act as a home at all now: it holds a lease (see
+    /// [`crate::ownership`]) and is not shutting down.
+    pub fn serving(&self) -> bool {
+        if self.inner.routes.is_stopping() {
+            return false;
+        }
+        let st = self.status();
+        let epoch = self.placement().epoch;
+        let mut own = self.own();
+        let leader = (st.role == Role::Leader).then_some((st.term, st.voters.as_slice()));
+        let ok = own
+            .lease
+            .valid(Instant::now(), self.node_id(), leader, epoch);
+        if own.serving != Some(ok) {
+            if own.serving.is_some() {
+                if ok {
+                    tracing::info!(epoch, "placement lease held again: serving as a home");
+                } else {
+                    tracing::warn!(
+                        epoch,
+                        "placement lease lost (no recent answer from the leader or a quorum): \
+                         not serving as a home until it is back"
+                    );
+                }
+            }
+            metrics::counter!(m::LEASE_CHANGES, "serving" => if ok { "yes" } else { "no" })
+                .increment(1);
+            own.serving = Some(ok);
+        }
+        ok
+    }
+
+    /// Whether this node may serve `user` now: it is the user's home in the applied view, it
+    /// holds its lease, and it is not waiting out a hand-over from a previous home.
+    pub fn may_serve(&self, user: &str, pinned: u64) -> bool {
+        let view = self.placement();
+        if view.home(user, pinned) != Some(self.node_id()) || !self.serving() {
+            return false;
+        }
+        !self
+            .own()
+            .tracker
+            .held(user, pinned, self.node_id(), Instant::now())
+    }
+
+    /// Any exchange with member `node` (for the leader's placement keeper).
+    pub fn heard_from(&self, node: u64) {
+        self.own().keeper.heard(node, Instant::now());
+    }
+
+    /// The answer to a status request this node sent to `node` at `sent_at`.
+    pub(crate) fn status_answer(&self, node: u64, sent_at: Instant, reply: &StatusReply) {
+        let st = self.status();
+        let mut own = self.own();
+        own.keeper.heard(node, Instant::now());
+        if st.role == Role::Leader {
+            if reply.leader_id == self.node_id() && reply.term == st.term {
+                own.lease.ack(st.term, node, sent_at);
+            }
+        } else if reply.node_id == st.leader_id && reply.grants_lease {
+            own.lease.from_leader(sent_at, reply.placement_epoch);
+        }
+    }
+
+    /// On the leader, once per liveness tick: commits a new placement view when members died,
+    /// came back, left or are shutting down.
+    pub(crate) fn keep_placement(&self) {
+        let st = self.status();
+        if st.role != Role::Leader {
+            self.own().keeper.not_leading();
+            return;
+        }
+        let view = self.placement();
+        let members: Vec<u64> = self
+            .applied()
+            .state
+            .nodes()
+            .iter()
+            .map(|n| n.node_id)
+            .collect();
+        let mut leaving = self.inner.routes.leaving_nodes();
+        if self.inner.routes.is_stopping() {
+            leaving.push(self.node_id());
+        }
+        let decision = {
+            let mut own = self.own();
+            if own.proposing.is_some() {
+                return;
+            }
+            let d = own.keeper.decide(
+                self.node_id(),
+                st.term,
+                Instant::now(),
+                &members,
+                &leaving,
+                &view,
+            );
+            if d.is_some() {
+                own.proposing = Some(view.epoch + 1);
+            }
+            d
+        };
+        let Some((nodes, reason)) = decision else {
+            return;
+        };
+        tracing::warn!(epoch = view.epoch + 1, from = ?view.nodes, to = ?nodes, %reason,
+            "changing the placement view");
+        let h = self.clone();
+        let cmd = Command {
+            op: Some(herald_grpc::config::command::Op::SetPlacement(
+                herald_grpc::config::SetPlacement {
+                    expected_epoch: view.epoch,
+                    nodes,
+                    reason,
+                },
+            )),
+            audit: None,
+        };
+        let task = async move {
+            let res = h.write(&cmd).await;
+            match &res {
+                Ok(_) => metrics::counter!(m::PLACEMENT_CHANGES).increment(1),
+                Err(e) => tracing::warn!(error = %e, "placement change not committed"),
+            }
+            h.own().proposing = None;
+        };
+        match &self.inner.rt {
+            Some(rt) => drop(rt.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 
     /// Asks the owner loop to stop after its current round.
@@ -448,6 +632,7 @@ impl ClusterHandle {
 
     /// This node's own status as the node-to-node API reports it.
     pub fn local_status(&self) -> StatusReply {
+        let grant = self.lease_grant();
         let st = self.status();
         let applied = self.applied();
         StatusReply {
@@ -461,6 +646,8 @@ impl ClusterHandle {
             voters: st.voters,
             learners: st.learners,
             stopping: self.routes().is_stopping(),
+            placement_epoch: grant.unwrap_or(applied.placement().epoch),
+            grants_lease: grant.is_some(),
         }
     }
 
@@ -473,7 +660,9 @@ impl ClusterHandle {
             }
             let res = match self.peer_at(&n.cluster_address) {
                 Ok(mut c) => {
-                    let mut req = tonic::Request::new(StatusRequest {});
+                    let mut req = tonic::Request::new(StatusRequest {
+                        from_node: self.node_id(),
+                    });
                     req.set_timeout(Duration::from_secs(2));
                     c.status(req)
                         .await

@@ -21,6 +21,7 @@ pub mod handle;
 pub mod identity;
 pub mod local;
 pub mod metrics;
+pub mod ownership;
 pub mod placement;
 pub mod raft_loop;
 pub mod routing;

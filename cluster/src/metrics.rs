@@ -28,10 +28,26 @@ pub const PEER_CONNECT_FAILURES: &str = "herald_cluster_peer_connect_failures_to
 pub const FORWARDED_WRITES: &str = "herald_cluster_forwarded_writes_total";
 /// Audit records appended to the replicated store, as applied on this node.
 pub const AUDIT_RECORDS: &str = "herald_audit_records_written_total";
+/// The placement epoch this node has applied (see `crate::ownership`).
+pub const PLACEMENT_EPOCH: &str = "herald_placement_epoch";
+/// Placement views the leader committed (this node while it led).
+pub const PLACEMENT_CHANGES: &str = "herald_placement_changes_total";
+/// Times this node started or stopped serving as a home (lease held / lost), by `serving`.
+pub const LEASE_CHANGES: &str = "herald_placement_lease_changes_total";
 
 /// Registers descriptions so that `/metrics` explains each series.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(PLACEMENT_EPOCH, "Placement view epoch applied on this node");
+    describe_counter!(
+        PLACEMENT_CHANGES,
+        "Placement views committed by this node as the Raft leader"
+    );
+    describe_counter!(
+        LEASE_CHANGES,
+        "Times this node's right to serve as a home began (serving=yes) or lapsed (serving=no)"
+    );
+    metrics::counter!(PLACEMENT_CHANGES).absolute(0);
     describe_gauge!(TERM, "Current Raft term on this node");
     describe_gauge!(COMMIT_INDEX, "Highest Raft log index known committed");
     describe_gauge!(

@@ -213,6 +213,12 @@ impl Routes {
         }
     }
 
+    /// Members that said they are shutting down.
+    pub fn leaving_nodes(&self) -> Vec<u64> {
+        let l = self.leaving.lock().unwrap_or_else(|p| p.into_inner());
+        l.iter().copied().collect()
+    }
+
     /// Marks this node as shutting down (see [`Self::is_stopping`]).
     pub fn set_stopping(&self) {
         self.stopping
@@ -263,10 +269,15 @@ pub(crate) async fn liveness_loop(handle: ClusterHandle) {
             let h = handle.clone();
             tokio::spawn(async move {
                 if let Ok(mut c) = h.peer_at(&n.cluster_address) {
-                    let mut req = tonic::Request::new(StatusRequest {});
+                    let mut req = tonic::Request::new(StatusRequest {
+                        from_node: h.node_id(),
+                    });
                     req.set_timeout(Duration::from_millis(800));
+                    let sent_at = Instant::now();
                     if let Ok(reply) = c.status(req).await {
-                        let stopping = reply.into_inner().stopping;
+                        let reply = reply.into_inner();
+                        h.status_answer(n.node_id, sent_at, &reply);
+                        let stopping = reply.stopping;
                         h.routes().set_leaving(n.node_id, stopping);
                         if !stopping {
                             h.routes().saw(n.node_id);
@@ -287,6 +298,8 @@ pub(crate) async fn liveness_loop(handle: ClusterHandle) {
             }
         }
         metrics::gauge!(LIVE_NODES).set(live as f64);
+        handle.keep_placement();
+        let _ = handle.serving();
     }
 }
 

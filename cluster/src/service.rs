@@ -299,7 +299,11 @@ impl NodeApi for NodeApiService {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
-        self.caller(&request, "status")?;
+        let caller = self.caller(&request, "status")?;
+        let from = request.get_ref().from_node;
+        if from != 0 && caller.is_none_or(|c| c == from) {
+            self.handle.heard_from(from);
+        }
         Ok(Response::new(self.handle.local_status()))
     }
 

@@ -38,6 +38,7 @@ fn put_domain(name: &str) -> Vec<u8> {
             mode: WriteMode::Create as i32,
             expected_revision: 0,
             confirm: false,
+            fence: None,
         })),
     }
     .encode_to_vec()

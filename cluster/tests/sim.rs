@@ -39,6 +39,7 @@ fn put_domain(name: &str) -> Command {
             mode: WriteMode::Create as i32,
             expected_revision: 0,
             confirm: false,
+            fence: None,
         })),
     }
 }

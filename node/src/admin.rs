@@ -416,6 +416,17 @@ impl Admin for AdminService {
         _req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusReply>, Status> {
         let t = Instant::now();
+        let view = self.cluster.placement();
+        let placement_reason = match self
+            .cluster
+            .applied()
+            .state
+            .peek(ObjectKind::Placement, "")
+            .and_then(|o| o.body.as_ref())
+        {
+            Some(Body::Placement(p)) => p.reason.clone(),
+            _ => String::new(),
+        };
         let statuses = self.cluster.member_statuses().await;
         let mut nodes = Vec::with_capacity(statuses.len());
         let raft = self.cluster.status();
@@ -435,6 +446,7 @@ impl Admin for AdminService {
                         term: s.term,
                         commit_index: s.commit_index,
                         admin_address: info.admin_address,
+                        placement_epoch: s.placement_epoch,
                         membership: raft.membership_of(info.node_id).into(),
                     }
                 }
@@ -465,6 +477,9 @@ impl Admin for AdminService {
                 leader_id,
                 nodes,
                 digests_agree,
+                placement_epoch: view.epoch,
+                placement_nodes: view.nodes,
+                placement_reason,
             })),
         )
     }
@@ -606,6 +621,7 @@ impl Admin for AdminService {
                 mode: req.mode,
                 expected_revision: req.expected_revision,
                 confirm: req.confirm,
+                fence: None,
             });
             if federation {
                 self.write_applied_everywhere(op, actor).await
@@ -659,6 +675,7 @@ impl Admin for AdminService {
                     mode: WriteMode::Create as i32,
                     expected_revision: 0,
                     confirm: false,
+                    fence: None,
                 }),
                 actor,
             )

@@ -561,8 +561,18 @@ async fn run_planes(
     // 1b. Tell peers this node is leaving (its status replies say so): within a liveness tick
     //     they stop treating it as a home and route its users' stanzas to their next home,
     //     while what already reached it is still stored through Raft.
+    //     This node stops serving as a home at once (its user actors hold what they get); the
+    //     leader commits a placement view without it; then what they held goes to the new
+    //     homes.
     handle.routes().set_stopping();
-    tokio::time::sleep(LEAVE_NOTICE).await;
+    let deadline = tokio::time::Instant::now() + LEAVE_NOTICE;
+    while handle.status().voters.len() > 1
+        && handle.placement().nodes.contains(&handle.node_id())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // 2. Stop accepting admin calls; in-flight ones finish (bounded by the grace period).
     let grace = cfg.shutdown_grace();
     let _ = admin_stop_tx.send(true);
@@ -587,9 +597,9 @@ async fn run_planes(
     Ok(exit)
 }
 
-/// How long a stopping node keeps storing after telling its peers it leaves: two liveness
-/// ticks (500 ms each) and their answers.
-const LEAVE_NOTICE: Duration = Duration::from_millis(1500);
+/// How long a stopping node waits for the leader to take it out of the placement view (two
+/// liveness ticks and a commit normally take well under a second).
+const LEAVE_NOTICE: Duration = Duration::from_millis(5000);
 
 /// Exports when the certificate at `path` expires (a warning if it cannot be read).
 fn record_cert_expiry(which: &'static str, path: &std::path::Path) {

@@ -119,7 +119,7 @@ fn nodes_talk_over_mutual_tls_and_forged_identities_are_refused() -> Result<()> 
     rt.block_on(async {
         // Positive control: node 2's certificate may ask for status.
         let mut c2 = client(&n1, &ca.pem, Some(as_node2.clone())).await?;
-        c2.status(StatusRequest {}).await?;
+        c2.status(StatusRequest::default()).await?;
 
         // Raft messages claiming to come from node 3.
         let err = c2
@@ -165,7 +165,7 @@ fn nodes_talk_over_mutual_tls_and_forged_identities_are_refused() -> Result<()> 
         // A certificate from another CA, or none: the handshake fails (no call gets through).
         for (what, identity) in [("another CA", Some(foreign)), ("no certificate", None)] {
             let res = match client(&n1, &ca.pem, identity).await {
-                Ok(mut c) => c.status(StatusRequest {}).await.map(|_| ()),
+                Ok(mut c) => c.status(StatusRequest::default()).await.map(|_| ()),
                 Err(e) => Err(tonic::Status::unavailable(e.to_string())),
             };
             let err = res.expect_err(what);
@@ -184,7 +184,9 @@ fn nodes_talk_over_mutual_tls_and_forged_identities_are_refused() -> Result<()> 
             .connect()
             .await;
         if let Ok(ch) = plain {
-            let res = NodeApiClient::new(ch).status(StatusRequest {}).await;
+            let res = NodeApiClient::new(ch)
+                .status(StatusRequest::default())
+                .await;
             assert!(res.is_err(), "a plaintext call was answered: {res:?}");
         }
         anyhow::Ok(())

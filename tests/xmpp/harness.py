@@ -412,6 +412,10 @@ class Cluster:
             applied = {n.get("applied_index") for n in lst}
             if len(digests) != 1 or len(applied) != 1 or not next(iter(digests)):
                 return None
+            # Every node may be a home (the leader's placement view holds them all).
+            placement = st.get("placement") or {}
+            if sorted(int(n) for n in placement.get("nodes") or []) != want:
+                return None
             return str(next(iter(digests)))
         try:
             return wait_until(check, timeout, f"cluster convergence on nodes {want}")

@@ -135,6 +135,8 @@ pub struct Applied {
     /// Computed when first asked (`cluster status`), not on every applied batch: hashing the
     /// whole store per write would make writes cost O(store size).
     digest: std::sync::OnceLock<String>,
+    /// The placement view, computed when first asked (every routed stanza asks).
+    placement: std::sync::OnceLock<crate::ownership::View>,
 }
 
 impl Applied {
@@ -143,7 +145,13 @@ impl Applied {
         Applied {
             state,
             digest: std::sync::OnceLock::new(),
+            placement: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The placement view of this state (see [`StateMachine::placement`]).
+    pub fn placement(&self) -> &crate::ownership::View {
+        self.placement.get_or_init(|| self.state.placement())
     }
 
     /// Hex SHA-256 of the stored objects (see [`StateMachine::digest`]).

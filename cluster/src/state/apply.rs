@@ -47,6 +47,10 @@ pub(super) fn check_revision(expected: u64, current: u64) -> Result<(), ErrorDet
 }
 
 const NODE_WRITE: &str = "node objects follow cluster membership: use cluster add-node/remove-node";
+const PLACEMENT_WRITE: &str =
+    "the placement view is kept by the Raft leader from node liveness and cannot be written";
+/// How many past owners a user's data remembers.
+pub const OWNER_HISTORY: usize = 16;
 
 impl StateMachine {
     /// Validates a command against the current state and returns its effects.
@@ -58,6 +62,7 @@ impl StateMachine {
             Some(Op::AddPolicyException(a)) => self.plan_add_exception(index, a),
             Some(Op::RemovePolicyException(r)) => self.plan_remove_exception(index, r),
             Some(Op::SetUserSecrets(s)) => self.plan_set_secrets(index, s),
+            Some(Op::SetPlacement(p)) => self.plan_set_placement(index, p),
         }
     }
 
@@ -73,6 +78,9 @@ impl StateMachine {
         let kind = body.kind();
         if kind == ObjectKind::Node {
             return Err(failed(NODE_WRITE));
+        }
+        if kind == ObjectKind::Placement {
+            return Err(failed(PLACEMENT_WRITE));
         }
         let mode: WriteMode = required_enum(p.mode, "mode")?;
         if kind == ObjectKind::Acl {
@@ -104,7 +112,10 @@ impl StateMachine {
         let current_revision = current.map_or(0, |o| o.revision);
         check_revision(p.expected_revision, current_revision)?;
         let mut plan = Plan::default();
-        let body = self.check_put(index, body, current, p.confirm, &mut plan)?;
+        let mut body = self.check_put(index, body, current, p.confirm, &mut plan)?;
+        if let Body::UserData(d) = &mut body {
+            self.fence_user_data(index, d, current, p.fence.as_ref())?;
+        }
         plan.changes.insert(
             0,
             Change::put(ConfigObject {
@@ -119,6 +130,9 @@ impl StateMachine {
         let kind: ObjectKind = required_enum(d.kind, "kind")?;
         if kind == ObjectKind::Node {
             return Err(failed(NODE_WRITE));
+        }
+        if kind == ObjectKind::Placement {
+            return Err(failed(PLACEMENT_WRITE));
         }
         if is_singleton(kind) {
             return Err(failed(format!(
@@ -230,6 +244,127 @@ impl StateMachine {
             changes: vec![Change::put(o)],
             warnings: Vec::new(),
         })
+    }
+}
+
+impl StateMachine {
+    /// The placement view now: the stored one (members only), or every member at epoch 0
+    /// before the leader first set it.
+    pub fn placement(&self) -> crate::ownership::View {
+        let members: Vec<u64> = self.nodes().iter().map(|n| n.node_id).collect();
+        match self
+            .stored(ObjectKind::Placement, "")
+            .and_then(|o| o.body.as_ref())
+        {
+            Some(Body::Placement(p)) => crate::ownership::View::new(
+                p.epoch,
+                p.nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| members.contains(n))
+                    .collect(),
+            ),
+            _ => crate::ownership::View::new(0, members),
+        }
+    }
+
+    /// The home of `user` in the current placement view (its pin, when in the view).
+    pub fn home_of(&self, user: &str) -> Option<u64> {
+        let pinned = match self
+            .stored(ObjectKind::User, user)
+            .and_then(|o| o.body.as_ref())
+        {
+            Some(Body::User(u)) => u.pinned_home_node,
+            _ => 0,
+        };
+        self.placement().home(user, pinned)
+    }
+
+    fn plan_set_placement(
+        &self,
+        index: u64,
+        p: &herald_grpc::config::SetPlacement,
+    ) -> Result<Plan, ErrorDetail> {
+        let view = self.placement();
+        if p.expected_epoch != view.epoch {
+            return Err(failed(format!(
+                "placement epoch {} expected, current is {}",
+                p.expected_epoch, view.epoch
+            )));
+        }
+        if p.nodes.is_empty() {
+            return Err(ErrorDetail::invalid(
+                "nodes",
+                "a placement view needs a node",
+            ));
+        }
+        if let Some(n) = p.nodes.iter().find(|n| !self.is_member(**n)) {
+            return Err(ErrorDetail::invalid(
+                "nodes",
+                format!("node {n} is not a cluster member"),
+            ));
+        }
+        let next = crate::ownership::View::new(view.epoch + 1, p.nodes.clone());
+        Ok(Plan {
+            changes: vec![Change::put(ConfigObject {
+                revision: index,
+                body: Some(Body::Placement(herald_grpc::config::PlacementView {
+                    epoch: next.epoch,
+                    nodes: next.nodes,
+                    reason: p.reason.chars().take(512).collect(),
+                })),
+            })],
+            warnings: Vec::new(),
+        })
+    }
+
+    /// A user-data write: with a fence, refused unless its owner is the user's home in the
+    /// current epoch; the owner and its history are stamped on the stored data (a write
+    /// without a fence, e.g. by an operator, keeps the last owner).
+    fn fence_user_data(
+        &self,
+        index: u64,
+        d: &mut herald_grpc::config::UserData,
+        current: Option<&ConfigObject>,
+        fence: Option<&herald_grpc::config::Fence>,
+    ) -> Result<(), ErrorDetail> {
+        let old = match current.and_then(|o| o.body.as_ref()) {
+            Some(Body::UserData(old)) => Some(old),
+            _ => None,
+        };
+        d.owners = old.map(|o| o.owners.clone()).unwrap_or_default();
+        d.owner_node = old.map_or(0, |o| o.owner_node);
+        d.owner_epoch = old.map_or(0, |o| o.owner_epoch);
+        let Some(f) = fence else {
+            return Ok(());
+        };
+        let view = self.placement();
+        let home = self.home_of(&d.jid);
+        if f.epoch != view.epoch || home != Some(f.owner_node) {
+            return Err(failed(format!(
+                "fenced: node {} in placement epoch {} is not the home of {} \
+                 (epoch {}, home {})",
+                f.owner_node,
+                f.epoch,
+                d.jid,
+                view.epoch,
+                home.map_or_else(|| "none".to_string(), |h| h.to_string())
+            )));
+        }
+        if d.owners.last().map(|o| (o.epoch, o.node)) != Some((f.epoch, f.owner_node)) {
+            d.owners.push(herald_grpc::config::OwnerRecord {
+                epoch: f.epoch,
+                node: f.owner_node,
+                first_revision: index,
+            });
+            if d.owners.len() > OWNER_HISTORY {
+                let extra = d.owners.len() - OWNER_HISTORY;
+                d.owners.drain(..extra);
+            }
+        }
+        d.owner_node = f.owner_node;
+        d.owner_epoch = f.epoch;
+        Ok(())
     }
 }
 

@@ -137,7 +137,8 @@ impl StateMachine {
             | Body::TlsPeer(_)
             | Body::FederationRouting(_)
             | Body::CalendarCredentials(_)
-            | Body::Node(_)) => other,
+            | Body::Node(_)
+            | Body::Placement(_)) => other,
         })
     }
 

@@ -109,6 +109,7 @@ pub fn normalize(body: Body) -> Res<Body> {
         Body::CalendarGateway(g) => Body::CalendarGateway(calendar_gateway(g)?),
         Body::CalendarCredentials(c) => Body::CalendarCredentials(calendar_credentials(c)?),
         Body::Node(n) => Body::Node(n),
+        Body::Placement(p) => Body::Placement(p),
         Body::UserData(d) => Body::UserData(user_data(d)?),
     })
 }

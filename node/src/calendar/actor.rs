@@ -409,6 +409,7 @@ impl CalendarActor {
                         mode: WriteMode::Update as i32,
                         expected_revision: revision,
                         confirm: false,
+                        fence: None,
                     })),
                 })
                 .await;

@@ -267,6 +267,24 @@ pub fn fields(object: &ConfigObject, home_node: Option<u64>) -> Vec<(&'static st
             ),
             ("blocked", json!(d.blocked)),
             ("offline_messages", json!(d.offline.len())),
+            ("owner_node", json!(d.owner_node)),
+            ("owner_epoch", json!(d.owner_epoch)),
+            (
+                "owners",
+                Value::Array(
+                    d.owners
+                        .iter()
+                        .map(|o| {
+                            json!({"epoch": o.epoch, "node": o.node, "first_revision": o.first_revision})
+                        })
+                        .collect(),
+                ),
+            ),
+        ],
+        Some(Body::Placement(p)) => vec![
+            ("epoch", json!(p.epoch)),
+            ("nodes", json!(p.nodes)),
+            ("reason", json!(p.reason)),
         ],
     };
     f.push(("revision", json!(object.revision)));
@@ -570,6 +588,7 @@ pub fn cluster_status(reply: &ClusterStatusReply, format: OutputFormat) -> Strin
                         "term": n.term,
                         "config_digest": n.config_digest,
                         "admin_address": n.admin_address,
+                        "placement_epoch": n.placement_epoch,
                     })
                 })
                 .collect();
@@ -577,6 +596,11 @@ pub fn cluster_status(reply: &ClusterStatusReply, format: OutputFormat) -> Strin
                 "leader_id": reply.leader_id,
                 "digests_agree": reply.digests_agree,
                 "nodes": nodes,
+                "placement": {
+                    "epoch": reply.placement_epoch,
+                    "nodes": reply.placement_nodes,
+                    "reason": reply.placement_reason,
+                },
             }))
         }
         OutputFormat::Table => {
@@ -605,7 +629,19 @@ pub fn cluster_status(reply: &ClusterStatusReply, format: OutputFormat) -> Strin
                 id => id.to_string(),
             };
             let agree = if reply.digests_agree { "yes" } else { "no" };
-            format!("{}leader: {leader}\ndigests agree: {agree}\n", t.render())
+            let nodes: Vec<String> = reply.placement_nodes.iter().map(u64::to_string).collect();
+            let mut placement = format!(
+                "placement: epoch {} on nodes [{}]",
+                reply.placement_epoch,
+                nodes.join(", ")
+            );
+            if !reply.placement_reason.is_empty() {
+                placement.push_str(&format!(" ({})", reply.placement_reason));
+            }
+            format!(
+                "{}leader: {leader}\ndigests agree: {agree}\n{placement}\n",
+                t.render()
+            )
         }
     }
 }

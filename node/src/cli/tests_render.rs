@@ -421,6 +421,7 @@ fn cluster_status_and_membership() {
                 term: 2,
                 commit_index: 10,
                 admin_address: "127.0.0.1:7471".into(),
+                placement_epoch: 3,
                 membership: "voter".into(),
             },
             NodeStatus {
@@ -432,20 +433,31 @@ fn cluster_status_and_membership() {
                 term: 2,
                 commit_index: 10,
                 admin_address: "127.0.0.2:7471".into(),
+                placement_epoch: 3,
                 membership: "learner".into(),
             },
         ],
+        placement_epoch: 3,
+        placement_nodes: vec![1, 2],
+        placement_reason: "node 2 is back".into(),
     };
     let v: Value = serde_json::from_str(&render::cluster_status(&reply, OutputFormat::Json))
         .expect("valid JSON");
-    assert_eq!(keys(&v), sorted(&["leader_id", "digests_agree", "nodes"]));
+    assert_eq!(
+        keys(&v),
+        sorted(&["leader_id", "digests_agree", "nodes", "placement"])
+    );
+    assert_eq!(
+        v["placement"],
+        json!({"epoch": 3, "nodes": [1, 2], "reason": "node 2 is back"})
+    );
     assert_eq!(
         v["nodes"][1],
         json!({
             "id": 2, "address": "127.0.0.2:7470", "role": "follower", "membership": "learner",
             "applied_index": 9,
             "commit_index": 10, "term": 2, "config_digest": digest,
-            "admin_address": "127.0.0.2:7471",
+            "admin_address": "127.0.0.2:7471", "placement_epoch": 3,
         })
     );
     assert_eq!(
@@ -453,7 +465,8 @@ fn cluster_status_and_membership() {
         "ID  ADDRESS         ROLE      MEMBER   APPLIED_INDEX  TERM  CONFIG_DIGEST\n\
          1   127.0.0.1:7470  leader    voter    10             2     0123456789ab\n\
          2   127.0.0.2:7470  follower  learner  9              2     0123456789ab\n\
-         leader: 1\ndigests agree: yes\n"
+         leader: 1\ndigests agree: yes\n\
+         placement: epoch 3 on nodes [1, 2] (node 2 is back)\n"
     );
     let m = MembershipReply {
         voters: vec![1, 2, 3],

@@ -69,6 +69,7 @@ impl Admin for Stub {
             leader_id: 1,
             nodes: Vec::new(),
             digests_agree: true,
+            ..Default::default()
         }))
     }
 

@@ -21,6 +21,12 @@ pub const LIMIT_HITS: &str = "herald_c2s_limit_hits_total";
 pub const USERS_REHOMED: &str = "herald_users_rehomed_total";
 /// Counter, label `result`: ok, conflict, error.
 pub const PERSISTS: &str = "herald_user_state_writes_total";
+/// Counter: inputs a user actor held until its node could serve the user (lease, hand-over).
+pub const HELD_INPUTS: &str = "herald_user_inputs_held_total";
+/// Counter: held inputs refused after waiting too long for the right to serve.
+pub const HELD_GIVEN_UP: &str = "herald_user_inputs_refused_total";
+/// Counter: inputs handed to the user's home on another node by a node that is not it.
+pub const HANDED_OVER: &str = "herald_user_inputs_handed_over_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -53,6 +59,21 @@ pub fn describe() {
         "User actors stopped on this node because their user's home moved to another node"
     );
     describe_counter!(PERSISTS, "Writes of per-user durable state, by result");
+    describe_counter!(
+        HELD_INPUTS,
+        "Inputs a user actor held until this node could serve the user (no placement lease yet, or a hand-over from the previous home)"
+    );
+    describe_counter!(
+        HELD_GIVEN_UP,
+        "Held inputs refused because this node could not serve the user for 30 s"
+    );
+    describe_counter!(
+        HANDED_OVER,
+        "Inputs for a user homed elsewhere in the placement view, handed to that node"
+    );
+    for c in [HELD_INPUTS, HELD_GIVEN_UP, HANDED_OVER] {
+        metrics::counter!(c).absolute(0);
+    }
 }
 
 /// The `kind` label of a stanza.

@@ -123,21 +123,39 @@ impl Shared {
             .is_some()
     }
 
-    /// The node a user's actor lives on: the pinned node if alive, else rendezvous hashing over
-    /// the live voters.
-    pub fn home_of(&self, bare: &Jid) -> u64 {
-        let key = bare.to_string();
-        let pinned = match self
+    /// The user's pinned home node (0: none).
+    fn pinned(&self, key: &str) -> u64 {
+        match self
             .cluster
             .applied()
             .state
-            .peek(ObjectKind::User, &key)
+            .peek(ObjectKind::User, key)
             .and_then(|o| o.body.as_ref())
         {
             Some(Body::User(u)) => u.pinned_home_node,
             _ => 0,
-        };
+        }
+    }
+
+    /// The node a user's actor lives on, from the committed placement view: the pinned node if
+    /// it is in the view, else rendezvous hashing over the view's nodes.
+    pub fn home_of(&self, bare: &Jid) -> u64 {
+        let key = bare.to_string();
+        let pinned = self.pinned(&key);
         self.cluster.home_node(&key, pinned).unwrap_or(self.node_id)
+    }
+
+    /// Whether this node may serve `bare`'s user now (see `herald_cluster::ownership`).
+    pub fn serve_state(&self, bare: &Jid) -> users::Serve {
+        let key = bare.to_string();
+        let pinned = self.pinned(&key);
+        if self.cluster.home_node(&key, pinned).unwrap_or(self.node_id) != self.node_id {
+            users::Serve::Elsewhere
+        } else if self.cluster.may_serve(&key, pinned) {
+            users::Serve::Now
+        } else {
+            users::Serve::Wait
+        }
     }
 
     /// The c2s negotiation settings for a new connection.
@@ -239,7 +257,12 @@ impl RouteSink for NodeSink {
                     .try_send(ClientStanzaMsg {
                         full_jid,
                         stanza,
-                        loc: SessionLoc::Remote(from_node),
+                        // A previous home handing a stanza over names the session's node.
+                        loc: SessionLoc::Remote(if cs.session_node != 0 {
+                            cs.session_node
+                        } else {
+                            from_node
+                        }),
                     })
                     .is_ok(),
                 _ => true,
@@ -417,70 +440,121 @@ impl Workers {
     }
 }
 
-/// Items this node sent to a node that turned out to be down: send them again, now that
-/// placement no longer picks the dead node (the routing layer marked it dead).
+/// How long an item lost to a dead node waits for the placement view to move its user away
+/// from that node before it is dropped (counted and logged).
+const LOST_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The node an item lost to `dead` would go to now; `None` when it needs no home (re-sent at
+/// once or dropped).
+fn lost_target(shared: &Shared, kind: &Kind) -> Option<u64> {
+    let user = match kind {
+        Kind::ToUser(xml) => parse_stanza(xml)
+            .and_then(|el| el.get_attr("to").and_then(|t| Jid::parse(t).ok()))
+            .filter(|to| shared.is_local_domain(to.domain())),
+        Kind::FromClient(cs) => Jid::parse(&cs.full_jid).ok(),
+        Kind::SessionOpened(j) | Kind::SessionClosed(j) => Jid::parse(j).ok(),
+        Kind::ToSession(_) | Kind::ToRemote(_) | Kind::ToSip(_) => None,
+    }?;
+    Some(shared.home_of(&user.bare()))
+}
+
+/// Items this node sent to a node that turned out to be down: sent again once the committed
+/// placement view no longer puts their user on the dead node (the leader removes a node
+/// silent for `DEAD_AFTER`), in their order.
 async fn reroute_lost(
     shared: Arc<Shared>,
     mut lost: tokio::sync::mpsc::UnboundedReceiver<(u64, Kind)>,
 ) {
+    use std::collections::VecDeque;
+    let mut waiting: VecDeque<(std::time::Instant, u64, Kind)> = VecDeque::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            item = lost.recv() => match item {
+                Some((dead, kind)) => waiting.push_back((std::time::Instant::now(), dead, kind)),
+                None => return,
+            },
+            _ = tick.tick() => {}
+        }
+        let mut still = VecDeque::new();
+        for (since, dead, kind) in waiting.drain(..) {
+            if lost_target(&shared, &kind) == Some(dead) {
+                if since.elapsed() < LOST_WAIT {
+                    still.push_back((since, dead, kind));
+                } else {
+                    ::metrics::counter!(herald_cluster::routing::ROUTE_DROPPED, "reason" => "home_down")
+                        .increment(1);
+                    tracing::warn!(
+                        node = dead,
+                        "item for a user whose home stayed down dropped"
+                    );
+                }
+                continue;
+            }
+            resend_lost(&shared, dead, kind);
+        }
+        waiting = still;
+    }
+}
+
+fn resend_lost(shared: &Arc<Shared>, dead: u64, kind: Kind) {
     use users::FromLocalSession;
-    while let Some((dead, kind)) = lost.recv().await {
-        let to_home = |full: &Jid, local: FromLocalSession, remote: Kind| {
-            let home = shared.home_of(&full.bare());
-            if home == shared.node_id {
-                shared.shard(full).do_send(local);
-            } else if home != dead {
-                if let Err(e) = shared.cluster.route(home, remote) {
-                    tracing::warn!(jid = %full, home, error = %e, "re-routing failed");
-                }
+    let to_home = |full: &Jid, local: FromLocalSession, remote: Kind| {
+        let home = shared.home_of(&full.bare());
+        if home == shared.node_id {
+            shared.shard(full).do_send(local);
+        } else if home != dead {
+            if let Err(e) = shared.cluster.route(home, remote) {
+                tracing::warn!(jid = %full, home, error = %e, "re-routing failed");
             }
-        };
-        match kind {
-            Kind::ToUser(xml) => {
-                if let Some(el) = parse_stanza(&xml) {
-                    shared.router().route(el);
-                }
+        }
+    };
+    match kind {
+        Kind::ToUser(xml) => {
+            if let Some(el) = parse_stanza(&xml) {
+                shared.router().route(el);
             }
-            Kind::FromClient(cs) => {
-                if let (Ok(full), Some(el)) = (Jid::parse(&cs.full_jid), parse_stanza(&cs.stanza)) {
-                    to_home(
-                        &full,
-                        FromLocalSession::Stanza(full.clone(), el),
-                        Kind::FromClient(cs),
-                    );
-                }
+        }
+        Kind::FromClient(cs) => {
+            if let (Ok(full), Some(el)) = (Jid::parse(&cs.full_jid), parse_stanza(&cs.stanza)) {
+                to_home(
+                    &full,
+                    FromLocalSession::Stanza(full.clone(), el),
+                    Kind::FromClient(cs),
+                );
             }
-            Kind::SessionOpened(j) => {
-                if let Ok(full) = Jid::parse(&j) {
-                    to_home(
-                        &full,
-                        FromLocalSession::Opened(full.clone()),
-                        Kind::SessionOpened(j),
-                    );
-                }
+        }
+        Kind::SessionOpened(j) => {
+            if let Ok(full) = Jid::parse(&j) {
+                to_home(
+                    &full,
+                    FromLocalSession::Opened(full.clone()),
+                    Kind::SessionOpened(j),
+                );
             }
-            Kind::SessionClosed(j) => {
-                if let Ok(full) = Jid::parse(&j) {
-                    to_home(
-                        &full,
-                        FromLocalSession::Closed(full.clone()),
-                        Kind::SessionClosed(j),
-                    );
-                }
+        }
+        Kind::SessionClosed(j) => {
+            if let Ok(full) = Jid::parse(&j) {
+                to_home(
+                    &full,
+                    FromLocalSession::Closed(full.clone()),
+                    Kind::SessionClosed(j),
+                );
             }
-            // The sessions of a dead node are gone with it.
-            Kind::ToSession(_) => {}
-            // Picks another federation node.
-            Kind::ToRemote(xml) => {
-                if let (Some(s2s), Some(el)) = (shared.s2s.get(), parse_stanza(&xml)) {
-                    s2s.send(el, false);
-                }
+        }
+        // The sessions of a dead node are gone with it.
+        Kind::ToSession(_) => {}
+        // Picks another federation node.
+        Kind::ToRemote(xml) => {
+            if let (Some(s2s), Some(el)) = (shared.s2s.get(), parse_stanza(&xml)) {
+                s2s.send(el, false);
             }
-            // Goes to the routing node in office now.
-            Kind::ToSip(xml) => {
-                if let (Some(sip), Some(el)) = (shared.sip.get(), parse_stanza(&xml)) {
-                    sip.send(el);
-                }
+        }
+        // Goes to the routing node in office now.
+        Kind::ToSip(xml) => {
+            if let (Some(sip), Some(el)) = (shared.sip.get(), parse_stanza(&xml)) {
+                sip.send(el);
             }
         }
     }

@@ -558,6 +558,7 @@ impl SessionActor {
             let kind = Kind::FromClient(ClientStanza {
                 full_jid: full.to_string(),
                 stanza: el.to_xml_string(),
+                session_node: 0,
             });
             if let Err(e) = self.shared.cluster.route(home, kind) {
                 tracing::warn!(jid = %full, home, error = %e, "stanza for the user's home node dropped");

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use herald_grpc::cluster::{route_message::Kind, ClientStanza};
 use herald_grpc::config::{
-    command::Op, config_object::Body, Command, ConfigObject, ErrorCode, ObjectKind, PutObject,
-    UserData, WriteMode,
+    command::Op, config_object::Body, Command, ConfigObject, ErrorCode, Fence, ObjectKind,
+    PutObject, UserData, WriteMode,
 };
 use herald_xmpp::{Element, Jid};
 
@@ -202,6 +202,11 @@ impl UserRegistry {
     fn user(&mut self, jid: &Jid) -> Option<Addr<UserActor>> {
         let shared = self.shared.clone()?;
         let bare = jid.bare();
+        if self.users.get(&bare).is_some_and(|a| !a.connected()) {
+            // The actor stopped by itself (it handed its user over): start afresh.
+            self.users.remove(&bare);
+            metrics::gauge!(xm::USER_ACTORS).decrement(1.0);
+        }
         let addr = self
             .users
             .entry(bare.clone())
@@ -226,15 +231,23 @@ impl UserRegistry {
         }
     }
 
-    /// Stops the actors of users that placement now puts on another node. Placement depends
-    /// only on the live members and the stored users (pins), so the scan over every user actor
-    /// runs only when one of those changed since the last scan.
+    /// Whether `jid`'s user is homed on another node in the applied placement view: then what
+    /// comes for it is handed over there instead of creating an actor here.
+    fn elsewhere(&self, jid: &Jid) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.home_of(&jid.bare()) != s.node_id)
+    }
+
+    /// Stops the actors of users that the placement view now puts on another node. Placement
+    /// depends only on the committed view and the stored users (pins), so the scan over every
+    /// user actor runs only when the applied state changed since the last scan.
     fn evict_moved(&mut self, ctx: &mut Context<Self>) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
         let inputs = (
-            shared.cluster.live_nodes(),
+            shared.cluster.placement().nodes,
             shared.cluster.applied().state.applied_index(),
         );
         if self.placement_seen.as_ref() == Some(&inputs) {
@@ -274,7 +287,7 @@ impl Actor for UserRegistry {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(65_536);
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.evict_moved(ctx));
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| act.evict_moved(ctx));
     }
 }
 
@@ -291,13 +304,36 @@ impl Handler<ToUser> for UserRegistry {
         let Some(to) = msg.0.get_attr("to").and_then(|t| Jid::parse(t).ok()) else {
             return;
         };
+        if self.elsewhere(&to) {
+            if let Some(shared) = &self.shared {
+                hand_over(shared, Input::Outside(msg.0));
+            }
+            return;
+        }
         self.forward(&to, FromOutside(msg.0));
     }
 }
 
 impl Handler<ClientStanzaMsg> for UserRegistry {
     type Result = ();
-    fn handle(&mut self, msg: ClientStanzaMsg, _: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: ClientStanzaMsg, _: &mut Context<Self>) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        // Handed over from a previous home: the session is one of ours.
+        if matches!(msg.loc, SessionLoc::Remote(n) if n == shared.node_id) {
+            match self.local_sessions.get(&msg.full_jid.to_string()) {
+                Some(addr) => msg.loc = SessionLoc::Local(addr.clone()),
+                None => {
+                    tracing::debug!(jid = %msg.full_jid, "stanza of a session that is gone dropped");
+                    return;
+                }
+            }
+        }
+        if self.elsewhere(&msg.full_jid) {
+            hand_over(&shared, Input::Client(msg));
+            return;
+        }
         let jid = msg.full_jid.clone();
         self.forward(&jid, msg);
     }
@@ -306,6 +342,12 @@ impl Handler<ClientStanzaMsg> for UserRegistry {
 impl Handler<SessionOpened> for UserRegistry {
     type Result = ();
     fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
+        if self.elsewhere(&msg.full_jid) {
+            // The session's node sees another view; it follows the placement within a second
+            // (and its next stanza re-announces it to the right home).
+            tracing::debug!(jid = %msg.full_jid, "session opened at a node that is not its user's home; ignored");
+            return;
+        }
         let jid = msg.full_jid.clone();
         self.forward(&jid, msg);
     }
@@ -484,6 +526,7 @@ impl UserActor {
                 let kind = Kind::ToSession(ClientStanza {
                     full_jid: full.clone(),
                     stanza: stanza.to_xml_string(),
+                    session_node: 0,
                 });
                 if let Err(e) = self.shared.cluster.route(*node, kind) {
                     tracing::warn!(jid = %full, node, error = %e, "stanza for a remote session dropped");
@@ -516,6 +559,12 @@ impl UserActor {
         let data = core.data.clone();
         let cluster = self.shared.cluster.clone();
         let expected = self.revision;
+        // The state machine refuses the write unless this node is the user's home in this
+        // epoch when it applies it (a stale owner never overwrites).
+        let fence = Fence {
+            owner_node: self.shared.node_id,
+            epoch: cluster.placement().epoch,
+        };
         let fut = async move {
             cluster
                 .write(&Command {
@@ -525,6 +574,7 @@ impl UserActor {
                         mode: WriteMode::Upsert as i32,
                         expected_revision: expected,
                         confirm: false,
+                        fence: Some(fence),
                     })),
                 })
                 .await
@@ -634,26 +684,29 @@ impl Actor for UserActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        // Load the durable state after a read barrier, so that what the previous home node
-        // wrote (and was acknowledged) is seen; nothing else runs until it is loaded.
-        let cluster = self.shared.cluster.clone();
+        // Wait until this node may serve the user (a previous home still in the view has had
+        // time to stop), then load the durable state after a read barrier, so that what the
+        // previous home wrote (and was acknowledged) is seen; nothing else runs until then.
+        let (shared, jid) = (self.shared.clone(), self.jid.clone());
         ctx.wait(
-            actix::fut::wrap_future(async move { cluster.read_barrier().await }).map(
-                |res, act: &mut UserActor, _| {
-                    if let Err(e) = res {
-                        tracing::warn!(user = %act.jid, error = %e,
+            actix::fut::wrap_future(async move {
+                wait_to_serve(shared.clone(), jid, SERVE_WAIT).await;
+                shared.cluster.read_barrier().await
+            })
+            .map(|res, act: &mut UserActor, _| {
+                if let Err(e) = res {
+                    tracing::warn!(user = %act.jid, error = %e,
                             "read barrier failed; loading possibly stale user state");
-                    }
-                    let (data, revision) = act.stored();
-                    act.revision = revision;
-                    act.checked_index = act.shared.cluster.applied().state.applied_index();
-                    act.core = Some(UserCore::new(
-                        act.jid.clone(),
-                        data,
-                        act.shared.im_limits.clone(),
-                    ));
-                },
-            ),
+                }
+                let (data, revision) = act.stored();
+                act.revision = revision;
+                act.checked_index = act.shared.cluster.applied().state.applied_index();
+                act.core = Some(UserCore::new(
+                    act.jid.clone(),
+                    data,
+                    act.shared.im_limits.clone(),
+                ));
+            }),
         );
     }
 }
@@ -661,83 +714,239 @@ impl Actor for UserActor {
 impl Handler<FromOutside> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: FromOutside, ctx: &mut Context<Self>) {
-        self.refresh();
-        let Some(core) = self.core.as_mut() else {
-            return;
-        };
-        let cause = Cause::Outside(header(&msg.0));
-        let effects = core.from_outside(msg.0, now_ms());
-        self.run(effects, cause, ctx);
+        self.admit(Input::Outside(msg.0), ctx);
     }
 }
 
 impl Handler<ClientStanzaMsg> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: ClientStanzaMsg, ctx: &mut Context<Self>) {
-        let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
-            return;
-        };
-        if !self.locations.contains_key(&resource) {
-            // A stanza from a session we have not seen open (e.g. after a re-homing race).
-            self.handle(
-                SessionOpened {
-                    full_jid: msg.full_jid.clone(),
-                    loc: msg.loc.clone(),
-                },
-                ctx,
-            );
-        }
-        self.refresh();
-        let Some(core) = self.core.as_mut() else {
-            return;
-        };
-        let cause = Cause::Client {
-            resource: resource.clone(),
-            stanza: header(&msg.stanza),
-        };
-        let effects = core.from_client(&resource, msg.stanza, now_ms());
-        self.run(effects, cause, ctx);
+        self.admit(Input::Client(msg), ctx);
     }
 }
 
 impl Handler<SessionOpened> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: SessionOpened, ctx: &mut Context<Self>) {
-        let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
-            return;
-        };
-        match (self.locations.get(&resource), &msg.loc) {
-            // The same session announced again (it followed a re-homing): nothing changes.
-            (Some(SessionLoc::Local(old)), SessionLoc::Local(new)) if old == new => return,
-            (Some(SessionLoc::Remote(a)), SessionLoc::Remote(b)) if a == b => return,
-            (Some(SessionLoc::Local(old)), _) => old.do_send(Kick(conflict())),
-            _ => {}
-        }
-        self.locations.insert(resource.clone(), msg.loc);
-        self.refresh();
-        let Some(core) = self.core.as_mut() else {
-            return;
-        };
-        let effects = core.session_bound(&resource);
-        self.run(effects, Cause::Internal, ctx);
+        self.admit(Input::Opened(msg), ctx);
     }
 }
 
 impl Handler<SessionClosed> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
-        let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
-            return;
-        };
-        if self.locations.remove(&resource).is_none() {
-            return;
+        self.admit(Input::Closed(msg), ctx);
+    }
+}
+
+impl UserActor {
+    /// Runs `input` when this node may serve the user now; hands it to the user's home when
+    /// the placement view puts the user elsewhere; otherwise (no lease, or a hand-over from the
+    /// previous home still running) waits — the actor handles nothing else meanwhile, so order
+    /// is kept — and decides again.
+    fn admit(&mut self, input: Input, ctx: &mut Context<Self>) {
+        match self.shared.serve_state(&self.jid) {
+            Serve::Now => self.process(input, ctx),
+            Serve::Elsewhere => hand_over(&self.shared, input),
+            Serve::Wait => {
+                metrics::counter!(xm::HELD_INPUTS).increment(1);
+                let (shared, jid) = (self.shared.clone(), self.jid.clone());
+                ctx.wait(
+                    actix::fut::wrap_future(wait_to_serve(shared, jid, SERVE_WAIT)).map(
+                        move |state, act: &mut UserActor, ctx| match state {
+                            Serve::Now => act.process(input, ctx),
+                            Serve::Elsewhere => hand_over(&act.shared, input),
+                            Serve::Wait => act.give_up(input),
+                        },
+                    ),
+                );
+            }
         }
-        self.refresh();
-        let Some(core) = self.core.as_mut() else {
-            return;
-        };
-        let effects = core.session_closed(&resource, now_ms());
-        self.run(effects, Cause::Internal, ctx);
+    }
+
+    /// This node could not serve the user for [`SERVE_WAIT`] (no lease: cut off from the
+    /// cluster's majority): the sender is told, nothing is stored.
+    fn give_up(&mut self, input: Input) {
+        metrics::counter!(xm::HELD_GIVEN_UP).increment(1);
+        tracing::warn!(user = %self.jid,
+            "this node has not been allowed to serve the user for {} s (no placement lease); input refused",
+            SERVE_WAIT.as_secs());
+        let why = "the user's home node is cut off from the cluster; try again";
+        let cond = herald_xmpp::error::StanzaCondition::ServiceUnavailable;
+        match input {
+            Input::Outside(el) => self.refuse(Cause::Outside(header(&el)), cond, why),
+            Input::Client(msg) => {
+                if let Some(resource) = msg.full_jid.resource().map(str::to_string) {
+                    if !self.locations.contains_key(&resource) {
+                        self.locations.insert(resource.clone(), msg.loc);
+                    }
+                    let cause = Cause::Client {
+                        resource,
+                        stanza: header(&msg.stanza),
+                    };
+                    self.refuse(cause, cond, why);
+                }
+            }
+            Input::Opened(msg) => {
+                if let Some(resource) = msg.full_jid.resource().map(str::to_string) {
+                    self.locations.insert(resource, msg.loc);
+                }
+            }
+            Input::Closed(msg) => {
+                if let Some(resource) = msg.full_jid.resource() {
+                    self.locations.remove(resource);
+                }
+            }
+            Input::Calendar(_) => {}
+        }
+    }
+
+    fn process(&mut self, input: Input, ctx: &mut Context<Self>) {
+        match input {
+            Input::Outside(el) => {
+                self.refresh();
+                let Some(core) = self.core.as_mut() else {
+                    return;
+                };
+                let cause = Cause::Outside(header(&el));
+                let effects = core.from_outside(el, now_ms());
+                self.run(effects, cause, ctx);
+            }
+            Input::Client(msg) => {
+                let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
+                    return;
+                };
+                if !self.locations.contains_key(&resource) {
+                    // A stanza from a session we have not seen open (e.g. after a re-homing race).
+                    self.process(
+                        Input::Opened(SessionOpened {
+                            full_jid: msg.full_jid.clone(),
+                            loc: msg.loc.clone(),
+                        }),
+                        ctx,
+                    );
+                }
+                self.refresh();
+                let Some(core) = self.core.as_mut() else {
+                    return;
+                };
+                let cause = Cause::Client {
+                    resource: resource.clone(),
+                    stanza: header(&msg.stanza),
+                };
+                let effects = core.from_client(&resource, msg.stanza, now_ms());
+                self.run(effects, cause, ctx);
+            }
+            Input::Opened(msg) => {
+                let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
+                    return;
+                };
+                match (self.locations.get(&resource), &msg.loc) {
+                    // The same session announced again (it followed a re-homing): nothing changes.
+                    (Some(SessionLoc::Local(old)), SessionLoc::Local(new)) if old == new => return,
+                    (Some(SessionLoc::Remote(a)), SessionLoc::Remote(b)) if a == b => return,
+                    (Some(SessionLoc::Local(old)), _) => old.do_send(Kick(conflict())),
+                    _ => {}
+                }
+                self.locations.insert(resource.clone(), msg.loc);
+                self.refresh();
+                let Some(core) = self.core.as_mut() else {
+                    return;
+                };
+                let effects = core.session_bound(&resource);
+                self.run(effects, Cause::Internal, ctx);
+            }
+            Input::Closed(msg) => {
+                let Some(resource) = msg.full_jid.resource().map(str::to_string) else {
+                    return;
+                };
+                if self.locations.remove(&resource).is_none() {
+                    return;
+                }
+                self.refresh();
+                let Some(core) = self.core.as_mut() else {
+                    return;
+                };
+                let effects = core.session_closed(&resource, now_ms());
+                self.run(effects, Cause::Internal, ctx);
+            }
+            Input::Calendar(state) => {
+                self.refresh();
+                let Some(core) = self.core.as_mut() else {
+                    return;
+                };
+                let effects = core.calendar_changed(state);
+                self.run(effects, Cause::Internal, ctx);
+            }
+        }
+    }
+}
+
+/// How long a user actor waits for the right to serve before refusing what it holds.
+const SERVE_WAIT: Duration = Duration::from_secs(30);
+
+/// One input of a user actor (kept while it waits for the right to serve).
+pub(super) enum Input {
+    Outside(Element),
+    Client(ClientStanzaMsg),
+    Opened(SessionOpened),
+    Closed(SessionClosed),
+    Calendar(herald_federation::availability::CalendarState),
+}
+
+/// Whether this node may serve a user now (see [`Shared::serve_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    Now,
+    /// This is the user's home, but it has no lease or waits out a hand-over.
+    Wait,
+    /// The placement view puts the user on another node.
+    Elsewhere,
+}
+
+/// Polls until this node may serve `jid`, it is no longer the user's home, or `limit` passed.
+async fn wait_to_serve(shared: Arc<Shared>, jid: Jid, limit: Duration) -> Serve {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let state = shared.serve_state(&jid);
+        if state != Serve::Wait || tokio::time::Instant::now() >= deadline {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends what a node that is not (or no longer) the user's home received for the user to the
+/// home in its placement view. A client stanza keeps naming the node its session is on.
+pub(super) fn hand_over(shared: &Arc<Shared>, input: Input) {
+    metrics::counter!(xm::HANDED_OVER).increment(1);
+    match input {
+        Input::Outside(el) => shared.router().route(el),
+        Input::Client(msg) => {
+            let home = shared.home_of(&msg.full_jid.bare());
+            let session_node = match &msg.loc {
+                SessionLoc::Local(_) => 0,
+                SessionLoc::Remote(n) => *n,
+            };
+            if home == shared.node_id {
+                // Views moved on meanwhile: this node is the home again.
+                shared.shard(&msg.full_jid).do_send(msg);
+                return;
+            }
+            let kind = Kind::FromClient(ClientStanza {
+                full_jid: msg.full_jid.to_string(),
+                stanza: msg.stanza.to_xml_string(),
+                session_node,
+            });
+            if let Err(e) = shared.cluster.route(home, kind) {
+                tracing::warn!(jid = %msg.full_jid, home, error = %e,
+                    "stanza handed to the user's new home dropped");
+            }
+        }
+        // The session follows the placement by itself (it re-opens at the new home).
+        Input::Opened(_) | Input::Closed(_) => {}
+        // The calendar actor of the new home tells it.
+        Input::Calendar(_) => {}
     }
 }
 
@@ -767,6 +976,9 @@ struct CalendarOverlay(herald_federation::availability::CalendarState);
 impl Handler<CalendarFor> for UserRegistry {
     type Result = ();
     fn handle(&mut self, msg: CalendarFor, _: &mut Context<Self>) {
+        if self.elsewhere(&msg.jid) {
+            return;
+        }
         self.forward(&msg.jid, CalendarOverlay(msg.state));
     }
 }
@@ -774,11 +986,6 @@ impl Handler<CalendarFor> for UserRegistry {
 impl Handler<CalendarOverlay> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: CalendarOverlay, ctx: &mut Context<Self>) {
-        self.refresh();
-        let Some(core) = self.core.as_mut() else {
-            return;
-        };
-        let effects = core.calendar_changed(msg.0);
-        self.run(effects, Cause::Internal, ctx);
+        self.admit(Input::Calendar(msg.0), ctx);
     }
 }

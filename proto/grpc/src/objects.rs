@@ -9,6 +9,7 @@ pub const SINGLETONS: &[ObjectKind] = &[
     ObjectKind::EmailFederation,
     ObjectKind::RoutingNode,
     ObjectKind::FederationRouting,
+    ObjectKind::Placement,
 ];
 
 /// Every kind an operator can address, with its command-line name.
@@ -29,6 +30,7 @@ pub const KIND_NAMES: &[(ObjectKind, &str)] = &[
     (ObjectKind::CalendarCredentials, "calendar-credentials"),
     (ObjectKind::Node, "node"),
     (ObjectKind::UserData, "user-data"),
+    (ObjectKind::Placement, "placement"),
 ];
 
 /// The command-line name of a kind (`sip-domain`), or `unspecified`.
@@ -68,6 +70,7 @@ impl Body {
             Body::CalendarCredentials(_) => ObjectKind::CalendarCredentials,
             Body::Node(_) => ObjectKind::Node,
             Body::UserData(_) => ObjectKind::UserData,
+            Body::Placement(_) => ObjectKind::Placement,
         }
     }
 
@@ -89,7 +92,8 @@ impl Body {
             | Body::XmppPolicy(_)
             | Body::EmailFederation(_)
             | Body::RoutingNode(_)
-            | Body::FederationRouting(_) => String::new(),
+            | Body::FederationRouting(_)
+            | Body::Placement(_) => String::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ fn generic_command_errors() {
             mode: WriteMode::Upsert as i32,
             expected_revision: 0,
             confirm: false,
+            fence: None,
         })),
     };
     let no_object = Command {

@@ -4,6 +4,7 @@
 mod audit;
 mod kinds;
 mod kinds_more;
+mod placement;
 mod semantics;
 
 use super::StateMachine;
@@ -190,6 +191,7 @@ pub(super) fn put_mode(body: Body, mode: WriteMode, expected_revision: u64) -> C
             mode: mode as i32,
             expected_revision,
             confirm: false,
+            fence: None,
         })),
     }
 }
@@ -214,6 +216,7 @@ pub(super) fn confirmed(body: Body) -> Command {
             mode: WriteMode::Upsert as i32,
             expected_revision: 0,
             confirm: true,
+            fence: None,
         })),
     }
 }

@@ -1,0 +1,133 @@
+//! The placement view (compare-and-set by epoch, members only, never written by admins) and
+//! fenced user-data writes (refused from a node that is not the user's home in the current
+//! epoch; owners stamped and remembered).
+
+use super::*;
+use herald_grpc::config::{Fence, SetPlacement, UserData};
+
+fn set_placement(expected_epoch: u64, nodes: &[u64]) -> Command {
+    Command {
+        op: Some(Op::SetPlacement(SetPlacement {
+            expected_epoch,
+            nodes: nodes.to_vec(),
+            reason: "test".into(),
+        })),
+        audit: None,
+    }
+}
+
+fn data_put(jid: &str, blocked: &str, fence: Option<(u64, u64)>) -> Command {
+    Command {
+        op: Some(Op::Put(PutObject {
+            object: Some(ConfigObject::new(Body::UserData(UserData {
+                jid: jid.into(),
+                blocked: vec![blocked.into()],
+                // Whatever a writer claims here is replaced by the state machine.
+                owner_node: 99,
+                ..Default::default()
+            }))),
+            mode: WriteMode::Upsert as i32,
+            expected_revision: 0,
+            confirm: false,
+            fence: fence.map(|(owner_node, epoch)| Fence { owner_node, epoch }),
+        })),
+        audit: None,
+    }
+}
+
+fn stored_data(h: &Harness, jid: &str) -> UserData {
+    match h.get(ObjectKind::UserData, jid).body {
+        Some(Body::UserData(d)) => d,
+        other => panic!("not user data: {other:?}"),
+    }
+}
+
+#[test]
+fn epoch_zero_is_every_member_then_compare_and_set() {
+    let mut h = Harness::new();
+    let v = h.sm.placement();
+    assert_eq!((v.epoch, v.nodes.clone()), (0, vec![1, 2, 3]));
+    h.ok(&set_placement(0, &[1, 2, 3]));
+    assert_eq!(h.sm.placement().epoch, 1);
+    // A stale leader's change (expected epoch 0) is refused.
+    h.err_with(&set_placement(0, &[1]), ErrorCode::FailedPrecondition, "");
+    h.ok(&set_placement(1, &[3, 1]));
+    let v = h.sm.placement();
+    assert_eq!((v.epoch, v.nodes), (2, vec![1, 3]));
+    // Non-members and empty views are invalid.
+    h.err_with(
+        &set_placement(2, &[1, 7]),
+        ErrorCode::InvalidArgument,
+        "nodes",
+    );
+    h.err_with(&set_placement(2, &[]), ErrorCode::InvalidArgument, "nodes");
+    // Admins cannot write or delete it.
+    let body = Body::Placement(herald_grpc::config::PlacementView {
+        epoch: 9,
+        nodes: vec![1],
+        reason: String::new(),
+    });
+    h.err_with(&upsert(body), ErrorCode::FailedPrecondition, "");
+    h.err_with(
+        &delete(ObjectKind::Placement, ""),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    // A member that leaves the cluster leaves the view with it.
+    let i = h.next;
+    h.next += 1;
+    h.sm.remove_node(i, 3);
+    assert_eq!(h.sm.placement().nodes, vec![1]);
+}
+
+#[test]
+fn fenced_user_data_writes() {
+    let mut h = Harness::new();
+    h.ok(&create(user("ann@example.com")));
+    h.ok(&set_placement(0, &[1, 2, 3]));
+    let home = h.sm.home_of("ann@example.com").unwrap();
+    let other = [1, 2, 3].into_iter().find(|n| *n != home).unwrap();
+    // The home in the current epoch writes; its owner is stamped.
+    let (r1, _) = h.ok(&data_put("ann@example.com", "a@x", Some((home, 1))));
+    let d = stored_data(&h, "ann@example.com");
+    assert_eq!((d.owner_node, d.owner_epoch), (home, 1));
+    assert_eq!(d.owners.len(), 1);
+    assert_eq!(d.owners[0].first_revision, r1);
+    // Another node, or the home with a stale epoch, is refused, and nothing changes.
+    let e = h.err_with(
+        &data_put("ann@example.com", "b@x", Some((other, 1))),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    assert!(e.message.starts_with("fenced:"), "{e:?}");
+    h.ok(&set_placement(1, &[1, 2, 3]));
+    h.err_with(
+        &data_put("ann@example.com", "b@x", Some((home, 1))),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    // The home moves (its node leaves the view): the new home writes in the new epoch, and the
+    // history shows both owners in epoch order.
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != home).collect();
+    h.ok(&set_placement(2, &rest));
+    let new_home = h.sm.home_of("ann@example.com").unwrap();
+    assert_ne!(new_home, home);
+    h.err_with(
+        &data_put("ann@example.com", "c@x", Some((home, 3))),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    h.ok(&data_put("ann@example.com", "c@x", Some((new_home, 3))));
+    h.ok(&data_put("ann@example.com", "d@x", Some((new_home, 3))));
+    let d = stored_data(&h, "ann@example.com");
+    let owners: Vec<(u64, u64)> = d.owners.iter().map(|o| (o.epoch, o.node)).collect();
+    assert_eq!(owners, vec![(1, home), (3, new_home)]);
+    assert_eq!(d.blocked, vec!["d@x".to_string()]);
+    // An unfenced write (an operator's) keeps the last owner.
+    h.ok(&data_put("ann@example.com", "e@x", None));
+    let d = stored_data(&h, "ann@example.com");
+    assert_eq!(
+        (d.owner_node, d.owner_epoch, d.owners.len()),
+        (new_home, 3, 2)
+    );
+}
