@@ -103,7 +103,11 @@ async fn commit_only_readies_cost_no_fsync() {
             .propose_local(put_domain(&format!("s{i}.test")))
             .await
             .unwrap();
-        assert!(matches!(o.result, Some(write_outcome::Result::Revision(_))));
+        let Some(write_outcome::Result::Revision(rev)) = o.result else {
+            panic!("write failed: {o:?}");
+        };
+        // Read-your-writes on the proposing node: published before the reply.
+        assert!(leader.applied().state.applied_index() >= rev);
     }
     for batch in 0..writes / 2 / 16 {
         let calls =
@@ -160,9 +164,15 @@ async fn concurrent_linearizable_reads_share_read_index_rounds() {
     let r0 = READ_INDEX_ROUNDS.load(Ordering::Relaxed);
     let reads = 10_000;
     let started = Instant::now();
-    let calls = (0..reads).map(|_| follower.read_barrier());
-    for r in futures::future::join_all(calls).await {
-        assert!(r.unwrap() >= rev);
+    let calls = (0..reads).map(|_| async {
+        let idx = follower.read_barrier().await.unwrap();
+        // What the barrier waited for is already visible in the node's published state.
+        let seen = follower.applied().state.applied_index();
+        (idx, seen)
+    });
+    for (idx, seen) in futures::future::join_all(calls).await {
+        assert!(idx >= rev);
+        assert!(seen >= idx, "read barrier at {idx} returned with {seen} published");
     }
     let rounds = READ_INDEX_ROUNDS.load(Ordering::Relaxed) - r0;
     eprintln!(
@@ -170,4 +180,53 @@ async fn concurrent_linearizable_reads_share_read_index_rounds() {
         started.elapsed()
     );
     assert!(rounds <= 20, "{rounds} ReadIndex rounds for {reads} reads");
+}
+
+/// What publishing the applied state costs per applied batch (a `StateMachine` copy) for a store
+/// of 10,000 users, next to the snapshot encoding that now runs off the Raft thread. Prints the
+/// numbers (`bench/README.md`); asserts nothing about time.
+#[test]
+fn cost_of_a_published_copy_and_a_snapshot_of_10k_users() {
+    use herald_grpc::config::{ScramSecret, User};
+    let secret = ScramSecret {
+        salt: vec![1, 2, 3, 4],
+        iterations: 4096,
+        stored_key: vec![5; 32],
+        server_key: vec![6; 32],
+    };
+    let mut sm = StateMachine::bootstrap(&["localhost".to_string()], info(1)).unwrap();
+    let users = 10_000u64;
+    for i in 0..users {
+        let cmd = Command {
+            audit: None,
+            op: Some(Op::Put(PutObject {
+                object: Some(ConfigObject::new(Body::User(User {
+                    jid: format!("user{i}@localhost"),
+                    scram_sha256: Some(secret.clone()),
+                    scram_sha1: Some(secret.clone()),
+                    ..Default::default()
+                }))),
+                mode: WriteMode::Create as i32,
+                expected_revision: 0,
+                confirm: false,
+            })),
+        };
+        let o = sm.apply(2 + i, &cmd);
+        assert!(
+            matches!(o.result, Some(write_outcome::Result::Revision(_))),
+            "{o:?}"
+        );
+    }
+    let rounds = 20u32;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(sm.clone());
+    }
+    let copy = t.elapsed() / rounds;
+    let t = Instant::now();
+    let bytes = sm.to_snapshot().encode_to_vec().len();
+    let snap = t.elapsed();
+    eprintln!(
+        "{users} users: one published copy {copy:?} (debug build); snapshot {bytes} bytes encoded in {snap:?}"
+    );
 }

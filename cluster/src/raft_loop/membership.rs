@@ -18,7 +18,9 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry};
 use raft::{ProgressState, StateRole};
 
-use super::types::{decode_ctx, encode_ctx, unavailable, ConfRequest, Pending, PendingEntry};
+use super::types::{
+    decode_ctx, encode_ctx, unavailable, Answer, ConfRequest, Pending, PendingEntry,
+};
 use super::{Event, LoopError, RaftLoop};
 use crate::handle::NOT_LEADER;
 use crate::metrics as m;
@@ -261,7 +263,8 @@ impl RaftLoop {
             if node == self.cfg.node_id {
                 if let Some(p) = self.pending.remove(&seq) {
                     if let Pending::Conf(reply) = p.reply {
-                        let _ = reply.send(Ok(cs.voters.clone()));
+                        self.answers
+                            .push(Answer::Conf(reply, Ok(cs.voters.clone())));
                     }
                 }
             }

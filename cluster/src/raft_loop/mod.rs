@@ -33,7 +33,8 @@ mod types;
 
 pub use types::*;
 use types::{
-    decode_ctx, encode_ctx, unavailable, ConfRequest, Pending, PendingEntry, ReadReply, ReadRound,
+    decode_ctx, encode_ctx, unavailable, Answer, ConfRequest, Pending, PendingEntry, ReadReply,
+    ReadRound,
 };
 
 /// Builds the first snapshot of a brand-new cluster: this node as the only voter, and the
@@ -70,6 +71,9 @@ pub struct RaftLoop {
     reads_pending: HashMap<u64, ReadRound>,
     reads_waiting: Vec<ReadReply>,
     reads_ready: Vec<(u64, ReadReply)>,
+    /// Replies to writes and membership changes applied in this round, sent once the state
+    /// they produced is published.
+    answers: Vec<Answer>,
     next_seq: u64,
     last_snapshot_index: u64,
     last_leader: u64,
@@ -146,6 +150,7 @@ impl RaftLoop {
             reads_pending: HashMap::new(),
             reads_waiting: Vec::new(),
             reads_ready: Vec::new(),
+            answers: Vec::new(),
             next_seq: 1,
             last_snapshot_index: applied,
             last_leader: 0,
@@ -350,9 +355,12 @@ impl RaftLoop {
         let committed = light.take_committed_entries();
         self.apply_entries(committed)?;
         self.raw.advance_apply();
-        self.finish_reads();
-        // Published first: a snapshot is built from the published state.
+        // Published before anyone is answered: a caller that reads this node's applied state
+        // right after its write or read barrier returns sees at least what it waited for.
+        // (The snapshot build also starts from the published state.)
         self.publish_applied();
+        self.finish_reads();
+        self.send_answers();
         self.maybe_compact()?;
         self.publish_status();
         Ok(())
@@ -427,7 +435,7 @@ impl RaftLoop {
                     metrics::histogram!(m::PROPOSAL_DURATION)
                         .record(p.started.elapsed().as_secs_f64());
                     if let Pending::Write(reply) = p.reply {
-                        let _ = reply.send(Ok(outcome));
+                        self.answers.push(Answer::Write(reply, Ok(outcome)));
                     }
                 }
             }
@@ -522,7 +530,23 @@ impl RaftLoop {
         }
     }
 
+    fn send_answers(&mut self) {
+        for a in self.answers.drain(..) {
+            match a {
+                Answer::Write(r, v) => {
+                    let _ = r.send(v);
+                }
+                Answer::Conf(r, v) => {
+                    let _ = r.send(v);
+                }
+            }
+        }
+    }
+
     fn fail_all(&mut self, why: &str) {
+        // Applied already: these are answered with their outcome, not failed.
+        self.publish_applied();
+        self.send_answers();
         for req in self.conf_queue.drain(..) {
             let _ = req.reply.send(Err(unavailable(why)));
         }

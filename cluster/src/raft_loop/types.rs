@@ -205,6 +205,15 @@ pub(crate) struct ConfRequest {
     pub(crate) deadline: Instant,
 }
 
+/// A reply held until the state it reports on is published.
+pub(crate) enum Answer {
+    Write(oneshot::Sender<WriteResult>, WriteResult),
+    Conf(
+        oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
+        Result<Vec<u64>, ErrorDetail>,
+    ),
+}
+
 pub(crate) enum Pending {
     Write(oneshot::Sender<WriteResult>),
     Conf(oneshot::Sender<Result<Vec<u64>, ErrorDetail>>),
