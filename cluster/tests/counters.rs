@@ -209,6 +209,7 @@ fn cost_of_a_published_copy_and_a_snapshot_of_10k_users() {
                 mode: WriteMode::Create as i32,
                 expected_revision: 0,
                 confirm: false,
+                fence: None,
             })),
         };
         let o = sm.apply(2 + i, &cmd);
