@@ -87,6 +87,9 @@ fn raft_config(node_id: u64) -> RaftConfig {
         election_ticks: 10,
         heartbeat_ticks: 2,
         snapshot_entries: 1000,
+        compaction_lag: 5000,
+        promote_lag: 100,
+        max_size_per_msg: 1 << 20,
         proposal_timeout: Duration::from_secs(10),
     }
 }

@@ -651,6 +651,7 @@ impl ClusterHandle {
             applied_index: applied.state.applied_index(),
             config_digest: applied.digest().to_string(),
             voters: st.voters,
+            learners: st.learners,
             stopping: self.routes().is_stopping(),
             placement_epoch: grant.unwrap_or(applied.placement().epoch),
             grants_lease: grant.is_some(),

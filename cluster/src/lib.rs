@@ -115,7 +115,8 @@ pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, Start
             "resuming from the data dir"
         );
     }
-    let is_member = storage.conf_state().voters.contains(&cfg.me.node_id);
+    let cs = storage.conf_state();
+    let is_member = cs.voters.contains(&cfg.me.node_id) || cs.learners.contains(&cfg.me.node_id);
     let awaiting_key = cfg.secrets.awaiting();
     let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(65_536);
     let rt = tokio::runtime::Handle::current();
@@ -159,7 +160,7 @@ async fn notify_removed(
         let h = handle.clone();
         tokio::spawn(async move {
             for attempt in 0..5u32 {
-                if h.status().voters.contains(&node.node_id) {
+                if h.status().is_member(node.node_id) {
                     // Added again since (a fresh pod under the same id): nothing to tell.
                     return;
                 }
@@ -227,14 +228,15 @@ fn take_secrets_key(handle: &ClusterHandle, r: &herald_grpc::cluster::JoinReply)
     }
 }
 
-/// Asks `target` to add this node as a voter, until it is one (with backoff, logging each failure).
+/// Asks `target` to add this node, until it is a member (with backoff, logging each failure).
+/// It joins as a learner; the leader promotes it to voter once it has caught up.
 async fn join_loop(handle: ClusterHandle, target: String) {
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0u64;
     loop {
         let st = handle.status();
         let awaiting_key = handle.secrets().is_some_and(|k| k.awaiting());
-        if st.stopped || (st.voters.contains(&handle.node_id()) && !awaiting_key) {
+        if st.stopped || (st.is_member(handle.node_id()) && !awaiting_key) {
             return;
         }
         attempt += 1;

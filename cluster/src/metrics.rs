@@ -5,11 +5,20 @@ pub const COMMIT_INDEX: &str = "herald_raft_commit_index";
 pub const APPLIED_INDEX: &str = "herald_raft_applied_index";
 pub const IS_LEADER: &str = "herald_raft_is_leader";
 pub const VOTERS: &str = "herald_raft_voters";
+pub const LEARNERS: &str = "herald_raft_learners";
 pub const LEADER_CHANGES: &str = "herald_raft_leader_changes_total";
 pub const PROPOSAL_DURATION: &str = "herald_raft_proposal_duration_seconds";
 /// Label `reason`: not_leader, dropped, timeout, forward_failed, no_leader.
 pub const PROPOSALS_FAILED: &str = "herald_raft_proposals_failed_total";
+/// Durable (fsynced) writes of the Raft store.
+pub const FSYNCS: &str = "herald_raft_fsyncs_total";
+/// ReadIndex rounds issued; each serves every linearizable read that waited for it.
+pub const READ_INDEX_ROUNDS: &str = "herald_raft_read_index_rounds_total";
+/// Linearizable read barriers served by those rounds.
+pub const LINEARIZABLE_READS: &str = "herald_raft_linearizable_reads_total";
 pub const SNAPSHOTS_TAKEN: &str = "herald_raft_snapshots_taken_total";
+/// Snapshots sent to followers over InstallSnapshot.
+pub const SNAPSHOTS_SENT: &str = "herald_raft_snapshots_sent_total";
 pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
 /// Label `direction`: out (queue full or peer unreachable), in (inbox full).
 pub const MESSAGES_DROPPED: &str = "herald_raft_messages_dropped_total";
@@ -47,6 +56,10 @@ pub fn describe() {
     );
     describe_gauge!(IS_LEADER, "1 when this node is the Raft leader");
     describe_gauge!(VOTERS, "Number of voters in the Raft configuration");
+    describe_gauge!(
+        LEARNERS,
+        "Number of learners (joined members still catching up, not voting yet)"
+    );
     describe_counter!(LEADER_CHANGES, "Times this node saw a new Raft leader");
     describe_histogram!(
         PROPOSAL_DURATION,
@@ -57,7 +70,23 @@ pub fn describe() {
         PROPOSALS_FAILED,
         "Writes that could not be applied, by reason"
     );
+    describe_counter!(
+        FSYNCS,
+        "Durable (fsynced) writes of the Raft store: entries, term/vote, conf state, snapshots"
+    );
+    describe_counter!(
+        READ_INDEX_ROUNDS,
+        "ReadIndex rounds issued (reads waiting at the same time share one)"
+    );
+    describe_counter!(
+        LINEARIZABLE_READS,
+        "Linearizable read barriers asked of Raft"
+    );
     describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken to compact the Raft log");
+    describe_counter!(
+        SNAPSHOTS_SENT,
+        "Snapshots sent to followers in chunks (InstallSnapshot)"
+    );
     describe_counter!(
         SNAPSHOTS_INSTALLED,
         "Snapshots received from a leader and installed"

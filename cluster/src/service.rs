@@ -8,7 +8,7 @@ use herald_grpc::cluster::{
     CertsState, FactsRequest, JoinReply, JoinRequest, LocalSessionsReply, LocalSessionsRequest,
     LogFilterChange, LogFilterState, MembershipChange, MembershipChangeReply, NodeFacts,
     ProposeRequest, RaftAck, RaftEnvelope, ReloadCertsRequest, RemovedNotice, RouteMessage,
-    StatusReply, StatusRequest,
+    SnapshotChunk, StatusReply, StatusRequest,
 };
 use herald_grpc::config::{NodeInfo, WriteOutcome};
 use protobuf::Message as _;
@@ -19,6 +19,9 @@ use crate::client::check_token;
 use crate::handle::{ClusterHandle, NOT_LEADER};
 use crate::metrics as m;
 use crate::raft_loop::{Input, Role};
+
+/// Largest snapshot a node accepts over InstallSnapshot (it is assembled in memory).
+const MAX_SNAPSHOT_BYTES: u64 = 8 << 30;
 
 /// Implements `herald.cluster.v1.NodeApi` over a [`ClusterHandle`].
 pub struct NodeApiService {
@@ -141,6 +144,72 @@ impl NodeApi for NodeApiService {
                 metrics::counter!(m::MESSAGES_DROPPED, "direction" => "in").increment(1);
             }
         }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        let me = self.handle.node_id();
+        let caller = self.caller(&request, "install_snapshot")?;
+        let mut stream = request.into_inner();
+        let head = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        check_claim(
+            "install_snapshot",
+            caller,
+            head.from,
+            "snapshot claims to be from",
+        )?;
+        if head.to != me {
+            return Err(Status::failed_precondition(format!(
+                "snapshot for node {} reached node {me}",
+                head.to
+            )));
+        }
+        if head.total_bytes > MAX_SNAPSHOT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "snapshot of {} bytes is over this node's limit of {MAX_SNAPSHOT_BYTES}",
+                head.total_bytes
+            )));
+        }
+        let mut msg = raft::eraftpb::Message::parse_from_bytes(&head.message)
+            .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+        if msg.from != head.from || msg.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+            return Err(Status::invalid_argument(
+                "InstallSnapshot carries something else than a snapshot from its sender",
+            ));
+        }
+        let total = head.total_bytes as usize;
+        let mut data = Vec::with_capacity(total);
+        data.extend_from_slice(&head.data);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if data.len() + chunk.data.len() > total {
+                return Err(Status::invalid_argument("snapshot longer than announced"));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        if data.len() != total {
+            return Err(Status::invalid_argument(format!(
+                "snapshot cut short: {} of {total} bytes",
+                data.len()
+            )));
+        }
+        msg.mut_snapshot().data = data.into();
+        metrics::counter!(m::MESSAGES_RECEIVED).increment(1);
+        let input = Input::Raft {
+            message: Box::new(msg),
+            from_address: head.from_address,
+        };
+        if self.handle.inbox().try_send(input).is_err() {
+            metrics::counter!(m::MESSAGES_DROPPED, "direction" => "in").increment(1);
+            return Err(Status::unavailable("raft inbox is full; retry"));
+        }
+        tracing::info!(from = head.from, bytes = total, "snapshot received");
         Ok(Response::new(RaftAck {}))
     }
 
@@ -334,12 +403,12 @@ impl NodeApi for NodeApiService {
                 self.handle.node_id()
             )));
         }
-        // The notice concerns a node that is a voter in its own view and has not applied past
+        // The notice concerns a node that is a member (voter or learner) in its own view and has not applied past
         // the removal. A node that is not a voter yet (a fresh pod under the same id, joining)
         // or has applied a later index as a voter (added again) heard about its predecessor.
         let st = self.handle.status();
         let predecessor =
-            !st.voters.contains(&n.node_id) || (n.removed_at > 0 && st.applied >= n.removed_at);
+            !st.is_member(n.node_id) || (n.removed_at > 0 && st.applied >= n.removed_at);
         if predecessor {
             tracing::info!(
                 removed_at = n.removed_at,

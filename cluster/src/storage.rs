@@ -1,11 +1,19 @@
 //! Durable Raft storage on redb: log entries, hard state, conf state and the latest snapshot.
 //!
-//! The owner loop is the only writer. Every mutating call is one redb write transaction with
-//! immediate durability (fsync) before it returns, so whatever Raft is told is persisted really is.
-//! Reads come from an in-memory mirror that is loaded at open and kept in step with each write;
-//! the log stays small because it is compacted behind each snapshot.
+//! The owner loop is the only writer. Every mutating call that Raft needs durable (entries, term,
+//! vote, conf state, snapshots) is one redb write transaction with immediate durability (fsync)
+//! before it returns, so whatever Raft is told is persisted really is. A hard state that only
+//! moves the commit index is kept in memory and written with the next durable write: the commit
+//! index need not survive a crash (a restarted node learns it again from the leader, and never
+//! below its snapshot, which [`DiskStorage::compact`] records with it).
+//!
+//! Reads come from an in-memory mirror that is loaded at open and kept in step with each write.
+//! The log is compacted behind each snapshot but keeps a trailing window of entries (the
+//! snapshot may sit inside the log): a follower that lags by less than the window catches up
+//! from the log instead of receiving a whole snapshot.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -17,6 +25,19 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const KEY_HARD_STATE: &str = "hard_state";
 const KEY_CONF_STATE: &str = "conf_state";
 const KEY_SNAPSHOT: &str = "snapshot";
+
+/// Durable (fsynced) write transactions of every store in this process (for benchmarks and
+/// tests; `/metrics` has [`crate::metrics::FSYNCS`]).
+pub static FSYNCS: AtomicU64 = AtomicU64::new(0);
+/// Hard-state updates that only moved the commit index and so cost no write at all.
+pub static COMMITS_UNSYNCED: AtomicU64 = AtomicU64::new(0);
+
+fn commit_durable(tx: redb::WriteTransaction) -> Result<(), StorageError> {
+    tx.commit().map_err(redb_err)?;
+    FSYNCS.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(crate::metrics::FSYNCS).increment(1);
+    Ok(())
+}
 
 /// Failures of the durable store. Any of them makes the node stop: Raft cannot go on after a
 /// write it was promised did not happen.
@@ -45,7 +66,9 @@ pub struct DiskStorage {
     hard_state: HardState,
     conf_state: ConfState,
     snapshot: Snapshot,
-    /// Entries after the snapshot, contiguous: `entries[i].index == snapshot index + 1 + i`.
+    /// The log, contiguous: `entries[i].index == entries[0].index + i`. When not empty it
+    /// starts at or before `snapshot index + 1` (a trailing window behind the snapshot may be
+    /// kept) and ends at or after the snapshot index.
     entries: Vec<Entry>,
 }
 
@@ -86,23 +109,34 @@ impl DiskStorage {
             self.snapshot = decode(v.value(), "snapshot")?;
         }
         let entries = tx.open_table(ENTRIES).map_err(redb_err)?;
-        let mut expected = self.snapshot.get_metadata().index + 1;
+        let snap_index = self.snapshot_index();
+        let mut expected: Option<u64> = None;
         for item in entries.iter().map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
             let index = k.value();
-            if index < expected {
-                // Left over from before a compaction that crashed half-way: harmless, skip it.
-                continue;
-            }
-            if index != expected {
-                return Err(StorageError::Invalid(format!(
-                    "log gap: expected entry {expected}, found {index}"
-                )));
+            match expected {
+                None if index > snap_index + 1 => {
+                    return Err(StorageError::Invalid(format!(
+                        "log gap: the log starts at {index}, after the snapshot at {snap_index}"
+                    )));
+                }
+                Some(want) if index != want => {
+                    return Err(StorageError::Invalid(format!(
+                        "log gap: expected entry {want}, found {index}"
+                    )));
+                }
+                _ => {}
             }
             let e: Entry = decode(v.value(), "log entry")?;
             self.entries.push(e);
-            expected += 1;
+            expected = Some(index + 1);
         }
+        if self.entries.last().is_some_and(|e| e.index < snap_index) {
+            // Older than the snapshot as a whole: nothing there is needed.
+            self.entries.clear();
+        }
+        // The snapshot holds applied (so committed) state.
+        self.hard_state.commit = self.hard_state.commit.max(snap_index);
         Ok(())
     }
 
@@ -138,16 +172,33 @@ impl DiskStorage {
             .unwrap_or_else(|| self.snapshot_index())
     }
 
+    /// Index of the first entry held (snapshot index + 1 when the log is empty).
+    fn first_idx(&self) -> u64 {
+        self.entries
+            .first()
+            .map(|e| e.index)
+            .unwrap_or_else(|| self.snapshot_index() + 1)
+    }
+
+    /// Number of log entries held (the trailing window behind the snapshot included).
+    pub fn log_len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Appends entries, first truncating any conflicting suffix, then fsyncs.
     pub fn append(&mut self, ents: &[Entry]) -> Result<(), StorageError> {
         self.persist(ents, None)
     }
 
     /// Appends entries (truncating any conflicting suffix) and sets the hard state, in one
-    /// transaction and one fsync.
+    /// transaction and one fsync. A hard state that differs from the stored one only by its
+    /// commit index, with no entries, costs no write (see the module doc).
     pub fn persist(&mut self, ents: &[Entry], hs: Option<&HardState>) -> Result<(), StorageError> {
         let Some(first) = ents.first() else {
             return match hs {
+                Some(hs) if hs.term == self.hard_state.term && hs.vote == self.hard_state.vote => {
+                    self.set_commit(hs.commit)
+                }
                 Some(hs) => self.set_hard_state(hs.clone()),
                 None => Ok(()),
             };
@@ -179,20 +230,21 @@ impl DiskStorage {
                 })?;
                 t.insert(e.index, bytes.as_slice()).map_err(redb_err)?;
             }
-            if let Some(hs) = hs {
-                let bytes = hs
-                    .write_to_bytes()
-                    .map_err(|source| StorageError::Corrupt {
-                        what: "meta",
-                        source,
-                    })?;
-                let mut m = tx.open_table(META).map_err(redb_err)?;
-                m.insert(KEY_HARD_STATE, bytes.as_slice())
-                    .map_err(redb_err)?;
-            }
+            // Without a new hard state, the current one goes along: it carries a commit index
+            // that may have been kept in memory only so far.
+            let bytes = hs
+                .unwrap_or(&self.hard_state)
+                .write_to_bytes()
+                .map_err(|source| StorageError::Corrupt {
+                    what: "meta",
+                    source,
+                })?;
+            let mut m = tx.open_table(META).map_err(redb_err)?;
+            m.insert(KEY_HARD_STATE, bytes.as_slice())
+                .map_err(redb_err)?;
         }
-        tx.commit().map_err(redb_err)?;
-        let keep = (first.index - self.snapshot_index() - 1) as usize;
+        commit_durable(tx)?;
+        let keep = (first.index - self.first_idx()) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(ents);
         if let Some(hs) = hs {
@@ -208,11 +260,14 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// Persists only the commit index (from a LightReady).
+    /// Records the commit index (from a LightReady or a commit-only hard state) in memory; it
+    /// is written with the next durable write. Never moves it backwards.
     pub fn set_commit(&mut self, commit: u64) -> Result<(), StorageError> {
-        let mut hs = self.hard_state.clone();
-        hs.commit = commit;
-        self.set_hard_state(hs)
+        if commit > self.hard_state.commit {
+            self.hard_state.commit = commit;
+            COMMITS_UNSYNCED.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Persists the conf state after a membership change was applied.
@@ -234,8 +289,7 @@ impl DiskStorage {
             let mut t = tx.open_table(META).map_err(redb_err)?;
             t.insert(key, bytes.as_slice()).map_err(redb_err)?;
         }
-        tx.commit().map_err(redb_err)?;
-        Ok(())
+        commit_durable(tx)
     }
 
     /// Installs a snapshot received from the leader (or made at bootstrap): the log is replaced,
@@ -271,7 +325,7 @@ impl DiskStorage {
                 m.insert(key, bytes.as_slice()).map_err(redb_err)?;
             }
         }
-        tx.commit().map_err(redb_err)?;
+        commit_durable(tx)?;
         self.entries.clear();
         self.conf_state = meta.get_conf_state().clone();
         self.hard_state = hs;
@@ -279,8 +333,17 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// Stores a snapshot of the applied state at `index` and drops the log up to it.
-    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<(), StorageError> {
+    /// Stores a snapshot of the applied state at `index` and drops the log before `keep_from`
+    /// (clamped to `..= index + 1`): entries from `keep_from` on stay, so that followers that
+    /// lag a little catch up from the log. The commit index stored is at least `index`.
+    /// `conf` is the conf state as of `index`.
+    pub fn compact(
+        &mut self,
+        index: u64,
+        data: Vec<u8>,
+        keep_from: u64,
+        conf: ConfState,
+    ) -> Result<(), StorageError> {
         if index <= self.snapshot_index() {
             return Ok(());
         }
@@ -296,7 +359,7 @@ impl DiskStorage {
             term,
             ..Default::default()
         };
-        meta.set_conf_state(self.conf_state.clone());
+        meta.set_conf_state(conf);
         let mut snap = Snapshot::default();
         snap.set_metadata(meta);
         snap.data = data.into();
@@ -306,16 +369,28 @@ impl DiskStorage {
                 what: "snapshot",
                 source,
             })?;
+        let keep_from = keep_from.clamp(self.first_idx(), index + 1);
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(index);
+        let hs_bytes = hs
+            .write_to_bytes()
+            .map_err(|source| StorageError::Corrupt {
+                what: "meta",
+                source,
+            })?;
         let tx = self.db.begin_write().map_err(redb_err)?;
         {
             let mut m = tx.open_table(META).map_err(redb_err)?;
             m.insert(KEY_SNAPSHOT, bytes.as_slice()).map_err(redb_err)?;
+            m.insert(KEY_HARD_STATE, hs_bytes.as_slice())
+                .map_err(redb_err)?;
             let mut t = tx.open_table(ENTRIES).map_err(redb_err)?;
-            t.retain_in(..=index, |_, _| false).map_err(redb_err)?;
+            t.retain_in(..keep_from, |_, _| false).map_err(redb_err)?;
         }
-        tx.commit().map_err(redb_err)?;
-        let drop = (index - self.snapshot_index()) as usize;
+        commit_durable(tx)?;
+        let drop = (keep_from - self.first_idx()) as usize;
         self.entries.drain(..drop);
+        self.hard_state = hs;
         self.snapshot = snap;
         Ok(())
     }
@@ -324,7 +399,10 @@ impl DiskStorage {
         if idx == self.snapshot_index() {
             return Ok(self.snapshot.get_metadata().term);
         }
-        let off = self.snapshot_index() + 1;
+        let off = self.first_idx();
+        if idx < off {
+            return Err(StorageError::Invalid(format!("no entry at {idx}")));
+        }
         self.entries
             .get((idx - off) as usize)
             .map(|e| e.term)
@@ -351,7 +429,7 @@ impl raft::Storage for DiskStorage {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        let first = self.snapshot_index() + 1;
+        let first = self.first_idx();
         if low < first {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
@@ -378,24 +456,34 @@ impl raft::Storage for DiskStorage {
         if idx == snap.index {
             return Ok(snap.term);
         }
-        if idx < snap.index {
+        let first = self.first_idx();
+        if idx < first {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
         if idx > self.last_idx() {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
-        Ok(self.entries[(idx - snap.index - 1) as usize].term)
+        Ok(self.entries[(idx - first) as usize].term)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.snapshot_index() + 1)
+        Ok(self.first_idx())
     }
 
     fn last_index(&self) -> raft::Result<u64> {
         Ok(self.last_idx())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // A member added after the snapshot would ignore it (raft-rs drops a snapshot whose conf
+        // state lacks the receiver): Raft asks again once the next one (already being built
+        // after the membership change) is stored.
+        let cs = self.snapshot.get_metadata().get_conf_state();
+        if !cs.voters.contains(&to) && !cs.learners.contains(&to) {
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
         Ok(self.snapshot.clone())
     }
 }
@@ -473,7 +561,8 @@ mod tests {
             s.apply_snapshot(snap(1, 1, vec![1, 2, 3])).unwrap();
             let ents: Vec<_> = (2..=10).map(|i| entry(i, 1)).collect();
             s.append(&ents).unwrap();
-            s.compact(7, b"at7".to_vec()).unwrap();
+            s.compact(7, b"at7".to_vec(), 8, s.conf_state().clone())
+                .unwrap();
             assert_eq!(s.first_index().unwrap(), 8);
             assert_eq!(s.term(7).unwrap(), 1);
         }
@@ -500,17 +589,18 @@ mod tests {
                 ..Default::default()
             };
             s.persist(&[entry(2, 3), entry(3, 3)], Some(&hs)).unwrap();
-            // Hard state alone (no entries) is persisted too.
+            // A hard state alone (no entries) that changes the term or vote is persisted too.
             let hs2 = HardState {
-                commit: 3,
+                term: 4,
+                vote: 0,
                 ..hs.clone()
             };
             s.persist(&[], Some(&hs2)).unwrap();
         }
         let s = DiskStorage::open(&path).unwrap();
         assert_eq!(s.last_index().unwrap(), 3);
-        assert_eq!(s.hard_state().term, 3);
-        assert_eq!(s.hard_state().commit, 3);
+        assert_eq!((s.hard_state().term, s.hard_state().vote), (4, 0));
+        assert_eq!(s.hard_state().commit, 2);
     }
 
     #[test]
@@ -525,5 +615,86 @@ mod tests {
         assert_eq!(s.last_index().unwrap(), 5);
         s.append(&[entry(6, 1)]).unwrap();
         assert_eq!(s.last_index().unwrap(), 6);
+    }
+
+    #[test]
+    fn compaction_keeps_a_trailing_window_behind_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let mut s = DiskStorage::open(&path).unwrap();
+            s.apply_snapshot(snap(1, 1, vec![1, 2, 3])).unwrap();
+            let ents: Vec<_> = (2..=20).map(|i| entry(i, 1)).collect();
+            s.append(&ents).unwrap();
+            // Snapshot at 15, keep entries from 11 on.
+            s.compact(15, b"at15".to_vec(), 11, s.conf_state().clone())
+                .unwrap();
+            assert_eq!(s.first_index().unwrap(), 11);
+            assert_eq!(s.term(15).unwrap(), 1);
+            assert_eq!(s.hard_state().commit, 15);
+            // A window that would reach before the log is clamped to it.
+            s.compact(17, b"at17".to_vec(), 3, s.conf_state().clone())
+                .unwrap();
+            assert_eq!(s.first_index().unwrap(), 11);
+            s.append(&[entry(21, 2)]).unwrap();
+        }
+        let s = DiskStorage::open(&path).unwrap();
+        assert_eq!(s.first_index().unwrap(), 11);
+        assert_eq!(s.last_index().unwrap(), 21);
+        assert_eq!(s.latest_snapshot().get_metadata().index, 17);
+        assert_eq!(s.hard_state().commit, 17);
+        let ents = s
+            .entries(11, 14, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(
+            ents.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![11, 12, 13]
+        );
+        assert!(matches!(
+            s.entries(10, 14, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(RaftStorageError::Compacted))
+        ));
+        assert!(matches!(
+            s.term(10),
+            Err(raft::Error::Store(RaftStorageError::Compacted))
+        ));
+    }
+
+    #[test]
+    fn a_commit_only_hard_state_costs_no_write_and_rides_with_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let mut s = DiskStorage::open(&path).unwrap();
+            s.apply_snapshot(snap(1, 1, vec![1])).unwrap();
+            let hs = HardState {
+                term: 2,
+                vote: 1,
+                commit: 1,
+                ..Default::default()
+            };
+            s.persist(&[entry(2, 2), entry(3, 2)], Some(&hs)).unwrap();
+            s.persist(
+                &[],
+                Some(&HardState {
+                    commit: 2,
+                    ..hs.clone()
+                }),
+            )
+            .unwrap();
+            s.set_commit(3).unwrap();
+            assert_eq!(s.hard_state().commit, 3);
+        }
+        {
+            // Not written: a crash here loses only the commit index (learned again).
+            let mut s = DiskStorage::open(&path).unwrap();
+            assert_eq!(s.hard_state().commit, 1);
+            s.set_commit(3).unwrap();
+            s.append(&[entry(4, 2)]).unwrap();
+        }
+        let s = DiskStorage::open(&path).unwrap();
+        assert_eq!(s.hard_state().commit, 3);
+        assert_eq!(s.hard_state().term, 2);
+        assert_eq!(s.last_index().unwrap(), 4);
     }
 }

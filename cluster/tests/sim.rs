@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use herald_cluster::handle::ClusterHandle;
-use herald_cluster::raft_loop::{bootstrap_snapshot, Input, RaftConfig, RaftLoop, Role};
+use herald_cluster::raft_loop::{
+    bootstrap_snapshot, Input, RaftConfig, RaftLoop, RaftStatus, Role,
+};
 use herald_cluster::state::StateMachine;
 use herald_cluster::storage::DiskStorage;
 use herald_cluster::transport::mem::MemHub;
@@ -48,6 +50,8 @@ struct SimNode {
 }
 
 struct Sim {
+    /// Raft tuning of every node started from now on.
+    cfg: fn(u64) -> RaftConfig,
     hub: MemHub,
     dir: tempfile::TempDir,
     nodes: HashMap<u64, SimNode>,
@@ -56,6 +60,7 @@ struct Sim {
 impl Sim {
     fn new() -> Self {
         Sim {
+            cfg: RaftConfig::for_test,
             hub: MemHub::new(),
             dir: tempfile::tempdir().unwrap(),
             nodes: HashMap::new(),
@@ -85,8 +90,7 @@ impl Sim {
         let storage = self.storage(id);
         let (tx, rx) = crossbeam_channel::bounded(65_536);
         let transport = self.hub.attach(id, tx.clone());
-        let (lp, out) =
-            RaftLoop::new(RaftConfig::for_test(id), storage, rx, transport, &logger()).unwrap();
+        let (lp, out) = RaftLoop::new((self.cfg)(id), storage, rx, transport, &logger()).unwrap();
         let thread = std::thread::spawn(move || {
             lp.run().unwrap();
         });
@@ -144,6 +148,28 @@ impl Sim {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
+        }
+    }
+
+    /// Waits until node `id` sees exactly `voters` as voters and no learner.
+    async fn wait_voters(&self, id: u64, voters: &[u64]) {
+        self.wait_status(id, |st| st.voters == voters && st.learners.is_empty())
+            .await
+    }
+
+    /// Waits until node `id`'s status satisfies `ok`.
+    async fn wait_status(&self, id: u64, ok: impl Fn(&RaftStatus) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = self.h(id).status();
+            if ok(&st) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}: unexpected status {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -272,14 +298,16 @@ async fn membership_add_and_remove() {
     sim.start(1);
     sim.wait_leader(&[1]).await;
     sim.write(&[1], &put_domain("one.test")).await;
-    // Node 2 starts empty and is added: it receives a snapshot and then the log.
+    // Node 2 starts empty and is added as a learner: it receives a snapshot and then the log,
+    // and the leader promotes it to voter once it has caught up.
     sim.start(2);
     let voters = sim
         .h(1)
         .change_membership_local(true, info(2))
         .await
         .unwrap();
-    assert_eq!(voters, vec![1, 2]);
+    assert_eq!(voters, vec![1]);
+    sim.wait_voters(1, &[1, 2]).await;
     let last = sim.write(&[1, 2], &put_domain("two.test")).await;
     sim.wait_converged(&[1, 2], last).await;
     // Removing the last voter is refused; removing node 2 works and stops it.
@@ -300,4 +328,119 @@ async fn membership_add_and_remove() {
         err.code(),
         herald_grpc::config::ErrorCode::FailedPrecondition
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_that_never_catches_up_costs_no_quorum() {
+    let mut sim = Sim::new();
+    sim.bootstrap(&[1]);
+    sim.start(1);
+    sim.wait_leader(&[1]).await;
+    // Node 2 is added but never starts (it died right after asking to join).
+    let voters = sim
+        .h(1)
+        .change_membership_local(true, info(2))
+        .await
+        .unwrap();
+    assert_eq!(voters, vec![1]);
+    sim.wait_status(1, |st| st.voters == [1] && st.learners == [2])
+        .await;
+    // The lone voter still commits, and a second add of the learner is idempotent.
+    for i in 0..5 {
+        sim.write(&[1], &put_domain(&format!("alone{i}.test")))
+            .await;
+    }
+    assert_eq!(
+        sim.h(1)
+            .change_membership_local(true, info(2))
+            .await
+            .unwrap(),
+        vec![1]
+    );
+    sim.wait_status(1, |st| st.learners == [2]).await;
+    // The half-joined learner can be removed.
+    let voters = sim
+        .h(1)
+        .change_membership_local(false, info(2))
+        .await
+        .unwrap();
+    assert_eq!(voters, vec![1]);
+    sim.wait_status(1, |st| st.learners.is_empty()).await;
+    assert!(sim
+        .h(1)
+        .applied()
+        .state
+        .nodes()
+        .iter()
+        .all(|n| n.node_id != 2));
+    sim.write(&[1], &put_domain("after.test")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_joins_are_queued_not_dropped() {
+    let mut sim = Sim::new();
+    sim.bootstrap(&[1]);
+    sim.start(1);
+    sim.wait_leader(&[1]).await;
+    sim.start(2);
+    sim.start(3);
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        sim.h(1).change_membership_local(true, info(2)),
+        sim.h(1).change_membership_local(true, info(3)),
+    );
+    a.unwrap();
+    b.unwrap();
+    // Both answered without waiting for a proposal timeout (5 s in the test config).
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    sim.wait_voters(1, &[1, 2, 3]).await;
+    let last = sim.write(&[1, 2, 3], &put_domain("three.test")).await;
+    sim.wait_converged(&[1, 2, 3], last).await;
+}
+
+/// A follower that lagged by less than the compaction window catches up from the log, though
+/// the leader compacted several times meanwhile; past the window it needs a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_briefly_lagging_follower_catches_up_from_the_log_window() {
+    for (lag, want_snapshot) in [(200, false), (0, true)] {
+        let mut sim = Sim::new();
+        sim.cfg = if lag > 0 {
+            |id| RaftConfig {
+                snapshot_entries: 10,
+                compaction_lag: 200,
+                ..RaftConfig::for_test(id)
+            }
+        } else {
+            |id| RaftConfig {
+                snapshot_entries: 10,
+                compaction_lag: 0,
+                ..RaftConfig::for_test(id)
+            }
+        };
+        sim.bootstrap(&[1, 2, 3]);
+        for id in 1..=3 {
+            sim.start(id);
+        }
+        let all = [1, 2, 3];
+        let leader = sim.wait_leader(&all).await;
+        let lagger = all.iter().copied().find(|i| *i != leader).unwrap();
+        sim.stop(lagger);
+        let rest: Vec<u64> = all.iter().copied().filter(|i| *i != lagger).collect();
+        let mut last = 0;
+        for i in 0..60 {
+            last = sim.write(&rest, &put_domain(&format!("w{i}.test"))).await;
+        }
+        sim.start(lagger);
+        sim.wait_converged(&all, last).await;
+        let installed = sim.h(lagger).status().snapshots_installed;
+        assert_eq!(
+            installed > 0,
+            want_snapshot,
+            "lag {lag}: {installed} snapshots"
+        );
+    }
 }

@@ -429,7 +429,8 @@ impl Admin for AdminService {
         };
         let statuses = self.cluster.member_statuses().await;
         let mut nodes = Vec::with_capacity(statuses.len());
-        let mut leader_id = self.cluster.status().leader_id;
+        let raft = self.cluster.status();
+        let mut leader_id = raft.leader_id;
         for (info, res) in statuses {
             let n = match res {
                 Ok(s) => {
@@ -446,6 +447,7 @@ impl Admin for AdminService {
                         commit_index: s.commit_index,
                         admin_address: info.admin_address,
                         placement_epoch: s.placement_epoch,
+                        membership: raft.membership_of(info.node_id).into(),
                     }
                 }
                 Err(e) => {
@@ -455,6 +457,7 @@ impl Admin for AdminService {
                         address: info.cluster_address,
                         role: "unreachable".into(),
                         admin_address: info.admin_address,
+                        membership: raft.membership_of(info.node_id).into(),
                         ..Default::default()
                     }
                 }

@@ -199,6 +199,9 @@ async fn run_planes(
                 election_ticks: cfg.raft.election_ticks,
                 heartbeat_ticks: cfg.raft.heartbeat_ticks,
                 snapshot_entries: cfg.raft.snapshot_entries,
+                compaction_lag: cfg.raft.compaction_lag,
+                promote_lag: 100,
+                max_size_per_msg: (cfg.max_grpc_message_bytes as u64 / 4).min(1 << 20),
                 proposal_timeout: Duration::from_secs(10),
             },
             data_dir: cfg.data_dir.clone(),
@@ -666,7 +669,9 @@ async fn track_readiness(
         if st.stopped {
             reasons.push("raft loop stopped".to_string());
         }
-        if !st.voters.contains(&handle.node_id()) {
+        if st.learners.contains(&handle.node_id()) {
+            reasons.push("a learner catching up; not yet a voter".to_string());
+        } else if !st.voters.contains(&handle.node_id()) {
             reasons.push("not (yet) a member of the cluster".to_string());
         }
         if st.leader_id == 0 {

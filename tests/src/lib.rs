@@ -201,6 +201,11 @@ impl Sandbox {
         self.spawn(node, args)
     }
 
+    /// Starts node `node` with a command line of the caller's (see [`Sandbox::args`]).
+    pub fn start_with_args(&mut self, node: u64, args: Vec<String>) -> Result<()> {
+        self.spawn(node, args)
+    }
+
     fn spawn(&mut self, node: u64, args: Vec<String>) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -302,6 +307,32 @@ impl Sandbox {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends `sig` to node `node`'s process (SIGSTOP / SIGCONT to pause and resume it).
+    pub fn signal(&mut self, node: u64, sig: nix::sys::signal::Signal) -> Result<()> {
+        let p = self
+            .procs
+            .get(&node)
+            .ok_or_else(|| anyhow!("node {node} never started"))?;
+        let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+        nix::sys::signal::kill(pid, sig)?;
+        Ok(())
+    }
+
+    /// The value of a metric without labels on node `node`'s `/metrics` (0 when not exported).
+    pub fn metric(&self, node: u64, name: &str) -> Result<f64> {
+        let (code, body) = self.http_get(node, "/metrics")?;
+        if code != 200 {
+            bail!("/metrics on node {node}: HTTP {code}");
+        }
+        Ok(body
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == name).then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0.0))
     }
 
     pub fn is_running(&mut self, node: u64) -> bool {

@@ -15,12 +15,10 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use herald_grpc::config::{
-    write_outcome, AuditContext, Command, ErrorCode, ErrorDetail, MembershipContext, NodeInfo,
-    StoreSnapshot, WriteOutcome,
+    write_outcome, Command, ErrorCode, ErrorDetail, StoreSnapshot, WriteOutcome,
 };
 use prost::Message as _;
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
@@ -29,10 +27,15 @@ use crate::state::StateMachine;
 use crate::storage::{DiskStorage, StorageError};
 use crate::transport::Transport;
 
+mod compaction;
+mod membership;
 mod types;
 
 pub use types::*;
-use types::{decode_ctx, encode_ctx, unavailable, Pending, PendingEntry, ReadReply};
+use types::{
+    decode_ctx, encode_ctx, unavailable, Answer, ConfRequest, Pending, PendingEntry, ReadReply,
+    ReadRound,
+};
 
 /// Builds the first snapshot of a brand-new cluster: this node as the only voter, and the
 /// bootstrap state (default domains, this node).
@@ -47,6 +50,10 @@ pub fn bootstrap_snapshot(node_id: u64, state: &StateMachine) -> Snapshot {
     snap
 }
 
+/// ReadIndex rounds issued by every loop in this process (for tests; `/metrics` has
+/// [`m::READ_INDEX_ROUNDS`]).
+pub static READ_INDEX_ROUNDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The owner loop. Create with [`RaftLoop::new`], then [`RaftLoop::run`] on its own thread.
 pub struct RaftLoop {
     cfg: RaftConfig,
@@ -58,14 +65,26 @@ pub struct RaftLoop {
     applied_tx: watch::Sender<Arc<Applied>>,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
     pending: HashMap<u64, PendingEntry>,
-    /// Reads waiting for a read state: reply, deadline, last time read_index was issued.
-    reads_pending: HashMap<u64, (ReadReply, Instant, Instant)>,
+    /// Read rounds waiting for a read state, by request number. At most one is in flight: reads
+    /// that arrive meanwhile wait in `reads_waiting` and share the next round, so a burst of
+    /// linearizable reads costs a handful of ReadIndex rounds, not one each.
+    reads_pending: HashMap<u64, ReadRound>,
+    reads_waiting: Vec<ReadReply>,
     reads_ready: Vec<(u64, ReadReply)>,
+    /// Replies to writes and membership changes applied in this round, sent once the state
+    /// they produced is published.
+    answers: Vec<Answer>,
     next_seq: u64,
     last_snapshot_index: u64,
     last_leader: u64,
+    snapshots_installed: u64,
     removed: bool,
     dirty: bool,
+    /// Membership changes waiting for their turn, oldest first (raft-rs silently drops a conf
+    /// change proposed while another is pending, so the loop proposes them one at a time).
+    conf_queue: std::collections::VecDeque<ConfRequest>,
+    /// The snapshot being encoded off this thread, if any (see `compaction`).
+    building: Option<compaction::Build>,
     /// A membership change was applied: snapshot now, so that the snapshot a new member gets
     /// names it as a voter (raft-rs ignores a snapshot whose conf state lacks the receiver).
     force_snapshot: bool,
@@ -101,7 +120,7 @@ impl RaftLoop {
             election_tick: cfg.election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
             applied,
-            max_size_per_msg: 1 << 20,
+            max_size_per_msg: cfg.max_size_per_msg,
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,
@@ -129,13 +148,18 @@ impl RaftLoop {
             events: events_tx,
             pending: HashMap::new(),
             reads_pending: HashMap::new(),
+            reads_waiting: Vec::new(),
             reads_ready: Vec::new(),
+            answers: Vec::new(),
             next_seq: 1,
             last_snapshot_index: applied,
             last_leader: 0,
+            snapshots_installed: 0,
             removed: false,
             dirty: false,
             force_snapshot: false,
+            conf_queue: std::collections::VecDeque::new(),
+            building: None,
         };
         // A lone voter needs nobody's vote: lead at once instead of after an election timeout.
         let voters = me.raw.store().conf_state().voters.clone();
@@ -182,8 +206,19 @@ impl RaftLoop {
                 }
                 self.expire(Instant::now());
             }
+            self.drive_membership(Instant::now());
+            if let Err(e) = self.finish_snapshot_build() {
+                break Err(e);
+            }
+            self.issue_reads();
             if let Err(e) = self.on_ready() {
                 break Err(e);
+            }
+            // A round that completed lets the reads that waited behind it go at once.
+            if self.issue_reads() {
+                if let Err(e) = self.on_ready() {
+                    break Err(e);
+                }
             }
             if stop || self.removed {
                 break Ok(());
@@ -211,7 +246,13 @@ impl RaftLoop {
                 node,
                 audit,
                 reply,
-            } => self.propose_conf(add, node, audit, reply),
+            } => self.queue_conf(ConfRequest {
+                add,
+                node,
+                audit,
+                reply,
+                deadline: Instant::now() + self.cfg.proposal_timeout,
+            }),
             Input::Raft {
                 message,
                 from_address,
@@ -223,13 +264,7 @@ impl RaftLoop {
                     tracing::debug!(error = %e, "raft step ignored a message");
                 }
             }
-            Input::ReadIndex { reply } => {
-                let seq = self.seq();
-                self.raw.read_index(seq.to_be_bytes().to_vec());
-                let now = Instant::now();
-                self.reads_pending
-                    .insert(seq, (reply, now + self.cfg.proposal_timeout, now));
-            }
+            Input::ReadIndex { reply } => self.reads_waiting.push(reply),
             Input::Unreachable(id) => self.raw.report_unreachable(id),
             Input::SnapshotSent { to, ok } => {
                 let st = if ok {
@@ -281,76 +316,6 @@ impl RaftLoop {
         }
     }
 
-    fn propose_conf(
-        &mut self,
-        add: bool,
-        node: NodeInfo,
-        audit: Option<AuditContext>,
-        reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
-    ) {
-        if self.raw.raft.state != StateRole::Leader {
-            let _ = reply.send(Err(unavailable("not the leader")));
-            return;
-        }
-        let voters = self.raw.store().conf_state().voters.clone();
-        let is_member = voters.contains(&node.node_id);
-        if add && is_member {
-            // Idempotent: a restarted joiner asks again.
-            let _ = reply.send(Ok(voters));
-            return;
-        }
-        if !add && !is_member {
-            let _ = reply.send(Err(ErrorDetail::new(
-                ErrorCode::NotFound,
-                format!("node {} is not a member", node.node_id),
-            )));
-            return;
-        }
-        if !add && voters.len() == 1 {
-            let _ = reply.send(Err(ErrorDetail::new(
-                ErrorCode::FailedPrecondition,
-                "cannot remove the last voter",
-            )));
-            return;
-        }
-        let seq = self.seq();
-        let mut cc = ConfChange {
-            node_id: node.node_id,
-            ..Default::default()
-        };
-        cc.set_change_type(if add {
-            ConfChangeType::AddNode
-        } else {
-            ConfChangeType::RemoveNode
-        });
-        // Wire-compatible with a bare NodeInfo (what older nodes wrote and read).
-        let context = MembershipContext {
-            node_id: node.node_id,
-            cluster_address: node.cluster_address.clone(),
-            admin_address: node.admin_address.clone(),
-            audit,
-        };
-        cc.context = encode_ctx(self.cfg.node_id, seq, &context.encode_to_vec()).into();
-        match self.raw.propose_conf_change(vec![], cc) {
-            Ok(()) => {
-                let now = Instant::now();
-                self.pending.insert(
-                    seq,
-                    PendingEntry {
-                        reply: Pending::Conf(reply),
-                        started: now,
-                        deadline: now + self.cfg.proposal_timeout,
-                    },
-                );
-            }
-            Err(e) => {
-                let _ = reply.send(Err(unavailable(format!(
-                    "membership change dropped (another one may be in progress): {e}"
-                ))));
-            }
-        }
-    }
-
     fn on_ready(&mut self) -> Result<(), LoopError> {
         if !self.raw.has_ready() {
             self.publish_status();
@@ -364,7 +329,8 @@ impl RaftLoop {
         }
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
-        // Entries and hard state in one fsync.
+        // Entries and hard state in one fsync; a hard state that only moved the commit index
+        // is kept in memory (the storage decides: it compares term and vote).
         if !ready.entries().is_empty() || ready.hs().is_some() {
             let hs = ready.hs().cloned();
             self.raw.mut_store().persist(ready.entries(), hs.as_ref())?;
@@ -376,8 +342,9 @@ impl RaftLoop {
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes);
-            if let Some((reply, _, _)) = seq.and_then(|s| self.reads_pending.remove(&s)) {
-                self.reads_ready.push((rs.index, reply));
+            if let Some(round) = seq.and_then(|s| self.reads_pending.remove(&s)) {
+                self.reads_ready
+                    .extend(round.replies.into_iter().map(|r| (rs.index, r)));
             }
         }
         let mut light = self.raw.advance(ready);
@@ -388,9 +355,13 @@ impl RaftLoop {
         let committed = light.take_committed_entries();
         self.apply_entries(committed)?;
         self.raw.advance_apply();
-        self.finish_reads();
-        self.maybe_compact()?;
+        // Published before anyone is answered: a caller that reads this node's applied state
+        // right after its write or read barrier returns sees at least what it waited for.
+        // (The snapshot build also starts from the published state.)
         self.publish_applied();
+        self.finish_reads();
+        self.send_answers();
+        self.maybe_compact()?;
         self.publish_status();
         Ok(())
     }
@@ -412,6 +383,7 @@ impl RaftLoop {
             self.transport.learn_address(n.node_id, &n.cluster_address);
         }
         metrics::counter!(m::SNAPSHOTS_INSTALLED).increment(1);
+        self.snapshots_installed += 1;
         tracing::info!(index, "installed a snapshot from the leader");
         self.dirty = true;
         Ok(())
@@ -463,82 +435,35 @@ impl RaftLoop {
                     metrics::histogram!(m::PROPOSAL_DURATION)
                         .record(p.started.elapsed().as_secs_f64());
                     if let Pending::Write(reply) = p.reply {
-                        let _ = reply.send(Ok(outcome));
+                        self.answers.push(Answer::Write(reply, Ok(outcome)));
                     }
                 }
             }
         }
     }
 
-    fn apply_conf(&mut self, e: &Entry) -> Result<(), LoopError> {
-        let cc = ConfChange::parse_from_bytes(&e.data)
-            .map_err(|err| LoopError::Corrupt(format!("conf change at {}: {err}", e.index)))?;
-        let ctx = decode_ctx(&cc.context);
-        let context = ctx
-            .and_then(|(_, _, extra)| MembershipContext::decode(extra).ok())
-            .unwrap_or(MembershipContext {
-                node_id: cc.node_id,
-                ..Default::default()
-            });
-        let info = NodeInfo {
-            node_id: context.node_id,
-            cluster_address: context.cluster_address.clone(),
-            admin_address: context.admin_address.clone(),
-        };
-        let cs = self.raw.apply_conf_change(&cc).map_err(LoopError::Raft)?;
-        self.raw.mut_store().set_conf_state(cs.clone())?;
-        self.force_snapshot = true;
-        match cc.get_change_type() {
-            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                self.transport
-                    .learn_address(info.node_id, &info.cluster_address);
-                self.state.add_node(e.index, info.clone());
-                if let Some(a) = &context.audit {
-                    self.state.audit_membership(
-                        e.index,
-                        a,
-                        true,
-                        info.node_id,
-                        &info.cluster_address,
-                    );
-                    metrics::counter!(m::AUDIT_RECORDS).increment(1);
-                }
-                tracing::info!(node = info.node_id, address = %info.cluster_address, "node added");
-            }
-            ConfChangeType::RemoveNode => {
-                let known = self
-                    .state
-                    .nodes()
-                    .into_iter()
-                    .find(|n| n.node_id == cc.node_id)
-                    .unwrap_or(info.clone());
-                self.state.remove_node(e.index, cc.node_id);
-                if let Some(a) = &context.audit {
-                    self.state
-                        .audit_membership(e.index, a, false, cc.node_id, "");
-                    metrics::counter!(m::AUDIT_RECORDS).increment(1);
-                }
-                tracing::info!(node = cc.node_id, "node removed");
-                if cc.node_id == self.cfg.node_id {
-                    self.removed = true;
-                } else {
-                    if self.raw.raft.state == StateRole::Leader {
-                        let _ = self.events.send(Event::PeerRemoved(known, e.index));
-                    }
-                    self.transport.forget(cc.node_id);
-                }
-            }
+    /// Issues one ReadIndex round for every read waiting, unless a round is in flight. Returns
+    /// true when it issued one.
+    fn issue_reads(&mut self) -> bool {
+        if self.reads_waiting.is_empty() || !self.reads_pending.is_empty() {
+            return false;
         }
-        if let Some((node, seq, _)) = ctx {
-            if node == self.cfg.node_id {
-                if let Some(p) = self.pending.remove(&seq) {
-                    if let Pending::Conf(reply) = p.reply {
-                        let _ = reply.send(Ok(cs.voters.clone()));
-                    }
-                }
-            }
-        }
-        Ok(())
+        let seq = self.seq();
+        self.raw.read_index(seq.to_be_bytes().to_vec());
+        let now = Instant::now();
+        let replies = std::mem::take(&mut self.reads_waiting);
+        metrics::counter!(m::READ_INDEX_ROUNDS).increment(1);
+        metrics::counter!(m::LINEARIZABLE_READS).increment(replies.len() as u64);
+        READ_INDEX_ROUNDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reads_pending.insert(
+            seq,
+            ReadRound {
+                replies,
+                deadline: now + self.cfg.proposal_timeout,
+                last: now,
+            },
+        );
+        true
     }
 
     fn finish_reads(&mut self) {
@@ -552,21 +477,6 @@ impl RaftLoop {
                 i += 1;
             }
         }
-    }
-
-    fn maybe_compact(&mut self) -> Result<(), LoopError> {
-        let applied = self.state.applied_index();
-        let due = applied >= self.last_snapshot_index + self.cfg.snapshot_entries;
-        if !(due || self.force_snapshot) || applied <= self.last_snapshot_index {
-            return Ok(());
-        }
-        self.force_snapshot = false;
-        let data = self.state.to_snapshot().encode_to_vec();
-        self.raw.mut_store().compact(applied, data)?;
-        self.last_snapshot_index = applied;
-        metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
-        tracing::debug!(index = applied, "log compacted behind a snapshot");
-        Ok(())
     }
 
     fn expire(&mut self, now: Instant) {
@@ -597,28 +507,49 @@ impl RaftLoop {
         // raft-rs drops a read request that arrives before the leader committed an entry in its
         // term, or while no leader is known: ask again every other tick until answered.
         let retry_after = self.cfg.tick * 2;
-        for (seq, (_, _, last)) in self.reads_pending.iter_mut() {
-            if *last + retry_after <= now {
-                *last = now;
+        for (seq, round) in self.reads_pending.iter_mut() {
+            if round.last + retry_after <= now {
+                round.last = now;
                 self.raw.read_index(seq.to_be_bytes().to_vec());
             }
         }
         let expired: Vec<u64> = self
             .reads_pending
             .iter()
-            .filter(|(_, (_, d, _))| *d <= now)
+            .filter(|(_, round)| round.deadline <= now)
             .map(|(k, _)| *k)
             .collect();
         for seq in expired {
-            if let Some((r, _, _)) = self.reads_pending.remove(&seq) {
-                let _ = r.send(Err(unavailable(
-                    "no leader confirmed the read in time; retry",
-                )));
+            if let Some(round) = self.reads_pending.remove(&seq) {
+                for r in round.replies {
+                    let _ = r.send(Err(unavailable(
+                        "no leader confirmed the read in time; retry",
+                    )));
+                }
+            }
+        }
+    }
+
+    fn send_answers(&mut self) {
+        for a in self.answers.drain(..) {
+            match a {
+                Answer::Write(r, v) => {
+                    let _ = r.send(v);
+                }
+                Answer::Conf(r, v) => {
+                    let _ = r.send(v);
+                }
             }
         }
     }
 
     fn fail_all(&mut self, why: &str) {
+        // Applied already: these are answered with their outcome, not failed.
+        self.publish_applied();
+        self.send_answers();
+        for req in self.conf_queue.drain(..) {
+            let _ = req.reply.send(Err(unavailable(why)));
+        }
         for (_, p) in self.pending.drain() {
             let err = ErrorDetail::new(ErrorCode::Aborted, format!("{why}; outcome unknown"));
             match p.reply {
@@ -630,7 +561,8 @@ impl RaftLoop {
                 }
             }
         }
-        for (_, (r, _, _)) in self.reads_pending.drain() {
+        let rounds = self.reads_pending.drain().flat_map(|(_, r)| r.replies);
+        for r in rounds.chain(self.reads_waiting.drain(..)) {
             let _ = r.send(Err(unavailable(why)));
         }
         for (_, r) in self.reads_ready.drain(..) {
@@ -664,6 +596,8 @@ impl RaftLoop {
             commit: raft.raft_log.committed,
             applied: self.state.applied_index(),
             voters: self.raw.store().conf_state().voters.clone(),
+            learners: self.raw.store().conf_state().learners.clone(),
+            snapshots_installed: self.snapshots_installed,
             removed: self.removed,
             stopped: false,
         };
@@ -679,6 +613,7 @@ impl RaftLoop {
         metrics::gauge!(m::APPLIED_INDEX).set(st.applied as f64);
         metrics::gauge!(m::IS_LEADER).set(if role == Role::Leader { 1.0 } else { 0.0 });
         metrics::gauge!(m::VOTERS).set(st.voters.len() as f64);
+        metrics::gauge!(m::LEARNERS).set(st.learners.len() as f64);
         self.status_tx.send_if_modified(|cur| {
             if *cur != st {
                 *cur = st;

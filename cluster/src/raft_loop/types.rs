@@ -18,6 +18,15 @@ pub struct RaftConfig {
     pub heartbeat_ticks: usize,
     /// Take a snapshot and compact the log after this many applied entries.
     pub snapshot_entries: u64,
+    /// Entries kept in the log behind each snapshot, so that a follower that lags by up to this
+    /// many entries catches up from the log instead of receiving a whole snapshot.
+    pub compaction_lag: u64,
+    /// A learner is promoted to voter once its log is within this many entries of the leader's.
+    pub promote_lag: u64,
+    /// Largest batch of entries in one append message, in bytes; keep it well below the gRPC
+    /// message cap (a quarter of it), or a follower catching up from the log gets messages its
+    /// server refuses.
+    pub max_size_per_msg: u64,
     /// How long a proposal may wait to be applied before its caller is told the outcome is unknown.
     pub proposal_timeout: Duration,
 }
@@ -30,6 +39,9 @@ impl RaftConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_entries: 50,
+            compaction_lag: 20,
+            promote_lag: 10,
+            max_size_per_msg: 1 << 20,
             proposal_timeout: Duration::from_secs(5),
         }
     }
@@ -46,7 +58,8 @@ pub enum Input {
         command: Vec<u8>,
         reply: oneshot::Sender<WriteResult>,
     },
-    /// Add or remove a voter; answered with the voters once applied.
+    /// Add a node (as a learner: the leader promotes it to voter once it has caught up) or
+    /// remove a voter or learner; answered with the voters once applied.
     ConfChange {
         add: bool,
         node: NodeInfo,
@@ -105,6 +118,10 @@ pub struct RaftStatus {
     pub commit: u64,
     pub applied: u64,
     pub voters: Vec<u64>,
+    /// Members that receive the log but do not vote yet (joined, still catching up).
+    pub learners: Vec<u64>,
+    /// Snapshots received from a leader and installed since this loop started.
+    pub snapshots_installed: u64,
     /// This node was removed from the cluster and its loop has stopped.
     pub removed: bool,
     /// The loop has stopped (shutdown, removal or a storage failure).
@@ -151,7 +168,51 @@ pub enum Event {
     PeerRemoved(NodeInfo, u64),
 }
 
+impl RaftStatus {
+    /// Voter or learner.
+    pub fn is_member(&self, node: u64) -> bool {
+        self.voters.contains(&node) || self.learners.contains(&node)
+    }
+
+    /// `voter`, `learner`, or empty when `node` is neither.
+    pub fn membership_of(&self, node: u64) -> &'static str {
+        if self.voters.contains(&node) {
+            "voter"
+        } else if self.learners.contains(&node) {
+            "learner"
+        } else {
+            ""
+        }
+    }
+}
+
 pub(crate) type ReadReply = oneshot::Sender<Result<u64, ErrorDetail>>;
+
+/// One ReadIndex round in flight, shared by every read that was waiting when it was issued.
+pub(crate) struct ReadRound {
+    pub(crate) replies: Vec<ReadReply>,
+    pub(crate) deadline: Instant,
+    /// When read_index was last issued for it (raft-rs drops some requests: it is re-issued).
+    pub(crate) last: Instant,
+}
+
+/// A membership change waiting for its turn (raft-rs takes one at a time).
+pub(crate) struct ConfRequest {
+    pub(crate) add: bool,
+    pub(crate) node: NodeInfo,
+    pub(crate) audit: Option<AuditContext>,
+    pub(crate) reply: oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
+    pub(crate) deadline: Instant,
+}
+
+/// A reply held until the state it reports on is published.
+pub(crate) enum Answer {
+    Write(oneshot::Sender<WriteResult>, WriteResult),
+    Conf(
+        oneshot::Sender<Result<Vec<u64>, ErrorDetail>>,
+        Result<Vec<u64>, ErrorDetail>,
+    ),
+}
 
 pub(crate) enum Pending {
     Write(oneshot::Sender<WriteResult>),

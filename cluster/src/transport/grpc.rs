@@ -1,12 +1,18 @@
 //! Raft messages over the node-to-node gRPC `Raft` client stream: one ordered queue and one
 //! [`crate::stream::pump`] per peer. A full queue drops (counted); a broken stream reports the
-//! peer unreachable to Raft, and a snapshot that could not be sent is reported as failed.
+//! peer unreachable to Raft.
+//!
+//! Snapshots (`MsgSnapshot`) never go on that stream: each is sent by a task of its own over the
+//! `InstallSnapshot` client stream, in chunks below the message size cap, so heartbeats never
+//! wait behind a large store and no store is too large to send. Its outcome is reported to Raft
+//! (`report_snapshot`). A peer that does not know the RPC (an older node) gets it on the Raft
+//! stream, as before.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crossbeam_channel::Sender;
-use herald_grpc::cluster::RaftEnvelope;
+use herald_grpc::cluster::{RaftEnvelope, SnapshotChunk};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::{mpsc, watch};
@@ -18,6 +24,8 @@ use crate::raft_loop::Input;
 use crate::stream::{pump, Hooks, Open};
 
 const QUEUE: usize = 1024;
+/// Largest snapshot chunk; smaller when the message cap is (a quarter of it).
+const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 struct Peer {
     address: watch::Sender<String>,
@@ -80,10 +88,109 @@ impl GrpcTransport {
     }
 }
 
+impl GrpcTransport {
+    /// Sends a MsgSnapshot on its own task and RPC, and reports the outcome to Raft.
+    fn send_snapshot(&self, msg: Message) {
+        let to = msg.to;
+        let address = self.peers().get(&to).map(|p| p.address.borrow().clone());
+        let Some(address) = address else {
+            metrics::counter!(m::MESSAGES_DROPPED, "direction" => "out").increment(1);
+            let _ = self.inbox.try_send(Input::SnapshotSent { to, ok: false });
+            return;
+        };
+        let (me, my_address, opts, inbox) = (
+            self.me,
+            self.my_address.clone(),
+            self.opts.clone(),
+            self.inbox.clone(),
+        );
+        let fallback = self.peers().get(&to).map(|p| p.queue.clone());
+        self.rt.spawn(async move {
+            let bytes = msg.get_snapshot().get_data().len();
+            let started = std::time::Instant::now();
+            match send_snapshot_chunks(&address, &opts, me, &my_address, &msg).await {
+                Ok(chunks) => {
+                    metrics::counter!(m::SNAPSHOTS_SENT).increment(1);
+                    tracing::info!(peer = to, bytes, chunks, elapsed = ?started.elapsed(),
+                        "snapshot sent");
+                    let _ = inbox.try_send(Input::SnapshotSent { to, ok: true });
+                }
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    // An older peer: the Raft stream, as it expects (bounded by the cap).
+                    let env = msg.write_to_bytes().ok().map(|message| RaftEnvelope {
+                        from: me,
+                        to,
+                        from_address: my_address,
+                        message,
+                        snapshot: true,
+                    });
+                    let queued = match (env, fallback) {
+                        (Some(env), Some(q)) => q.try_send(env).is_ok(),
+                        _ => false,
+                    };
+                    if !queued {
+                        let _ = inbox.try_send(Input::SnapshotSent { to, ok: false });
+                    }
+                }
+                Err(status) => {
+                    tracing::warn!(peer = to, bytes, %status, "sending a snapshot failed");
+                    let _ = inbox.try_send(Input::SnapshotSent { to, ok: false });
+                }
+            }
+        });
+    }
+}
+
+/// Streams `msg` (a MsgSnapshot) to `address` in chunks; returns how many.
+async fn send_snapshot_chunks(
+    address: &str,
+    opts: &PeerOptions,
+    me: u64,
+    my_address: &str,
+    msg: &Message,
+) -> Result<usize, tonic::Status> {
+    let data = msg.get_snapshot().data.clone();
+    let mut head = msg.clone();
+    head.mut_snapshot().data = Default::default();
+    let message = head
+        .write_to_bytes()
+        .map_err(|e| tonic::Status::internal(format!("cannot encode a snapshot: {e}")))?;
+    let cap = if opts.max_message_bytes == 0 {
+        64 << 20
+    } else {
+        opts.max_message_bytes
+    };
+    let chunk = SNAPSHOT_CHUNK.min(cap / 4).max(1);
+    let total = data.len();
+    let head = SnapshotChunk {
+        from: me,
+        to: msg.to,
+        from_address: my_address.to_string(),
+        message,
+        total_bytes: total as u64,
+        data: Vec::new(),
+    };
+    // Pieces are copied out of the snapshot lazily, as the stream is polled.
+    let body = (0..total.div_ceil(chunk)).map(move |i| SnapshotChunk {
+        data: data[i * chunk..((i + 1) * chunk).min(total)].to_vec(),
+        ..Default::default()
+    });
+    let n = 1 + total.div_ceil(chunk);
+    let mut client = crate::client::peer_client_connected(address, opts).await?;
+    let mut req = tonic::Request::new(tokio_stream::iter(std::iter::once(head).chain(body)));
+    req.set_timeout(std::time::Duration::from_secs(600));
+    client.install_snapshot(req).await?;
+    Ok(n)
+}
+
 impl Transport for GrpcTransport {
     fn send(&self, msg: Message) {
         let to = msg.to;
         let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+        if snapshot {
+            self.send_snapshot(msg);
+            return;
+        }
         let env = match msg.write_to_bytes() {
             Ok(bytes) => RaftEnvelope {
                 from: self.me,

@@ -422,6 +422,7 @@ fn cluster_status_and_membership() {
                 commit_index: 10,
                 admin_address: "127.0.0.1:7471".into(),
                 placement_epoch: 3,
+                membership: "voter".into(),
             },
             NodeStatus {
                 id: 2,
@@ -433,6 +434,7 @@ fn cluster_status_and_membership() {
                 commit_index: 10,
                 admin_address: "127.0.0.2:7471".into(),
                 placement_epoch: 3,
+                membership: "learner".into(),
             },
         ],
         placement_epoch: 3,
@@ -452,16 +454,17 @@ fn cluster_status_and_membership() {
     assert_eq!(
         v["nodes"][1],
         json!({
-            "id": 2, "address": "127.0.0.2:7470", "role": "follower", "applied_index": 9,
+            "id": 2, "address": "127.0.0.2:7470", "role": "follower", "membership": "learner",
+            "applied_index": 9,
             "commit_index": 10, "term": 2, "config_digest": digest,
             "admin_address": "127.0.0.2:7471", "placement_epoch": 3,
         })
     );
     assert_eq!(
         render::cluster_status(&reply, OutputFormat::Table),
-        "ID  ADDRESS         ROLE      APPLIED_INDEX  TERM  CONFIG_DIGEST\n\
-         1   127.0.0.1:7470  leader    10             2     0123456789ab\n\
-         2   127.0.0.2:7470  follower  9              2     0123456789ab\n\
+        "ID  ADDRESS         ROLE      MEMBER   APPLIED_INDEX  TERM  CONFIG_DIGEST\n\
+         1   127.0.0.1:7470  leader    voter    10             2     0123456789ab\n\
+         2   127.0.0.2:7470  follower  learner  9              2     0123456789ab\n\
          leader: 1\ndigests agree: yes\n\
          placement: epoch 3 on nodes [1, 2] (node 2 is back)\n"
     );

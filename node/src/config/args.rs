@@ -171,6 +171,9 @@ pub struct AgentArgs {
     /// Compact the Raft log after this many applied entries [default: 1000].
     #[arg(long, env = "HERALD_SNAPSHOT_ENTRIES", value_name = "N")]
     pub snapshot_entries: Option<u64>,
+    /// Raft log entries kept behind each snapshot for lagging followers [default: 5000].
+    #[arg(long, env = "HERALD_COMPACTION_LAG", value_name = "N")]
+    pub compaction_lag: Option<u64>,
     /// Largest stanza a client may send, in bytes [default: 262144].
     #[arg(long, env = "HERALD_MAX_STANZA_BYTES", value_name = "BYTES")]
     pub max_stanza_bytes: Option<usize>,
@@ -244,6 +247,7 @@ impl AgentArgs {
             cfg.raft.election_ticks => a.raft_election_ticks,
             cfg.raft.heartbeat_ticks => a.raft_heartbeat_ticks,
             cfg.raft.snapshot_entries => a.snapshot_entries,
+            cfg.raft.compaction_lag => a.compaction_lag,
             cfg.xmpp.max_stanza_bytes => a.max_stanza_bytes,
             cfg.xmpp.offline_max => a.offline_max,
             cfg.xmpp.max_connections => a.max_connections,

@@ -70,6 +70,9 @@ pub struct RaftConfig {
     pub heartbeat_ticks: usize,
     /// Compact the Raft log (snapshot) after this many applied entries.
     pub snapshot_entries: u64,
+    /// Entries kept in the log behind each snapshot, so that a briefly lagging follower
+    /// catches up from the log rather than by a snapshot.
+    pub compaction_lag: u64,
 }
 
 impl Default for RaftConfig {
@@ -79,6 +82,7 @@ impl Default for RaftConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_entries: 1000,
+            compaction_lag: 5000,
         }
     }
 }

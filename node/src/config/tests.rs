@@ -184,6 +184,9 @@ fn every_flag_has_its_env_var() {
         ("HERALD_SNAPSHOT_ENTRIES", "50", |c| {
             c.raft.snapshot_entries.to_string()
         }),
+        ("HERALD_COMPACTION_LAG", "300", |c| {
+            c.raft.compaction_lag.to_string()
+        }),
         ("HERALD_MAX_GRPC_MESSAGE_BYTES", "100000", |c| {
             c.max_grpc_message_bytes.to_string()
         }),
