@@ -172,7 +172,10 @@ async fn concurrent_linearizable_reads_share_read_index_rounds() {
     });
     for (idx, seen) in futures::future::join_all(calls).await {
         assert!(idx >= rev);
-        assert!(seen >= idx, "read barrier at {idx} returned with {seen} published");
+        assert!(
+            seen >= idx,
+            "read barrier at {idx} returned with {seen} published"
+        );
     }
     let rounds = READ_INDEX_ROUNDS.load(Ordering::Relaxed) - r0;
     eprintln!(
