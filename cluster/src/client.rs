@@ -32,6 +32,9 @@ pub struct PeerOptions {
     pub token: Option<String>,
     pub max_message_bytes: usize,
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Source address of node-to-node connections (the node's own bind address, so that peers
+    /// and firewalls see node-to-node traffic come from it); `None`: the kernel's choice.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 fn endpoint(address: &str, opts: &PeerOptions) -> Result<Endpoint, tonic::Status> {
@@ -42,6 +45,15 @@ fn endpoint(address: &str, opts: &PeerOptions) -> Result<Endpoint, tonic::Status
     let mut ep = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|e| bad(&e))?;
     if let Some(tls) = &opts.tls {
         ep = ep.tls_config(tls.clone()).map_err(|e| bad(&e))?;
+    }
+    // Only towards a peer of the same address family (a name is resolved later: any).
+    let peer_ip = address
+        .rsplit_once(':')
+        .and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok());
+    if let Some(local) = opts.local_address {
+        if peer_ip.is_none_or(|p| p.is_ipv4() == local.is_ipv4()) {
+            ep = ep.local_address(Some(local));
+        }
     }
     Ok(ep
         .connect_timeout(Duration::from_secs(1))

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use herald_grpc::cluster::{route_message, RouteMessage, StatusRequest};
 use tokio::sync::{mpsc, watch};
 
+use crate::client::peer_client_connected;
 use crate::client::PeerOptions;
 use crate::handle::ClusterHandle;
-use crate::stream::{pump, Hooks, Open};
 
 /// A node not heard from for this long is treated as down.
 pub const DEAD_AFTER: Duration = Duration::from_millis(2500);
@@ -127,28 +127,18 @@ impl Routes {
         let peer = peers.entry(node).or_insert_with(|| {
             let (addr_tx, addr_rx) = watch::channel(address.to_string());
             let (queue_tx, queue_rx) = mpsc::channel(QUEUE);
-            let open: Open<RouteMessage> = Box::new(|mut client, stream| {
-                Box::pin(async move { client.route(stream).await.map(|_| ()) })
-            });
-            let hooks = Hooks {
-                sent: Box::new(|_: &RouteMessage| {
-                    metrics::counter!(ROUTED, "direction" => "out").increment(1)
-                }),
-                lost: {
-                    let (seen, lost_tx) = (self.last_seen.clone(), self.lost_tx.clone());
-                    Box::new(move |m: &RouteMessage| {
-                        mark_dead(&seen, node);
-                        metrics::counter!(ROUTE_DROPPED, "reason" => "peer_unreachable")
-                            .increment(1);
-                        tracing::debug!(peer = node, "peer unreachable; routed item handed back");
-                        if let Some(kind) = m.kind.clone() {
-                            let _ = lost_tx.send((node, kind));
-                        }
-                    })
-                },
-                broken: Box::new(|| {}),
+            let lost: Lost = {
+                let (seen, lost_tx) = (self.last_seen.clone(), self.lost_tx.clone());
+                Box::new(move |m: RouteMessage| {
+                    mark_dead(&seen, node);
+                    metrics::counter!(ROUTE_DROPPED, "reason" => "peer_unreachable").increment(1);
+                    tracing::debug!(peer = node, "peer unreachable; routed item handed back");
+                    if let Some(kind) = m.kind {
+                        let _ = lost_tx.send((node, kind));
+                    }
+                })
             };
-            let pumping = pump(node, addr_rx, queue_rx, self.opts.clone(), open, hooks);
+            let pumping = route_pump(node, addr_rx, queue_rx, self.opts.clone(), lost);
             match &self.rt {
                 Some(rt) => drop(rt.spawn(pumping)),
                 None => drop(tokio::spawn(pumping)),
@@ -237,6 +227,96 @@ impl Routes {
             .unwrap_or_else(|p| p.into_inner())
             .entry(node)
             .or_insert_with(Instant::now);
+    }
+}
+
+/// Where a routed item goes when its peer did not acknowledge it.
+type Lost = Box<dyn Fn(RouteMessage) + Send + Sync>;
+
+/// The ordered, acknowledged stream of routed items to one peer. The peer acknowledges how many
+/// items it has handed on; when the stream breaks (or never opens), every item it has not
+/// acknowledged goes to `lost` in order, to be re-routed — so an item is never dropped
+/// silently between nodes (at worst it is handled twice, if the stream broke between the
+/// peer handing it on and its acknowledgement arriving).
+async fn route_pump(
+    peer: u64,
+    address: watch::Receiver<String>,
+    mut queue: mpsc::Receiver<RouteMessage>,
+    opts: PeerOptions,
+    lost: Lost,
+) {
+    use std::collections::VecDeque;
+    use tokio_stream::StreamExt as _;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        // Connect only when there is something to say.
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let addr = address.borrow().clone();
+        let mut unacked: VecDeque<RouteMessage> = VecDeque::from([first]);
+        let outcome: Result<(), String> = async {
+            let mut client = peer_client_connected(&addr, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (tx, rx) = mpsc::channel::<RouteMessage>(256);
+            let mut acks = client
+                .route(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            // The count acknowledged so far; `unacked` holds the items after it, in order.
+            let mut acked = 0u64;
+            let mut sent = 0u64;
+            if tx.send(unacked[0].clone()).await.is_err() {
+                return Err("stream closed".into());
+            }
+            sent += 1;
+            metrics::counter!(ROUTED, "direction" => "out").increment(1);
+            backoff = Duration::from_millis(50);
+            loop {
+                tokio::select! {
+                    item = queue.recv() => {
+                        let Some(item) = item else { return Ok(()) };
+                        unacked.push_back(item.clone());
+                        if tx.send(item).await.is_err() {
+                            return Err("stream closed".into());
+                        }
+                        sent += 1;
+                        metrics::counter!(ROUTED, "direction" => "out").increment(1);
+                    }
+                    ack = acks.next() => match ack {
+                        Some(Ok(a)) => {
+                            let handled = a.handled.min(sent);
+                            while acked < handled {
+                                unacked.pop_front();
+                                acked += 1;
+                            }
+                        }
+                        Some(Err(status)) => return Err(status.to_string()),
+                        None => return Err("the peer ended the stream".into()),
+                    },
+                }
+            }
+        }
+        .await;
+        match outcome {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(peer, address = %addr, error = %e, unacked = unacked.len(),
+                    "routing stream to peer broke; unacknowledged items handed back");
+                metrics::counter!(crate::metrics::PEER_CONNECT_FAILURES).increment(1);
+            }
+        }
+        for item in unacked.drain(..) {
+            lost(item);
+        }
+        // Stale items are worthless after a break: handed back for re-routing too.
+        while let Ok(item) = queue.try_recv() {
+            lost(item);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 

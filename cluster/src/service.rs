@@ -307,10 +307,14 @@ impl NodeApi for NodeApiService {
         Ok(Response::new(self.handle.local_status()))
     }
 
+    type RouteStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<herald_grpc::cluster::RouteAck, Status>> + Send>,
+    >;
+
     async fn route(
         &self,
         request: Request<Streaming<RouteMessage>>,
-    ) -> Result<Response<RaftAck>, Status> {
+    ) -> Result<Response<Self::RouteStream>, Status> {
         let Some(sink) = self.handle.routes().sink().cloned() else {
             return Err(Status::unavailable(
                 "this node is not ready to route stanzas",
@@ -318,24 +322,42 @@ impl NodeApi for NodeApiService {
         };
         let caller = self.caller(&request, "route")?;
         let mut stream = request.into_inner();
-        while let Some(msg) = stream.next().await {
-            let msg = msg?;
-            check_claim(
-                "route",
-                caller,
-                msg.from_node,
-                "routed item claims to be from",
-            )?;
-            self.handle.routes().saw(msg.from_node);
-            metrics::counter!(crate::routing::ROUTED, "direction" => "in").increment(1);
-            if let Some(kind) = msg.kind {
-                if !sink.deliver(msg.from_node, kind) {
-                    metrics::counter!(crate::routing::ROUTE_DROPPED, "reason" => "receiver_full")
-                        .increment(1);
+        // The count of items handed on, acknowledged to the sender as it grows (a watch: the
+        // sender always sees the latest count; the first value, 0, accepts the stream).
+        let (acks_tx, acks_rx) = tokio::sync::watch::channel(0u64);
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let mut handled = 0u64;
+            while let Some(msg) = stream.next().await {
+                let Ok(msg) = msg else {
+                    return;
+                };
+                if let Err(status) = check_claim(
+                    "route",
+                    caller,
+                    msg.from_node,
+                    "routed item claims to be from",
+                ) {
+                    tracing::warn!(%status, "routed stream refused");
+                    return;
+                }
+                handle.routes().saw(msg.from_node);
+                metrics::counter!(crate::routing::ROUTED, "direction" => "in").increment(1);
+                if let Some(kind) = msg.kind {
+                    if !sink.deliver(msg.from_node, kind) {
+                        metrics::counter!(crate::routing::ROUTE_DROPPED, "reason" => "receiver_full")
+                            .increment(1);
+                    }
+                }
+                handled += 1;
+                if acks_tx.send(handled).is_err() {
+                    return;
                 }
             }
-        }
-        Ok(Response::new(RaftAck {}))
+        });
+        let acks = tokio_stream::wrappers::WatchStream::new(acks_rx)
+            .map(|handled| Ok(herald_grpc::cluster::RouteAck { handled }));
+        Ok(Response::new(Box::pin(acks)))
     }
 
     async fn local_sessions(

@@ -180,6 +180,7 @@ async fn run_planes(
         record_cert_expiry("cluster", &t.cert_path);
     }
     let peer = PeerOptions {
+        local_address: (!cfg.bind.is_unspecified()).then_some(cfg.bind),
         token: cfg.cluster_token.as_ref().map(|s| s.expose().to_string()),
         max_message_bytes: cfg.max_grpc_message_bytes,
         tls: cluster_tls.as_ref().map(|t| {

@@ -1,8 +1,10 @@
 """Fault rounds on a 3-node cluster: one owner per user, and no acknowledged write lost.
 
 Each round picks a node (every node in turn, the Raft leader among them) and a fault — kill -9
-then restart, or SIGSTOP for longer than the liveness limit then SIGCONT (a GC pause, a VM
-freeze: the node comes back believing it still owns its users) — and while the fault lasts,
+then restart; SIGSTOP for longer than the liveness limit then SIGCONT (a GC pause, a VM freeze:
+the node comes back believing it still owns its users); or a partition (nftables drops every
+packet between the node's address and the other nodes' both ways while it keeps running and
+keeps its clients) — and while the fault lasts,
 real clients on the surviving nodes write: a roster item and a block-list entry for `wes`, and a
 message from `sam` to one of three users who stay offline (their homes spread over the nodes).
 A write counts as acknowledged when the server answered it (IQ result) or, for a message, when
@@ -16,15 +18,17 @@ the replicated store) show one owner per epoch, epochs only growing — the stat
 a write from a node that is not the user's home in the current epoch, so a second owner would
 appear there as a refused write, never as data.
 
-`HERALD_FAULT_ROUNDS` sets the number of rounds (default 20; CI runs the default). Partitions
-that leave a node running are not made here (no packet filter on the test machine): the
-deterministic simulation (`cluster/tests/ownership_sim.rs`) covers them."""
+`HERALD_FAULT_ROUNDS` sets the number of rounds (default 21; CI runs the default). Partitions
+need `nft` and the right to use it (root, as CI runs); one-way and minority partitions are
+covered by the deterministic simulation (`cluster/tests/ownership_sim.rs`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -32,7 +36,41 @@ import pytest
 from harness import Cluster, wait_until
 from xmpp_client import Clients, run
 
-ROUNDS = int(os.environ.get("HERALD_FAULT_ROUNDS", "20"))
+ROUNDS = int(os.environ.get("HERALD_FAULT_ROUNDS", "21"))
+KINDS = ("kill", "stop", "partition")
+
+
+def nft(script: str) -> None:
+    """Runs an nftables script (as root, or through sudo)."""
+    exe = shutil.which("nft") or "/usr/sbin/nft"
+    cmd = [exe, "-f", "-"] if os.geteuid() == 0 else ["sudo", "-n", exe, "-f", "-"]
+    res = subprocess.run(cmd, input=script, text=True, capture_output=True, timeout=10)
+    assert res.returncode == 0, f"nft failed ({res.returncode}): {res.stderr.strip()}\n{script}"
+
+
+class Partition:
+    """Drops every packet between `victim`'s address and the other nodes' (both ways). Nodes
+    connect to each other from their own address; clients (from 127.0.0.1) are unaffected."""
+
+    def __init__(self, cluster: Cluster, victim: int, nodes: list[int]) -> None:
+        self.table = f"herald_part_{os.getpid()}"
+        me = cluster.ip(victim)
+        others = ", ".join(cluster.ip(n) for n in nodes if n != victim)
+        self.script = (
+            f"table inet {self.table} {{\n"
+            f"  chain out {{\n"
+            f"    type filter hook output priority 0; policy accept;\n"
+            f"    ip saddr {me} ip daddr {{ {others} }} drop\n"
+            f"    ip saddr {{ {others} }} ip daddr {me} drop\n"
+            f"  }}\n"
+            f"}}\n")
+
+    def __enter__(self) -> "Partition":
+        nft(self.script)
+        return self
+
+    def heal(self) -> None:
+        nft(f"delete table inet {self.table}\n")
 # Longer than the leader's liveness limit (2.5 s), so the view changes while the node is out.
 OUT_FOR = 3.5
 OP_TIMEOUT = 6.0
@@ -86,15 +124,18 @@ def test_fault_rounds_lose_no_acknowledged_write_and_keep_one_owner(cluster: Clu
         leader = cluster.leader()
         victim = nodes[r % len(nodes)] if r % 4 != 3 else leader
         via = next(n for n in nodes if n != victim)
-        kind = "kill" if r % 2 == 0 else "stop"
+        kind = KINDS[r % len(KINDS)]
         started = time.monotonic()
+        cut = Partition(cluster, victim, nodes) if kind == "partition" else None
 
         async def round_() -> tuple[bool, bool, bool]:
             async with Clients(cluster) as xc:
                 if kind == "kill":
                     cluster.kill9(victim)
-                else:
+                elif kind == "stop":
                     cluster.procs[victim].send_signal(signal.SIGSTOP)
+                else:
+                    cut.__enter__()
                 try:
                     roster_ok, block_ok, s = await writes(xc, r, via)
                     left = OUT_FOR - (time.monotonic() - started)
@@ -103,8 +144,10 @@ def test_fault_rounds_lose_no_acknowledged_write_and_keep_one_owner(cluster: Clu
                 finally:
                     if kind == "kill":
                         await asyncio.to_thread(cluster.restart, victim)
-                    else:
+                    elif kind == "stop":
                         cluster.procs[victim].send_signal(signal.SIGCONT)
+                    else:
+                        cut.heal()
                 await asyncio.to_thread(cluster.wait_ready, victim)
                 await asyncio.to_thread(cluster.wait_converged, nodes, via, 45.0)
                 # The message counts as acknowledged only if no error came back for it, with
