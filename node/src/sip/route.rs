@@ -291,21 +291,7 @@ impl Sip {
 
     /// The most specific usable static route of `domain`.
     pub(super) fn static_route(&self, domain: &str) -> Option<StaticRoute> {
-        let routes: Vec<StaticRoute> = self
-            .cluster
-            .applied()
-            .state
-            .list(ObjectKind::StaticRoute)
-            .into_iter()
-            .filter_map(|o| match o.body {
-                Some(Body::StaticRoute(r)) => Some(r),
-                _ => None,
-            })
-            .collect();
-        policy::static_routes(&routes, domain)
-            .into_iter()
-            .find(|r| !r.next_hop.is_empty())
-            .cloned()
+        self.static_routes(domain).into_iter().next()
     }
 
     /// The next hop for a SIP domain, by its plan ([`policy::route_plan`]): a static route, or
