@@ -325,6 +325,9 @@ impl NodeApi for NodeApiService {
         // The count of items handed on, acknowledged to the sender as it grows (a watch: the
         // sender always sees the latest count; the first value, 0, accepts the stream).
         let (acks_tx, acks_rx) = tokio::sync::watch::channel(0u64);
+        // Why the stream was refused part-way (an item with a forged sender), told to the
+        // sender as the stream's final status after the last acknowledgement.
+        let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<Status>();
         let handle = self.handle.clone();
         tokio::spawn(async move {
             let mut handled = 0u64;
@@ -339,6 +342,7 @@ impl NodeApi for NodeApiService {
                     "routed item claims to be from",
                 ) {
                     tracing::warn!(%status, "routed stream refused");
+                    let _ = refused_tx.send(status);
                     return;
                 }
                 handle.routes().saw(msg.from_node);
@@ -357,7 +361,9 @@ impl NodeApi for NodeApiService {
         });
         let acks = tokio_stream::wrappers::WatchStream::new(acks_rx)
             .map(|handled| Ok(herald_grpc::cluster::RouteAck { handled }));
-        Ok(Response::new(Box::pin(acks)))
+        let refused =
+            futures::stream::once(refused_rx).filter_map(|r| std::future::ready(r.ok().map(Err)));
+        Ok(Response::new(Box::pin(acks.chain(refused))))
     }
 
     async fn local_sessions(

@@ -134,10 +134,28 @@ fn nodes_talk_over_mutual_tls_and_forged_identities_are_refused() -> Result<()> 
             from_node: 3,
             kind: Some(route_message::Kind::ToUser("<message/>".into())),
         };
-        let err = c2
+        // The stream is accepted (its first acknowledgement says 0 handled); the forged item
+        // ends it with PERMISSION_DENIED, nothing handled.
+        let mut acks = c2
             .route(tokio_stream::iter(vec![forged]))
-            .await
-            .expect_err("a routed item from 'node 3' with node 2's certificate");
+            .await?
+            .into_inner();
+        let mut err = None;
+        for _ in 0..4 {
+            let next = tokio::time::timeout(Duration::from_secs(10), acks.message());
+            match next
+                .await
+                .context("the routed stream neither failed nor ended")?
+            {
+                Ok(Some(ack)) => assert_eq!(ack.handled, 0, "the forged item was handled"),
+                Ok(None) => break,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        let err = err.expect("a routed item from 'node 3' with node 2's certificate");
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 
         // Joining as a node the certificate does not name.

@@ -29,7 +29,8 @@ from typing import Callable, Iterator, Optional
 import grpc
 import pytest
 
-from harness import (C2S_PORT, C2S_TLS_PORT, CLUSTER_PORT, ADMIN_PORT, Cluster, HarnessError,
+from harness import (C2S_PORT, C2S_TLS_PORT, CLUSTER_PORT, ADMIN_PORT, HTTP_PORT, Cluster,
+                     HarnessError,
                      wait_until)
 from raw_xmpp import (BIND_NS, READ_TIMEOUT, SASL_NS, RawError, RawStream, scram_client_final,
                       stanza_error, stream_header)
@@ -528,10 +529,11 @@ def _offline_flood(h: Hostile, src: str) -> None:
 
 
 def _slow_check(h: Hostile, name: str) -> tuple[float, bytes]:
-    end, after, data = h.slow[name].wait(NEGOTIATION_TIMEOUT + SLACK)
+    bound = SLOW_PROBES[name][2]
+    end, after, data = h.slow[name].wait(bound + SLACK)
     assert end == "eof", f"{name}: the connection ended by {end!r} after {after:.0f}s: {data!r}"
-    assert NEGOTIATION_TIMEOUT - 1.0 <= after <= NEGOTIATION_TIMEOUT + SLACK, (
-        f"{name}: closed after {after:.1f}s, the bound is {NEGOTIATION_TIMEOUT:.0f}s")
+    assert bound - 1.0 <= after <= bound + SLACK, (
+        f"{name}: closed after {after:.1f}s, the bound is {bound:.0f}s")
     return after, data
 
 
@@ -545,6 +547,55 @@ def _slowloris_c2s(h: Hostile, src: str) -> None:
 def _slowloris_direct_tls(h: Hostile, src: str) -> None:
     _, data = _slow_check(h, "direct-tls")
     assert data == b"", f"the server sent bytes to a client that never said hello: {data!r}"
+
+
+def _slowloris_silent(name: str) -> Callable[[Hostile, str], None]:
+    """A listener that must close a connection that stops halfway through its first request;
+    an HTTP/2 server may have sent its own preface (a SETTINGS frame), nothing else."""
+    def check(h: Hostile, src: str) -> None:
+        _, data = _slow_check(h, name)
+        if SLOW_PROBES[name][1].startswith(b"PRI "):
+            # Frame header: 3 bytes length, type 4 (SETTINGS), flags, stream 0.
+            assert data[3:4] == b"\x04" and len(data) == 9 + int.from_bytes(data[:3], "big"), (
+                f"{name}: more than the server's SETTINGS frame: {data!r}")
+        else:
+            assert data == b"", f"{name}: the server sent bytes to a silent client: {data!r}"
+    return check
+
+
+def _tls_garbage(h: Hostile, src: str) -> None:
+    """Bytes that are not a TLS record on the direct-TLS port: a fatal `decode_error` alert
+    (RFC 8446 §6.2), then the connection closes."""
+    with socket.create_connection((h.cluster.ip(NODE), C2S_TLS_PORT), timeout=10,
+                                  source_address=(src, 0)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        else:
+            raise AssertionError(f"the connection stayed open after garbage: {data!r}")
+    # Alert record: type 21, 2-byte version, length 2, level fatal (2), decode_error (50).
+    assert len(data) == 7 and data[0] == 21 and data[3:6] == b"\x00\x02\x02", (
+        f"expected one fatal alert record, got {data!r}")
+    assert data[6] == 50, f"expected decode_error (50), got alert {data[6]}"
+
+
+def _iq_unknown_type(h: Hostile, src: str) -> None:
+    me, pw = h.user("iqtype")
+    other, _ = h.user("iqtypeother")
+    with h.raw(src) as s:
+        s.login(me, pw)
+        for sid, to in (("to-server", h.cluster.domain), ("to-self", me), ("to-other", other)):
+            s.send(f"<iq to='{to}' id='{sid}' type='frobnicate'>"
+                   "<query xmlns='jabber:iq:version'/></iq>")
+            s.expect_stanza_error(sid, "modify", "bad-request",
+                                  f"an iq of an unknown type to {to}")
+        s.send("<iq type='get' id='after'><query xmlns='jabber:iq:roster'/></iq>")
+        s.read_stanza("after", "the roster after the refused iqs")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,6 +694,8 @@ CASES: dict[str, Callable[[Hostile, str], None]] = {
     "iq-without-id": _iq_without_id,
     "iq-unknown-namespace": _iq_unknown_namespace,
     "iq-set-two-children": _iq_set_two_children,
+    "iq-unknown-type": _iq_unknown_type,
+    "tls-garbage-direct-tls": _tls_garbage,
     "presence-flood": _presence_flood,
     "roster-flood": _roster_flood,
     "blocklist-flood": _blocklist_flood,
@@ -653,12 +706,21 @@ CASES: dict[str, Callable[[Hostile, str], None]] = {
     "cluster-call-without-token": _cluster_call_without_token,
     "slowloris-c2s": _slowloris_c2s,
     "slowloris-direct-tls": _slowloris_direct_tls,
+    "slowloris-http": _slowloris_silent("http"),
+    "slowloris-admin": _slowloris_silent("admin"),
+    "slowloris-cluster": _slowloris_silent("cluster"),
 }
 
-#: The slowloris connections: (port, what they send before going silent).
+#: The slowloris connections: (port, what they send before going silent, seconds until the
+#: node must close them).
 SLOW_PROBES = {
-    "c2s": (C2S_PORT, stream_header().split(b" to=")[0]),
-    "direct-tls": (C2S_TLS_PORT, b""),
+    "c2s": (C2S_PORT, stream_header().split(b" to=")[0], NEGOTIATION_TIMEOUT),
+    "direct-tls": (C2S_TLS_PORT, b"", NEGOTIATION_TIMEOUT),
+    # Half a request line; HTTP_IDLE in node/src/idle.rs.
+    "http": (HTTP_PORT, b"GET /metr", 30.0),
+    # The HTTP/2 preface cut short; GRPC_IDLE in node/src/idle.rs.
+    "admin": (ADMIN_PORT, b"PRI * HTTP/2.0\r\n", 60.0),
+    "cluster": (CLUSTER_PORT, b"PRI * HTTP/2.0\r\n", 60.0),
 }
 
 
@@ -675,9 +737,9 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         c.start_cluster(3)
         h = Hostile(c, ("", ""), ("", ""))
         h.alice, h.bob = h.user("alice"), h.user("bob")
-        for i, (name, (port, prefix)) in enumerate(SLOW_PROBES.items()):
+        for i, (name, (port, prefix, bound)) in enumerate(SLOW_PROBES.items()):
             h.slow[name] = SlowConn(c.ip(NODE), port, h.source(240 + i), prefix,
-                                    NEGOTIATION_TIMEOUT + 2 * SLACK)
+                                    bound + 2 * SLACK)
         yield h
     finally:
         for conn in (h.slow.values() if h else ()):

@@ -320,6 +320,10 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
         "SIP/2.0 403"), "a source outside the ACL must be refused"
     cluster.cli(None, "acl", "add", "loopback", "--kind", "all")
     cluster.wait_converged(cluster.nodes)
+    # Slowloris: half a request, then silence (checked at the end).
+    slow = socket.create_connection((ip, SIP_PORT), timeout=5)
+    slow.sendall(request("OPTIONS", alice, frm)[:40])
+    opened = time.monotonic()
     rows = [
         (request("OPTIONS", alice, frm), "SIP/2.0 200"),
         (request("MESSAGE", alice, frm, "hi", "Content-Type: text/html\r\n"), "SIP/2.0 415"),
@@ -340,6 +344,18 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
     # Still serving.
     assert raw_exchange(ip, SIP_PORT, request("OPTIONS", alice, frm)).startswith("SIP/2.0 200")
     assert metric(cluster, routing, "herald_sip_failures_total", reason="decode") >= 3
+    # The half request was cut off 20 s after its first byte (MESSAGE_TIME), unanswered.
+    slow.settimeout(max(1.0, 40.0 - (time.monotonic() - opened)))
+    try:
+        got = slow.recv(4096)
+    except (socket.timeout, TimeoutError):
+        got = None
+    finally:
+        slow.close()
+    waited = time.monotonic() - opened
+    assert got == b"", f"half a request: got {got!r} after {waited:.1f}s"
+    assert 19.0 <= waited <= 35.0, f"half a request was cut off after {waited:.1f}s"
+    assert metric(cluster, routing, "herald_sip_failures_total", reason="message_timeout") >= 1
 
 
 class NotifySink:

@@ -195,6 +195,9 @@ def test_wrong_tls_peers_are_refused_before_any_sip(sip_fed) -> None:
     ip, port = fed.herald_tls(fed.routing)
     options = request("OPTIONS", alice, f"bob@{KAM_DOMAIN}")
     good = fed.ca.issue([KAM_DOMAIN], stem="good-peer")
+    # Slowloris: a TCP connection that never says ClientHello (checked at the end).
+    silent = socket.create_connection((ip, port), timeout=5)
+    opened = time.monotonic()
 
     # The right peer is served (OPTIONS from a federated domain, TLS name in the ACL).
     assert tls_exchange(ip, port, options, ca=fed.ca.ca_path, cert=good).startswith(
@@ -224,6 +227,20 @@ def test_wrong_tls_peers_are_refused_before_any_sip(sip_fed) -> None:
     assert b"SIP/2.0" not in answer, answer[:200]
     assert metric(fed.cluster, fed.routing, "herald_sip_tls_failures_total",
                   direction="inbound", reason="not_tls") >= 1
+
+    # The silent connection was closed after the 10 s handshake bound, with nothing sent.
+    silent.settimeout(max(1.0, 30.0 - (time.monotonic() - opened)))
+    try:
+        got = silent.recv(4096)
+    except (socket.timeout, TimeoutError):
+        got = None
+    finally:
+        silent.close()
+    waited = time.monotonic() - opened
+    assert got == b"", f"silent connection on 5061: got {got!r} after {waited:.1f}s"
+    assert waited >= 9.0, f"silent connection on 5061 closed after only {waited:.1f}s"
+    assert metric(fed.cluster, fed.routing, "herald_sip_tls_failures_total",
+                  direction="inbound", reason="tls_timeout") >= 1
 
     # A wildcard tls-peer entry is not a pattern: a certificate for a name under it is refused
     # until the exact subject is added, then admitted (the check reads the store live).

@@ -48,7 +48,10 @@ impl UserCore {
             out.reject(resource, me.as_ref(), &stanza, &err);
         };
         if let Err(e) = check_iq(&stanza) {
-            if matches!(stanza_type(&stanza), "get" | "set") || stanza.get_attr("id").is_none() {
+            // Never an error in answer to an error (RFC 6120 §8.3.1); everything else that
+            // is malformed (no id, an unknown type, a get/set without exactly one payload) is
+            // told so, not dropped.
+            if stanza_type(&stanza) != "error" {
                 reply_err(out, e);
             }
             return;

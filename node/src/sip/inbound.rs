@@ -17,6 +17,10 @@ use super::Sip;
 
 /// A connection that sends nothing (not even a keep-alive) for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(300);
+/// A message must arrive whole within this long of its first byte (a peer trickling a
+/// request byte by byte, slowloris-style, is cut off); SIP's own transaction timers give up
+/// after 32 s, so no honest peer takes this long.
+pub const MESSAGE_TIME: Duration = Duration::from_secs(20);
 
 /// Serves one accepted connection until the peer closes it, it idles out, or its framing
 /// breaks (a fatal decoder error, answered first). `transport` is `tcp` or `tls`; `tls_name`
@@ -49,10 +53,17 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> &'static str {
     let mut dec = Decoder::new(sip.limits);
     let mut buf = vec![0u8; 16 * 1024];
+    // When the bytes of an incomplete message started to arrive.
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
         loop {
             let mut after = Vec::new();
-            let out = match dec.next() {
+            let next = dec.next();
+            if matches!(next, Ok(Some(_))) {
+                // A whole message (or keep-alive) came out: the next one's clock starts anew.
+                partial_since = None;
+            }
+            let out = match next {
                 Ok(None) => break,
                 Ok(Some(Frame::Ping)) => Some(herald_sip::codec::PONG.to_vec()),
                 Ok(Some(Frame::Pong)) => None,
@@ -110,7 +121,23 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // NOTIFYs and requests to XMPP follow the response they belong to.
             sip.execute(after);
         }
-        let n = match tokio::time::timeout(IDLE, conn.read(&mut buf)).await {
+        let wait = if dec.buffered() == 0 {
+            partial_since = None;
+            IDLE
+        } else {
+            let since = *partial_since.get_or_insert_with(tokio::time::Instant::now);
+            MESSAGE_TIME.saturating_sub(since.elapsed())
+        };
+        let n = match tokio::time::timeout(wait, conn.read(&mut buf)).await {
+            Err(_) if partial_since.is_some() => {
+                tracing::info!(
+                    bytes = dec.buffered(),
+                    "SIP message not completed in time; connection closed"
+                );
+                m::failure("inbound", "message_timeout");
+                let _ = conn.shutdown().await;
+                return "message timeout";
+            }
             Err(_) => return "idle",
             Ok(Err(_)) => return "read failed",
             Ok(Ok(0)) => return "closed by peer",

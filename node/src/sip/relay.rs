@@ -113,6 +113,16 @@ pub async fn accepted(sip: Arc<Sip>, mut tcp: TcpStream, peer: SocketAddr, tls: 
             m::failure("inbound", "proxy_header");
             return;
         }
+        Err(OpeningError::Quiet) => {
+            // Slowloris, or a port scan: counted like a TLS handshake that never ends.
+            tracing::info!(peer = %peer, transport, "SIP connection closed: nothing sent in time");
+            if tls {
+                tls::tls_failure("inbound", "tls_timeout");
+            } else {
+                m::failure("inbound", "idle");
+            }
+            return;
+        }
         Err(e) => {
             tracing::debug!(peer = %peer, transport, reason = ?e, "SIP connection closed before its first bytes");
             return;

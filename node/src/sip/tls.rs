@@ -154,7 +154,7 @@ impl rustls::server::ResolvesServerCert for SniOrLocal {
 }
 
 /// Counts a TLS failure under both the TLS counter and the edge's failure counter.
-fn tls_failure(direction: &'static str, reason: &'static str) {
+pub(super) fn tls_failure(direction: &'static str, reason: &'static str) {
     ::metrics::counter!(m::TLS_FAILURES, "direction" => direction, "reason" => reason).increment(1);
     m::failure(direction, reason);
 }

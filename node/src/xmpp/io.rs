@@ -212,10 +212,30 @@ fn drive(
     for _ in 0..MAX_TLS_STEPS {
         let status = conn.process_tls_records(&mut incoming[d.used..]);
         let discard = status.discard;
-        match status.state? {
+        let state = match status.state {
+            Ok(state) => state,
+            Err(e) => {
+                // rustls queued the alert that tells the peer why (RFC 8446 §6.2): it goes
+                // out before the connection closes.
+                encode_alert(conn, wire);
+                return Err(e);
+            }
+        };
+        match state {
             ConnectionState::ReadTraffic(mut rt) => {
+                let mut failed = None;
                 while let Some(rec) = rt.next_record() {
-                    plain.extend_from_slice(rec?.payload);
+                    match rec {
+                        Ok(rec) => plain.extend_from_slice(rec.payload),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    encode_alert(conn, wire);
+                    return Err(e);
                 }
             }
             ConnectionState::EncodeTlsData(mut enc) => {
@@ -267,6 +287,25 @@ fn drive(
     Err(rustls::Error::General(
         "TLS processing did not settle".into(),
     ))
+}
+
+/// After a TLS error: appends the fatal alert rustls queued (if any) to `wire`.
+fn encode_alert(conn: &mut UnbufferedServerConnection, wire: &mut Vec<u8>) {
+    for _ in 0..4 {
+        // No input: only what is queued comes out; the failed records are not read again.
+        let status = conn.process_tls_records(&mut []);
+        let Ok(ConnectionState::EncodeTlsData(mut enc)) = status.state else {
+            return;
+        };
+        let encoded = append_with(wire, 64, |buf| match enc.encode(buf) {
+            Ok(n) => Ok(n),
+            Err(EncodeError::InsufficientSize(e)) => Err(Some(e.required_size)),
+            Err(_) => Err(None),
+        });
+        if encoded.is_err() {
+            return;
+        }
+    }
 }
 
 fn encrypt(
@@ -664,6 +703,54 @@ mod tests {
         assert_eq!(wire, b"abcde");
         assert!(append_with(&mut wire, 1, |_| Err(None)).is_err());
         assert_eq!(wire, b"abcde", "failure leaves the buffer as it was");
+    }
+
+    /// Bytes that are not a TLS record (`decode_error`), or a ClientHello the server cannot
+    /// accept: `drive` fails and the bytes for the peer hold the fatal alert (RFC 8446 §6.2).
+    #[test]
+    fn a_failed_handshake_answers_with_a_fatal_alert() {
+        let (_dir, _c, mut s) = tls_pair();
+        let mut garbage = b"this is not a TLS client hello\r\n\r\n".to_vec();
+        let (mut plain, mut wire) = (Vec::new(), Vec::new());
+        let err = drive(&mut s, &mut garbage, &mut plain, &mut wire, None, false)
+            .expect_err("garbage is refused");
+        assert!(matches!(err, rustls::Error::InvalidMessage(_)), "{err:?}");
+        // Plaintext alert record: type 21, version, length 2, level fatal (2), description.
+        assert_eq!(wire.len(), 7, "one alert record: {wire:?}");
+        assert_eq!(
+            (wire[0], wire[3], wire[4], wire[5]),
+            (21, 0, 2, 2),
+            "{wire:?}"
+        );
+        assert_eq!(wire[6], 50, "decode_error: {wire:?}");
+
+        // A well-formed ClientHello offering only TLS 1.0: handshake_failure (40) or
+        // protocol_version (70).
+        let (_dir, _c, mut s) = tls_pair();
+        let mut hello = tls10_client_hello();
+        let mut wire = Vec::new();
+        drive(&mut s, &mut hello, &mut plain, &mut wire, None, false)
+            .expect_err("TLS 1.0 is refused");
+        assert_eq!(
+            (wire.len(), wire[0], wire[5]),
+            (7, 21, 2),
+            "a fatal alert: {wire:?}"
+        );
+        assert!(matches!(wire[6], 40 | 70), "handshake_failure: {wire:?}");
+    }
+
+    /// A minimal TLS 1.0 ClientHello (no extensions, one cipher suite).
+    fn tls10_client_hello() -> Vec<u8> {
+        let mut body = vec![3, 1]; // client_version TLS 1.0
+        body.extend_from_slice(&[7; 32]); // random
+        body.push(0); // no session id
+        body.extend_from_slice(&[0, 2, 0x00, 0x2f]); // TLS_RSA_WITH_AES_128_CBC_SHA
+        body.extend_from_slice(&[1, 0]); // null compression
+        let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend_from_slice(&body);
+        let mut rec = vec![22, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+        rec.extend_from_slice(&hs);
+        rec
     }
 
     /// A development-certificate server config and a client trusting it.

@@ -22,6 +22,11 @@ fn from_the_users_sessions() {
         e.remove_attr("id");
         e
     };
+    let no_id_error = {
+        let mut e = iq("bob@x.org", "error", ping());
+        e.remove_attr("id");
+        e
+    };
     let two_children = iq("bob@x.org", "get", ping()).child(ping());
     #[rustfmt::skip]
     let rows: Vec<(Element, Vec<&str>)> = vec![
@@ -34,7 +39,10 @@ fn from_the_users_sessions() {
         // Malformed IQs.
         (no_id, vec!["a <= iq[error] -->alice@example.com/a !bad-request"]),
         (two_children, vec!["a <= iq[error] bob@x.org->alice@example.com/a !bad-request"]),
-        (iq("bob@x.org", "bogus", ping()), vec![]),
+        (iq("bob@x.org", "bogus", ping()), vec!["a <= iq[error] bob@x.org->alice@example.com/a !bad-request"]),
+        (iq("", "bogus", ping()), vec!["a <= iq[error] -->alice@example.com/a !bad-request"]),
+        // Never an error for an error, even a malformed one.
+        (no_id_error, vec![]),
         // To the account: unknown payloads, and results, are not for a client.
         (iq("", "get", ping()), vec!["a <= iq[error] -->alice@example.com/a !service-unavailable"]),
         (iq(ME, "get", ping()), vec!["a <= iq[error] alice@example.com->alice@example.com/a !service-unavailable"]),
