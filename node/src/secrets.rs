@@ -21,13 +21,18 @@ pub const KEY_ENV: &str = "HERALD_SECRETS_KEY";
 /// `fsGroup` (root-owned, mode 0440) — is accepted with a warning: this process cannot change it
 /// and reads it only through that group.
 pub fn check_private_file(path: &Path, what: &str) -> anyhow::Result<()> {
+    exposed_key(path, what).map_err(|e| anyhow::anyhow!("{e}; refusing to start"))
+}
+
+/// [`check_private_file`]'s rule, for a key read while running (a certificate reload):
+/// the file is not used.
+pub fn exposed_key(path: &Path, what: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     let refuse = |who: &str| {
         anyhow::anyhow!(
-            "{what} {} is accessible to {who} (mode {mode:04o}); refusing to start: run \
-             `chmod 600 {}`",
+            "{what} {} is accessible to {who} (mode {mode:04o}): run `chmod 600 {}`",
             path.display(),
             path.display()
         )
@@ -69,10 +74,20 @@ fn private_files(cfg: &NodeConfig) -> Vec<(&Path, &'static str)> {
     v
 }
 
-/// Refuses to start when a configured private key file is group- or world-accessible.
+/// Refuses to start when a configured private key file, or a `<domain>.key` in
+/// `tls_cert_dir`, is group- or world-accessible.
 pub fn check_key_files(cfg: &NodeConfig) -> anyhow::Result<()> {
     for (p, what) in private_files(cfg) {
         check_private_file(p, what)?;
+    }
+    if let Some(dir) = &cfg.tls_cert_dir {
+        // An unreadable directory is reported where certificates are loaded.
+        for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "key") && p.is_file() {
+                check_private_file(&p, "domain private key file (tls_cert_dir)")?;
+            }
+        }
     }
     Ok(())
 }
@@ -171,6 +186,22 @@ mod tests {
         assert!(check_key_files(&c).is_err());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(load_from(&c, false, None).unwrap().has_key());
+
+        // Keys in tls_cert_dir too (certificates themselves may be public).
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::write(certs.join("example.test.pem"), "public").unwrap();
+        let key = certs.join("example.test.key");
+        std::fs::write(&key, "private").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        c.tls_cert_dir = Some(certs);
+        let err = check_key_files(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("example.test.key") && err.contains("refusing to start"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_key_files(&c).unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the 5-second poll cannot see — and a file that does not load is reported while the
 //! certificate in force stays.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +32,8 @@ fn write_cert(dir: &std::path::Path, days: i64, mtime: SystemTime) -> Result<()>
     for (ext, pem) in [("pem", cert.pem()), ("key", key.serialize_pem())] {
         let p = dir.join(format!("{DOMAIN}.{ext}"));
         std::fs::write(&p, pem)?;
+        // Private keys readable by others are refused (start and reload).
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
         std::fs::File::options()
             .write(true)
             .open(&p)?
@@ -143,5 +146,33 @@ fn reload_certs_rereads_files_on_every_member_and_keeps_the_old_one_on_error() -
         assert_eq!(listed_not_after(n), Some("2028-03-11T00:00:00Z"), "{reply}");
     }
     assert!(presented_not_after(&sb, 1)?.contains("2028"));
+
+    // A good pair whose key every user may read: refused on reload with the fix named, the
+    // certificate in force stays; and a node will not start with it.
+    write_cert(&dir, 1200, SystemTime::now())?;
+    let key = dir.join(format!("{DOMAIN}.key"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    let out = sb.cli(1, &["cluster", "reload-certs", "-o", "json"])?;
+    assert!(!out.status.success(), "a readable key is a failure");
+    let reply: Value = serde_json::from_slice(&out.stdout)?;
+    for n in reply.as_array().context("nodes")? {
+        let failures = n["failures"].as_array().context("failures")?;
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.as_str().is_some_and(|f| f.contains("chmod 600"))),
+            "{reply}"
+        );
+        assert_eq!(listed_not_after(n), Some("2028-03-11T00:00:00Z"), "{reply}");
+    }
+    sb.terminate(2)?;
+    sb.restart(2)?;
+    let st = sb.wait_exit(2, Duration::from_secs(20))?;
+    assert!(!st.success(), "node 2 started with a world-readable key");
+    let log = std::fs::read_to_string(sb.log_path(2))?;
+    assert!(
+        log.contains("refusing to start") && log.contains("chmod 600"),
+        "{log}"
+    );
     Ok(())
 }

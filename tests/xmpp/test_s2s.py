@@ -390,6 +390,7 @@ def test_domain_added_later_gets_its_own_certificate(federation, tmp_path: Path)
     cert, key = fed.env.ca.issue([second], stem="second-domain")
     # Written next to each other, the key first: the store loads a pair once the .pem is there.
     (cert_dir / f"{second}.key").write_bytes(key.read_bytes())
+    (cert_dir / f"{second}.key").chmod(0o600)  # readable by others: refused
     (cert_dir / f"{second}.pem").write_bytes(cert.read_bytes())
     password = f"pw-{secrets.token_hex(4)}"
     dave = f"dave@{second}"

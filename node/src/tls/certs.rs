@@ -195,6 +195,10 @@ impl CertStore {
 
     fn try_load_pair(&self, domain: String, path: PathBuf) -> Result<Arc<CertifiedKey>, String> {
         let key = path.with_extension("key");
+        if let Err(err) = crate::secrets::exposed_key(&key, "domain private key file") {
+            tracing::warn!(domain = %domain, error = %err, "domain certificate not loaded");
+            return Err(err.to_string());
+        }
         match load_files(&path, &key).and_then(|m| entry(&m, Some((path.clone(), key.clone())))) {
             Ok(e) => {
                 tracing::info!(domain = %domain, cert = %path.display(), "domain certificate loaded");
