@@ -42,6 +42,7 @@ import caldav
 
 from harness import Cluster, HarnessError, wait_until
 from s2s_harness import TestCA
+from test_sip import metric
 from xmpp_client import Clients, pick_nodes, run
 
 RADICALE = shutil.which("radicale")
@@ -227,6 +228,12 @@ def test_caldav_meeting_presence_with_radicale(tmp_path: Path) -> None:
     assert elapsed < 60, f"the calendar test took {elapsed:.0f}s (budget: well under 60 s)"
 
 
+def _sync_total(cluster: Cluster, result: str) -> float:
+    """herald_calendar_caldav_sync_total{result} summed over the nodes."""
+    return sum(metric(cluster, n, "herald_calendar_caldav_sync_total", result=result)
+               for n in cluster.nodes)
+
+
 def _scenario(cluster: Cluster, ca: TestCA, rad_a: Radicale, rad_b: Radicale,
               rad_bad: Radicale, owner_name: str, owner_pw: str) -> None:
     # Exchange WebDAV is refused by the CLI, with the reason.
@@ -328,12 +335,21 @@ def _scenario(cluster: Cluster, ca: TestCA, rad_a: Radicale, rad_b: Radicale,
                      if str(x["from"]).startswith(alice) and x["status"] != MEETING_STATUS]
             assert flaps == [], f"bob saw alice's presence change during failover: {flaps}"
 
+            # Radicale keeps sync tokens: polls while nothing changes only ask what changed
+            # (RFC 6578 sync-collection) instead of reading the calendar again.
+            await asyncio.to_thread(
+                wait_until, lambda: _sync_total(cluster, "unchanged") >= 2, 5 * POLL + 5,
+                "CalDAV polls answered by sync-collection (unchanged)")
+            changed = _sync_total(cluster, "changed")
+
             # The meeting is cancelled through the other server: her own presence returns.
             owner_b = Owner(rad_b, owner_name, owner_pw, ca.ca_path)
             await asyncio.to_thread(owner_b.delete_event, meeting)
             await b.expect_presence(alice, "alice's own presence after the meeting was deleted",
                                     show="", status="still at my desk",
                                     timeout=CHANGE_TIMEOUT)
+            assert _sync_total(cluster, "changed") > changed, \
+                "the deletion was not seen by sync-collection"
 
             # A short meeting ends by itself: busy at its start, her own presence at its end.
             now = _utcnow()

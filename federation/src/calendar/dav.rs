@@ -5,6 +5,9 @@
 //!   collections; [`calendars_in`] keeps those whose `resourcetype` has `C:calendar`.
 //! - [`calendar_query`]: the `REPORT` body of a time-range `calendar-query` for `VEVENT`s;
 //!   [`calendar_data_in`] collects each `C:calendar-data` of a `200` propstat.
+//! - [`sync_collection`]: the `REPORT` body asking what changed in a calendar since a sync
+//!   token (RFC 6578); the PROPFIND asks each calendar's `D:sync-token` ([`sync_tokens_in`]),
+//!   and [`multistatus_doc`] reads the answer's new token.
 //!
 //! The XML reader is rxml (namespace-aware, no DTDs, no entities beyond the predefined ones);
 //! the document size is bounded by the caller (HTTP body limit) and here by
@@ -46,7 +49,21 @@ pub fn propfind_calendars() -> &'static str {
     concat!(
         r#"<?xml version="1.0" encoding="utf-8"?>"#,
         r#"<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">"#,
-        r#"<D:prop><D:resourcetype/><D:displayname/></D:prop></D:propfind>"#
+        r#"<D:prop><D:resourcetype/><D:displayname/><D:sync-token/></D:prop></D:propfind>"#
+    )
+}
+
+/// The REPORT body asking for the members of a calendar changed since `token` (RFC 6578
+/// §3.2), their etags only: an empty answer means nothing changed.
+pub fn sync_collection(token: &str) -> String {
+    format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="utf-8"?>"#,
+            r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token>{}</D:sync-token>"#,
+            r#"<D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop>"#,
+            r#"</D:sync-collection>"#
+        ),
+        super::xml_escape(token)
     )
 }
 
@@ -88,10 +105,28 @@ pub struct Props {
     pub calendar_data: Option<String>,
     /// `D:displayname`.
     pub display_name: Option<String>,
+    /// `D:sync-token` (RFC 6578 §4), on a collection that supports sync.
+    pub sync_token: Option<String>,
+}
+
+/// A whole `D:multistatus`: its responses, and the `D:sync-token` a sync-collection REPORT
+/// answers with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Multistatus {
+    /// The `D:response` elements, in order.
+    pub responses: Vec<DavResponse>,
+    /// The top-level `D:sync-token`, if any.
+    pub sync_token: Option<String>,
+}
+
+/// Parses a `D:multistatus` document (its responses).
+pub fn multistatus(body: &[u8]) -> Result<Vec<DavResponse>, DavError> {
+    multistatus_doc(body).map(|m| m.responses)
 }
 
 /// Parses a `D:multistatus` document.
-pub fn multistatus(body: &[u8]) -> Result<Vec<DavResponse>, DavError> {
+pub fn multistatus_doc(body: &[u8]) -> Result<Multistatus, DavError> {
+    let mut sync_token = None;
     let mut parser = Parser::new();
     let mut input = body;
     // Path of (namespace, local name) from the root.
@@ -169,6 +204,8 @@ pub fn multistatus(body: &[u8]) -> Result<Vec<DavResponse>, DavError> {
                         propstat.calendar_data = Some(std::mem::take(&mut text))
                     }
                     (DAV, "displayname", 4) => propstat.display_name = Some(text.trim().to_owned()),
+                    (DAV, "sync-token", 4) => propstat.sync_token = Some(text.trim().to_owned()),
+                    (DAV, "sync-token", 1) => sync_token = Some(text.trim().to_owned()),
                     (DAV, "propstat", 2) => {
                         let ok = propstat_status.as_deref().is_none_or(status_is_2xx);
                         if let (true, Some(r)) = (ok, cur.as_mut()) {
@@ -180,6 +217,9 @@ pub fn multistatus(body: &[u8]) -> Result<Vec<DavResponse>, DavError> {
                             }
                             if p.display_name.is_some() {
                                 r.ok.display_name = p.display_name;
+                            }
+                            if p.sync_token.as_deref().is_some_and(|t| !t.is_empty()) {
+                                r.ok.sync_token = p.sync_token;
                             }
                         }
                     }
@@ -194,7 +234,10 @@ pub fn multistatus(body: &[u8]) -> Result<Vec<DavResponse>, DavError> {
             }
         }
     }
-    Ok(out)
+    Ok(Multistatus {
+        responses: out,
+        sync_token: sync_token.filter(|t| !t.is_empty()),
+    })
 }
 
 fn in_resourcetype(path: &[(String, String)]) -> bool {
@@ -218,6 +261,20 @@ pub fn calendars_in(responses: &[DavResponse], home: &str) -> Vec<String> {
         .filter(|r| r.ok.is_calendar)
         .filter(|r| norm(&path_of(&r.href)) != norm(home))
         .map(|r| r.href.clone())
+        .collect()
+}
+
+/// The sync token of each of `calendars` (hrefs) in a PROPFIND answer; `None` unless every
+/// one of them has one (then the home can be polled by sync-collection).
+pub fn sync_tokens_in(responses: &[DavResponse], calendars: &[String]) -> Option<Vec<String>> {
+    calendars
+        .iter()
+        .map(|c| {
+            responses
+                .iter()
+                .find(|r| &r.href == c)
+                .and_then(|r| r.ok.sync_token.clone())
+        })
         .collect()
 }
 
@@ -347,5 +404,62 @@ mod tests {
         let r = multistatus(doc).unwrap();
         assert_eq!(r.len(), 1);
         assert!(!r[0].ok.is_calendar);
+    }
+
+    /// RFC 6578 §4 and §3.2: the tokens of a home's calendars, and a sync-collection answer
+    /// with nothing changed, one changed member and one removed member.
+    #[test]
+    fn sync_tokens_and_sync_answers() {
+        let propfind = br#"<?xml version="1.0"?>
+<multistatus xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+ <response><href>/alice/</href>
+  <propstat><prop><resourcetype><collection/></resourcetype></prop>
+   <status>HTTP/1.1 200 OK</status></propstat>
+  <propstat><prop><sync-token/></prop><status>HTTP/1.1 404 Not Found</status></propstat>
+ </response>
+ <response><href>/alice/work/</href>
+  <propstat><prop><resourcetype><collection/><C:calendar/></resourcetype>
+   <sync-token>http://radicale.org/ns/sync/abc</sync-token></prop>
+   <status>HTTP/1.1 200 OK</status></propstat>
+ </response>
+ <response><href>/alice/home/</href>
+  <propstat><prop><resourcetype><collection/><C:calendar/></resourcetype></prop>
+   <status>HTTP/1.1 200 OK</status></propstat>
+  <propstat><prop><sync-token/></prop><status>HTTP/1.1 404 Not Found</status></propstat>
+ </response>
+</multistatus>"#;
+        let r = multistatus(propfind).unwrap();
+        let cals = calendars_in(&r, "/alice/");
+        assert_eq!(cals, ["/alice/work/", "/alice/home/"]);
+        // One calendar without a token: the home is not synced.
+        assert_eq!(sync_tokens_in(&r, &cals), None);
+        assert_eq!(
+            sync_tokens_in(&r, &cals[..1]),
+            Some(vec!["http://radicale.org/ns/sync/abc".to_string()])
+        );
+
+        let unchanged =
+            br#"<multistatus xmlns="DAV:"><sync-token>tok-2</sync-token></multistatus>"#;
+        let m = multistatus_doc(unchanged).unwrap();
+        assert!(m.responses.is_empty());
+        assert_eq!(m.sync_token.as_deref(), Some("tok-2"));
+
+        let changed = br#"<D:multistatus xmlns:D="DAV:">
+ <D:response><D:href>/alice/work/1.ics</D:href>
+  <D:propstat><D:prop><D:getetag>"2"</D:getetag></D:prop>
+   <D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>
+ <D:response><D:href>/alice/work/2.ics</D:href><D:status>HTTP/1.1 404 Not Found</D:status>
+ </D:response>
+ <D:sync-token>tok-3</D:sync-token>
+</D:multistatus>"#;
+        let m = multistatus_doc(changed).unwrap();
+        assert_eq!(m.responses.len(), 2);
+        assert_eq!(m.sync_token.as_deref(), Some("tok-3"));
+
+        let body = sync_collection("http://x/sync/<1>&");
+        assert!(
+            body.contains("<D:sync-token>http://x/sync/&lt;1&gt;&amp;</D:sync-token>"),
+            "{body}"
+        );
     }
 }

@@ -19,6 +19,7 @@ use rxml::{Event, Parse, Parser};
 
 use super::ical::{BusyInterval, BusyKind};
 use super::time::{civil_from_days, days_from_civil, Timestamp};
+use super::xml_escape as escape;
 
 /// SOAP 1.1 envelope namespace.
 pub const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -154,21 +155,6 @@ pub fn parse_datetime(raw: &str) -> Result<Timestamp, EwsError> {
     };
     let days = days_from_civil(y, mo as u32, d as u32);
     Ok(days * 86_400 + h * 3600 + mi * 60 + se - offset)
-}
-
-fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// The `GetUserAvailability` request for `mailbox` over `[from, to)`, impersonating the

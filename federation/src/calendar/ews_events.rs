@@ -17,6 +17,7 @@
 use rxml::{Event, Parse, Parser};
 
 use super::ews::{EwsError, MAX_DEPTH, MAX_EVENTS, MAX_TEXT, MESSAGES, SOAP, SOAP12, TYPES};
+use super::xml_escape as escape;
 
 /// A live pull subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +37,6 @@ pub struct Events {
     pub changed: bool,
     /// `MoreEvents`: the server has more to tell.
     pub more: bool,
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn envelope(mailbox: &str, impersonate: bool, body: &str) -> String {

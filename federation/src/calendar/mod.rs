@@ -26,4 +26,20 @@ pub mod pool;
 pub mod time;
 
 pub use ical::{busy_intervals, BusyInterval, BusyKind, IcalError, IcalLimits};
+
+/// Escapes text for an XML element or attribute value.
+pub(crate) fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
 pub use overlay::{next_change, overlay_presence, state_at};

@@ -91,6 +91,8 @@ struct UserCal {
     next_poll: Instant,
     polling: bool,
     calendars: Option<Vec<String>>,
+    /// CalDAV: the home's sync tokens, when the server keeps them.
+    caldav_sync: Option<caldav::SyncState>,
     intervals: Vec<BusyInterval>,
     /// The state last sent to the user's actor.
     sent: Option<CalendarState>,
@@ -322,6 +324,7 @@ impl CalendarActor {
                 next_poll: now + spread(&jid, self.settings.poll_interval),
                 polling: false,
                 calendars: None,
+                caldav_sync: None,
                 intervals: Vec::new(),
                 sent: None,
                 ews_sub: None,
@@ -330,6 +333,7 @@ impl CalendarActor {
             if uc.mailbox != mailbox {
                 uc.mailbox = mailbox;
                 uc.calendars = None;
+                uc.caldav_sync = None;
                 uc.next_poll = now;
             }
             keep.insert(jid, uc);
@@ -388,6 +392,7 @@ impl CalendarActor {
                 }
                 uc.gateway = chosen.clone();
                 uc.calendars = None;
+                uc.caldav_sync = None;
                 uc.next_poll = Instant::now();
             }
             let stored = self
@@ -527,6 +532,7 @@ impl CalendarActor {
             let cfg = gw.cfg.clone();
             let pull_refused = gw.pull_refused;
             let (mailbox, calendars) = (uc.mailbox.clone(), uc.calendars.clone());
+            let caldav_sync = uc.caldav_sync.clone();
             let subscription = uc
                 .ews_sub
                 .as_ref()
@@ -580,6 +586,7 @@ impl CalendarActor {
                         self.settings.ical,
                         dav::home_path(&cfg.path, &mailbox),
                         calendars,
+                        caldav_sync,
                         from,
                         to,
                     );
@@ -611,7 +618,10 @@ impl CalendarActor {
         match res {
             Ok(Polled::Caldav(ok)) => {
                 uc.calendars = (!ok.no_home && !ok.calendars.is_empty()).then_some(ok.calendars);
-                uc.intervals = ok.intervals;
+                uc.caldav_sync = ok.sync;
+                if !ok.unchanged {
+                    uc.intervals = ok.intervals;
+                }
             }
             Ok(Polled::Ews(p, conn)) => {
                 if let Some(c) = conn {
@@ -637,6 +647,7 @@ impl CalendarActor {
             Err(e) => {
                 tracing::warn!(user = %jid, gateway = %gw_id, error = %e, "calendar poll failed");
                 uc.calendars = None;
+                uc.caldav_sync = None;
                 uc.ews_sub = None;
             }
         }

@@ -7,6 +7,7 @@ pub const GATEWAY_UP: &str = "herald_calendar_gateway_up";
 pub const OVERLAY_CHANGES: &str = "herald_calendar_overlay_changes_total";
 pub const REASSIGNMENTS: &str = "herald_calendar_reassignments_total";
 pub const NOTIFICATIONS: &str = "herald_calendar_notifications_total";
+pub const CALDAV_SYNC: &str = "herald_calendar_caldav_sync_total";
 
 pub fn describe() {
     metrics::describe_counter!(
@@ -32,6 +33,10 @@ pub fn describe() {
     metrics::describe_counter!(
         NOTIFICATIONS,
         "EWS pull notifications, by result (subscribed, changed, unchanged, lost, refused)"
+    );
+    metrics::describe_counter!(
+        CALDAV_SYNC,
+        "CalDAV polls answered by sync-collection (RFC 6578), by result (unchanged: nothing read again; changed, refused: everything read again)"
     );
     metrics::describe_counter!(
         REASSIGNMENTS,
