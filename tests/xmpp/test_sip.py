@@ -309,6 +309,20 @@ def test_sip_message_both_ways_through_the_routing_node(cluster: Cluster,
     assert metric(cluster, home, "herald_sip_relayed_connections_total", transport="tcp") >= 1
 
 
+def closed_after(sock: socket.socket, opened: float, cap: float) -> tuple[Optional[bytes], float]:
+    """Waits (until `cap` seconds after `opened`) for the server to close `sock`, then closes
+    it: what the first read got (b"" for a close, None for still open) and the seconds since
+    `opened`."""
+    sock.settimeout(max(1.0, cap - (time.monotonic() - opened)))
+    try:
+        got: Optional[bytes] = sock.recv(4096)
+    except (socket.timeout, TimeoutError):
+        got = None
+    finally:
+        sock.close()
+    return got, time.monotonic() - opened
+
+
 def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
     alice, _ = cluster.new_user("alice")
     routing = cluster.nodes[0]
@@ -345,14 +359,7 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
     assert raw_exchange(ip, SIP_PORT, request("OPTIONS", alice, frm)).startswith("SIP/2.0 200")
     assert metric(cluster, routing, "herald_sip_failures_total", reason="decode") >= 3
     # The half request was cut off 20 s after its first byte (MESSAGE_TIME), unanswered.
-    slow.settimeout(max(1.0, 40.0 - (time.monotonic() - opened)))
-    try:
-        got = slow.recv(4096)
-    except (socket.timeout, TimeoutError):
-        got = None
-    finally:
-        slow.close()
-    waited = time.monotonic() - opened
+    got, waited = closed_after(slow, opened, 40.0)
     assert got == b"", f"half a request: got {got!r} after {waited:.1f}s"
     assert 19.0 <= waited <= 35.0, f"half a request was cut off after {waited:.1f}s"
     assert metric(cluster, routing, "herald_sip_failures_total", reason="message_timeout") >= 1

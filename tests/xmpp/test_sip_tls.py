@@ -25,7 +25,7 @@ from typing import Optional
 import pytest
 
 from sip_fed import KAM_DOMAIN, SIP_TLS_PORT, SipFed, sip_fed  # noqa: F401 - fixture
-from test_sip import metric, request
+from test_sip import closed_after, metric, request
 from xmpp_client import Client, bare, run
 
 
@@ -229,14 +229,7 @@ def test_wrong_tls_peers_are_refused_before_any_sip(sip_fed) -> None:
                   direction="inbound", reason="not_tls") >= 1
 
     # The silent connection was closed after the 10 s handshake bound, with nothing sent.
-    silent.settimeout(max(1.0, 30.0 - (time.monotonic() - opened)))
-    try:
-        got = silent.recv(4096)
-    except (socket.timeout, TimeoutError):
-        got = None
-    finally:
-        silent.close()
-    waited = time.monotonic() - opened
+    got, waited = closed_after(silent, opened, 30.0)
     assert got == b"", f"silent connection on 5061: got {got!r} after {waited:.1f}s"
     assert waited >= 9.0, f"silent connection on 5061 closed after only {waited:.1f}s"
     assert metric(fed.cluster, fed.routing, "herald_sip_tls_failures_total",
