@@ -358,6 +358,37 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
     # Still serving.
     assert raw_exchange(ip, SIP_PORT, request("OPTIONS", alice, frm)).startswith("SIP/2.0 200")
     assert metric(cluster, routing, "herald_sip_failures_total", reason="decode") >= 3
+    # Connection flood from one source: past MAX_INBOUND_PER_SOURCE (256) the next connection
+    # is closed at once, others are served, and a freed slot is usable again.
+    src = cluster.ip(201)
+    held = [socket.create_connection((ip, SIP_PORT), timeout=5, source_address=(src, 0))
+            for _ in range(256)]
+    try:
+        with socket.create_connection((ip, SIP_PORT), timeout=5,
+                                      source_address=(src, 0)) as extra:
+            try:
+                got = extra.recv(1)
+            except ConnectionResetError:
+                got = b""
+            assert got == b"", f"the 257th connection from {src} was served: {got!r}"
+        assert raw_exchange(ip, SIP_PORT, request("OPTIONS", alice, frm)).startswith(
+            "SIP/2.0 200"), "another source was refused during the flood"
+    finally:
+        for c in held:
+            c.close()
+    assert metric(cluster, routing, "herald_sip_failures_total",
+                  reason="too_many_from_source") >= 1
+
+    def served_from_src() -> bool:
+        with socket.create_connection((ip, SIP_PORT), timeout=5,
+                                      source_address=(src, 0)) as s:
+            s.sendall(request("OPTIONS", alice, frm))
+            try:
+                return s.recv(64).startswith(b"SIP/2.0 200")
+            except (socket.timeout, ConnectionResetError):
+                return False
+    wait_until(served_from_src, 10, f"{src} served again after its connections closed")
+
     # The half request was cut off 20 s after its first byte (MESSAGE_TIME), unanswered.
     got, waited = closed_after(slow, opened, 40.0)
     assert got == b"", f"half a request: got {got!r} after {waited:.1f}s"

@@ -799,20 +799,44 @@ fn random_token() -> String {
 /// Most inbound SIP connections served at once (federation peers are few; a flood of
 /// connections is refused, counted, and never queued).
 pub const MAX_INBOUND_CONNECTIONS: usize = 1024;
+/// Most of them from one source (/32 IPv4, /64 IPv6), so that one host holding connections
+/// open (slowloris) cannot take every slot; cluster members relaying their peers' connections
+/// (by their literal cluster address) are not counted.
+pub const MAX_INBOUND_PER_SOURCE: usize = 256;
 
 /// Accepts inbound SIP connections (over TLS when `tls`): each one is served, relayed to the
 /// routing node (when `relay` and another node holds the role) or refused by
 /// [`relay::accepted`], on the control plane. Relays and served connections share the slots.
 pub async fn accept_loop(listener: tokio::net::TcpListener, sip: Arc<Sip>, tls: bool, relay: bool) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    let sources = Arc::new(crate::xmpp::limiter::ConnLimits::new(
+        MAX_INBOUND_CONNECTIONS,
+        MAX_INBOUND_PER_SOURCE,
+    ));
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => match slots.clone().try_acquire_owned() {
                 Ok(slot) => {
+                    let counted = if relay::is_member_address(&sip, peer.ip()) {
+                        None
+                    } else {
+                        match sources.open(peer.ip()) {
+                            Ok(p) => Some(p),
+                            Err(_) => {
+                                tracing::warn!(peer = %peer, tls, "SIP connection refused: too many connections from this source");
+                                metrics::failure("inbound", "too_many_from_source");
+                                continue;
+                            }
+                        }
+                    };
                     let sip = sip.clone();
+                    let sources = sources.clone();
                     let _ = tcp.set_nodelay(true);
                     tokio::spawn(async move {
                         relay::accepted(sip, tcp, peer, tls, relay).await;
+                        if let Some(p) = counted {
+                            sources.close(p);
+                        }
                         drop(slot);
                     });
                 }

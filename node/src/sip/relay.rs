@@ -235,6 +235,16 @@ pub async fn read_opening<S: AsyncRead + Unpin>(
     }
 }
 
+/// Whether `ip` is a member's cluster address written as an address (no lookup).
+pub fn is_member_address(sip: &Sip, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    sip.cluster.applied().state.nodes().iter().any(|n| {
+        host_of(&n.cluster_address)
+            .parse::<IpAddr>()
+            .is_ok_and(|a| a.to_canonical() == ip)
+    })
+}
+
 /// Whether `ip` is the address of a cluster member (its cluster address, resolved when it is
 /// a name).
 async fn is_member(sip: &Sip, ip: IpAddr) -> bool {
