@@ -489,27 +489,56 @@ async fn reroute_lost(
                         .increment(1);
                     tracing::warn!(
                         node = dead,
-                        "item for a user whose home stayed down dropped"
+                        "item for a user whose home stayed down dropped; its sender is told"
                     );
+                    bounce_lost(&shared, kind);
                 }
                 continue;
             }
-            resend_lost(&shared, dead, kind);
+            resend_lost(&shared, kind);
         }
         waiting = still;
     }
 }
 
-fn resend_lost(shared: &Arc<Shared>, dead: u64, kind: Kind) {
+/// A message or IQ that could not reach its user's home in time: its sender gets
+/// `recipient-unavailable` (wait: try again later) instead of silence. Presence and session
+/// notices are not answered.
+fn bounce_lost(shared: &Arc<Shared>, kind: Kind) {
+    use herald_xmpp::error::{StanzaCondition, StanzaError};
+    let cond = StanzaCondition::RecipientUnavailable;
+    match kind {
+        Kind::ToUser(xml) => {
+            if let Some(el) = parse_stanza(&xml) {
+                shared.router().bounce(&el, cond);
+            }
+        }
+        // The sender is a session on this node, on its way to its own home.
+        Kind::FromClient(cs) => {
+            let reply = parse_stanza(&cs.stanza)
+                .filter(|el| el.name() != "presence")
+                .and_then(|el| StanzaError::new(cond).reply_to(&el, None));
+            if let (Some(reply), Ok(full)) = (reply, Jid::parse(&cs.full_jid)) {
+                shared.shard(&full).do_send(ToLocalSession {
+                    full_jid: cs.full_jid,
+                    stanza: reply,
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sends a lost item again, to its user's home now: another node when the view moved the
+/// user, or the same node when it answers again (it restarted in time).
+fn resend_lost(shared: &Arc<Shared>, kind: Kind) {
     use users::FromLocalSession;
     let to_home = |full: &Jid, local: FromLocalSession, remote: Kind| {
         let home = shared.home_of(&full.bare());
         if home == shared.node_id {
             shared.shard(full).do_send(local);
-        } else if home != dead {
-            if let Err(e) = shared.cluster.route(home, remote) {
-                tracing::warn!(jid = %full, home, error = %e, "re-routing failed");
-            }
+        } else if let Err(e) = shared.cluster.route(home, remote) {
+            tracing::warn!(jid = %full, home, error = %e, "re-routing failed");
         }
     };
     match kind {

@@ -66,20 +66,24 @@ impl Router {
         }
         let home = self.shared.home_of(&bare);
         if home == self.shared.node_id {
-            if self.shared.shard(&bare).try_send(ToUser(stanza)).is_err() {
+            if let Err(e) = self.shared.shard(&bare).try_send(ToUser(stanza)) {
                 metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
+                if let actix::prelude::SendError::Full(ToUser(stanza)) = e {
+                    self.bounce(&stanza, StanzaCondition::ResourceConstraint);
+                }
             }
         } else if let Err(e) = self
             .shared
             .cluster
             .route(home, Kind::ToUser(stanza.to_xml_string()))
         {
-            tracing::warn!(user = %bare, home, error = %e, "stanza for a user on another node dropped");
+            tracing::warn!(user = %bare, home, error = %e, "stanza for a user on another node not sent; its sender is told");
+            self.bounce(&stanza, StanzaCondition::ResourceConstraint);
         }
     }
 
     /// Returns an error to the sender for messages and IQs (presence is dropped silently).
-    fn bounce(&self, stanza: &Element, condition: StanzaCondition) {
+    pub(crate) fn bounce(&self, stanza: &Element, condition: StanzaCondition) {
         if stanza.name() == "presence" {
             return;
         }

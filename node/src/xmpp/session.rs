@@ -561,7 +561,15 @@ impl SessionActor {
                 session_node: 0,
             });
             if let Err(e) = self.shared.cluster.route(home, kind) {
-                tracing::warn!(jid = %full, home, error = %e, "stanza for the user's home node dropped");
+                tracing::warn!(jid = %full, home, error = %e, "stanza for the user's home node dropped; the client is told");
+                // Not silence: a message or IQ is answered (wait: try again later).
+                let err = StanzaError::new(herald_xmpp::error::StanzaCondition::ResourceConstraint);
+                if let Some(reply) = (el.name() != "presence")
+                    .then(|| err.reply_to(&el, None))
+                    .flatten()
+                {
+                    Handler::handle(self, Deliver(reply), ctx);
+                }
             }
         }
         metrics::histogram!(xm::ROUTE_DURATION).record(started.elapsed().as_secs_f64());
