@@ -6,7 +6,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-if ! python3 -c 'import slixmpp, pytest, pytest_timeout, aiodns, grpc, cryptography, caldav, exchangelib, spnego' 2>/dev/null; then
+if ! python3 -c 'import slixmpp, pytest, pytest_timeout, aiodns, grpc, cryptography, caldav, exchangelib, spnego, boofuzz' 2>/dev/null; then
     python3 -m pip install -q -r "$here/requirements.txt"
 fi
 

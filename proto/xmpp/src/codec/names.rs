@@ -73,6 +73,12 @@ impl Scopes {
         if !decls.iter().all(|(p, _)| seen.insert(p.as_str())) {
             return Err(nwf("duplicate namespace declaration"));
         }
+        if let Some(v) = &default_decl {
+            check_ns_name(v, false)?;
+        }
+        for (_, v) in &decls {
+            check_ns_name(v, true)?;
+        }
         self.stack.push(Scope {
             default_decl,
             decls,
@@ -140,6 +146,30 @@ impl Scopes {
             })
             .ok_or_else(|| nwf(format!("undeclared namespace prefix {prefix:?}")))
     }
+}
+
+/// The namespace that only `xmlns` attributes are in (Namespaces in XML 1.0 §3).
+const XMLNS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// Refuses a namespace declaration's value that Namespaces in XML 1.0 forbids, or that is no
+/// URI reference (RFC 3986: no spaces, controls, quotes, angle brackets, backslash, caret,
+/// backtick, braces or bar): such a name would be passed on to other users and peers whose
+/// parsers refuse it, breaking their streams. The `xml` namespace is bound by the `xml` prefix
+/// only, which rxml checks already.
+fn check_ns_name(value: &str, prefixed: bool) -> Result<(), StreamError> {
+    if value == XMLNS {
+        return Err(nwf("the reserved xmlns namespace cannot be declared"));
+    }
+    if prefixed && value.is_empty() {
+        return Err(nwf("a namespace prefix cannot be bound to the empty name"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_ascii() && (c <= ' ' || c == '\x7f' || "\"<>\\^`{|}".contains(c)))
+    {
+        return Err(nwf("a namespace name must be a URI reference"));
+    }
+    Ok(())
 }
 
 fn nwf(text: impl Into<String>) -> StreamError {

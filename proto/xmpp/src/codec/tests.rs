@@ -580,3 +580,34 @@ fn elements_in_the_xml_namespace_are_refused() {
     assert_eq!(err, None);
     assert_eq!(evs.len(), 2);
 }
+
+/// Found by boofuzz (tests/xmpp/test_outside_fuzz.py): declarations that other parsers refuse
+/// were passed on to the recipient, whose client then dropped its connection.
+#[test]
+fn namespace_names_other_parsers_refuse_are_refused() {
+    for body in [
+        "<message><x xmlns='http://www.w3.org/2000/xmlns/'/></message>",
+        "<message><p:x xmlns:p='http://www.w3.org/2000/xmlns/'/></message>",
+        "<message><x xmlns:p='http://www.w3.org/2000/xmlns/'/></message>",
+        "<message><x xmlns='}'/></message>",
+        "<message><x xmlns='urn:a b'/></message>",
+        "<message><x xmlns:p=''/></message>",
+        "<message><x xmlns='urn:&lt;x&gt;'/></message>",
+    ] {
+        assert_eq!(
+            condition(&stream(body)),
+            Some(StreamCondition::NotWellFormed),
+            "{body}"
+        );
+    }
+    // Ordinary names, IRIs and undeclaring the default namespace stay fine.
+    for body in [
+        "<message><x xmlns='urn:xmpp:receipts'/><y xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        "<message><x xmlns='urn:example:caf\u{e9}%20#frag?q=1'/></message>",
+        "<message><x xmlns=''/></message>",
+    ] {
+        let (evs, err) = whole(&stream(body));
+        assert_eq!(err, None, "{body}");
+        assert_eq!(evs.len(), 2, "{body}");
+    }
+}
