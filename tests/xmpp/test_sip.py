@@ -334,9 +334,11 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
         "SIP/2.0 403"), "a source outside the ACL must be refused"
     cluster.cli(None, "acl", "add", "loopback", "--kind", "all")
     cluster.wait_converged(cluster.nodes)
-    # Slowloris: half a request, then silence (checked at the end).
+    # Slowloris: half a request, then silence; and a connection that sends nothing (both
+    # checked at the end).
     slow = socket.create_connection((ip, SIP_PORT), timeout=5)
     slow.sendall(request("OPTIONS", alice, frm)[:40])
+    silent = socket.create_connection((ip, SIP_PORT), timeout=5)
     opened = time.monotonic()
     rows = [
         (request("OPTIONS", alice, frm), "SIP/2.0 200"),
@@ -394,6 +396,11 @@ def test_bad_sip_input_is_answered_never_dropped(cluster: Cluster) -> None:
     assert got == b"", f"half a request: got {got!r} after {waited:.1f}s"
     assert 19.0 <= waited <= 35.0, f"half a request was cut off after {waited:.1f}s"
     assert metric(cluster, routing, "herald_sip_failures_total", reason="message_timeout") >= 1
+    # The silent one was closed 20 s after it opened, unanswered.
+    got, waited = closed_after(silent, opened, 40.0)
+    assert got == b"", f"a silent connection: got {got!r} after {waited:.1f}s"
+    assert 19.0 <= waited <= 35.0, f"a silent connection was closed after {waited:.1f}s"
+    assert metric(cluster, routing, "herald_sip_failures_total", reason="silent") >= 1
 
 
 class NotifySink:

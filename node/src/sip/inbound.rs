@@ -18,8 +18,9 @@ use super::Sip;
 /// A connection that sends nothing (not even a keep-alive) for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(300);
 /// A message must arrive whole within this long of its first byte (a peer trickling a
-/// request byte by byte, slowloris-style, is cut off); SIP's own transaction timers give up
-/// after 32 s, so no honest peer takes this long.
+/// request byte by byte, slowloris-style, is cut off), and a new TCP connection must send its
+/// first bytes within it; SIP's own transaction timers give up after 32 s, so no honest peer
+/// takes this long.
 pub const MESSAGE_TIME: Duration = Duration::from_secs(20);
 
 /// Serves one accepted connection until the peer closes it, it idles out, or its framing

@@ -96,10 +96,11 @@ pub fn host_of(addr: &str) -> &str {
 /// in on the TLS port; `relay`: the `sip_relay` setting.
 pub async fn accepted(sip: Arc<Sip>, mut tcp: TcpStream, peer: SocketAddr, tls: bool, relay: bool) {
     let transport = if tls { "tls" } else { "tcp" };
+    // A peer connects to send: its ClientHello, PROXY header or first request comes at once.
     let first_wait = if tls {
         tls::HANDSHAKE_TIMEOUT
     } else {
-        inbound::IDLE
+        inbound::MESSAGE_TIME
     };
     let opening = match read_opening(&mut tcp, first_wait).await {
         Ok(o) => o,
@@ -119,7 +120,7 @@ pub async fn accepted(sip: Arc<Sip>, mut tcp: TcpStream, peer: SocketAddr, tls: 
             if tls {
                 tls::tls_failure("inbound", "tls_timeout");
             } else {
-                m::failure("inbound", "idle");
+                m::failure("inbound", "silent");
             }
             return;
         }
