@@ -21,6 +21,32 @@ use super::ical::{BusyInterval, BusyKind};
 use super::time::{civil_from_days, days_from_civil, Timestamp};
 use super::xml_escape as escape;
 
+/// The next event of a SOAP answer (`None` at its end), errors as [`EwsError::Xml`].
+pub(super) fn next_event(
+    parser: &mut Parser,
+    input: &mut &[u8],
+) -> Result<Option<Event>, EwsError> {
+    match parser.parse(input, true) {
+        Ok(ev) => Ok(ev),
+        Err(rxml::error::EndOrError::Error(e)) => Err(EwsError::Xml(e.to_string())),
+        Err(rxml::error::EndOrError::NeedMoreData) => {
+            Err(EwsError::Xml("the document ends early".into()))
+        }
+    }
+}
+
+/// Checks an element opening at `depth`: the root must be a SOAP envelope, nothing deeper
+/// than [`MAX_DEPTH`].
+pub(super) fn check_open(depth: usize, ns: &str, name: &str) -> Result<(), EwsError> {
+    if depth == 0 && !((ns == SOAP || ns == SOAP12) && name == "Envelope") {
+        return Err(EwsError::NotSoap(name.to_owned()));
+    }
+    if depth >= MAX_DEPTH {
+        return Err(EwsError::TooDeep);
+    }
+    Ok(())
+}
+
 /// SOAP 1.1 envelope namespace.
 pub const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 /// SOAP 1.2 envelope namespace (accepted on answers).
@@ -239,24 +265,14 @@ pub fn availability_response(body: &[u8]) -> Result<Vec<BusyInterval>, EwsError>
     let mut message_text: Option<String> = None;
     let mut saw_answer = false;
     loop {
-        let ev = match parser.parse(&mut input, true) {
-            Ok(Some(ev)) => ev,
-            Ok(None) => break,
-            Err(rxml::error::EndOrError::Error(e)) => return Err(EwsError::Xml(e.to_string())),
-            Err(rxml::error::EndOrError::NeedMoreData) => {
-                return Err(EwsError::Xml("the document ends early".into()))
-            }
+        let Some(ev) = next_event(&mut parser, &mut input)? else {
+            break;
         };
         match ev {
             Event::XmlDeclaration(..) => {}
             Event::StartElement(_, (ns, name), attrs) => {
                 let (ns, name) = (ns.as_str().to_owned(), name.as_str().to_owned());
-                if path.is_empty() && !((ns == SOAP || ns == SOAP12) && name == "Envelope") {
-                    return Err(EwsError::NotSoap(name));
-                }
-                if path.len() >= MAX_DEPTH {
-                    return Err(EwsError::TooDeep);
-                }
+                check_open(path.len(), &ns, &name)?;
                 text.clear();
                 match name.as_str() {
                     "Fault" if ns == SOAP || ns == SOAP12 => {

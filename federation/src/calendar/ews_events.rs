@@ -14,9 +14,11 @@
 //! `GetEvents`; only a non-status event (or a lost subscription) costs a new
 //! `GetUserAvailability`. A server that refuses `Subscribe` is polled.
 
-use rxml::{Event, Parse, Parser};
+use rxml::{Event, Parser};
 
-use super::ews::{EwsError, MAX_DEPTH, MAX_EVENTS, MAX_TEXT, MESSAGES, SOAP, SOAP12, TYPES};
+use super::ews::{
+    check_open, next_event, EwsError, MAX_EVENTS, MAX_TEXT, MESSAGES, SOAP, SOAP12, TYPES,
+};
 use super::xml_escape as escape;
 
 /// A live pull subscription.
@@ -124,24 +126,14 @@ fn read(body: &[u8]) -> Result<(Vec<Leaf>, Vec<String>), EwsError> {
     let mut fault = false;
     let mut error_class = false;
     loop {
-        let ev = match parser.parse(&mut input, true) {
-            Ok(Some(ev)) => ev,
-            Ok(None) => break,
-            Err(rxml::error::EndOrError::Error(e)) => return Err(EwsError::Xml(e.to_string())),
-            Err(rxml::error::EndOrError::NeedMoreData) => {
-                return Err(EwsError::Xml("the document ends early".into()))
-            }
+        let Some(ev) = next_event(&mut parser, &mut input)? else {
+            break;
         };
         match ev {
             Event::XmlDeclaration(..) => {}
             Event::StartElement(_, (ns, name), attrs) => {
                 let (ns, name) = (ns.as_str().to_owned(), name.as_str().to_owned());
-                if path.is_empty() && !((ns == SOAP || ns == SOAP12) && name == "Envelope") {
-                    return Err(EwsError::NotSoap(name));
-                }
-                if path.len() >= MAX_DEPTH {
-                    return Err(EwsError::TooDeep);
-                }
+                check_open(path.len(), &ns, &name)?;
                 if name == "Fault" && (ns == SOAP || ns == SOAP12) {
                     fault = true;
                 }
