@@ -6,7 +6,8 @@
 //! (the Raft loop keeps its own thread), so client traffic never delays a heartbeat or an
 //! admin call. The **data plane** — c2s sessions and user actors — runs on N actix arbiters
 //! (`--workers`, one per core by default); the c2s accept loops hand each connection to the
-//! least-loaded arbiter, and user actors are sharded over the arbiters by JID hash.
+//! least-loaded arbiter, and a user's actor starts on the arbiter of its first session (found
+//! by every thread in the node's directory, `crate::xmpp::directory`).
 //!
 //! Start-up: metrics recorder → TLS material (dev CA on first start) → cluster layer (bootstrap,
 //! join or resume) → node-to-node, admin and HTTP servers → readiness. Shutdown (SIGTERM, or this

@@ -10,10 +10,12 @@
 //!
 //! Threads: the accept loops run on the control plane and hand each connection to the
 //! data-plane arbiter with the fewest live connections; the socket task and the SessionActor
-//! live together on that arbiter. User actors are sharded by a hash of the bare JID over the
-//! arbiters: shard `i` is one [`users::UserRegistry`] on arbiter `i`, which creates and finds
-//! the user actors of its JIDs there. No actor sits on every stanza's path.
+//! live together on that arbiter. A user's actor starts on the arbiter of the thread that first
+//! needs it — for a user who signs in, their session's — and every thread finds it in the
+//! node's [`directory::Directory`] and sends to it directly. No actor sits on every stanza's
+//! path, and a message between two local users crosses threads at most once.
 
+pub mod directory;
 pub mod io;
 pub mod limiter;
 pub mod metrics;
@@ -39,7 +41,8 @@ use crate::im::ImLimits;
 use router::Router;
 use session::SessionActor;
 use users::{
-    ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened, ToLocalSession, ToUser, UserRegistry,
+    ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened, ToLocalSession, ToUser, UserActor,
+    UserRegistry,
 };
 
 /// Where the XMPP service runs: the control-plane runtime (accept loops, re-routing) and the
@@ -75,8 +78,13 @@ pub struct SessionLimits {
 pub struct Shared {
     pub node_id: u64,
     pub cluster: ClusterHandle,
-    /// One registry per data-plane arbiter; a user's actor lives in [`Shared::shard`].
+    /// One registry per data-plane arbiter: local sessions by full JID (for what other nodes
+    /// send them), and the placement scan.
     pub shards: Vec<Addr<UserRegistry>>,
+    /// This node's user actors, found and started by whichever thread needs one.
+    pub directory: directory::Directory,
+    /// The data-plane arbiters (user actors start on the caller's, or on the JID's shard).
+    pub arbiters: Vec<actix_rt::ArbiterHandle>,
     pub im_limits: ImLimits,
     pub limits: Limits,
     pub session_limits: SessionLimits,
@@ -98,6 +106,48 @@ impl Shared {
     /// The registry shard of `jid`'s user (full or bare JID).
     pub fn shard(&self, jid: &Jid) -> &Addr<UserRegistry> {
         &self.shards[shard_index(jid, self.shards.len())]
+    }
+
+    /// Queues `msg` at `bare`'s user actor on this node, starting the actor when there is none
+    /// (on the calling thread's arbiter, else the JID's shard). Returns the actor's address.
+    /// The caller has checked that this node is the user's home (the actor checks again).
+    pub fn user_actor<M>(
+        self: &Arc<Self>,
+        bare: &Jid,
+        msg: M,
+    ) -> Result<Addr<UserActor>, SendError<M>>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        UserActor: Handler<M>,
+    {
+        self.directory.with_user(
+            bare,
+            || {
+                let i = directory::current_data_plane()
+                    .filter(|&i| i < self.arbiters.len())
+                    .unwrap_or_else(|| shard_index(bare, self.arbiters.len()));
+                directory::start_on(
+                    &self.arbiters[i],
+                    UserActor::new(self.clone(), bare.clone()),
+                )
+            },
+            |addr| addr.try_send(msg).map(|()| addr.clone()),
+        )
+    }
+
+    /// [`Shared::user_actor`] for a stanza from anyone but the user's own sessions; a full
+    /// mailbox is counted and gives the stanza back.
+    pub fn to_user(self: &Arc<Self>, bare: &Jid, stanza: Element) -> Result<(), Element> {
+        match self.user_actor(bare, users::FromOutside(stanza)) {
+            Ok(_) => Ok(()),
+            Err(
+                SendError::Full(users::FromOutside(s)) | SendError::Closed(users::FromOutside(s)),
+            ) => {
+                ::metrics::counter!(metrics::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                tracing::warn!(user = %bare, "user actor mailbox full; stanza not queued");
+                Err(s)
+            }
+        }
     }
 
     /// Closes every client session on this node with `system-shutdown`; returns how many.
@@ -367,10 +417,15 @@ pub fn start(
         .iter()
         .map(|a| UserRegistry::start_in_arbiter(a, |_| UserRegistry::new()))
         .collect();
+    for (i, a) in planes.arbiters.iter().enumerate() {
+        a.spawn_fn(move || directory::mark_data_plane(i));
+    }
     let shared = Arc::new(Shared {
         node_id: cluster.node_id(),
         cluster: cluster.clone(),
         shards: shards.clone(),
+        directory: directory::Directory::new(),
+        arbiters: planes.arbiters.clone(),
         im_limits,
         limits,
         session_limits,
@@ -381,8 +436,8 @@ pub fn start(
         s2s: Default::default(),
         sip: Default::default(),
     });
-    for s in &shards {
-        s.do_send(users::Init(shared.clone()));
+    for (i, s) in shards.iter().enumerate() {
+        s.do_send(users::Init(shared.clone(), i));
     }
     cluster.routes().set_sink(Arc::new(NodeSink {
         shards,

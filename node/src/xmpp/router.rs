@@ -9,8 +9,6 @@ use herald_grpc::config::ObjectKind;
 use herald_xmpp::error::{StanzaCondition, StanzaError};
 use herald_xmpp::{Element, Jid};
 
-use super::metrics as xm;
-use super::users::ToUser;
 use super::Shared;
 
 #[derive(Clone)]
@@ -66,11 +64,9 @@ impl Router {
         }
         let home = self.shared.home_of(&bare);
         if home == self.shared.node_id {
-            if let Err(e) = self.shared.shard(&bare).try_send(ToUser(stanza)) {
-                metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
-                if let actix::prelude::SendError::Full(ToUser(stanza)) = e {
-                    self.bounce(&stanza, StanzaCondition::ResourceConstraint);
-                }
+            // Straight to the user's actor (started here when it has none).
+            if let Err(stanza) = self.shared.to_user(&bare, stanza) {
+                self.bounce(&stanza, StanzaCondition::ResourceConstraint);
             }
         } else if let Err(e) = self
             .shared

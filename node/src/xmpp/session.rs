@@ -20,7 +20,7 @@ use super::io::{Out, OutQueue};
 use super::limiter::{Shape, Shaper};
 use super::metrics as xm;
 use super::sm::{SmReply, StreamMgmt};
-use super::users::{ClientStanzaMsg, OpenLocal, SessionClosed, SessionLoc, UserActor};
+use super::users::{ClientStanzaMsg, SessionClosed, SessionLoc, SessionOpened, UserActor};
 use super::{server_iq, Shared};
 use crate::scram::from_stored;
 
@@ -64,8 +64,6 @@ pub struct SessionActor {
     home: Option<u64>,
     /// The user's actor when it lives on this node: stanzas go to it directly.
     user: Option<Addr<UserActor>>,
-    /// Stanzas sent while the user's actor address is being looked up, in order.
-    held: Option<Vec<Element>>,
     /// The last broadcast presence the client sent, replayed when the user's home moves.
     last_presence: Option<Box<Element>>,
     auth_failures: u32,
@@ -108,7 +106,6 @@ impl SessionActor {
             full_jid: None,
             home: None,
             user: None,
-            held: None,
             last_presence: None,
             auth_failures: 0,
             closing: false,
@@ -332,7 +329,7 @@ impl SessionActor {
         for mut m in back {
             m.set_attr("to", full.bare().to_string());
             if home == self.shared.node_id {
-                let _ = self.shared.shard(&full).try_send(super::users::ToUser(m));
+                let _ = self.shared.to_user(&full.bare(), m);
             } else {
                 let _ = self
                     .shared
@@ -395,21 +392,19 @@ impl SessionActor {
         self.home = Some(home);
         self.user = None;
         if home == self.shared.node_id {
-            // Until the registry answers with the actor's address, what the client sends is
-            // held here (in order) and nothing else is handled.
-            self.held = Some(Vec::new());
-            let ask = self.shared.shard(&full).send(OpenLocal {
-                full_jid: full,
-                addr: ctx.address(),
-            });
-            ctx.wait(
-                actix::fut::wrap_future(ask).map(|res, act: &mut SessionActor, ctx| {
-                    act.user = res.ok().flatten();
-                    for el in act.held.take().unwrap_or_default() {
-                        act.forward_to_user(el, ctx);
-                    }
-                }),
-            );
+            // Found or started at once (on this session's arbiter when new); the session then
+            // sends to its user actor directly.
+            let opened = SessionOpened {
+                full_jid: full.clone(),
+                loc: SessionLoc::Local(ctx.address()),
+            };
+            match self.shared.user_actor(&full.bare(), opened) {
+                Ok(user) => self.user = Some(user),
+                Err(_) => {
+                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                    tracing::warn!(user = %full.bare(), "user actor mailbox full; session open dropped");
+                }
+            }
         } else if let Err(e) = self
             .shared
             .cluster
@@ -426,10 +421,11 @@ impl SessionActor {
         if home == self.shared.node_id {
             match self.user.take() {
                 Some(user) => user.do_send(SessionClosed { full_jid: full }),
-                None => self
-                    .shared
-                    .shard(&full)
-                    .do_send(SessionClosed { full_jid: full }),
+                None => {
+                    if let Some(user) = self.shared.directory.get(&full.bare()) {
+                        user.do_send(SessionClosed { full_jid: full });
+                    }
+                }
             }
         } else {
             let _ = self
@@ -524,10 +520,6 @@ impl SessionActor {
         };
         let started = std::time::Instant::now();
         if home == self.shared.node_id {
-            if let Some(held) = &mut self.held {
-                held.push(el);
-                return;
-            }
             let msg = ClientStanzaMsg {
                 full_jid: full.clone(),
                 stanza: el,
@@ -550,8 +542,11 @@ impl SessionActor {
                 None => Some(msg),
             };
             if let Some(msg) = via_registry {
-                if self.shared.shard(&full).try_send(msg).is_err() {
-                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
+                match self.shared.user_actor(&full.bare(), msg) {
+                    Ok(user) => self.user = Some(user),
+                    Err(_) => {
+                        metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                    }
                 }
             }
         } else {

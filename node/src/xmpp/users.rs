@@ -1,9 +1,10 @@
 //! UserRegistry (one per data-plane arbiter: a shard) and UserActor (one per user homed on
-//! this node, living on its shard's arbiter).
+//! this node, on the arbiter of the thread that first needed it: see [`super::directory`]).
 //!
-//! A registry finds or creates the UserActor of a bare JID of its shard, keeps the map of its
-//! shard's local sessions (for stanzas that other nodes' UserActors address to them), and evicts
-//! UserActors whose users placement has moved elsewhere. A UserActor owns the user's
+//! A registry keeps the map of its shard's local sessions (for stanzas that other nodes'
+//! UserActors address to them), hands what other nodes and the calendar send to the user's
+//! actor (through the node's directory), and registry 0 evicts UserActors whose users placement
+//! has moved elsewhere. A UserActor owns the user's
 //! [`UserCore`] (live sessions, presence, roster, blocks, offline queue), executes its effects,
 //! and is the only writer of the user's durable [`UserData`] (through Raft, with the revision
 //! it last saw, so that a stale second writer is detected).
@@ -66,35 +67,6 @@ pub struct SessionOpened {
 #[rtype(result = "()")]
 pub struct SessionClosed {
     pub full_jid: Jid,
-}
-
-/// A session on this node opens at its user's actor (on this node): the registry forwards the
-/// [`SessionOpened`] and answers with the actor's address, which the session then uses directly
-/// for everything it sends (no registry hop per stanza).
-#[derive(Message)]
-#[rtype(result = "Option<Addr<UserActor>>")]
-pub struct OpenLocal {
-    pub full_jid: Jid,
-    pub addr: Addr<SessionActor>,
-}
-
-impl Handler<OpenLocal> for UserRegistry {
-    type Result = Option<Addr<UserActor>>;
-    fn handle(&mut self, msg: OpenLocal, _: &mut Context<Self>) -> Self::Result {
-        let user = self.user(&msg.full_jid)?;
-        if user
-            .try_send(SessionOpened {
-                full_jid: msg.full_jid.clone(),
-                loc: SessionLoc::Local(msg.addr),
-            })
-            .is_err()
-        {
-            metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
-            tracing::warn!(user = %msg.full_jid.bare(), "user actor mailbox full; session open dropped");
-            return None;
-        }
-        Some(user)
-    }
 }
 
 /// A session on this node, for stanzas addressed to it from other nodes.
@@ -183,7 +155,8 @@ pub struct ToLocalSession {
 
 pub struct UserRegistry {
     shared: Option<Arc<Shared>>,
-    users: HashMap<Jid, Addr<UserActor>>,
+    /// Which data-plane arbiter this registry runs on (0 also runs the placement scan).
+    index: usize,
     local_sessions: HashMap<String, Addr<SessionActor>>,
     /// Live members and applied index at the last placement scan (see `evict_moved`).
     placement_seen: Option<(Vec<u64>, u64)>,
@@ -193,29 +166,10 @@ impl UserRegistry {
     pub fn new() -> Self {
         UserRegistry {
             shared: None,
-            users: HashMap::new(),
+            index: 0,
             local_sessions: HashMap::new(),
             placement_seen: None,
         }
-    }
-
-    fn user(&mut self, jid: &Jid) -> Option<Addr<UserActor>> {
-        let shared = self.shared.clone()?;
-        let bare = jid.bare();
-        if self.users.get(&bare).is_some_and(|a| !a.connected()) {
-            // The actor stopped by itself (it handed its user over): start afresh.
-            self.users.remove(&bare);
-            metrics::gauge!(xm::USER_ACTORS).decrement(1.0);
-        }
-        let addr = self
-            .users
-            .entry(bare.clone())
-            .or_insert_with(|| {
-                metrics::gauge!(xm::USER_ACTORS).increment(1.0);
-                UserActor::new(shared, bare).start()
-            })
-            .clone();
-        Some(addr)
     }
 
     fn forward<M>(&mut self, jid: &Jid, msg: M)
@@ -223,11 +177,12 @@ impl UserRegistry {
         M: Message<Result = ()> + Send + 'static,
         UserActor: Handler<M>,
     {
-        if let Some(addr) = self.user(jid) {
-            if addr.try_send(msg).is_err() {
-                metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
-                tracing::warn!(user = %jid.bare(), "user actor mailbox full; stanza dropped");
-            }
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if shared.user_actor(&jid.bare(), msg).is_err() {
+            metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+            tracing::warn!(user = %jid.bare(), "user actor mailbox full; stanza dropped");
         }
     }
 
@@ -243,7 +198,8 @@ impl UserRegistry {
     /// depends only on the committed view and the stored users (pins), so the scan over every
     /// user actor runs only when the applied state changed since the last scan.
     fn evict_moved(&mut self, ctx: &mut Context<Self>) {
-        let Some(shared) = self.shared.clone() else {
+        // One registry scans the node's whole directory.
+        let Some(shared) = self.shared.clone().filter(|_| self.index == 0) else {
             return;
         };
         let inputs = (
@@ -254,19 +210,13 @@ impl UserRegistry {
             return;
         }
         self.placement_seen = Some(inputs);
-        let moved: Vec<Jid> = self
-            .users
-            .keys()
-            .filter(|j| shared.home_of(j) != shared.node_id)
-            .cloned()
-            .collect();
-        for jid in moved {
-            if let Some(addr) = self.users.remove(&jid) {
-                metrics::gauge!(xm::USER_ACTORS).decrement(1.0);
-                metrics::counter!(xm::USERS_REHOMED).increment(1);
-                tracing::info!(user = %jid, "user re-homed to another node; stopping its actor here");
-                addr.do_send(StopUser);
-            }
+        let moved = shared
+            .directory
+            .take_where(|j| shared.home_of(j) != shared.node_id);
+        for (jid, addr) in moved {
+            metrics::counter!(xm::USERS_REHOMED).increment(1);
+            tracing::info!(user = %jid, "user re-homed to another node; stopping its actor here");
+            addr.do_send(StopUser);
         }
         let _ = ctx;
     }
@@ -281,7 +231,7 @@ impl Default for UserRegistry {
 /// Gives the registry its shared context (it is created before the context exists).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Init(pub Arc<Shared>);
+pub struct Init(pub Arc<Shared>, pub usize);
 
 impl Actor for UserRegistry {
     type Context = Context<Self>;
@@ -295,6 +245,7 @@ impl Handler<Init> for UserRegistry {
     type Result = ();
     fn handle(&mut self, msg: Init, _: &mut Context<Self>) {
         self.shared = Some(msg.0);
+        self.index = msg.1;
     }
 }
 
@@ -357,7 +308,11 @@ impl Handler<SessionClosed> for UserRegistry {
     type Result = ();
     fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
         // Only an existing actor cares; never create one for a goodbye.
-        if let Some(addr) = self.users.get(&msg.full_jid.bare()) {
+        let addr = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.directory.get(&msg.full_jid.bare()));
+        if let Some(addr) = addr {
             let _ = addr.try_send(msg);
         }
     }
@@ -447,7 +402,7 @@ pub struct UserActor {
 }
 
 impl UserActor {
-    fn new(shared: Arc<Shared>, jid: Jid) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, jid: Jid) -> Self {
         UserActor {
             shared,
             jid,
@@ -514,7 +469,7 @@ impl UserActor {
                     // The session stopped; its SessionClosed is already in this actor's
                     // mailbox, so the message comes back after it, to the account.
                     if let Some(m) = for_the_account(stanza) {
-                        self.shared.shard(&self.jid).do_send(ToUser(m));
+                        let _ = self.shared.to_user(&self.jid, m);
                     }
                 }
                 Err(SendError::Full(_)) => {
@@ -930,7 +885,10 @@ pub(super) fn hand_over(shared: &Arc<Shared>, input: Input) {
             };
             if home == shared.node_id {
                 // Views moved on meanwhile: this node is the home again.
-                shared.shard(&msg.full_jid).do_send(msg);
+                let bare = msg.full_jid.bare();
+                if shared.user_actor(&bare, msg).is_err() {
+                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                }
                 return;
             }
             let kind = Kind::FromClient(ClientStanza {
