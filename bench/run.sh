@@ -213,6 +213,9 @@ run_scenarios() { # system ip port — the system's "${sys}_restart" function se
     for n in $SIZES; do
       "${lg[@]}" login "${c[@]}" --users "$n" --processes "$LOGIN_PROCESSES" \
         --json "$RESULTS/login.json"
+      # The same users again as a reconnect storm (SCRAM keys cached by the generator).
+      "${lg[@]}" login "${c[@]}" --users "$n" --processes "$LOGIN_PROCESSES" --reconnect \
+        --json "$RESULTS/login.json"
     done
   fi
   if has_scenario chat; then

@@ -78,20 +78,22 @@ for pl in placements(idle):
         rows = {r["system"]: r for r in idle if r["sessions"] == n and r.get("placement") == pl}
         add(f"idle {n}{tag(pl)}", "server RSS bytes/session", rows, "rss_bytes_per_session")
 
-login = load("login")
-for pl in placements(login):
-    for n in sorted({r["sessions"] for r in login if r.get("placement") == pl}):
-        rows = {r["system"]: r for r in login if r["sessions"] == n and r.get("placement") == pl}
-        label = f"login {n}{tag(pl)}"
-        add(label, "logins/s", rows, "msgs_per_sec")
-        add(label, "login p99 ms", rows, "p99_ms")
-        add(label, "failed", rows, "lost")
-        add(label, "generator CPU %", rows, "generator_cpu_pct")
-        if any(r.get("generator_cpu_pct_each") for r in rows.values()):
-            add_vals(label, "generator CPU % of each process", [
-                " + ".join(fmt(v) for v in rows[s]["generator_cpu_pct_each"])
-                if s in rows and rows[s].get("generator_cpu_pct_each") else "–" for s in systems])
-        add(label, "server CPU %", rows, "server_cpu_pct")
+login_all = load("login")
+for kind in ["login", "reconnect"]:
+    login = [r for r in login_all if r["scenario"] == kind]
+    for pl in placements(login):
+        for n in sorted({r["sessions"] for r in login if r.get("placement") == pl}):
+            rows = {r["system"]: r for r in login if r["sessions"] == n and r.get("placement") == pl}
+            label = f"{kind} {n}{tag(pl)}"
+            add(label, "logins/s", rows, "msgs_per_sec")
+            add(label, "login p99 ms", rows, "p99_ms")
+            add(label, "failed", rows, "lost")
+            add(label, "generator CPU %", rows, "generator_cpu_pct")
+            if any(r.get("generator_cpu_pct_each") for r in rows.values()):
+                add_vals(label, "generator CPU % of each process", [
+                    " + ".join(fmt(v) for v in rows[s]["generator_cpu_pct_each"])
+                    if s in rows and rows[s].get("generator_cpu_pct_each") else "–" for s in systems])
+            add(label, "server CPU %", rows, "server_cpu_pct")
 
 
 def median_row(rows, key):

@@ -1,6 +1,10 @@
 //! Client side of SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677) without channel binding:
 //! just enough for the load generator to authenticate like a real client.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -21,8 +25,25 @@ pub enum ScramError {
     ServerSignature,
 }
 
+/// Whether this process keeps each derived SaltedPassword (see [`cache_keys`]).
+static CACHE_KEYS: AtomicBool = AtomicBool::new(false);
+
+type KeyCache = Mutex<HashMap<(Hash, String, Vec<u8>, u32), Vec<u8>>>;
+
+/// SaltedPassword by (hash, password, salt, iteration count), once [`cache_keys`] is on.
+static KEYS: OnceLock<KeyCache> = OnceLock::new();
+
+/// From now on, keep every SaltedPassword this process derives and reuse it when the server
+/// sends the same salt and iteration count again, as a reconnecting client may (RFC 5802 §5.1:
+/// the client can store SaltedPassword, or ClientKey and ServerKey, instead of the password),
+/// so that a reconnect storm measures the server and the TLS handshake rather than the
+/// generator's PBKDF2.
+pub fn cache_keys() {
+    CACHE_KEYS.store(true, Ordering::Relaxed);
+}
+
 /// The hash a SCRAM mechanism is built on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hash {
     /// SCRAM-SHA-1.
     Sha1,
@@ -66,6 +87,27 @@ impl Hash {
     }
 
     fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+        if !CACHE_KEYS.load(Ordering::Relaxed) {
+            return self.derive(password, salt, iterations);
+        }
+        let key = (self, password.to_string(), salt.to_vec(), iterations);
+        let cache = KEYS.get_or_init(Default::default);
+        if let Some(k) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return k.clone();
+        }
+        let k = self.derive(password, salt, iterations);
+        cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, k.clone());
+        k
+    }
+
+    fn derive(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
         let mut out = vec![0u8; if self == Hash::Sha1 { 20 } else { 32 }];
         match self {
             Hash::Sha1 => {
@@ -175,6 +217,21 @@ impl ScramClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the cache on, the same (password, salt, iterations) gives the same key without
+    /// deriving it again, and a different salt still derives its own.
+    #[test]
+    fn cached_keys_match_derived_ones() {
+        cache_keys();
+        for hash in [Hash::Sha1, Hash::Sha256] {
+            let a = hash.salted_password("pencil", b"salt-1", 64);
+            assert_eq!(a, hash.derive("pencil", b"salt-1", 64));
+            assert_eq!(hash.salted_password("pencil", b"salt-1", 64), a);
+            let b = hash.salted_password("pencil", b"salt-2", 64);
+            assert_ne!(a, b);
+            assert_eq!(b, hash.derive("pencil", b"salt-2", 64));
+        }
+    }
 
     /// RFC 5802 §5 and RFC 7677 §3 example exchanges.
     #[test]

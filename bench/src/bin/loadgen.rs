@@ -202,6 +202,11 @@ struct CommonArgs {
     /// hyphen (`--workers 1`).
     #[arg(long, allow_hyphen_values = true)]
     server_flags: Option<String>,
+    /// Login: a reconnect storm. A warm-up pass signs every user in and out first (not
+    /// measured), then the measured storm signs them in again with the SCRAM keys it derived
+    /// (cached per salt, as a reconnecting client may: RFC 5802 §5.1). Rows: `reconnect`.
+    #[arg(long)]
+    reconnect: bool,
     /// Runtime worker threads of the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -242,6 +247,7 @@ fn common(a: &CommonArgs) -> Result<Common, String> {
         date: today(),
         placement: a.placement.clone(),
         server_flags: a.server_flags.clone(),
+        reconnect: a.reconnect,
     })
 }
 
@@ -287,6 +293,9 @@ fn worker_slices(
         argv.push(a.source_count.to_string());
         if a.direct_tls {
             argv.push("--direct-tls".into());
+        }
+        if a.reconnect {
+            argv.push("--reconnect".into());
         }
         workers.push(WorkerSlice { argv, users });
     }

@@ -48,6 +48,8 @@ pub struct Common {
     pub placement: Option<String>,
     /// How the server was started, written into rows, if given.
     pub server_flags: Option<String>,
+    /// Login: a reconnect storm (see `loadgen login --reconnect`).
+    pub reconnect: bool,
 }
 
 impl Common {
