@@ -38,7 +38,7 @@ LOGIN_PROCESSES=${LOGIN_PROCESSES:-2}
 IDLE_SIZES=${IDLE_SIZES:-"2000 10000 19900"}
 CHAT_REPEAT=${CHAT_REPEAT:-1}
 CHAT_SESSIONS=${CHAT_SESSIONS:-200}
-CHAT_RATES=${CHAT_RATES:-"1000,2000,3000,5000,10000,15000,20000,25000,30000,40000,50000,64000"}
+CHAT_RATES=${CHAT_RATES:-"1000,2000,3000,5000,10000,15000,20000,25000,30000,40000,50000,64000,80000,100000,128000"}
 CHAT_STEP=${CHAT_STEP:-10}
 CHAT_DRAIN=${CHAT_DRAIN:-5}
 CHAT_SETTLE=${CHAT_SETTLE:-5}
@@ -658,7 +658,21 @@ if has_scenario isolation && [[ " $SYSTEMS " == *" herald "* ]]; then
       [ "$members" = 3 ] && break
       sleep 1
     done
-    log "isolation ($pl): cluster pids $i1 $i2 $i3, $members of 3 members up; adding users"
+    # Then (bounded, 60 s) until the committed placement view holds all three nodes and every
+    # node applied it: users signing in before that are homed on the nodes already in the view
+    # and move when the others come in, which the re-homing counter would charge to the chat.
+    placed=0
+    for _ in $(seq 60); do
+      placed=$("$HERALD" -o json --admin "${ISO_IPS[0]}:7471" cluster status 2>/dev/null |
+        python3 -c 'import json, sys
+s = json.load(sys.stdin)
+p = s["placement"]
+print(len(p["nodes"]) if all(n.get("placement_epoch") == p["epoch"] for n in s["nodes"]) else 0)' \
+        2>/dev/null || echo 0)
+      [ "$placed" = 3 ] && break
+      sleep 1
+    done
+    log "isolation ($pl): cluster pids $i1 $i2 $i3, $members of 3 members up, $placed in the placement view; adding users"
     herald_users "${ISO_IPS[0]}" "$CHAT_SESSIONS" 7471
     log "isolation ($pl): chat at $rate msgs/s for $DURATION s, cluster status once per second"
     "${LGP[@]}" "$LOADGEN" isolation --server "${ISO_IPS[0]}:5222" --server2 "${ISO_IPS[1]}:5222" \

@@ -86,6 +86,24 @@ fn local(l: &std::net::TcpListener) -> anyhow::Result<SocketAddr> {
 /// a peer never holds up a liveness ping, few enough to leave the cores to the data plane.
 pub const CONTROL_THREADS: usize = 2;
 
+/// How much nicer than the rest of the process the data-plane threads run. Within the node's
+/// own CPU share (a container's cgroup, or the machine), a busy data plane then yields to the
+/// control plane — heartbeats, Raft, the admin API — whenever both want a core, instead of
+/// competing as equals; with a core to spare it changes nothing.
+pub const DATA_PLANE_NICE: i32 = 5;
+
+/// Raises the calling thread's nice value by `by` (Linux: nice is per thread), up to 19. A
+/// failure is logged and the thread runs at the process's priority.
+fn lower_priority(by: i32) {
+    use rustix::process::{getpriority_process, setpriority_process};
+    let me = Some(rustix::thread::gettid());
+    let result =
+        getpriority_process(me).and_then(|now| setpriority_process(me, (now + by).min(19)));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot lower a data-plane thread's priority");
+    }
+}
+
 /// Runs a node until `shutdown` resolves or the node is removed from its cluster. Call it inside
 /// an actix `System` (the data-plane arbiters are started from it).
 pub async fn run(
@@ -103,6 +121,7 @@ pub async fn run(
     let arbiters: Vec<actix_rt::Arbiter> = (0..workers)
         .map(|i| {
             actix_rt::Arbiter::with_tokio_rt(move || {
+                lower_priority(DATA_PLANE_NICE);
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .thread_name(format!("herald-data-{i}"))
