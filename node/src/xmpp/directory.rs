@@ -127,16 +127,4 @@ impl Directory {
         }
         out
     }
-
-    /// How many user actors the directory holds.
-    pub fn len(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|p| p.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

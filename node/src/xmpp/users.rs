@@ -638,7 +638,7 @@ impl Actor for UserActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(4096);
+        // (The mailbox was sized when the actor was started: `directory::start_on`.)
         // Wait until this node may serve the user (a previous home still in the view has had
         // time to stop), then load the durable state after a read barrier, so that what the
         // previous home wrote (and was acknowledged) is seen; nothing else runs until then.
