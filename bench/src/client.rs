@@ -18,6 +18,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::scram::{Hash, ScramClient, ScramError};
+use crate::stamped::{RxStamp, StampedTcp};
 
 /// Why a client failed.
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +201,9 @@ impl TlsInfo {
 
 /// An authenticated, bound, available session.
 pub struct Session {
-    xml: Xml<TlsStream<TcpStream>>,
+    xml: Xml<TlsStream<StampedTcp>>,
+    /// Kernel receive time of the bytes the last [`Session::fill`] decoded.
+    rx: RxStamp,
     /// The full JID the server bound.
     pub jid: String,
     /// Number of roster items the server returned at login.
@@ -235,7 +238,8 @@ impl Session {
                 eprintln!("login {user}: {step} at {:?}", t0.elapsed());
             }
         };
-        let tcp = connect_from(cfg, index).await?;
+        let tcp = StampedTcp::new(connect_from(cfg, index).await?);
+        let rx = tcp.stamp();
         trace("tcp connected");
         let name = ServerName::try_from(cfg.domain.clone())
             .map_err(|e| ClientError::Tls(format!("server name {}: {e}", cfg.domain)))?;
@@ -320,6 +324,7 @@ impl Session {
         xml.send(&Element::new("presence", ns::CLIENT)).await?;
         Ok(Session {
             xml,
+            rx,
             jid,
             roster_items,
             tls: tls_info,
@@ -361,6 +366,13 @@ impl Session {
         }
         self.xml.dec.feed(&self.xml.buf[..n]);
         Ok(true)
+    }
+
+    /// When the stanzas decoded by the last [`Session::fill`] reached this host: the kernel's
+    /// receive time of the socket data that completed them, µs since the Unix epoch (see
+    /// [`crate::stamped`]); the current time if the kernel gave none.
+    pub fn received_at_us(&self) -> u64 {
+        self.rx.get().unwrap_or_else(crate::stamped::wall_us)
     }
 
     /// Sends `</stream:stream>` and shuts the TLS stream down (best effort).

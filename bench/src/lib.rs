@@ -6,6 +6,7 @@
 //! - [`scram`]: the client side of SCRAM-SHA-1/-256.
 //! - [`scenarios`]: login storm, idle hold, chat, presence fan-out, the SIP benchmark's XMPP side.
 //! - [`report`]: percentiles, /proc readings, result rows.
+//! - [`stamped`]: kernel receive timestamps for latency samples.
 //!
 //! Protocol-specific code lives in `client` and `scenarios`. The SIP benchmark (`bench/sip.sh`)
 //! uses SIPp, a SIP generator we did not write, as the federated SIP peer; its XMPP side (the
@@ -16,3 +17,4 @@ pub mod client;
 pub mod report;
 pub mod scenarios;
 pub mod scram;
+pub mod stamped;

@@ -199,6 +199,13 @@ pub struct Row {
     /// CPU of each generator process when the scenario ran over several (first: the parent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generator_cpu_pct_each: Option<Vec<f64>>,
+    /// The generator's own lag behind the kernel's receive time of what it measured (p50, p99),
+    /// for rows whose latency is stamped with that receive time (fan-out): how much a
+    /// read-time stamp would have charged to the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_lag_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_lag_p99_ms: Option<f64>,
     /// Control-plane isolation results (scenario "isolation").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<crate::scenarios::isolation::Isolation>,
@@ -216,6 +223,14 @@ impl Row {
             self.p90_ms = Some(p.p90_ms);
             self.p99_ms = Some(p.p99_ms);
             self.max_ms = Some(p.max_ms);
+        }
+    }
+
+    /// Records the generator's lag percentiles (see `generator_lag_p99_ms`).
+    pub fn set_generator_lag(&mut self, p: &Percentiles) {
+        if p.count > 0 {
+            self.generator_lag_p50_ms = Some(p.p50_ms);
+            self.generator_lag_p99_ms = Some(p.p99_ms);
         }
     }
 

@@ -3,7 +3,9 @@
 //! that already hold the subscription approve on its behalf), and the scenario waits until
 //! every watcher has seen the publisher online. Then the publisher changes its status `rounds`
 //! times, `interval` apart, with the round number and send time in `<status/>`; each watcher
-//! records the latency of every round it receives.
+//! records the latency of every round it receives, stamped with the kernel's receive time of
+//! the socket data ([`crate::stamped`]), and the generator's own lag (from that receive time to
+//! when the watcher read the delivery), reported beside the latency.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,7 +18,8 @@ use tokio::time::Instant;
 
 use super::{close_all, iq_reply, login_all, Common};
 use crate::client::Session;
-use crate::report::{now_us, percentiles, CpuMeter, Row};
+use crate::report::{percentiles, CpuMeter, Row};
+use crate::stamped::wall_us;
 
 /// Knobs of the fan-out scenario.
 #[derive(Debug, Clone, Copy)]
@@ -79,16 +82,19 @@ pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let secs = t0.elapsed().as_secs_f64();
     row.generator_cpu_pct = gen.percent();
-    row.server_cpu_pct = server.and_then(|m| m.percent());
+    let server_use = server.and_then(|m| m.read());
+    row.server_cpu_pct = server_use.and_then(|u| u.percent());
     let _ = phase_tx.send(Phase::Stop);
     let mut all = Vec::new();
+    let mut lags = Vec::new();
     let mut per_round_max: std::collections::HashMap<u64, u64> = Default::default();
     let mut per_round_count: std::collections::HashMap<u64, usize> = Default::default();
     let mut back = Vec::new();
     while let Some(j) = set.join_next().await {
         if let Ok((s, samples)) = j {
-            for (round, us) in samples {
+            for (round, us, lag) in samples {
                 all.push(us);
+                lags.push(lag);
                 let m = per_round_max.entry(round).or_default();
                 *m = (*m).max(us);
                 *per_round_count.entry(round).or_default() += 1;
@@ -104,8 +110,13 @@ pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
     }
     let expected = sent * watchers as u64;
     row.lost = Some(expected.saturating_sub(all.len() as u64));
+    row.delivered = Some(all.len() as u64);
+    // Over the whole measurement (rounds and the grace second): idle time costs nothing, so
+    // this is the server's CPU per presence delivered.
+    row.server_cpu_us_per_msg = server_use.and_then(|u| u.us_per(all.len() as u64));
     row.msgs_per_sec = Some(all.len() as f64 / secs);
     row.set_latency(&percentiles(&mut all));
+    row.set_generator_lag(&percentiles(&mut lags));
     // Rounds every watcher got: time until the last of them had it.
     let mut complete: Vec<u64> = per_round_max
         .iter()
@@ -115,7 +126,7 @@ pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
     let all_have = percentiles(&mut complete);
     row.note = Some(format!(
         "{watchers} watchers ({ready_n} saw the publisher before measuring), {sent} status changes; \
-         latency per delivery; msgs_per_sec = deliveries/s; time until all watchers had a round: \
+         latency per delivery to its kernel receive time (generator lag beside it); msgs_per_sec = deliveries/s; time until all watchers had a round: \
          p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} complete rounds",
         all_have.p50_ms, all_have.p99_ms, all_have.max_ms, all_have.count
     ));
@@ -179,7 +190,7 @@ async fn publisher_loop(
                     return (Some((0, s)), sent);
                 }
                 sent += 1;
-                let p = format!("<presence><status>{sent}:{}</status></presence>", now_us());
+                let p = format!("<presence><status>{sent}:{}</status></presence>", wall_us());
                 if s.send_raw(p.as_bytes()).await.is_err() {
                     return (None, sent);
                 }
@@ -189,7 +200,8 @@ async fn publisher_loop(
     }
 }
 
-type Samples = Vec<(u64, u64)>;
+/// (round, latency µs to the kernel's receive time, generator lag µs) per delivery.
+type Samples = Vec<(u64, u64, u64)>;
 
 async fn watcher(
     i: usize,
@@ -221,7 +233,12 @@ async fn watcher(
                                 .map(|st| st.text())
                                 .unwrap_or_default();
                             if let Some((round, ts)) = parse_status(&status) {
-                                samples.push((round, now_us().saturating_sub(ts)));
+                                let rx = s.received_at_us();
+                                samples.push((
+                                    round,
+                                    rx.saturating_sub(ts),
+                                    wall_us().saturating_sub(rx),
+                                ));
                             }
                         }
                     } else if e.name() == "iq" {

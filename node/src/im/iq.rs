@@ -27,6 +27,7 @@ pub fn account_features(pre_approval: bool) -> Vec<&'static str> {
         ns::ROSTER_VER,
         ns::BLOCKING,
         ns::OFFLINE,
+        ns::SID,
     ];
     if pre_approval {
         f.push(ns::PRE_APPROVAL);

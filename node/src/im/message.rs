@@ -5,7 +5,7 @@ use herald_grpc::config::StoredStanza;
 use herald_xmpp::{ns, Element, Jid};
 
 use super::errors::{error_reply, Condition, StanzaError};
-use super::{stanza_type, xml, Out, UserCore};
+use super::{stanza_id, stanza_type, xml, Out, UserCore};
 
 /// Whether a message is worth keeping offline: it says something (a body or a subject).
 /// Chat states and receipts alone are not stored (XEP-0160 §4 leaves the choice to the server).
@@ -76,6 +76,9 @@ impl UserCore {
         if self.is_blocked(from) {
             return self.bounce(&stanza, Condition::ServiceUnavailable.into(), out);
         }
+        if self.already_handled(&stanza) {
+            return;
+        }
         // §8.5.3.1: a connected full JID gets it whatever the type.
         if let Some(res) = to.resource() {
             if self.sessions.contains_key(res) {
@@ -136,6 +139,28 @@ impl UserCore {
             .collect()
     }
 
+    /// Whether this message was handled before (the same item handed on twice between nodes):
+    /// its stanza id is among those seen lately or those of the stored messages. Remembers it
+    /// otherwise.
+    fn already_handled(&mut self, stanza: &Element) -> bool {
+        let Some(id) = stanza_id::of(stanza, &self.jid) else {
+            return false;
+        };
+        if self.seen_ids.iter().any(|s| s == id)
+            || self.data.offline.iter().any(|s| s.stanza_id == id)
+        {
+            metrics::counter!(crate::xmpp::metrics::DUPLICATES).increment(1);
+            tracing::info!(user = %self.jid, stanza_id = id,
+                "message handed on twice between nodes; handled once");
+            return true;
+        }
+        if self.seen_ids.len() >= stanza_id::REMEMBERED {
+            self.seen_ids.pop_front();
+        }
+        self.seen_ids.push_back(id.to_string());
+        false
+    }
+
     /// XEP-0160 §3: keep the message for later, within `offline_max`.
     fn store_offline(&mut self, stanza: Element, now_ms: u64, out: &mut Out) {
         if !worth_storing(&stanza) {
@@ -147,6 +172,9 @@ impl UserCore {
         self.data.offline.push(StoredStanza {
             xml: stanza.to_xml_string(),
             stored_at_ms: now_ms,
+            stanza_id: stanza_id::of(&stanza, &self.jid)
+                .unwrap_or_default()
+                .to_string(),
         });
         out.changed();
     }

@@ -13,6 +13,7 @@
 //! - [`blocking`]: XEP-0191 block lists and their effects.
 //! - [`iq`]: IQ routing and the account's own IQ handlers (disco#info).
 //! - [`errors`]: stanza error replies.
+//! - [`stanza_id`]: XEP-0359 ids, which make a message handed on twice count once.
 //! - [`xml`]: reading stored stanzas back, and XEP-0082 timestamps.
 
 pub mod blocking;
@@ -23,6 +24,7 @@ pub mod message;
 pub mod presence;
 pub mod resources;
 pub mod roster;
+pub mod stanza_id;
 pub mod subscription;
 pub mod xml;
 
@@ -113,6 +115,9 @@ pub struct UserCore {
     pub next_id: u64,
     /// What the user's calendar shows now (the CalendarActor's last report; never stored).
     pub calendar: herald_federation::availability::CalendarState,
+    /// Stanza ids of the messages handled lately, oldest first (at most
+    /// [`stanza_id::REMEMBERED`]; never stored: those kept offline carry their own).
+    pub seen_ids: std::collections::VecDeque<String>,
 }
 
 /// Effects being collected for one input; `Persist` is appended once, at the end.
@@ -226,6 +231,7 @@ impl UserCore {
             limits,
             next_id: 1,
             calendar: herald_federation::availability::CalendarState::Free,
+            seen_ids: std::collections::VecDeque::new(),
         }
     }
 

@@ -414,6 +414,7 @@ impl S2s {
         );
         ::metrics::counter!(metrics::STANZAS, "direction" => "inbound").increment(1);
         if let Some(x) = self.xmpp.upgrade() {
+            crate::im::stanza_id::stamp(&mut stanza, |d| x.is_local_domain(d));
             x.router().route(stanza);
         }
     }

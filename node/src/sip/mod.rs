@@ -282,9 +282,10 @@ impl Sip {
 
     /// Hands a message that arrived from a SIP peer to the dispatcher (which forwards it to the
     /// recipient's home node).
-    pub fn deliver(&self, stanza: Element) -> bool {
+    pub fn deliver(&self, mut stanza: Element) -> bool {
         match self.xmpp.upgrade() {
             Some(x) => {
+                crate::im::stanza_id::stamp(&mut stanza, |d| x.is_local_domain(d));
                 x.router().route(stanza);
                 true
             }

@@ -27,11 +27,18 @@ pub const HELD_INPUTS: &str = "herald_user_inputs_held_total";
 pub const HELD_GIVEN_UP: &str = "herald_user_inputs_refused_total";
 /// Counter: inputs handed to the user's home on another node by a node that is not it.
 pub const HANDED_OVER: &str = "herald_user_inputs_handed_over_total";
+/// Counter: messages a user handled once though they arrived twice (same XEP-0359 stanza id:
+/// an item handed on again after a node-to-node stream broke).
+pub const DUPLICATES: &str = "herald_im_duplicates_dropped_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(SESSIONS, "Client sessions on this node, by state");
     describe_counter!(STANZAS, "Client stanzas, by kind and direction");
+    describe_counter!(
+        DUPLICATES,
+        "Messages that arrived twice between nodes (same stanza id) and were handled once"
+    );
     describe_counter!(AUTH, "SASL authentication attempts, by result");
     describe_counter!(STREAM_ERRORS, "Stream errors sent to clients, by condition");
     describe_histogram!(

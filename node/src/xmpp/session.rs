@@ -504,6 +504,9 @@ impl SessionActor {
                 return;
             }
         }
+        // The message's XEP-0359 id, given here where it enters the cluster, makes it count
+        // once if an item carrying it is handed on twice between nodes.
+        crate::im::stanza_id::stamp(&mut el, |d| self.shared.is_local_domain(d));
         if el.is("presence", ns::CLIENT) && to.is_none() {
             match el.get_attr("type") {
                 None => self.last_presence = Some(Box::new(el.clone())),

@@ -19,6 +19,8 @@ pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 pub const SM: &str = "urn:xmpp:sm:3";
 pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0359 unique and stable stanza IDs.
+pub const SID: &str = "urn:xmpp:sid:0";
 pub const OFFLINE: &str = "msgoffline";
 pub const VERSION: &str = "jabber:iq:version";
 pub const XML: &str = "http://www.w3.org/XML/1998/namespace";

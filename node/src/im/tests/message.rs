@@ -138,6 +138,7 @@ fn offline_storage_redelivery_and_limit() {
     c.data.offline.push(herald_grpc::config::StoredStanza {
         xml: "<message".into(),
         stored_at_ms: 0,
+        stanza_id: String::new(),
     });
     c.session_bound("a");
     let fx = c.from_client("a", avail(0), 0);
@@ -196,4 +197,44 @@ fn outbound_messages() {
         let fx = c.from_client("a", input.clone(), 0);
         assert_eq!(summary(&fx), want, "{}", input.to_xml_string());
     }
+}
+
+/// The same message handed on twice between nodes (same XEP-0359 id) is stored once and
+/// delivered once; another message is not taken for it.
+#[test]
+fn a_message_arriving_twice_counts_once() {
+    let stamped = |id: &str| {
+        msg(BOB, ME, "chat").child(
+            Element::new("stanza-id", ns::SID)
+                .attr("id", id)
+                .attr("by", "alice@example.com"),
+        )
+    };
+    let mut c = core();
+    // Offline: stored once, even when the second copy comes after the actor forgot what it
+    // saw (a new home reading the stored state).
+    assert!(c.from_outside(stamped("m1"), 1).contains(&Effect::Persist));
+    assert!(c.from_outside(stamped("m1"), 2).is_empty());
+    c.seen_ids.clear();
+    assert!(c.from_outside(stamped("m1"), 3).is_empty());
+    assert_eq!(c.data.offline.len(), 1);
+    assert_eq!(c.data.offline[0].stanza_id, "m1");
+    // An id given for another account does not count as ours.
+    let other = msg(BOB, ME, "chat").child(
+        Element::new("stanza-id", ns::SID)
+            .attr("id", "m1")
+            .attr("by", "zed@example.com"),
+    );
+    assert!(c.from_outside(other, 4).contains(&Effect::Persist));
+    assert_eq!(c.data.offline.len(), 2);
+    // Online: delivered once.
+    online(&mut c, "a", 0);
+    let fx = c.from_outside(stamped("m2"), 5);
+    assert_eq!(to_sessions(&fx).len(), 1);
+    assert!(c.from_outside(stamped("m2"), 6).is_empty());
+    // The memory is bounded.
+    for i in 0..(crate::im::stanza_id::REMEMBERED + 10) {
+        c.from_outside(stamped(&format!("n{i}")), 7);
+    }
+    assert_eq!(c.seen_ids.len(), crate::im::stanza_id::REMEMBERED);
 }
