@@ -257,14 +257,21 @@ impl ClusterHandle {
     /// Whether this node may serve `user` now: it is the user's home in the applied view, it
     /// holds its lease, and it is not waiting out a hand-over from a previous home.
     pub fn may_serve(&self, user: &str, pinned: u64) -> bool {
-        let view = self.placement();
-        if view.home(user, pinned) != Some(self.node_id()) || !self.serving() {
-            return false;
+        self.home_and_may_serve(user, pinned).1
+    }
+
+    /// [`Self::home_node`] and [`Self::may_serve`] from one look at the placement view (a
+    /// user actor asks both for every input).
+    pub fn home_and_may_serve(&self, user: &str, pinned: u64) -> (Option<u64>, bool) {
+        let home = self.placement().home(user, pinned);
+        if home != Some(self.node_id()) || !self.serving() {
+            return (home, false);
         }
-        !self
+        let held = self
             .own()
             .tracker
-            .held(user, pinned, self.node_id(), Instant::now())
+            .held(user, pinned, self.node_id(), Instant::now());
+        (home, !held)
     }
 
     /// Any exchange with member `node` (for the leader's placement keeper).

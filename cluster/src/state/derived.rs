@@ -59,7 +59,17 @@ impl StateMachine {
     /// only once written — without copying it: for hot paths that only check existence or
     /// read a stored field.
     pub fn peek(&self, kind: ObjectKind, key: &str) -> Option<&ConfigObject> {
-        self.stored(kind, &normalize_key(kind, key))
+        // Stored keys are normalised and normalising is idempotent, so a key found as it is
+        // was already in normal form: the hot paths (routing, placement) pass keys taken from
+        // parsed JIDs and skip the normalisation.
+        if let Some(o) = self.stored(kind, key) {
+            return Some(o);
+        }
+        let normal = normalize_key(kind, key);
+        if normal == key {
+            return None;
+        }
+        self.stored(kind, &normal)
     }
 
     /// One object with derived fields filled in (LocalDomain.user_count, EmailDomain.management,

@@ -175,16 +175,30 @@ impl Shared {
 
     /// The user's pinned home node (0: none).
     fn pinned(&self, key: &str) -> u64 {
+        self.user_pin(key).unwrap_or(0)
+    }
+
+    /// The pinned home node of an existing user (0: none); `None` when there is no such user.
+    fn user_pin(&self, key: &str) -> Option<u64> {
         match self
             .cluster
             .applied()
             .state
             .peek(ObjectKind::User, key)
-            .and_then(|o| o.body.as_ref())
+            .map(|o| o.body.as_ref())
         {
-            Some(Body::User(u)) => u.pinned_home_node,
-            _ => 0,
+            Some(Some(Body::User(u))) => Some(u.pinned_home_node),
+            Some(_) => Some(0),
+            None => None,
         }
+    }
+
+    /// [`Self::home_of`] for a user that exists; `None` when there is no such user (one look
+    /// at the store, for the router).
+    pub fn home_of_existing(&self, bare: &Jid) -> Option<u64> {
+        let key = bare.to_string();
+        let pinned = self.user_pin(&key)?;
+        Some(self.cluster.home_node(&key, pinned).unwrap_or(self.node_id))
     }
 
     /// The node a user's actor lives on, from the committed placement view: the pinned node if
@@ -199,12 +213,10 @@ impl Shared {
     pub fn serve_state(&self, bare: &Jid) -> users::Serve {
         let key = bare.to_string();
         let pinned = self.pinned(&key);
-        if self.cluster.home_node(&key, pinned).unwrap_or(self.node_id) != self.node_id {
-            users::Serve::Elsewhere
-        } else if self.cluster.may_serve(&key, pinned) {
-            users::Serve::Now
-        } else {
-            users::Serve::Wait
+        match self.cluster.home_and_may_serve(&key, pinned) {
+            (home, _) if home.unwrap_or(self.node_id) != self.node_id => users::Serve::Elsewhere,
+            (_, true) => users::Serve::Now,
+            (_, false) => users::Serve::Wait,
         }
     }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use herald_grpc::cluster::route_message::Kind;
-use herald_grpc::config::ObjectKind;
 use herald_xmpp::error::{StanzaCondition, StanzaError};
 use herald_xmpp::{Element, Jid};
 
@@ -51,18 +50,10 @@ impl Router {
             return;
         };
         let bare = to.bare();
-        if self
-            .shared
-            .cluster
-            .applied()
-            .state
-            .peek(ObjectKind::User, &bare.to_string())
-            .is_none()
-        {
+        let Some(home) = self.shared.home_of_existing(&bare) else {
             self.bounce(&stanza, StanzaCondition::ServiceUnavailable);
             return;
-        }
-        let home = self.shared.home_of(&bare);
+        };
         if home == self.shared.node_id {
             // Straight to the user's actor (started here when it has none).
             if let Err(stanza) = self.shared.to_user(&bare, stanza) {
