@@ -143,6 +143,11 @@ impl UserCore {
     /// its stanza id is among those seen lately or those of the stored messages. Remembers it
     /// otherwise.
     fn already_handled(&mut self, stanza: &Element) -> bool {
+        // An error reply may carry the original message, id included, back to its sender (the
+        // user itself, for a message to its own account): it is not a repeat of it.
+        if stanza_type(stanza) == "error" {
+            return false;
+        }
         let Some(id) = stanza_id::of(stanza, &self.jid) else {
             return false;
         };

@@ -214,6 +214,21 @@ pub fn client_ns(stanza: Element) -> Element {
 }
 
 /// Clone of `stanza` addressed to `to`.
+/// Whether `s` is `jid`'s bare JID as text (`contact.bare().to_string() == s`, without
+/// building the string: roster lookups run for every inbound presence).
+fn is_bare_of(s: &str, jid: &Jid) -> bool {
+    let domain = jid.domain();
+    match jid.local() {
+        None => s == domain,
+        Some(local) => {
+            s.len() == local.len() + 1 + domain.len()
+                && s.starts_with(local)
+                && s.as_bytes()[local.len()] == b'@'
+                && s.ends_with(domain)
+        }
+    }
+}
+
 pub(crate) fn readdress(stanza: &Element, to: &Jid) -> Element {
     let mut s = stanza.clone();
     s.set_attr("to", to.to_string());
@@ -321,13 +336,17 @@ impl UserCore {
 
     /// The roster item for `contact` (any JID; compared by bare JID), hidden ones included.
     pub fn item(&self, contact: &Jid) -> Option<&RosterItem> {
-        let key = contact.bare().to_string();
-        self.data.roster.iter().find(|i| i.jid == key)
+        self.data
+            .roster
+            .iter()
+            .find(|i| is_bare_of(&i.jid, contact))
     }
 
     pub(crate) fn item_index(&self, contact: &Jid) -> Option<usize> {
-        let key = contact.bare().to_string();
-        self.data.roster.iter().position(|i| i.jid == key)
+        self.data
+            .roster
+            .iter()
+            .position(|i| is_bare_of(&i.jid, contact))
     }
 
     /// A fresh id for a server-generated stanza.
@@ -335,5 +354,32 @@ impl UserCore {
         let id = format!("{prefix}-{}", self.next_id);
         self.next_id += 1;
         id
+    }
+}
+
+#[cfg(test)]
+mod bare_of_tests {
+    use super::*;
+
+    #[test]
+    fn bare_text_matches_as_the_built_string_would() {
+        for (s, j) in [
+            ("a@x.org", "a@x.org/r"),
+            ("a@x.org", "a@x.org"),
+            ("x.org", "x.org/r"),
+            ("a@x.org", "b@x.org"),
+            ("a@x.org", "a@y.org"),
+            ("ab@x.org", "a@bx.org"),
+            ("a@x.org", "x.org"),
+            ("x.org", "a@x.org"),
+            ("a@x.orgg", "a@x.org"),
+        ] {
+            let jid = Jid::parse(j).unwrap();
+            assert_eq!(
+                is_bare_of(s, &jid),
+                jid.bare().to_string() == s,
+                "{s} vs {j}"
+            );
+        }
     }
 }

@@ -244,7 +244,7 @@ impl UserCore {
                     }
                 } else if self.item(from).is_some_and(|i| i.sub_to) {
                     // §4.4.3: to every available resource of a subscribed user.
-                    self.deliver_to_available(&stanza, out);
+                    self.deliver_to_available(stanza, out);
                 }
             }
             "probe" => self.answer_probe(from, out),

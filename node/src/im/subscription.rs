@@ -359,7 +359,7 @@ impl UserCore {
                     item.pending_in_stanza = xml;
                     out.changed();
                 }
-                self.deliver_to_available(&stamped, out);
+                self.deliver_to_available(stamped, out);
             }
             _ if old == new => {
                 // Appendix A.3: no state change → neither delivered nor pushed.
@@ -375,7 +375,7 @@ impl UserCore {
                 }
                 self.push_item_of(&contact, out);
                 self.forget_if_hidden(&contact);
-                self.deliver_to_available(&stamped, out);
+                self.deliver_to_available(stamped, out);
             }
             SubKind::Subscribed | SubKind::Unsubscribed => {
                 // §3.1.6 / §3.2.3: push the new state, then tell the available resources.
@@ -383,14 +383,21 @@ impl UserCore {
                     new.apply(&mut self.data.roster[i]);
                 }
                 self.push_item_of(&contact, out);
-                self.deliver_to_available(&stamped, out);
+                self.deliver_to_available(stamped, out);
             }
         }
     }
 
     /// Gives `stanza` to every available resource, addressed to the user's bare JID.
-    pub(crate) fn deliver_to_available(&self, stanza: &Element, out: &mut Out) {
-        for (res, _) in self.available() {
+    /// The last resource gets the stanza itself, the others a copy (one resource, the common
+    /// case of a presence fan-out, costs no copy).
+    pub(crate) fn deliver_to_available(&self, stanza: Element, out: &mut Out) {
+        let mut available = self.available().map(|(r, _)| r).peekable();
+        while let Some(res) = available.next() {
+            if available.peek().is_none() {
+                out.send_session(res, stanza);
+                return;
+            }
             out.send_session(res, stanza.clone());
         }
     }
