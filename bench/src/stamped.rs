@@ -25,8 +25,10 @@ pub fn wall_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Kernel receive time of the latest bytes read, µs since the Unix epoch (0: none yet). Shared
-/// between the stream and whoever reads its stanzas.
+/// Kernel receive time of the latest stamped bytes read, µs since the Unix epoch (0: none yet).
+/// Shared between the stream and whoever reads its stanzas. (The kernel enables stamping
+/// host-wide lazily: the very first segments after the first socket asks can come unstamped,
+/// which the logins absorb before anything is measured.)
 #[derive(Clone, Default)]
 pub struct RxStamp(Arc<AtomicU64>);
 
@@ -156,11 +158,27 @@ mod tests {
         let (mut tx, _) = server.unwrap();
         let stamp = rx.stamp();
         assert_eq!(stamp.get(), None);
+        // The kernel turns receive timestamps on host-wide with deferred work when the first
+        // socket asks, so the first segments may still arrive unstamped: send until one is
+        // stamped (bounded), as the loadgen's logins do long before anything is measured.
+        let mut buf = [0u8; 16];
+        for _ in 0..100 {
+            tx.write_all(b"x").await.unwrap();
+            let n = rx.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"x");
+            if stamp.get().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            stamp.get().is_some(),
+            "no kernel receive stamp within 100 tries"
+        );
         let before = wall_us();
         tx.write_all(b"hello").await.unwrap();
         // Arrived, then read well after: the stamp is the arrival, not the read.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let mut buf = [0u8; 16];
         let n = rx.read(&mut buf).await.unwrap();
         let read_at = wall_us();
         assert_eq!(&buf[..n], b"hello");
