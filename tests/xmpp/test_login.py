@@ -51,6 +51,23 @@ def test_wrong_password_is_not_authorized_and_gets_no_session(cluster: Cluster) 
     run(body())
 
 
+def test_a_user_added_through_one_node_signs_in_through_the_others_at_once(
+        cluster: Cluster) -> None:
+    """`user add` returns once the leader applied the write; a follower may apply it a moment
+    later. A login that reaches such a follower first waits for it to catch up (a read
+    barrier) instead of refusing an account that exists (CI saw `not-authorized` once)."""
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            for i in range(6):
+                via = 1 + i % 3
+                jid, pw = cluster.new_user(f"fresh{i}", via=via)
+                for node in (n for n in (1, 2, 3) if n != via):
+                    c = await xc.login(jid, pw, node)
+                    assert c.boundjid.bare == jid, f"node {node}: bound {c.boundjid}"
+                    await c.logout()
+    run(body())
+
+
 def test_repeated_wrong_passwords_are_limited_then_a_good_login_works(cluster: Cluster) -> None:
     jid, pw = cluster.new_user("alice")
 

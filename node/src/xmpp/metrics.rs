@@ -12,6 +12,7 @@ pub const STREAM_ERRORS: &str = "herald_c2s_stream_errors_total";
 pub const ROUTE_DURATION: &str = "herald_route_duration_seconds";
 /// Counter, label `mailbox`: stanzas dropped because an actor's mailbox was full.
 pub const MAILBOX_DROPS: &str = "herald_mailbox_drops_total";
+pub const HANDED_BACK: &str = "herald_im_handed_back_total";
 /// Gauge: user actors on this node.
 pub const USER_ACTORS: &str = "herald_user_actors";
 /// Counter, label `limit`: connections, connections_per_source, stanza_rate, byte_rate,
@@ -47,6 +48,10 @@ pub fn describe() {
         "Time from a session receiving a stanza to handing it to the user's actor"
     );
     describe_counter!(MAILBOX_DROPS, "Stanzas dropped on a full actor mailbox");
+    describe_counter!(
+        HANDED_BACK,
+        "Messages for a client session that stopped before writing them, handed back to the account (another resource or offline storage)"
+    );
     describe_gauge!(USER_ACTORS, "User actors living on this node");
     describe_counter!(
         LIMIT_HITS,
@@ -55,6 +60,7 @@ pub fn describe() {
     // Exported from the start (at 0), so that a scrape can tell "none" from "not exported"
     // (and alerts on increase() see the first drop or failure).
     metrics::counter!(USERS_REHOMED).absolute(0);
+    metrics::counter!(HANDED_BACK).absolute(0);
     for mailbox in ["registry", "user", "session", "socket"] {
         metrics::counter!(MAILBOX_DROPS, "mailbox" => mailbox).absolute(0);
     }

@@ -15,6 +15,7 @@
 //! node's [`directory::Directory`] and sends to it directly. No actor sits on every stanza's
 //! path, and a message between two local users crosses threads at most once.
 
+pub mod deliver;
 pub mod directory;
 pub mod io;
 pub mod limiter;

@@ -14,6 +14,8 @@ use herald_xmpp::c2s::{BindError, C2s, Input};
 use herald_xmpp::error::{StreamCondition, StreamError};
 use herald_xmpp::sasl::Credentials;
 use herald_xmpp::{c2s::Action, ns, Element, Jid, StanzaError};
+
+pub use super::deliver::Deliver;
 use rand::RngCore;
 
 use super::io::{Out, OutQueue};
@@ -38,11 +40,6 @@ pub struct TlsDone;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct IoClosed;
-
-/// A stanza for the client.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver(pub Element);
 
 /// Close the session with a stream error (e.g. `conflict` when another session took the resource).
 #[derive(Message)]
@@ -137,8 +134,10 @@ impl SessionActor {
                     // machine goes to the blocking pool with the credentials, and this session
                     // handles nothing else until it is back. The rest of this batch follows.
                     // An account with many recent failures (from anywhere) waits first.
-                    let creds = self.lookup(&domain, &localpart);
                     let account = format!("{localpart}@{domain}");
+                    let found = lookup(&self.shared, &account);
+                    let shared = self.shared.clone();
+                    let jid = account.clone();
                     self.account = Some(account.clone());
                     let placeholder =
                         C2s::new(self.c2s.config().clone(), String::new(), vec![0; 16]);
@@ -154,6 +153,10 @@ impl SessionActor {
                                 tokio::time::sleep(d).await;
                             }
                         }
+                        let creds = match found {
+                            Some(c) => Some(c),
+                            None => lookup_after_barrier(&shared, &jid).await,
+                        };
                         tokio::task::spawn_blocking(move || {
                             let actions = c2s.handle(Input::Credentials(creds));
                             (c2s, actions)
@@ -339,18 +342,6 @@ impl SessionActor {
         }
     }
 
-    fn lookup(&self, domain: &str, localpart: &str) -> Option<Credentials> {
-        let jid = format!("{localpart}@{domain}");
-        let applied = self.shared.cluster.applied();
-        match applied.state.get(ObjectKind::User, &jid)?.body? {
-            Body::User(u) => Some(Credentials {
-                scram_sha256: u.scram_sha256.as_ref().map(from_stored),
-                scram_sha1: u.scram_sha1.as_ref().map(from_stored),
-            }),
-            _ => None,
-        }
-    }
-
     fn bind(&self, requested: Option<String>) -> Result<Jid, BindError> {
         let bare = self.c2s_bare().ok_or(BindError::NotAllowed)?;
         let resource = match requested.filter(|r| !r.trim().is_empty()) {
@@ -486,7 +477,7 @@ impl SessionActor {
             Some(Err(_)) => {
                 let err = StanzaError::new(herald_xmpp::error::StanzaCondition::JidMalformed);
                 if let Some(reply) = err.reply_to(&el, None) {
-                    Handler::handle(self, Deliver(reply), ctx);
+                    Handler::handle(self, Deliver::new(reply, None), ctx);
                 }
                 return;
             }
@@ -498,7 +489,7 @@ impl SessionActor {
             {
                 if el.name() == "iq" {
                     if let Some(reply) = server_iq::handle(&el, to, &self.shared) {
-                        Handler::handle(self, Deliver(reply), ctx);
+                        Handler::handle(self, Deliver::new(reply, None), ctx);
                     }
                 }
                 return;
@@ -566,12 +557,43 @@ impl SessionActor {
                     .then(|| err.reply_to(&el, None))
                     .flatten()
                 {
-                    Handler::handle(self, Deliver(reply), ctx);
+                    Handler::handle(self, Deliver::new(reply, None), ctx);
                 }
             }
         }
         metrics::histogram!(xm::ROUTE_DURATION).record(started.elapsed().as_secs_f64());
     }
+}
+
+/// The account's credentials as this node has applied them.
+fn lookup(shared: &Shared, jid: &str) -> Option<Credentials> {
+    let applied = shared.cluster.applied();
+    match applied.state.get(ObjectKind::User, jid)?.body? {
+        Body::User(u) => Some(Credentials {
+            scram_sha256: u.scram_sha256.as_ref().map(from_stored),
+            scram_sha1: u.scram_sha1.as_ref().map(from_stored),
+        }),
+        _ => None,
+    }
+}
+
+/// How long a login for an account this node does not know waits for it to catch up with the
+/// leader before it is refused.
+const MISS_BARRIER: Duration = Duration::from_secs(2);
+
+/// An account this node does not know may have been added a moment ago through another node
+/// (`user add` returns once the leader applied it; a follower learns it on the next round):
+/// wait until this node has applied everything committed when the login arrived (a Raft read
+/// barrier, bounded), then look again. Only a miss pays for this; a wrong password does not.
+async fn lookup_after_barrier(shared: &Shared, jid: &str) -> Option<Credentials> {
+    match tokio::time::timeout(MISS_BARRIER, shared.cluster.read_barrier()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(%jid, error = %e, "read barrier for an unknown account failed");
+        }
+        Err(_) => tracing::debug!(%jid, "read barrier for an unknown account timed out"),
+    }
+    lookup(shared, jid)
 }
 
 impl Actor for SessionActor {
@@ -666,21 +688,22 @@ impl Handler<IoClosed> for SessionActor {
 impl Handler<Deliver> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        let stanza = msg.into_stanza();
         if self.closing {
             // Not written: handed back to the account when the session stops (after it told
             // the home it closed), with the unacknowledged ones.
-            self.sm.keep_unsent(msg.0);
+            self.sm.keep_unsent(stanza);
             return;
         }
-        metrics::counter!(xm::STANZAS, "kind" => xm::kind(msg.0.name()), "direction" => "out")
+        metrics::counter!(xm::STANZAS, "kind" => xm::kind(stanza.name()), "direction" => "out")
             .increment(1);
-        let mut bytes = herald_xmpp::codec::encode(&msg.0, ns::CLIENT);
-        match self.sm.sent(&msg.0, bytes.len()) {
+        let mut bytes = herald_xmpp::codec::encode(&stanza, ns::CLIENT);
+        match self.sm.sent(&stanza, bytes.len()) {
             Ok(Some(request)) => bytes.extend(herald_xmpp::codec::encode(&request, ns::CLIENT)),
             Ok(None) => {}
             Err(over) => {
                 // Not sent: it goes back to the account with the unacknowledged ones.
-                self.sm.keep_unsent(msg.0);
+                self.sm.keep_unsent(stanza);
                 metrics::counter!(xm::LIMIT_HITS, "limit" => "unacked").increment(1);
                 self.fail(
                     StreamCondition::ResourceConstraint,

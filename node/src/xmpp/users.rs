@@ -22,6 +22,7 @@ use herald_grpc::config::{
 use herald_xmpp::{Element, Jid};
 
 use super::metrics as xm;
+use super::deliver::HandBack;
 use super::session::{conflict, Deliver, Kick, SessionActor};
 use super::Shared;
 use crate::im::{Effect, UserCore};
@@ -350,8 +351,16 @@ impl Handler<ToLocalSession> for UserRegistry {
     fn handle(&mut self, msg: ToLocalSession, _: &mut Context<Self>) {
         match self.local_sessions.get(&msg.full_jid) {
             Some(addr) => {
-                if addr.try_send(Deliver(msg.stanza)).is_err() {
-                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
+                let back = self.shared.clone().map(|s| s as Arc<dyn HandBack>);
+                match addr.try_send(Deliver::new(msg.stanza, back)) {
+                    Ok(()) => {}
+                    // The session stopped before it unregistered: the message goes back to
+                    // the account as the Deliver is dropped.
+                    Err(SendError::Closed(_)) => {}
+                    Err(SendError::Full(d)) => {
+                        drop(d.into_stanza());
+                        metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
+                    }
                 }
             }
             None => {
@@ -463,19 +472,19 @@ impl UserActor {
 
     fn deliver_to_session(&mut self, resource: &str, stanza: Element) {
         match self.locations.get(resource) {
-            Some(SessionLoc::Local(addr)) => match addr.try_send(Deliver(stanza)) {
-                Ok(()) => {}
-                Err(SendError::Closed(Deliver(stanza))) => {
+            Some(SessionLoc::Local(addr)) => {
+                match addr.try_send(Deliver::new(stanza, Some(self.shared.clone()))) {
+                    Ok(()) => {}
                     // The session stopped; its SessionClosed is already in this actor's
-                    // mailbox, so the message comes back after it, to the account.
-                    if let Some(m) = for_the_account(stanza) {
-                        let _ = self.shared.to_user(&self.jid, m);
+                    // mailbox, so the message (handed back as the Deliver is dropped) comes
+                    // back after it, to the account.
+                    Err(SendError::Closed(_)) => {}
+                    Err(SendError::Full(d)) => {
+                        drop(d.into_stanza());
+                        metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
                     }
                 }
-                Err(SendError::Full(_)) => {
-                    metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
-                }
-            },
+            }
             Some(SessionLoc::Remote(node)) => {
                 let full = format!("{}/{resource}", self.jid);
                 let kind = Kind::ToSession(ClientStanza {
