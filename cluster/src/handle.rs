@@ -188,6 +188,19 @@ impl ClusterHandle {
         self.placement().home(user, pinned)
     }
 
+    /// A value that changes whenever any user's home may have changed (the placement view or
+    /// a pin), and only then: sessions and user actors look again at their homes when it
+    /// does, instead of each polling.
+    pub fn homes_guard(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let view = self.placement();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        view.epoch.hash(&mut h);
+        view.nodes.hash(&mut h);
+        self.applied().state.pins_fingerprint().hash(&mut h);
+        h.finish()
+    }
+
     /// The committed placement view this node has applied (noted for the hold rule).
     pub fn placement(&self) -> crate::ownership::View {
         use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //!
 //! Naming: `herald_*`, units in names (`_seconds`, `_bytes`), `_total` for counters, bounded
 //! labels. Histograms get [`LATENCY_BUCKETS`], or [`SIZE_BUCKETS`] when the name ends in
-//! `_bytes`. Call `metrics::describe_*!` for each metric so that it has a `# HELP` line.
+//! `_bytes`, or [`COUNT_BUCKETS`] when it ends in `_inputs`. Call `metrics::describe_*!` for each metric so that it has a `# HELP` line.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -15,6 +15,10 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Histogram buckets for counts per event (e.g. inputs per group commit, at most 64), for
+/// metrics named `*_inputs`.
+pub const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// Histogram buckets for sizes in bytes (64 B to 16 MiB), for metrics named `*_bytes`.
 pub const SIZE_BUCKETS: &[f64] = &[
@@ -75,7 +79,8 @@ pub enum MetricsError {
 pub fn builder() -> Result<PrometheusBuilder, MetricsError> {
     Ok(PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Suffix("_bytes".to_string()), SIZE_BUCKETS)?)
+        .set_buckets_for_metric(Matcher::Suffix("_bytes".to_string()), SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_inputs".to_string()), COUNT_BUCKETS)?)
 }
 
 /// Installs the global metrics recorder and returns the handle that renders it. Fails when a

@@ -80,6 +80,9 @@ pub struct StateMachine {
     /// The audit log of admin changes, oldest first, bounded (see [`audit`]). Shared with the
     /// published copies: only an audited write clones it.
     audit: Arc<VecDeque<AuditRecord>>,
+    /// Index: a fingerprint of every user's pinned home node (XOR of a hash per pinned user),
+    /// so that "did any pin change?" is one comparison.
+    pins: u64,
 }
 
 impl StateMachine {
@@ -315,8 +318,16 @@ impl StateMachine {
         }
     }
 
+    /// A fingerprint of every user's pinned home node: it changes whenever a pin is set,
+    /// changed or removed (or a pinned user is added or removed), and only then. With the
+    /// placement view, all a user's home depends on.
+    pub fn pins_fingerprint(&self) -> u64 {
+        self.pins
+    }
+
     fn index(&mut self, o: &ConfigObject) {
         if let Some(Body::User(u)) = &o.body {
+            self.pins ^= pin_hash(&u.jid, u.pinned_home_node);
             if let Some(d) = user_domain(&u.jid) {
                 *self.users_per_domain.entry(d.to_string()).or_default() += 1;
             }
@@ -332,6 +343,7 @@ impl StateMachine {
 
     fn unindex(&mut self, o: &ConfigObject) {
         if let Some(Body::User(u)) = &o.body {
+            self.pins ^= pin_hash(&u.jid, u.pinned_home_node);
             if let Some(d) = user_domain(&u.jid) {
                 decrement(&mut self.users_per_domain, d);
             }
@@ -347,6 +359,18 @@ impl StateMachine {
             }
         }
     }
+}
+
+/// One pinned user's share of [`StateMachine::pins_fingerprint`] (0 for an unpinned user).
+fn pin_hash(jid: &str, pinned: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if pinned == 0 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    jid.hash(&mut h);
+    pinned.hash(&mut h);
+    h.finish()
 }
 
 fn decrement(map: &mut BTreeMap<String, u64>, key: &str) {

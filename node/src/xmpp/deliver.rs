@@ -55,8 +55,10 @@ impl Drop for Deliver {
             return;
         };
         if let Some(m) = super::users::for_the_account(stanza) {
-            tracing::debug!(to = m.get_attr("to").unwrap_or(""),
-                "message for a session that stopped handed back to the account");
+            tracing::debug!(
+                to = m.get_attr("to").unwrap_or(""),
+                "message for a session that stopped handed back to the account"
+            );
             metrics::counter!(xm::HANDED_BACK).increment(1);
             back.hand_back(m);
         }
@@ -166,7 +168,11 @@ mod tests {
         let to = "olga@h.test".to_string();
         assert_eq!(
             handed,
-            [(to.clone(), "m1".into()), (to.clone(), "m2".into()), (to, "m3".into())]
+            [
+                (to.clone(), "m1".into()),
+                (to.clone(), "m2".into()),
+                (to, "m3".into())
+            ]
         );
     }
 

@@ -26,8 +26,12 @@ use super::users::UserActor;
 pub const PARTS: usize = 64;
 
 /// Mailbox capacity of a user actor, set before anything is sent to it (an actor's own
-/// `started` runs later, on its arbiter).
-pub const USER_MAILBOX: usize = 4096;
+/// `started` runs later, on its arbiter). A bound, not an allocation (the queue is a linked
+/// list): about three times the largest roster a user may have (`xmpp.roster_max` ≤ 10,000),
+/// so that a popular user's contacts all answering or subscribing in the same second are
+/// queued, not dropped (4,096 dropped 5,900 of 10,000 subscription requests in the fan-out
+/// benchmark).
+pub const USER_MAILBOX: usize = 32_768;
 
 thread_local! {
     /// The index of the data-plane arbiter this thread runs, if it runs one.

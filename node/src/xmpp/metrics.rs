@@ -13,6 +13,7 @@ pub const ROUTE_DURATION: &str = "herald_route_duration_seconds";
 /// Counter, label `mailbox`: stanzas dropped because an actor's mailbox was full.
 pub const MAILBOX_DROPS: &str = "herald_mailbox_drops_total";
 pub const HANDED_BACK: &str = "herald_im_handed_back_total";
+pub const BATCH_INPUTS: &str = "herald_user_write_batch_inputs";
 /// Gauge: user actors on this node.
 pub const USER_ACTORS: &str = "herald_user_actors";
 /// Counter, label `limit`: connections, connections_per_source, stanza_rate, byte_rate,
@@ -48,6 +49,10 @@ pub fn describe() {
         "Time from a session receiving a stanza to handing it to the user's actor"
     );
     describe_counter!(MAILBOX_DROPS, "Stanzas dropped on a full actor mailbox");
+    describe_histogram!(
+        BATCH_INPUTS,
+        "Inputs a user actor handled per group commit (one durable write, effects after it)"
+    );
     describe_counter!(
         HANDED_BACK,
         "Messages for a client session that stopped before writing them, handed back to the account (another resource or offline storage)"

@@ -364,15 +364,18 @@ impl SessionActor {
         metrics::gauge!(xm::SESSIONS, "state" => "negotiating").decrement(1.0);
         metrics::gauge!(xm::SESSIONS, "state" => "established").increment(1.0);
         tracing::info!(jid = %full, peer = %self.peer, "session established");
+        // Read before the home is: if homes move after this, the registry has the session look
+        // again (`CheckHome`); no timer per session.
+        let homes_guard = self.shared.cluster.homes_guard();
         self.shared
             .shard(&full)
             .do_send(super::users::RegisterLocal {
                 full_jid: full.to_string(),
                 addr: ctx.address(),
+                homes_guard,
             });
         self.full_jid = Some(full);
         self.open_at_home(ctx);
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.check_home(ctx));
     }
 
     fn open_at_home(&mut self, ctx: &mut Context<Self>) {
@@ -717,6 +720,15 @@ impl Handler<Deliver> for SessionActor {
             }
         }
         self.send_bytes(bytes, ctx);
+    }
+}
+
+impl Handler<super::users::CheckHome> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: super::users::CheckHome, ctx: &mut Context<Self>) {
+        if !self.closing {
+            self.check_home(ctx);
+        }
     }
 }
 

@@ -21,8 +21,8 @@ use herald_grpc::config::{
 };
 use herald_xmpp::{Element, Jid};
 
-use super::metrics as xm;
 use super::deliver::HandBack;
+use super::metrics as xm;
 use super::session::{conflict, Deliver, Kick, SessionActor};
 use super::Shared;
 use crate::im::{Effect, UserCore};
@@ -76,7 +76,16 @@ pub struct SessionClosed {
 pub struct RegisterLocal {
     pub full_jid: String,
     pub addr: Addr<SessionActor>,
+    /// [`herald_cluster::ClusterHandle::homes_guard`] read before the session computed its
+    /// home: the registry asks it to look again if homes changed since.
+    pub homes_guard: u64,
 }
+
+/// Homes may have moved (the placement view or a pin changed): a session looks again at its
+/// user's home and follows it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CheckHome;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -160,7 +169,8 @@ pub struct UserRegistry {
     index: usize,
     local_sessions: HashMap<String, Addr<SessionActor>>,
     /// Live members and applied index at the last placement scan (see `evict_moved`).
-    placement_seen: Option<(Vec<u64>, u64)>,
+    /// The homes guard when this registry last told its sessions (and user actors) to look.
+    homes_seen: Option<u64>,
 }
 
 impl UserRegistry {
@@ -169,7 +179,7 @@ impl UserRegistry {
             shared: None,
             index: 0,
             local_sessions: HashMap::new(),
-            placement_seen: None,
+            homes_seen: None,
         }
     }
 
@@ -198,19 +208,25 @@ impl UserRegistry {
     /// Stops the actors of users that the placement view now puts on another node. Placement
     /// depends only on the committed view and the stored users (pins), so the scan over every
     /// user actor runs only when the applied state changed since the last scan.
-    fn evict_moved(&mut self, ctx: &mut Context<Self>) {
-        // One registry scans the node's whole directory.
-        let Some(shared) = self.shared.clone().filter(|_| self.index == 0) else {
+    /// When homes may have moved (the placement view or a pin changed; one comparison when
+    /// nothing did): every session of this shard looks again at its home, and registry 0 stops
+    /// the user actors this node no longer homes. Nothing polls per session or per user.
+    fn follow_homes(&mut self) {
+        let Some(shared) = self.shared.clone() else {
             return;
         };
-        let inputs = (
-            shared.cluster.placement().nodes,
-            shared.cluster.applied().state.applied_index(),
-        );
-        if self.placement_seen.as_ref() == Some(&inputs) {
+        let guard = shared.cluster.homes_guard();
+        if self.homes_seen == Some(guard) {
             return;
         }
-        self.placement_seen = Some(inputs);
+        self.homes_seen = Some(guard);
+        for addr in self.local_sessions.values() {
+            addr.do_send(CheckHome);
+        }
+        // One registry scans the node's whole directory.
+        if self.index != 0 {
+            return;
+        }
         let moved = shared
             .directory
             .take_where(|j| shared.home_of(j) != shared.node_id);
@@ -219,7 +235,6 @@ impl UserRegistry {
             tracing::info!(user = %jid, "user re-homed to another node; stopping its actor here");
             addr.do_send(StopUser);
         }
-        let _ = ctx;
     }
 }
 
@@ -238,7 +253,7 @@ impl Actor for UserRegistry {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(65_536);
-        ctx.run_interval(Duration::from_millis(250), |act, ctx| act.evict_moved(ctx));
+        ctx.run_interval(HOMES_CHECK, |act, _| act.follow_homes());
     }
 }
 
@@ -322,6 +337,10 @@ impl Handler<SessionClosed> for UserRegistry {
 impl Handler<RegisterLocal> for UserRegistry {
     type Result = ();
     fn handle(&mut self, msg: RegisterLocal, _: &mut Context<Self>) {
+        if self.homes_seen != Some(msg.homes_guard) {
+            // Homes changed around the session's start: it looks again.
+            msg.addr.do_send(CheckHome);
+        }
         self.local_sessions.insert(msg.full_jid, msg.addr);
     }
 }
@@ -408,7 +427,30 @@ pub struct UserActor {
     /// Applied index at which `revision` was last compared with the store (see `refresh`).
     checked_index: u64,
     locations: crate::im::ResourceMap<SessionLoc>,
+    /// Changes handled but not yet written, with every effect waiting for that write.
+    batch: Option<Batch>,
 }
+
+/// Group commit: the inputs a user actor handles back to back (those already in its mailbox)
+/// share one durable write, and their effects — in the order the inputs came — wait for it.
+/// A user with 10,000 subscribers answering at once writes its roster a few hundred times, not
+/// 10,000 times; an input that changes nothing durable still waits behind a pending write, so
+/// no one sees a later effect before an earlier one is stored.
+#[derive(Default)]
+struct Batch {
+    effects: Vec<Effect>,
+    causes: Vec<Cause>,
+    persist: bool,
+}
+
+/// The most inputs one write covers: a flood of inputs is written in steps, and the first
+/// effects wait at most this many inputs.
+const BATCH_MAX: usize = 64;
+
+/// Write the pending batch (queued behind what is in the mailbox now).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
 
 impl UserActor {
     pub(super) fn new(shared: Arc<Shared>, jid: Jid) -> Self {
@@ -419,6 +461,7 @@ impl UserActor {
             revision: 0,
             checked_index: 0,
             locations: crate::im::ResourceMap::new(),
+            batch: None,
         }
     }
 
@@ -447,15 +490,39 @@ impl UserActor {
     /// routed stanzas) follow only once it is; a refused or failed write is answered to whoever
     /// caused it, and the durable state is reloaded from the store (never overwritten).
     fn run(&mut self, effects: Vec<Effect>, cause: Cause, ctx: &mut Context<Self>) {
-        if !effects.iter().any(|e| matches!(e, Effect::Persist)) {
+        let persist = effects.iter().any(|e| matches!(e, Effect::Persist));
+        if !persist && self.batch.is_none() {
             self.execute(effects);
             return;
         }
-        let rest: Vec<Effect> = effects
-            .into_iter()
-            .filter(|e| !matches!(e, Effect::Persist))
-            .collect();
-        self.persist_then(rest, cause, ctx);
+        let batch = self.batch.get_or_insert_with(|| {
+            // Runs once the mailbox has no more input ready (or after a write in flight).
+            ctx.notify(Flush);
+            Batch::default()
+        });
+        batch.persist |= persist;
+        batch.effects.extend(
+            effects
+                .into_iter()
+                .filter(|e| !matches!(e, Effect::Persist)),
+        );
+        batch.causes.push(cause);
+        if batch.causes.len() >= BATCH_MAX {
+            self.flush(ctx);
+        }
+    }
+
+    /// Writes the pending batch (if it changed anything durable) and then runs its effects.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let Some(batch) = self.batch.take() else {
+            return;
+        };
+        metrics::histogram!(xm::BATCH_INPUTS).record(batch.causes.len() as f64);
+        if batch.persist {
+            self.persist_then(batch.effects, batch.causes, ctx);
+        } else {
+            self.execute(batch.effects);
+        }
     }
 
     fn execute(&mut self, effects: Vec<Effect>) {
@@ -502,8 +569,9 @@ impl UserActor {
 
     /// Writes the user's durable state through Raft with the revision this actor last saw,
     /// then runs `rest`. The actor handles nothing else until the write is answered, so what it
-    /// tells others is never ahead of what is stored.
-    fn persist_then(&mut self, rest: Vec<Effect>, cause: Cause, ctx: &mut Context<Self>) {
+    /// tells others is never ahead of what is stored. When the write cannot be made, every
+    /// input of the batch (`causes`) is answered with an error and the stored state reloaded.
+    fn persist_then(&mut self, rest: Vec<Effect>, causes: Vec<Cause>, ctx: &mut Context<Self>) {
         let Some(core) = &self.core else {
             return;
         };
@@ -512,11 +580,13 @@ impl UserActor {
             metrics::counter!(xm::LIMIT_HITS, "limit" => "user_bytes").increment(1);
             tracing::warn!(user = %self.jid, size, limit = self.shared.im_limits.max_user_bytes,
                 "user state would exceed its byte limit; change refused");
-            self.refuse(
-                cause,
-                herald_xmpp::error::StanzaCondition::ResourceConstraint,
-                "stored data for this user is at its size limit",
-            );
+            for cause in causes {
+                self.refuse(
+                    cause,
+                    herald_xmpp::error::StanzaCondition::ResourceConstraint,
+                    "stored data for this user is at its size limit",
+                );
+            }
             self.reload();
             return;
         }
@@ -556,15 +626,22 @@ impl UserActor {
                         .increment(1);
                     tracing::warn!(user = %act.jid, error = %e, conflict,
                         "user state write refused or failed; answering the sender and reloading the stored state");
-                    act.refuse(
-                        cause,
-                        herald_xmpp::error::StanzaCondition::InternalServerError,
-                        "the change could not be stored; try again",
-                    );
+                    act.refuse_all(causes);
                     act.reload();
                 }
             }),
         );
+    }
+
+    /// Tells the senders of a batch that could not be stored that it did not happen.
+    fn refuse_all(&mut self, causes: Vec<Cause>) {
+        for cause in causes {
+            self.refuse(
+                cause,
+                herald_xmpp::error::StanzaCondition::InternalServerError,
+                "the change could not be stored; try again",
+            );
+        }
     }
 
     /// Tells whoever caused a change that could not be stored that it did not happen.
@@ -616,6 +693,11 @@ impl UserActor {
             tracing::warn!(user = %self.jid, known = self.revision, stored,
                 "user state was written elsewhere; reloading it");
             drop(applied);
+            // Changes handled but not written are gone with the in-memory state they were
+            // made on: their senders are told, their effects dropped.
+            if let Some(batch) = self.batch.take() {
+                self.refuse_all(batch.causes);
+            }
             self.reload();
         }
     }
@@ -846,6 +928,9 @@ impl UserActor {
     }
 }
 
+/// How often each registry compares the homes guard (how soon sessions follow a move).
+const HOMES_CHECK: Duration = Duration::from_millis(250);
+
 /// How long a user actor waits for the right to serve before refusing what it holds.
 const SERVE_WAIT: Duration = Duration::from_secs(30);
 
@@ -920,7 +1005,20 @@ pub(super) fn hand_over(shared: &Arc<Shared>, input: Input) {
 impl Handler<StopUser> for UserActor {
     type Result = ();
     fn handle(&mut self, _: StopUser, ctx: &mut Context<Self>) {
+        if self.batch.is_some() {
+            // Written (or refused, and its senders told) first; the stop comes after.
+            self.flush(ctx);
+            ctx.notify(StopUser);
+            return;
+        }
         ctx.stop();
+    }
+}
+
+impl Handler<Flush> for UserActor {
+    type Result = ();
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush(ctx);
     }
 }
 

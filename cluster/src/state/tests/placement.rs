@@ -131,3 +131,38 @@ fn fenced_user_data_writes() {
         (new_home, 3, 2)
     );
 }
+
+#[test]
+fn the_pins_fingerprint_changes_with_pins_only() {
+    let mut h = Harness::new();
+    let none = h.sm.pins_fingerprint();
+    h.ok(&create(user("bob@example.com")));
+    h.ok(&create(user("ann@example.com")));
+    assert_eq!(h.sm.pins_fingerprint(), none, "unpinned users do not count");
+    let mut pinned = user_body("bob@example.com", "");
+    pinned.pinned_home_node = 2;
+    h.ok(&upsert(Body::User(pinned.clone())));
+    let bob_on_2 = h.sm.pins_fingerprint();
+    assert_ne!(bob_on_2, none, "a new pin");
+    let mut mailed = pinned.clone();
+    mailed.mail_id = "bob@mail.test".into();
+    h.ok(&upsert(Body::User(mailed)));
+    assert_eq!(
+        h.sm.pins_fingerprint(),
+        bob_on_2,
+        "another field of a pinned user"
+    );
+    pinned.pinned_home_node = 3;
+    h.ok(&upsert(Body::User(pinned.clone())));
+    assert_ne!(h.sm.pins_fingerprint(), bob_on_2, "a pin moved");
+    assert_ne!(h.sm.pins_fingerprint(), none);
+    let snap = StateMachine::from_snapshot(&h.sm.to_snapshot()).expect("restore");
+    assert_eq!(
+        snap.pins_fingerprint(),
+        h.sm.pins_fingerprint(),
+        "the same after a snapshot"
+    );
+    pinned.pinned_home_node = 0;
+    h.ok(&upsert(Body::User(pinned)));
+    assert_eq!(h.sm.pins_fingerprint(), none, "unpinned again");
+}
