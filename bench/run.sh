@@ -12,7 +12,8 @@
 # first step), CHAT_STOP_AFTER (consecutive failing steps that end a
 # run), SHAPES ("pairs oneway": chat traffic shapes), PLACEMENTS ("pinned unpinned": pinned =
 # server on CPU 1, generator on CPU 0; unpinned = no taskset, both share both cores),
-# FANOUT_WATCHERS, FANOUT_ROUNDS, IDLE_HOLD (seconds), SYSTEMS ("herald prosody ejabberd"),
+# FANOUT_WATCHERS, FANOUT_ROUNDS, FANOUT_RATE (status changes/s, default 5,000 / watchers),
+# IDLE_HOLD (seconds), SYSTEMS ("herald prosody ejabberd"),
 # CROSS_NODE=1 (also run chat across a 3-node Herald cluster, pinned), WORK (scratch dir),
 # SCENARIOS (default "idle login chat fanout isolation"; "" runs none; isolation is Herald only:
 # a 3-node cluster on 127.0.0.11-13 under chat at RATE msgs/s, default ISOLATION_FACTOR 1.2 x
@@ -53,6 +54,10 @@ PROSODY_OPPORTUNISTIC_WRITES=${PROSODY_OPPORTUNISTIC_WRITES:-false}
 PROSODY_GC=${PROSODY_GC:-generational}
 FANOUT_WATCHERS=${FANOUT_WATCHERS:-1000}
 FANOUT_ROUNDS=${FANOUT_ROUNDS:-20}
+# Status changes per second: 5,000 deliveries/s offered whatever the watcher count (5 rounds/s
+# for 1,000 watchers, one round every 2 s for 10,000), so a round is measured on its own, not
+# queued behind the previous one.
+FANOUT_RATE=${FANOUT_RATE:-$(awk -v w="$FANOUT_WATCHERS" 'BEGIN { print 5000 / w }')}
 IDLE_HOLD=${IDLE_HOLD:-10}
 SYSTEMS=${SYSTEMS:-"herald prosody ejabberd"}
 CROSS_NODE=${CROSS_NODE:-0}
@@ -234,7 +239,7 @@ run_scenarios() { # system ip port — the system's "${sys}_restart" function se
     fresh "fanout to $FANOUT_WATCHERS watchers"
     mapfile -t c < <(common)
     "${lg[@]}" fanout "${c[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
-      --rate 5 --json "$RESULTS/fanout.json"
+      --rate "$FANOUT_RATE" --json "$RESULTS/fanout.json"
   fi
   # Tsung runs pinned only: one Erlang scheduler on CPU 0 (see tsung_start_once).
   if [ "$TSUNG" = 1 ] && [ "$PLACEMENT" = pinned ]; then
@@ -369,8 +374,14 @@ start_herald() { # id ip dir extra... (placement: SRV prefix, --workers 1 when p
 start_herald_ports() { # id ip dir flags... — no port flags added (the isolation cluster uses the defaults)
   local id=$1 ip=$2 dir=$3; shift 3
   mkdir -p "$dir"
+  # A publisher with more watchers than the default roster limit (1,000 items, 1 MiB of stored
+  # state) needs the operator to raise both, as any deployment with such rosters would.
+  local roster_max=$((FANOUT_WATCHERS > 1000 ? FANOUT_WATCHERS : 1000))
+  local user_bytes=$((roster_max * 1024 > 1048576 ? roster_max * 1024 : 1048576))
+  printf '[xmpp]\nroster_max = %d\nmax_user_bytes = %d\n' "$roster_max" "$user_bytes" \
+    >"$dir/herald.toml"
   # shellcheck disable=SC2046
-  "${SRV[@]}" "$HERALD" agent --node-id "$id" --bind "$ip" --data-dir "$dir" \
+  "${SRV[@]}" "$HERALD" agent --config "$dir/herald.toml" --node-id "$id" --bind "$ip" --data-dir "$dir" \
     --domain "$DOMAIN" --tls-cert "$CERTS/$DOMAIN.crt" \
     --tls-key "$CERTS/$DOMAIN.key" --log-level warn $(herald_workers) "$@" >"$dir/log" 2>&1 &
   LAST_PID=$!

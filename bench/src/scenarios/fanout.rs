@@ -73,6 +73,8 @@ pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
     }
     let ready_n = ready.load(Ordering::Relaxed);
     eprintln!("fanout: {ready_n}/{watchers} watchers see the publisher");
+    let quiet = settle(common.server_pid).await;
+    eprintln!("fanout: server quiet after {:.1} s", quiet.as_secs_f64());
     let gen = CpuMeter::start(std::process::id());
     let server = common.server_pid.map(CpuMeter::start);
     let t0 = Instant::now();
@@ -123,6 +125,16 @@ pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
         .filter(|(r, _)| per_round_count.get(r).copied() == Some(watchers))
         .map(|(_, m)| *m)
         .collect();
+    let mut by_round: Vec<(u64, u64)> = per_round_max.iter().map(|(r, m)| (*r, *m)).collect();
+    by_round.sort_unstable();
+    eprintln!(
+        "fanout: time until the last watcher had each round (ms): {}",
+        by_round
+            .iter()
+            .map(|(r, m)| format!("{r}:{:.1}", *m as f64 / 1000.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let all_have = percentiles(&mut complete);
     row.note = Some(format!(
         "{watchers} watchers ({ready_n} saw the publisher before measuring), {sent} status changes; \
@@ -133,6 +145,32 @@ pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
     close_all(back, Duration::from_secs(10)).await;
     row
 }
+
+/// After the setup, waits until the server has finished what the subscriptions left it to do
+/// (roster pushes, probes, stored writes: with 10,000 watchers, seconds of work after the last
+/// watcher saw the publisher) — until it used under [`QUIET_CPU_PCT`] of a core over half a
+/// second, at most [`SETTLE_MAX`] — so that the first round is not measured behind it. The
+/// same rule for every system. Returns how long it waited.
+async fn settle(server_pid: Option<u32>) -> Duration {
+    let t0 = Instant::now();
+    let Some(pid) = server_pid else {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return t0.elapsed();
+    };
+    while t0.elapsed() < SETTLE_MAX {
+        let m = CpuMeter::start(pid);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if m.percent().is_none_or(|p| p < QUIET_CPU_PCT) {
+            break;
+        }
+    }
+    t0.elapsed()
+}
+
+/// A server below this share of one core is taken as done with the setup.
+const QUIET_CPU_PCT: f64 = 10.0;
+/// The longest wait for the server to become quiet after the setup.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
 
 async fn publisher_loop(
     mut s: Session,
