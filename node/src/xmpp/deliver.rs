@@ -49,6 +49,20 @@ impl Deliver {
     }
 }
 
+/// Queues `stanza` for the session at `addr`. A stopped session's message goes back to the
+/// account through `back` (the `Deliver` is dropped unhandled); a full mailbox (a client not
+/// reading) drops it and counts it.
+pub fn to_session(
+    addr: &actix::Addr<super::session::SessionActor>,
+    stanza: Element,
+    back: Option<Arc<dyn HandBack>>,
+) {
+    if let Err(actix::dev::SendError::Full(d)) = addr.try_send(Deliver::new(stanza, back)) {
+        drop(d.into_stanza());
+        metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
+    }
+}
+
 impl Drop for Deliver {
     fn drop(&mut self) {
         let (Some(stanza), Some(back)) = (self.stanza.take(), self.back.take()) else {

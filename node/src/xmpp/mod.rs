@@ -20,6 +20,7 @@ pub mod directory;
 pub mod io;
 pub mod limiter;
 pub mod metrics;
+pub mod registry;
 pub mod router;
 pub mod server_iq;
 pub mod session;
