@@ -284,8 +284,8 @@ impl Handler<SessionOpened> for UserRegistry {
     type Result = ();
     fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
         if self.elsewhere(&msg.full_jid) {
-            // The session's node sees another view; it follows the placement within a second
-            // (and its next stanza re-announces it to the right home).
+            // The session's node sees another view; its session follows the placement within
+            // 250 ms (`CheckHome`), and its next stanza re-announces it to the right home.
             tracing::debug!(jid = %msg.full_jid, "session opened at a node that is not its user's home; ignored");
             return;
         }
