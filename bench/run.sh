@@ -22,7 +22,12 @@
 # cargo build), PROSODY_OPPORTUNISTIC_WRITES (true/false), PROSODY_GC (incremental or
 # generational), TSUNG=1 (also run the Tsung cross-check, bench/tsung/, on every system in the
 # pinned placement: TSUNG_USERS, TSUNG_RATE total msgs/s, TSUNG_SECS of chat; TSUNG_ORDER
-# "loadgen tsung" or "tsung loadgen": which generator goes first).
+# "loadgen tsung" or "tsung loadgen": which generator goes first). SCENARIOS may also name
+# calendar (Herald only, not in the default): CAL_USERS calendar-enabled users (10,000) whose
+# meetings start in the same second, each watched by CAL_WATCH others (8), CAL_CHAT_SESSIONS
+# (100) chatting at CAL_CHAT_RATE msgs/s (1,000) around the start, calendars served by
+# `loadgen caldav-serve` over HTTPS and polled every CAL_POLL s (30), placement CAL_PLACEMENT
+# (pinned). Rows: results/calendar.json.
 # Each server gets its own 127.0.0.x address and unusual ports (5222 may be taken by others);
 # clients connect from 127.0.1.1-16. Servers are started and stopped by PID.
 set -euo pipefail
@@ -695,5 +700,75 @@ print(len(p["nodes"]) if all(n.get("placement_epoch") == p["epoch"] for n in s["
       --json "$RESULTS/isolation.json" || log "isolation ($pl): loadgen failed"
     stop_pid "$i1"; stop_pid "$i2"; stop_pid "$i3"
   done
+fi
+# ---- calendar burst (SCENARIOS=calendar, Herald only) ---------------------------------------
+# One node; CAL_USERS calendar-enabled users on one caldav gateway (`loadgen caldav-serve` on
+# 127.0.0.1:18443, certificate for localhost from the bench CA, Basic authentication), each
+# watched by CAL_WATCH of the others; CAL_CHAT_SESSIONS more users chat. The generator writes
+# the meeting start (a whole second, CAL_LEAD s after the setup) into the responder's start
+# file; every user's meeting starts then. Rows: results/calendar.json.
+CAL_USERS=${CAL_USERS:-10000}
+CAL_WATCH=${CAL_WATCH:-8}
+CAL_CHAT_SESSIONS=${CAL_CHAT_SESSIONS:-100}
+CAL_CHAT_RATE=${CAL_CHAT_RATE:-1000}
+CAL_POLL=${CAL_POLL:-30}
+CAL_LEAD=${CAL_LEAD:-$((CAL_POLL + 15))}
+CAL_PLACEMENT=${CAL_PLACEMENT:-pinned}
+if has_scenario calendar && [[ " $SYSTEMS " == *" herald "* ]]; then
+  set_placement "$CAL_PLACEMENT"
+  if [ ! -f "$CERTS/localhost.crt" ]; then
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+      -keyout "$CERTS/localhost.key" -out "$CERTS/localhost.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$CERTS/ext-localhost"
+    openssl x509 -req -in "$CERTS/localhost.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
+      -CAcreateserial -days 30 -extfile "$CERTS/ext-localhost" -out "$CERTS/localhost.crt" 2>/dev/null
+  fi
+  cal_start=$WORK/calendar-start
+  rm -f "$cal_start"
+  "${LGP[@]}" "$LOADGEN" caldav-serve --listen 127.0.0.1:18443 --cert "$CERTS/localhost.crt" \
+    --key "$CERTS/localhost.key" --credentials svc@example.test:calpw --start-file "$cal_start" \
+    --limit 7200 2>"$WORK/caldav-serve.log" &
+  cal_srv=$!
+  PIDS+=("$cal_srv")
+  rm -rf "$WORK/herald-cal"
+  start_herald 1 $HERALD_IP "$WORK/herald-cal" --bootstrap --tls-ca "$CA" \
+    --calendar-poll-seconds "$CAL_POLL"
+  cal_pid=$LAST_PID
+  wait_port $HERALD_IP 17471 30
+  wait_port $HERALD_IP $C2S_PORT_HERALD 30
+  wait_port 127.0.0.1 18443 30
+  cal_total=$((CAL_USERS + CAL_CHAT_SESSIONS))
+  log "calendar: herald pid $cal_pid; adding $cal_total users, calendar on for $CAL_USERS"
+  "$HERALD" --admin $HERALD_IP:17471 calendar-gateway set-credentials --kind caldav \
+    --account svc@example.test --password calpw --auth basic >/dev/null
+  "$HERALD" --admin $HERALD_IP:17471 calendar-gateway add burst --kind caldav \
+    --host localhost --port 18443 --path / >/dev/null
+  herald_users $HERALD_IP "$cal_total"
+  seq 1 "$CAL_USERS" | xargs -P 8 -I{} sh -c \
+    "'$HERALD' --admin $HERALD_IP:17471 user update u{}@$DOMAIN --calendar-enabled true >/dev/null 2>&1 ||
+     echo 'calendar for u{} failed' >&2"
+  # Steady state, as at 10:00 on a working day: every user's gateway assignment is stored
+  # (the node writes them at a bounded rate when calendars are first enabled). Bounded: 600 s.
+  assigned=0
+  for _ in $(seq 300); do
+    assigned=$("$HERALD" -o json --admin $HERALD_IP:17471 calendar-gateway status 2>/dev/null |
+      python3 -c 'import json, sys
+print(sum(int(g.get("users_assigned", 0)) for g in json.load(sys.stdin).get("gateways", [])))' \
+      2>/dev/null || echo 0)
+    [ "$assigned" -ge "$CAL_USERS" ] && break
+    sleep 2
+  done
+  log "calendar: $assigned of $CAL_USERS users have their gateway assignment stored"
+  log "calendar: $CAL_USERS meetings in the same second, $CAL_WATCH watchers each, chat at $CAL_CHAT_RATE msgs/s"
+  "${LGP[@]}" "$LOADGEN" calendar --server $HERALD_IP:$C2S_PORT_HERALD --ca "$CA" --domain "$DOMAIN" \
+    --system herald --server-pid "$cal_pid" --password-prefix pw --user-prefix u \
+    --placement "$CAL_PLACEMENT" --server-flags "$(herald_flags_note), --calendar-poll-seconds $CAL_POLL" \
+    --users "$cal_total" --calendar-users "$CAL_USERS" --watch "$CAL_WATCH" \
+    --chat-rate "$CAL_CHAT_RATE" --start-file "$cal_start" --lead "$CAL_LEAD" \
+    --json "$RESULTS/calendar.json" || log "calendar: loadgen failed"
+  curl -s "http://$HERALD_IP:19470/metrics" | grep -E "^herald_calendar_(polls_total|overlay_changes_total|tick_seconds)" >&2 || true
+  tail -n 1 "$WORK/caldav-serve.log" >&2 || true
+  stop_pid "$cal_pid"
+  stop_pid "$cal_srv"
 fi
 log "done: results in $RESULTS"

@@ -4,7 +4,9 @@
 //!
 //! - [`client`]: one client connection and its login.
 //! - [`scram`]: the client side of SCRAM-SHA-1/-256.
-//! - [`scenarios`]: login storm, idle hold, chat, presence fan-out, the SIP benchmark's XMPP side.
+//! - [`scenarios`]: login storm, idle hold, chat, presence fan-out, calendar burst, the SIP
+//!   benchmark's XMPP side.
+//! - [`caldav`]: the calendar burst's CalDAV responder (`loadgen caldav-serve`).
 //! - [`report`]: percentiles, /proc readings, result rows.
 //! - [`stamped`]: kernel receive timestamps for latency samples.
 //!
@@ -13,6 +15,7 @@
 //! Herald users receiving MESSAGEs and changing presence for SIP watchers) is
 //! [`scenarios::sip_users`].
 
+pub mod caldav;
 pub mod client;
 pub mod report;
 pub mod scenarios;

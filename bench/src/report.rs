@@ -209,6 +209,9 @@ pub struct Row {
     /// Control-plane isolation results (scenario "isolation").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<crate::scenarios::isolation::Isolation>,
+    /// Calendar burst results (scenario "calendar-burst").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<crate::scenarios::calendar::CalendarBurst>,
     /// nproc, RAM and CPU model.
     pub machine: String,
     /// UTC date of the run (YYYY-MM-DD).

@@ -5,6 +5,10 @@
 //! loadgen idle   ... --users 2000 --server-pid PID --duration 10 [--processes 2]
 //! loadgen chat   ... --users 200 --rates 2000,5000,10000 --duration 10 --drain 5 --shape oneway
 //! loadgen fanout ... --users 1001 --rounds 20 --rate 5
+//! loadgen calendar ... --users 10100 --calendar-users 10000 --watch 8 --chat-rate 1000 \
+//!     --start-file start.txt   # with `loadgen caldav-serve` as the calendar gateway
+//! loadgen caldav-serve --listen 127.0.0.61:8443 --cert c.pem --key k.pem \
+//!     --credentials svc:pw --start-file start.txt
 //! loadgen sip-users --server 127.0.0.52:15222 --ca ca.pem --domain example.test \
 //!     --accounts accounts.txt      # XMPP side of bench/sip.sh, driven on stdin
 //! loadgen isolation ... --server2 IP:PORT --rates 48000 --duration 60 \
@@ -18,10 +22,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use herald_bench::caldav;
 use herald_bench::client::{tls_config, ConnectConfig};
 use herald_bench::report::{append_rows, machine, today, Row};
 use herald_bench::scenarios::worker::WorkerSlice;
-use herald_bench::scenarios::{chat, fanout, idle, isolation, login, sip_users, Common};
+use herald_bench::scenarios::{calendar, chat, fanout, idle, isolation, login, sip_users, Common};
 use herald_bench::scram::Hash;
 
 #[derive(Parser)]
@@ -88,6 +93,59 @@ enum Cmd {
         /// Seconds allowed for subscription setup (not measured).
         #[arg(long, default_value_t = 180)]
         setup_timeout: u64,
+    },
+    /// Calendar burst: --calendar-users users watch each other in a ring (--watch contacts
+    /// each) and the rest chat in pairs at --chat-rate; the meeting start is written to
+    /// --start-file (served by `caldav-serve`), and each change is timed from it.
+    Calendar {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Calendar-enabled users (the first slots); --users - this many chat.
+        #[arg(long)]
+        calendar_users: usize,
+        /// Contacts each calendar user watches.
+        #[arg(long, default_value_t = 8)]
+        watch: usize,
+        /// Total chat rate during the burst window, messages per second.
+        #[arg(long, default_value_t = 1000.0)]
+        chat_rate: f64,
+        /// The responder's start file.
+        #[arg(long)]
+        start_file: PathBuf,
+        /// Seconds from the end of the setup to the meeting start (more than Herald's
+        /// calendar poll interval).
+        #[arg(long, default_value_t = 45)]
+        lead: u64,
+        /// Seconds of chat measured before the start, and from it.
+        #[arg(long, default_value_t = 5)]
+        before: u64,
+        #[arg(long, default_value_t = 10)]
+        after: u64,
+        /// Seconds allowed for subscription setup (not measured).
+        #[arg(long, default_value_t = 600)]
+        setup_timeout: u64,
+    },
+    /// The calendar burst's CalDAV responder (HTTPS, Basic): every user's home has one
+    /// calendar, empty until --start-file holds a Unix time, then one 30-minute meeting from it.
+    CaldavServe {
+        /// Listen address IP:PORT.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Certificate chain (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// `account:password` expected in Basic authentication.
+        #[arg(long)]
+        credentials: String,
+        /// File holding the meeting start (Unix seconds).
+        #[arg(long)]
+        start_file: PathBuf,
+        /// Longest run, seconds.
+        #[arg(long, default_value_t = 3600)]
+        limit: u64,
     },
     /// The XMPP side of the SIP benchmark (bench/sip.sh): logs in the accounts of --accounts,
     /// stamps tagged messages, approves subscription requests, changes presence on command
@@ -373,6 +431,56 @@ async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
             };
             Ok((vec![fanout::run(&c, &plan).await], a.json))
         }
+        Cmd::Calendar {
+            common: a,
+            calendar_users,
+            watch,
+            chat_rate,
+            start_file,
+            lead,
+            before,
+            after,
+            setup_timeout,
+        } => {
+            let c = common(&a)?;
+            if calendar_users == 0 || calendar_users > a.users || watch >= calendar_users {
+                return Err(format!(
+                    "--calendar-users {calendar_users} must be within 1..=--users ({}) and more than --watch ({watch})",
+                    a.users
+                ));
+            }
+            let plan = calendar::CalendarPlan {
+                users: calendar_users,
+                watch,
+                chat_sessions: a.users - calendar_users,
+                chat_rate,
+                start_file,
+                lead: Duration::from_secs(lead),
+                before: Duration::from_secs(before),
+                after: Duration::from_secs(after),
+                setup_timeout: Duration::from_secs(setup_timeout),
+            };
+            Ok((vec![calendar::run(&c, &plan).await], a.json))
+        }
+        Cmd::CaldavServe {
+            listen,
+            cert,
+            key,
+            credentials,
+            start_file,
+            limit,
+        } => {
+            caldav::serve(caldav::ServeConfig {
+                listen,
+                cert,
+                key,
+                credentials,
+                start_file,
+                limit: Duration::from_secs(limit),
+            })
+            .await?;
+            Ok((vec![], None))
+        }
         Cmd::SipUsers {
             common: a,
             accounts,
@@ -418,7 +526,9 @@ fn main() -> ExitCode {
         Cmd::Chat { common, .. }
         | Cmd::Fanout { common, .. }
         | Cmd::Isolation { common, .. }
+        | Cmd::Calendar { common, .. }
         | Cmd::SipUsers { common, .. } => common.threads,
+        Cmd::CaldavServe { .. } => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))

@@ -151,7 +151,7 @@ pub async fn run(common: &Common, plan: &FanoutPlan) -> Row {
 /// watcher saw the publisher) — until it used under [`QUIET_CPU_PCT`] of a core over half a
 /// second, at most [`SETTLE_MAX`] — so that the first round is not measured behind it. The
 /// same rule for every system. Returns how long it waited.
-async fn settle(server_pid: Option<u32>) -> Duration {
+pub(crate) async fn settle(server_pid: Option<u32>) -> Duration {
     let t0 = Instant::now();
     let Some(pid) = server_pid else {
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -1,9 +1,10 @@
-//! The load scenarios: login storm, idle hold, chat at stepped rates, presence fan-out, and
-//! the XMPP side of the SIP benchmark (`sip_users`).
+//! The load scenarios: login storm, idle hold, chat at stepped rates, presence fan-out, the
+//! calendar burst, and the XMPP side of the SIP benchmark (`sip_users`).
 //!
 //! Every scenario is bounded by a session count and by time: logins by a per-login timeout,
 //! measurement phases by `--duration`, drains by a fixed grace period.
 
+pub mod calendar;
 pub mod chat;
 pub mod fanout;
 pub mod idle;

@@ -1,6 +1,6 @@
 //! The CalendarActor: one per node, for the calendar-enabled users homed there.
 //!
-//! Every tick (1 s) it:
+//! Every tick (once a second) it:
 //! 1. re-reads users and gateways from the applied store when the store or the live members
 //!    changed (users that left are forgotten; a user whose calendar was switched off while
 //!    homed here gets Free, which clears the overlay);
@@ -8,17 +8,22 @@
 //!    fewest users) and stores a changed assignment in the user (`calendar_gateway`);
 //! 3. checks each gateway once per poll interval (connect, certificate, authenticated
 //!    PROPFIND) and publishes the result on the status board;
-//! 4. starts due polls, at most `max_in_flight` at once; each user's first poll is placed at
-//!    a hash of the JID within the interval, so 10,000 users are spread over it;
-//! 5. evaluates every user's cached busy intervals at the current second and tells the user's
-//!    actor when the state changed: a meeting that starts between two polls shows at its
-//!    start, not at the next poll.
+//! 4. starts due polls, at most `max_in_flight` at once (the rest start as those finish, not
+//!    at the next tick); each user's first poll is placed at a hash of the JID within the
+//!    interval, so 10,000 users are spread over it;
+//! 5. publishes the gateways' states on the status board.
+//!
+//! On its own timer, just after every whole second of wall time, it evaluates every user's
+//! cached busy intervals at that second and tells the user's actor when the state changed: a
+//! meeting that starts between two polls shows at its start, not at the next poll. The changes
+//! go out in batches that adapt to how busy the node is ([`CalendarActor::drain_outbox`]), so
+//! that the 10:00 burst does not stall chat.
 //!
 //! A poll failing for a gateway reason (connect, certificate, TLS, authentication, timeout)
 //! marks the gateway down; its users are reassigned at the next tick and it is used for new
 //! assignments again once a check succeeds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +61,13 @@ pub struct CalendarSettings {
     pub max_in_flight: usize,
     /// Assignments written to the store per tick.
     pub max_writes_per_tick: usize,
+    /// The most calendar states handed to user actors at once; more wait
+    /// [`Self::overlay_step`] per batch. The 10:00 burst, when every meeting starts in the
+    /// same second, is spread so that the presence it sends out never queues much more than
+    /// one step's work ahead of chat; the batch adapts below this to the node's speed.
+    pub overlay_batch: usize,
+    /// Time between two batches.
+    pub overlay_step: Duration,
 }
 
 impl CalendarSettings {
@@ -69,7 +81,10 @@ impl CalendarSettings {
             },
             ical: IcalLimits::default(),
             max_in_flight: 64,
-            max_writes_per_tick: 50,
+            max_writes_per_tick: 200,
+            // At most 10,000 users a second (with 8 watchers each, 80,000 presence updates).
+            overlay_batch: 200,
+            overlay_step: Duration::from_millis(20),
         }
     }
 }
@@ -100,6 +115,8 @@ struct UserCal {
     ews_sub: Option<(String, Subscription)>,
     /// EWS: when the availability was last read in full.
     ews_read_at: Option<Instant>,
+    /// In the outbox.
+    queued: bool,
 }
 
 pub struct CalendarActor {
@@ -117,9 +134,36 @@ pub struct CalendarActor {
     seen: Option<(Vec<u64>, u64)>,
     cursor: usize,
     in_flight: usize,
+    /// The users or the store changed, or assignments remain to be stored: assign again.
+    assign_due: bool,
+    /// Gateway health at the last assignment pass.
+    assigned_health: Vec<bool>,
+    /// Due polls not started yet (oldest first), refilled every tick.
+    backlog: VecDeque<Jid>,
+    /// Users whose changed calendar state is still to be handed to their actor (the state
+    /// is `UserCal::sent`), oldest first, each once.
+    outbox: VecDeque<Jid>,
+    /// A batch of the outbox is scheduled…
+    draining: bool,
+    /// …for then.
+    drain_due: Option<Instant>,
+    /// Users per batch now (adapted, see [`Self::drain_outbox`]).
+    batch: usize,
     board: watch::Sender<Vec<CalendarGatewayState>>,
     /// EWS: idle connections by gateway id, reused by the next polls (NTLM done on them).
     idle: HashMap<String, Vec<Conn>>,
+}
+
+/// The smallest batch of calendar states handed to user actors at once.
+const MIN_OVERLAY_BATCH: usize = 10;
+
+/// Records how long a tick took (it runs on a thread that also routes messages).
+struct TickTimer(Instant);
+
+impl Drop for TickTimer {
+    fn drop(&mut self) {
+        metrics::histogram!(m::TICK).record(self.0.elapsed().as_secs_f64());
+    }
 }
 
 /// Idle connections kept per gateway.
@@ -191,6 +235,13 @@ impl CalendarActor {
             seen: None,
             cursor: 0,
             in_flight: 0,
+            assign_due: true,
+            assigned_health: Vec::new(),
+            backlog: VecDeque::new(),
+            outbox: VecDeque::new(),
+            draining: false,
+            drain_due: None,
+            batch: MIN_OVERLAY_BATCH,
             board,
             idle: HashMap::new(),
         }
@@ -198,11 +249,11 @@ impl CalendarActor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        let _timer = TickTimer(now);
         self.rescan(now);
         self.assign(ctx);
         self.check_gateways(now, ctx);
         self.start_polls(now, ctx);
-        self.evaluate();
         self.publish();
     }
 
@@ -215,6 +266,7 @@ impl CalendarActor {
             return;
         }
         self.seen = Some(inputs);
+        self.assign_due = true;
         // Gateways.
         let mut fresh: BTreeMap<String, Gw> = BTreeMap::new();
         for o in applied.state.list(ObjectKind::CalendarGateway) {
@@ -299,11 +351,14 @@ impl CalendarActor {
         self.stored_counts.clear();
         self.stored_assignment.clear();
         let mut keep: HashMap<Jid, UserCal> = HashMap::new();
-        for o in applied.state.list(ObjectKind::User) {
-            let Some(Body::User(u)) = o.body else {
+        for o in applied.state.peek_all(ObjectKind::User) {
+            let Some(Body::User(u)) = &o.body else {
                 continue;
             };
-            if u.calendar_enabled && !u.calendar_gateway.is_empty() {
+            if !u.calendar_enabled {
+                continue;
+            }
+            if !u.calendar_gateway.is_empty() {
                 *self
                     .stored_counts
                     .entry(u.calendar_gateway.clone())
@@ -312,12 +367,12 @@ impl CalendarActor {
             let Ok(jid) = Jid::parse(&u.jid) else {
                 continue;
             };
-            if !u.calendar_enabled || shared.home_of(&jid) != shared.node_id {
+            if shared.home_of(&jid) != shared.node_id {
                 continue;
             }
             self.stored_assignment
                 .insert(jid.clone(), u.calendar_gateway.clone());
-            let mailbox = mailbox_of(&u, &jid);
+            let mailbox = mailbox_of(u, &jid);
             let mut uc = self.users.remove(&jid).unwrap_or_else(|| UserCal {
                 mailbox: mailbox.clone(),
                 gateway: (!u.calendar_gateway.is_empty()).then(|| u.calendar_gateway.clone()),
@@ -329,6 +384,7 @@ impl CalendarActor {
                 sent: None,
                 ews_sub: None,
                 ews_read_at: None,
+                queued: false,
             });
             if uc.mailbox != mailbox {
                 uc.mailbox = mailbox;
@@ -354,6 +410,14 @@ impl CalendarActor {
 
     /// Step 2: gateway assignment, stored when it changed.
     fn assign(&mut self, ctx: &mut Context<Self>) {
+        // Nothing to do unless the store, a gateway's health or a capped write left work: with
+        // 10,000 users this pass costs milliseconds, every one of them taken from chat.
+        let health: Vec<bool> = self.gateways.values().map(|g| g.healthy).collect();
+        if !self.assign_due && health == self.assigned_health {
+            return;
+        }
+        self.assign_due = false;
+        self.assigned_health = health;
         let mut pool: Vec<PoolGateway> = self
             .gateways
             .values()
@@ -367,7 +431,7 @@ impl CalendarActor {
             .collect();
         let mut writes = 0;
         let mut jids: Vec<Jid> = self.users.keys().cloned().collect();
-        jids.sort_by_key(|j| j.to_string());
+        jids.sort_by_cached_key(|j| j.to_string());
         for jid in jids {
             let Some(uc) = self.users.get_mut(&jid) else {
                 continue;
@@ -401,7 +465,10 @@ impl CalendarActor {
                 .cloned()
                 .unwrap_or_default();
             let want = uc.gateway.clone().unwrap_or_default();
-            if stored != want && writes < self.settings.max_writes_per_tick {
+            if stored != want && writes >= self.settings.max_writes_per_tick {
+                // The rest next tick.
+                self.assign_due = true;
+            } else if stored != want {
                 writes += 1;
                 // Written once per store change: the rescan after the write refreshes `stored`.
                 self.stored_assignment.insert(jid.clone(), want.clone());
@@ -506,28 +573,46 @@ impl CalendarActor {
         }
     }
 
-    /// Step 4: due polls.
+    /// Step 4: due polls, oldest first; those beyond `max_in_flight` wait in the backlog and
+    /// start as earlier polls finish ([`Self::more_polls`]), not at the next tick: a node
+    /// keeps `max_in_flight` polls going whatever its users' count.
     fn start_polls(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        let interval = self.settings.poll_interval;
-        let mut due: Vec<Jid> = self
+        let mut due: Vec<(Instant, Jid)> = self
             .users
             .iter()
             .filter(|(_, u)| !u.polling && u.next_poll <= now && u.gateway.is_some())
-            .map(|(j, _)| j.clone())
+            .map(|(j, u)| (u.next_poll, j.clone()))
             .collect();
-        due.sort_by_key(|j| self.users.get(j).map(|u| u.next_poll));
-        for jid in due {
-            if self.in_flight >= self.settings.max_in_flight {
+        due.sort_unstable();
+        self.backlog = due.into_iter().map(|(_, j)| j).collect();
+        self.more_polls(now, ctx);
+    }
+
+    /// Starts polls from the backlog while fewer than `max_in_flight` run.
+    fn more_polls(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        while self.in_flight < self.settings.max_in_flight {
+            let Some(jid) = self.backlog.pop_front() else {
                 break;
-            }
-            let Some(uc) = self.users.get(&jid) else {
-                continue;
             };
+            self.start_poll(jid, now, ctx);
+        }
+    }
+
+    /// Starts one user's poll if it is still due.
+    fn start_poll(&mut self, jid: Jid, now: Instant, ctx: &mut Context<Self>) {
+        let interval = self.settings.poll_interval;
+        {
+            let Some(uc) = self.users.get(&jid) else {
+                return;
+            };
+            if uc.polling || uc.next_poll > now {
+                return;
+            }
             let Some(gw) = uc.gateway.as_ref().and_then(|g| self.gateways.get(g)) else {
-                continue;
+                return;
             };
             if !gw.status.supported {
-                continue;
+                return;
             }
             let cfg = gw.cfg.clone();
             let pull_refused = gw.pull_refused;
@@ -593,9 +678,10 @@ impl CalendarActor {
                     Box::pin(async move { poll.await.map(Polled::Caldav) })
                 };
             ctx.spawn(actix::fut::wrap_future(fut).map(
-                move |res: Result<Polled, PollError>, act: &mut CalendarActor, _| {
+                move |res: Result<Polled, PollError>, act: &mut CalendarActor, ctx| {
                     act.in_flight -= 1;
                     act.polled(jid, gw_id, res);
+                    act.more_polls(Instant::now(), ctx);
                 },
             ));
         }
@@ -653,8 +739,9 @@ impl CalendarActor {
         }
     }
 
-    /// Step 5: what each calendar shows this second, to the user's actor when it changed.
-    fn evaluate(&mut self) {
+    /// Step 5: what each calendar shows this second; a user whose state changed goes into
+    /// the outbox, which is handed to the user actors in batches ([`Self::drain_outbox`]).
+    fn evaluate(&mut self, ctx: &mut Context<Self>) {
         let now = unix_now();
         for (jid, uc) in self.users.iter_mut() {
             if uc.gateway.is_none() {
@@ -668,10 +755,59 @@ impl CalendarActor {
             uc.sent = Some(state);
             metrics::counter!(m::OVERLAY_CHANGES, "state" => state_label(state)).increment(1);
             tracing::debug!(user = %jid, state = state_label(state), "calendar state changed");
-            self.shared.shard(jid).do_send(CalendarFor {
-                jid: jid.clone(),
-                state,
-            });
+            if !uc.queued {
+                uc.queued = true;
+                self.outbox.push_back(jid.clone());
+            }
+        }
+        if !self.draining {
+            self.drain_outbox(ctx);
+        }
+    }
+
+    /// Hands one batch of the outbox to the user actors (each user's latest state), and
+    /// schedules the next batch while users remain.
+    ///
+    /// The batch adapts to what the node can take: the next batch is due `overlay_step` after
+    /// this one, and how late that timer runs is how long work already queued on this thread
+    /// (the presence the last batch sent out, chat, logins) kept it waiting, which is what a
+    /// chat message arriving now waits too. Late by more than a step: the batch halves; on
+    /// time: it grows by an eighth, up to `overlay_batch`.
+    fn drain_outbox(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if let Some(due) = self.drain_due.take() {
+            let late = now.saturating_duration_since(due);
+            let step = self.settings.overlay_step;
+            self.batch = if late > step {
+                (self.batch / 2).max(MIN_OVERLAY_BATCH)
+            } else if late < step / 4 {
+                (self.batch + self.batch / 8 + 1).min(self.settings.overlay_batch)
+            } else {
+                self.batch
+            };
+        }
+        let mut n = 0;
+        while n < self.batch {
+            let Some(jid) = self.outbox.pop_front() else {
+                break;
+            };
+            let Some(uc) = self.users.get_mut(&jid) else {
+                continue;
+            };
+            uc.queued = false;
+            let Some(state) = uc.sent else {
+                continue;
+            };
+            n += 1;
+            self.shared.shard(&jid).do_send(CalendarFor { jid, state });
+        }
+        metrics::gauge!(m::OVERLAY_QUEUE).set(self.outbox.len() as f64);
+        metrics::gauge!(m::OVERLAY_BATCH).set(self.batch as f64);
+        self.draining = !self.outbox.is_empty();
+        if self.draining {
+            let step = self.settings.overlay_step;
+            self.drain_due = Some(now + step);
+            ctx.run_later(step, |act, ctx| act.drain_outbox(ctx));
         }
     }
 
@@ -751,6 +887,53 @@ fn act_on_result(g: &mut Gw, id: &str, err: Option<&PollError>, is_check: bool) 
 impl Actor for CalendarActor {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // The store, the pool and the polls at whatever phase this node started with (nodes
+        // that assigned gateways in the same instant would all pick the same least-loaded one);
+        // the calendar states on the second.
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+        self.evaluate_then_next(ctx);
+    }
+}
+
+impl CalendarActor {
+    /// Evaluates now and again just after the next whole second of wall time: calendar states
+    /// change on whole seconds (iCalendar and EWS times have no finer unit), so a meeting that
+    /// starts at 10:00:00 reaches the user's actor at 10:00:00 plus the evaluation, not up to a
+    /// second later as with a timer at an arbitrary phase.
+    fn evaluate_then_next(&mut self, ctx: &mut Context<Self>) {
+        self.evaluate(ctx);
+        ctx.run_later(until_next_second(SystemTime::now()), |act, ctx| {
+            act.evaluate_then_next(ctx)
+        });
+    }
+}
+
+/// How long from `now` until [`TICK_AFTER_SECOND`] past the next whole second.
+fn until_next_second(now: SystemTime) -> Duration {
+    let into = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Duration::from_nanos(u64::from(1_000_000_000 - into)) + TICK_AFTER_SECOND
+}
+
+/// Ticks run this long after the second turns (timer slack, clock steps).
+const TICK_AFTER_SECOND: Duration = Duration::from_millis(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_land_just_after_the_next_whole_second() {
+        let at = |secs: u64, nanos: u32| UNIX_EPOCH + Duration::new(secs, nanos);
+        let cases = [
+            (at(100, 0), Duration::from_secs(1)),
+            (at(100, 250_000_000), Duration::from_millis(750)),
+            (at(100, 999_999_999), Duration::from_nanos(1)),
+        ];
+        for (now, gap) in cases {
+            assert_eq!(until_next_second(now), gap + TICK_AFTER_SECOND);
+        }
     }
 }
