@@ -131,7 +131,7 @@ pub struct CalendarActor {
     stored_assignment: HashMap<Jid, String>,
     /// The service account of each gateway kind (CAL-7), password opened.
     credentials: HashMap<i32, Creds>,
-    seen: Option<(Vec<u64>, u64)>,
+    seen: Option<RescanInputs>,
     cursor: usize,
     in_flight: usize,
     /// The users or the store changed, or assignments remain to be stored: assign again.
@@ -152,6 +152,39 @@ pub struct CalendarActor {
     board: watch::Sender<Vec<CalendarGatewayState>>,
     /// EWS: idle connections by gateway id, reused by the next polls (NTLM done on them).
     idle: HashMap<String, Vec<Conn>>,
+}
+
+/// The next batch size from how late the batch timer ran: late by more than half a step (a
+/// chat message crossing three or four actors would wait that at each), the batch halves;
+/// nearly on time (under an eighth of a step), it grows by an eighth, up to `max`.
+fn next_batch(batch: usize, late: Duration, step: Duration, max: usize) -> usize {
+    if late > step / 2 {
+        (batch / 2).max(MIN_OVERLAY_BATCH)
+    } else if late < step / 8 {
+        (batch + batch / 8 + 1).min(max)
+    } else {
+        batch
+    }
+    .min(max.max(MIN_OVERLAY_BATCH))
+}
+
+/// What the store re-read depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RescanInputs {
+    live: Vec<u64>,
+    homes: u64,
+    users: (usize, u64),
+    gateways: (usize, u64),
+    credentials: (usize, u64),
+}
+
+/// Changes whenever an object of `kind` is written, added or removed: (how many there are,
+/// the highest revision among them). A write raises the highest revision to its index, a
+/// removal lowers the count; a removal and an addition in one command raise the revision.
+fn kind_version(state: &herald_cluster::state::StateMachine, kind: ObjectKind) -> (usize, u64) {
+    state
+        .peek_all(kind)
+        .fold((0, 0), |(n, rev), o| (n + 1, rev.max(o.revision)))
 }
 
 /// The smallest batch of calendar states handed to user actors at once.
@@ -257,11 +290,20 @@ impl CalendarActor {
         self.publish();
     }
 
-    /// Step 1: users and gateways from the store, when it or the live members changed.
+    /// Step 1: users and gateways from the store, when users, gateways, credentials, homes
+    /// or the live members changed — not on every store write: user data (rosters, offline
+    /// messages) is written all the time, and re-reading 10,000 users costs tens of
+    /// milliseconds on a thread that also routes chat.
     fn rescan(&mut self, now: Instant) {
         let shared = self.shared.clone();
         let applied = shared.cluster.applied();
-        let inputs = (shared.cluster.live_nodes(), applied.state.applied_index());
+        let inputs = RescanInputs {
+            live: shared.cluster.live_nodes(),
+            homes: shared.cluster.homes_guard(),
+            users: kind_version(&applied.state, ObjectKind::User),
+            gateways: kind_version(&applied.state, ObjectKind::CalendarGateway),
+            credentials: kind_version(&applied.state, ObjectKind::CalendarCredentials),
+        };
         if self.seen.as_ref() == Some(&inputs) {
             return;
         }
@@ -771,20 +813,18 @@ impl CalendarActor {
     /// The batch adapts to what the node can take: the next batch is due `overlay_step` after
     /// this one, and how late that timer runs is how long work already queued on this thread
     /// (the presence the last batch sent out, chat, logins) kept it waiting, which is what a
-    /// chat message arriving now waits too. Late by more than a step: the batch halves; on
-    /// time: it grows by an eighth, up to `overlay_batch`.
+    /// chat message arriving now waits too, at each of its hops (session, user actor,
+    /// recipient's session): see [`next_batch`].
     fn drain_outbox(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         if let Some(due) = self.drain_due.take() {
             let late = now.saturating_duration_since(due);
-            let step = self.settings.overlay_step;
-            self.batch = if late > step {
-                (self.batch / 2).max(MIN_OVERLAY_BATCH)
-            } else if late < step / 4 {
-                (self.batch + self.batch / 8 + 1).min(self.settings.overlay_batch)
-            } else {
-                self.batch
-            };
+            self.batch = next_batch(
+                self.batch,
+                late,
+                self.settings.overlay_step,
+                self.settings.overlay_batch,
+            );
         }
         let mut n = 0;
         while n < self.batch {
@@ -923,6 +963,34 @@ const TICK_AFTER_SECOND: Duration = Duration::from_millis(2);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_batches_halve_when_the_node_is_late_and_grow_when_on_time() {
+        let step = Duration::from_millis(20);
+        let ms = Duration::from_millis;
+        let cases = [
+            (200, ms(50), 100),
+            (200, ms(11), 100),
+            (15, ms(500), MIN_OVERLAY_BATCH),
+            (200, ms(5), 200),
+            (100, ms(1), 113),
+            (200, ms(0), 200),
+            (10, ms(0), 12),
+        ];
+        for (batch, late, want) in cases {
+            assert_eq!(
+                next_batch(batch, late, step, 200),
+                want,
+                "{batch} late {late:?}"
+            );
+        }
+        // Ten on-time steps from the smallest batch: a burst ramps up within 0.2 s.
+        let mut b = MIN_OVERLAY_BATCH;
+        for _ in 0..10 {
+            b = next_batch(b, Duration::ZERO, step, 200);
+        }
+        assert!(b > 3 * MIN_OVERLAY_BATCH && b <= 200, "{b}");
+    }
 
     #[test]
     fn ticks_land_just_after_the_next_whole_second() {
