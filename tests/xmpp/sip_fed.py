@@ -669,7 +669,8 @@ def address(cluster: Cluster, last: int) -> str:
 @pytest.fixture
 def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
     """Factory `make(routing=None, *, tls_peers=(KAM_DOMAIN,), acl=True, route=True,
-    dns=False)`: a Herald cluster (3 nodes) and Kamailio federating over mutual TLS.
+    dns=False, extra_args=())`: a Herald cluster (3 nodes) and Kamailio federating over mutual
+    TLS; `extra_args`: more `herald agent` flags.
 
     `routing`: the routing node (default: node 1, or a node other than `recipient`'s home if
     `recipient` (a JID) is given); `tls_peers`: the `tls-peer` entries; `acl`: add an ACL entry
@@ -683,10 +684,12 @@ def sip_fed(request: pytest.FixtureRequest, tmp_path: Path):
     ca = TestCA(tmp_path / "ca")
 
     def make(routing: Optional[int] = None, *, tls_peers: tuple[str, ...] = (KAM_DOMAIN,),
-             acl: bool = True, route: bool = True, size: int = 3, dns: bool = False) -> SipFed:
+             acl: bool = True, route: bool = True, size: int = 3, dns: bool = False,
+             extra_args: tuple[str, ...] = ()) -> SipFed:
         cert, key = ca.issue([HERALD_DOMAIN, f"*.{HERALD_DOMAIN}"], stem="herald")
         cluster = Cluster(tmp_path / "cluster", HERALD_DOMAIN, extra_args=[
-            "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(ca.ca_path)])
+            "--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(ca.ca_path),
+            *extra_args])
         make.cluster = cluster  # the conftest report hook attaches its logs on failure
         kam: Optional[Kamailio] = None
         server: Optional[Dns] = None

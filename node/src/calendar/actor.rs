@@ -82,8 +82,9 @@ impl CalendarSettings {
             ical: IcalLimits::default(),
             max_in_flight: 64,
             max_writes_per_tick: 200,
-            // At most 10,000 users a second (with 8 watchers each, 80,000 presence updates).
-            overlay_batch: 200,
+            // At most 5,000 users a second (with 8 watchers each, 40,000 presence updates):
+            // one batch's work stays well under a step on one core.
+            overlay_batch: 100,
             overlay_step: Duration::from_millis(20),
         }
     }
@@ -154,13 +155,13 @@ pub struct CalendarActor {
     idle: HashMap<String, Vec<Conn>>,
 }
 
-/// The next batch size from how late the batch timer ran: late by more than half a step (a
-/// chat message crossing three or four actors would wait that at each), the batch halves;
-/// nearly on time (under an eighth of a step), it grows by an eighth, up to `max`.
+/// The next batch size from how late the batch timer ran: late by more than a quarter of a
+/// step (a chat message crossing three or four actors would wait that at each), the batch
+/// halves; nearly on time (under a sixteenth of a step), it grows by an eighth, up to `max`.
 fn next_batch(batch: usize, late: Duration, step: Duration, max: usize) -> usize {
-    if late > step / 2 {
+    if late > step / 4 {
         (batch / 2).max(MIN_OVERLAY_BATCH)
-    } else if late < step / 8 {
+    } else if late < step / 16 {
         (batch + batch / 8 + 1).min(max)
     } else {
         batch
@@ -970,9 +971,9 @@ mod tests {
         let ms = Duration::from_millis;
         let cases = [
             (200, ms(50), 100),
-            (200, ms(11), 100),
+            (200, ms(6), 100),
             (15, ms(500), MIN_OVERLAY_BATCH),
-            (200, ms(5), 200),
+            (150, ms(3), 150),
             (100, ms(1), 113),
             (200, ms(0), 200),
             (10, ms(0), 12),
