@@ -217,26 +217,9 @@ fn event(mailbox: &str, start: i64) -> String {
     )
 }
 
-/// `YYYYMMDDTHHMMSSZ` for Unix seconds (proleptic Gregorian, days from civil).
+/// `YYYYMMDDTHHMMSSZ` for Unix seconds.
 pub fn utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    herald_federation::calendar::time::format_utc(t)
 }
 
 /// Requests served, by kind.
@@ -338,7 +321,6 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     counts: &Counts,
 ) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
     loop {
         // The head.
         let head_end = loop {
@@ -350,13 +332,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 io.write_all(&a.encode()).await?;
                 return Ok(());
             }
-            let n = tokio::time::timeout(IDLE, io.read(&mut chunk))
-                .await
-                .map_err(|_| std::io::ErrorKind::TimedOut)??;
-            if n == 0 {
+            if !read_more(&mut io, &mut buf).await? {
                 return Ok(());
             }
-            buf.extend_from_slice(&chunk[..n]);
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         buf.drain(..head_end + 4);
@@ -377,13 +355,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(());
         }
         while buf.len() < len {
-            let n = tokio::time::timeout(IDLE, io.read(&mut chunk))
-                .await
-                .map_err(|_| std::io::ErrorKind::TimedOut)??;
-            if n == 0 {
+            if !read_more(&mut io, &mut buf).await? {
                 return Ok(());
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
         buf.drain(..len);
         let t = start.load(Ordering::Relaxed);
@@ -396,6 +370,16 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(());
         }
     }
+}
+
+/// Appends what one read gives (within [`IDLE`]); false at end of input.
+async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 8192];
+    let n = tokio::time::timeout(IDLE, io.read(&mut chunk))
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)??;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
