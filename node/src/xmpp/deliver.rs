@@ -49,17 +49,33 @@ impl Deliver {
     }
 }
 
+/// Stanzas that may wait in a client session's mailbox. A burst beyond the session's writing
+/// speed (10,000 subscription requests and their roster pushes for one publisher) fits; a
+/// session this far behind has a client that does not read, and is closed.
+pub const SESSION_MAILBOX: usize = 8_192;
+
+/// Tells a session that its mailbox overflowed: it closes with `resource-constraint`, and what
+/// is still queued for it goes back to the account as it is dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Overloaded;
+
 /// Queues `stanza` for the session at `addr`. A stopped session's message goes back to the
-/// account through `back` (the `Deliver` is dropped unhandled); a full mailbox (a client not
-/// reading) drops it and counts it.
-pub fn to_session(
-    addr: &actix::Addr<super::session::SessionActor>,
-    stanza: Element,
-    back: Option<Arc<dyn HandBack>>,
-) {
+/// account through `back` (the `Deliver` is dropped unhandled). A full mailbox (a client that
+/// does not read) loses nothing either: the stanza is queued past the bound behind an
+/// [`Overloaded`], which closes the session; messages still queued then go back to the account
+/// and pending subscription requests are sent again at the next sign-in (RFC 6121 §3.1.3).
+pub fn to_session<A>(addr: &actix::Addr<A>, stanza: Element, back: Option<Arc<dyn HandBack>>)
+where
+    A: actix::Actor<Context = actix::Context<A>>
+        + actix::Handler<Deliver>
+        + actix::Handler<Overloaded>,
+{
     if let Err(actix::dev::SendError::Full(d)) = addr.try_send(Deliver::new(stanza, back)) {
-        drop(d.into_stanza());
-        metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "session").increment(1);
+        metrics::counter!(xm::LIMIT_HITS, "limit" => "session_queue").increment(1);
+        addr.do_send(Overloaded);
+        // Queued whatever the bound (or handed back at once if the mailbox just closed).
+        addr.do_send(d);
     }
 }
 
@@ -188,6 +204,51 @@ mod tests {
                 (to, "m3".into())
             ]
         );
+    }
+
+    impl Handler<Overloaded> for Session {
+        type Result = ();
+        fn handle(&mut self, _: Overloaded, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+
+    fn bodies(v: &[Element]) -> Vec<String> {
+        v.iter()
+            .map(|e| e.get_child("body", ns::CLIENT).unwrap().text())
+            .collect()
+    }
+
+    #[test]
+    fn a_full_session_mailbox_closes_the_session_and_loses_nothing() {
+        let back = Arc::new(Collect::default());
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sys = actix::System::new();
+        let (b, w) = (back.clone(), written.clone());
+        sys.block_on(async move {
+            let addr = Session::create(|ctx| {
+                ctx.set_mailbox_capacity(2);
+                Session { written: w }
+            });
+            // Ten at once, faster than the session handles them (it is not polled meanwhile).
+            for i in 0..10 {
+                to_session(&addr, chat(i), Some(b.clone() as Arc<dyn HandBack>));
+            }
+            for _ in 0..100 {
+                if !addr.connected() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert!(!addr.connected(), "an overflowing session was not closed");
+        });
+        let written = bodies(&written.lock().unwrap());
+        let handed = bodies(&back.0.lock().unwrap());
+        assert!(!handed.is_empty(), "nothing overflowed: {written:?}");
+        // Written first, the rest back to the account; each once, in order.
+        let all: Vec<String> = written.iter().chain(handed.iter()).cloned().collect();
+        let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+        assert_eq!(all, want);
     }
 
     #[test]

@@ -603,7 +603,7 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(1024);
+        ctx.set_mailbox_capacity(super::deliver::SESSION_MAILBOX);
         metrics::gauge!(xm::SESSIONS, "state" => "negotiating").increment(1.0);
         // An address with many recent failed logins waits before it is heard at all.
         let ask = self
@@ -720,6 +720,25 @@ impl Handler<Deliver> for SessionActor {
             }
         }
         self.send_bytes(bytes, ctx);
+    }
+}
+
+impl Handler<super::deliver::Overloaded> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: super::deliver::Overloaded, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        tracing::warn!(peer = %self.peer, jid = ?self.full_jid.as_ref().map(|j| j.to_string()),
+            "client is not reading: its session's queue is full; closing the session");
+        self.fail(
+            StreamCondition::ResourceConstraint,
+            format!(
+                "more than {} stanzas waiting for this client",
+                super::deliver::SESSION_MAILBOX
+            ),
+            ctx,
+        );
     }
 }
 
