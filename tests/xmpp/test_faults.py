@@ -71,6 +71,15 @@ class Partition:
 
     def heal(self) -> None:
         nft(f"delete table inet {self.table}\n")
+@pytest.fixture(autouse=True)
+def routing_debug_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The nodes log each routed item handed back and each message handed on again or dropped
+    (debug level), so that a failed round leaves its evidence in the logs printed on failure."""
+    monkeypatch.setenv("RUST_LOG", "info,raft=warn,herald_cluster::routing=debug,"
+                       "herald_node::xmpp::users=debug,herald_node::xmpp::deliver=debug,"
+                       "herald_node::xmpp::registry=debug")
+
+
 # Longer than the leader's liveness limit (2.5 s), so the view changes while the node is out.
 OUT_FOR = 3.5
 OP_TIMEOUT = 6.0
@@ -112,13 +121,14 @@ def test_fault_rounds_lose_no_acknowledged_write_and_keep_one_owner(cluster: Clu
             except Exception:  # noqa: BLE001
                 await asyncio.sleep(0.5)
         s.chat(rcpt, f"round {r}")
+        sent_at = time.monotonic()
         await s.sync()
         await w.logout()
         if ok[0]:
             acked_roster.append(contact)
         if ok[1]:
             acked_blocks.append(blocked)
-        return ok[0], ok[1], s
+        return ok[0], ok[1], (s, sent_at)
 
     for r in range(ROUNDS):
         leader = cluster.leader()
@@ -137,7 +147,7 @@ def test_fault_rounds_lose_no_acknowledged_write_and_keep_one_owner(cluster: Clu
                 else:
                     cut.__enter__()
                 try:
-                    roster_ok, block_ok, s = await writes(xc, r, via)
+                    roster_ok, block_ok, (s, sent_at) = await writes(xc, r, via)
                     left = OUT_FOR - (time.monotonic() - started)
                     if left > 0:
                         await asyncio.sleep(left)
@@ -150,9 +160,9 @@ def test_fault_rounds_lose_no_acknowledged_write_and_keep_one_owner(cluster: Clu
                         cut.heal()
                 await asyncio.to_thread(cluster.wait_ready, victim)
                 await asyncio.to_thread(cluster.wait_converged, nodes, via, 45.0)
-                # The message counts as acknowledged only if no error came back for it, with
-                # time for a write that waited on a leader change to be answered (10 s).
-                errors = await s.drain(s.message_errors, max(0.5, 11.0 - (time.monotonic() - started)))
+                # The message counts as acknowledged only if no error came back for it within
+                # 11 s of sending it (a write that waited on a leader change is answered in 10).
+                errors = await s.drain(s.message_errors, max(0.5, sent_at + 11.0 - time.monotonic()))
                 if not errors:
                     acked_msgs[rcpts[r % len(rcpts)][0]].append(f"round {r}")
                 await s.logout()
@@ -191,7 +201,20 @@ def test_fault_rounds_lose_no_acknowledged_write_and_keep_one_owner(cluster: Clu
                 assert bodies == want, (
                     f"{rcpt}: acknowledged messages must arrive once each, in order: "
                     f"want {want}, got {bodies}")
-    run(verify())
+    try:
+        run(verify())
+    except AssertionError:
+        # The evidence for a lost or repeated message: every node's full log lines about the
+        # recipients and sam, every warning, and the recipients' owner histories.
+        names = [sam.split("@")[0]] + [r.split("@")[0] for r, _ in rcpts]
+        for n in nodes:
+            lines = [ln for ln in cluster.log_path(n).read_text(errors="replace").splitlines()
+                     if " WARN " in ln or " ERROR " in ln or any(x in ln for x in names)]
+            print(f"--- node {n}: {len(lines)} lines about the recipients, and warnings ---")
+            print("\n".join(lines[-400:]))
+            for rcpt, _ in rcpts:
+                print(f"node {n}: {rcpt} owners: {cluster.user(rcpt, via=n).get('owners')}")
+        raise
 
     # The nodes' own records of who wrote each user's data: one owner per epoch.
     for jid in [wes, sam] + [r for r, _ in rcpts]:
