@@ -27,7 +27,11 @@
 # meetings start in the same second, each watched by CAL_WATCH others (8), CAL_CHAT_SESSIONS
 # (100) chatting at CAL_CHAT_RATE msgs/s (1,000) around the start, calendars served by
 # `loadgen caldav-serve` over HTTPS and polled every CAL_POLL s (30), placement CAL_PLACEMENT
-# (pinned). Rows: results/calendar.json.
+# (pinned). Rows: results/calendar.json. SCENARIOS may also name storm (every system, not in the
+# default): STORM_USERS users (2,000) each watched by the next STORM_WATCH (100), every one
+# changing status every STORM_INTERVAL s (10) for STORM_SECS s (60) — 20,000 deliveries/s
+# offered; its users come after every other scenario's, so no earlier subscription adds
+# watchers. Rows: results/storm.json.
 # Each server gets its own 127.0.0.x address and unusual ports (5222 may be taken by others);
 # clients connect from 127.0.1.1-16. Servers are started and stopped by PID.
 set -euo pipefail
@@ -64,6 +68,10 @@ FANOUT_ROUNDS=${FANOUT_ROUNDS:-20}
 # queued behind the previous one.
 FANOUT_RATE=${FANOUT_RATE:-$(awk -v w="$FANOUT_WATCHERS" 'BEGIN { print 5000 / w }')}
 IDLE_HOLD=${IDLE_HOLD:-10}
+STORM_USERS=${STORM_USERS:-2000}
+STORM_WATCH=${STORM_WATCH:-100}
+STORM_INTERVAL=${STORM_INTERVAL:-10}
+STORM_SECS=${STORM_SECS:-60}
 SYSTEMS=${SYSTEMS:-"herald prosody ejabberd"}
 CROSS_NODE=${CROSS_NODE:-0}
 SCENARIOS=${SCENARIOS-"idle login chat fanout isolation"}
@@ -100,6 +108,9 @@ has_scenario isolation && sizes_used="$sizes_used $CHAT_SESSIONS"
 [ "$TSUNG" = 1 ] && sizes_used="$sizes_used $TSUNG_USERS"
 for n in $sizes_used; do [ "$n" -gt "$max_users" ] && max_users=$n; done
 max_users=$((max_users + 1))
+# The storm's users follow everyone else's (u<STORM_FIRST>…).
+STORM_FIRST=$((max_users + 1))
+has_scenario storm && max_users=$((max_users + STORM_USERS))
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 HERALD=$CARGO_TARGET_DIR/release/herald
@@ -245,6 +256,13 @@ run_scenarios() { # system ip port — the system's "${sys}_restart" function se
     mapfile -t c < <(common)
     "${lg[@]}" fanout "${c[@]}" --users $((FANOUT_WATCHERS + 1)) --rounds "$FANOUT_ROUNDS" \
       --rate "$FANOUT_RATE" --json "$RESULTS/fanout.json"
+  fi
+  if has_scenario storm; then
+    fresh "presence storm: $STORM_USERS users, $STORM_WATCH watchers each, a change every ${STORM_INTERVAL} s for ${STORM_SECS} s"
+    mapfile -t c < <(common)
+    "${lg[@]}" storm "${c[@]}" --users "$STORM_USERS" --first-user "$STORM_FIRST" \
+      --watch "$STORM_WATCH" --interval "$STORM_INTERVAL" --duration "$STORM_SECS" \
+      --json "$RESULTS/storm.json"
   fi
   # Tsung runs pinned only: one Erlang scheduler on CPU 0 (see tsung_start_once).
   if [ "$TSUNG" = 1 ] && [ "$PLACEMENT" = pinned ]; then
@@ -469,6 +487,32 @@ for i in range(1, n + 1):
                 '\t["server_key"] = "%s";\n\t["stored_key"] = "%s";\n};\n'
                 % (salt, sk, hashlib.sha1(ck).hexdigest()))
 EOF
+  # The storm's subscriptions, written into Prosody's roster storage as the XMPP setup would
+  # leave them: its file storage rewrites a user's whole roster on every change, and 200,000
+  # subscription handshakes through it did not finish in the setup's 300 s (0 of 2,000 users
+  # ready). The scenario still sends its subscription requests; they change nothing.
+  if has_scenario storm; then
+    python3 - "$P/data" "$DOMAIN" "$STORM_FIRST" "$STORM_USERS" "$STORM_WATCH" <<'EOF'
+import os, sys
+data, domain = sys.argv[1], sys.argv[2]
+first, users, watch = (int(a) for a in sys.argv[3:6])
+watch = min(watch, users - 1)
+d = os.path.join(data, domain.replace(".", "%2e"), "roster")
+os.makedirs(d, exist_ok=True)
+jid = lambda slot: f"u{first + slot}@{domain}"
+for i in range(users):
+    to = {(i + k) % users for k in range(1, watch + 1)}
+    frm = {(i - k) % users for k in range(1, watch + 1)}
+    items = []
+    for c in sorted(to | frm):
+        sub = "both" if c in to and c in frm else ("to" if c in to else "from")
+        items.append('\t["%s"] = {\n\t\t["groups"] = {};\n\t\t["subscription"] = "%s";\n\t};\n'
+                     % (jid(c), sub))
+    with open(os.path.join(d, f"u{first + i}.dat"), "w") as f:
+        f.write('return {\n\t[false] = {\n\t\t["version"] = 1;\n\t\t["pending"] = {};\n\t};\n'
+                + "".join(items) + "};\n")
+EOF
+  fi
   prosody_restart() {
     [ -n "${pid:-}" ] && prosody_stop
     "${SRV[@]}" prosody --config "$P/prosody.cfg.lua" -F >>"$P/stdout" 2>&1 &
@@ -582,14 +626,35 @@ EOF
   # the spool dir, so they survive the restarts between scenario groups). In files of 1,000:
   # ejabberd hashes ~110 accounts/s here and ejabberdctl's call times out on one large file.
   log "ejabberd (beam pid $pid) up: importing $max_users accounts"
+  # XEP-0227 files of 1,000 accounts each; the storm's users come with their rosters (its
+  # 200,000 subscription handshakes would not finish in the setup's time on every server).
+  storm_users=0
+  has_scenario storm && storm_users=$STORM_USERS
+  python3 - "$E" "$DOMAIN" "$max_users" "$STORM_FIRST" "$storm_users" "$STORM_WATCH" <<'EOF'
+import os, sys
+out, domain = sys.argv[1], sys.argv[2]
+n, first, users, watch = (int(a) for a in sys.argv[3:7])
+watch = min(watch, max(users - 1, 0))
+def roster(i):
+    slot = i - first
+    if not 0 <= slot < users:
+        return ""
+    to = {(slot + k) % users for k in range(1, watch + 1)}
+    frm = {(slot - k) % users for k in range(1, watch + 1)}
+    items = "".join(
+        f"<item jid='u{first + c}@{domain}' subscription='"
+        + ("both" if c in to and c in frm else "to" if c in to else "from") + "'/>"
+        for c in sorted(to | frm))
+    return f"<query xmlns='jabber:iq:roster'>{items}</query>"
+for start in range(1, n + 1, 1000):
+    with open(os.path.join(out, f"users-{start}.xml"), "w") as f:
+        f.write("<?xml version='1.0' encoding='UTF-8'?>\n"
+                f"<server-data xmlns='urn:xmpp:pie:0'><host jid='{domain}'>\n")
+        for i in range(start, min(start + 999, n) + 1):
+            f.write(f"<user name='u{i}' password='pw{i}'>{roster(i)}</user>\n")
+        f.write("</host></server-data>\n")
+EOF
   for first in $(seq 1 1000 "$max_users"); do
-    last=$((first + 999 > max_users ? max_users : first + 999))
-    {
-      echo "<?xml version='1.0' encoding='UTF-8'?>"
-      echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='$DOMAIN'>"
-      for i in $(seq "$first" "$last"); do echo "<user name='u$i' password='pw$i'/>"; done
-      echo "</host></server-data>"
-    } >"$E/users-$first.xml"
     chown ejabberd "$E/users-$first.xml"
     "${ectl[@]}" import_piefxis "$E/users-$first.xml"
   done

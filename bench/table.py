@@ -65,7 +65,7 @@ def add_vals(label, metric, vals):
 
 # TLS: what every system negotiated with loadgen (any row that recorded it).
 tls = {}
-for name in ["login", "chat", "idle", "fanout", "isolation"]:
+for name in ["login", "chat", "idle", "fanout", "storm", "isolation"]:
     for r in load(name):
         if r.get("tls_version") and r["system"] not in tls:
             tls[r["system"]] = f"{r['tls_version']} {r.get('tls_cipher') or '?'}"
@@ -197,6 +197,20 @@ for pl in placements(fanout):
             m = note.split("had a round: ")
             vals.append(m[1].split(" over")[0].replace(", max", "; max") if len(m) > 1 else "–")
         add_vals(label, "all watchers had it", vals)
+
+storm = load("storm")
+for pl in placements(storm):
+    for size in sorted({r["sessions"] for r in storm if r.get("placement") == pl}):
+        st = {r["system"]: r for r in storm if r.get("placement") == pl and r["sessions"] == size}
+        label = f"storm {size} users{tag(pl)}"
+        add(label, "offered deliveries/s", st, "offered_rate")
+        add(label, "deliveries/s", st, "msgs_per_sec")
+        add(label, "delivery p50 ms", st, "p50_ms")
+        add(label, "delivery p99 ms", st, "p99_ms")
+        add(label, "generator lag p99 ms", st, "generator_lag_p99_ms")
+        add(label, "lost deliveries", st, "lost")
+        add(label, "server CPU %", st, "server_cpu_pct")
+        add(label, "server CPU-µs/delivery", st, "server_cpu_us_per_msg")
 
 # Tsung cross-check (results/tsung.json): both generators at the same fixed rate on the same
 # server process; medians over the runs in the file, the run count in the label.

@@ -5,6 +5,7 @@
 //! loadgen idle   ... --users 2000 --server-pid PID --duration 10 [--processes 2]
 //! loadgen chat   ... --users 200 --rates 2000,5000,10000 --duration 10 --drain 5 --shape oneway
 //! loadgen fanout ... --users 1001 --rounds 20 --rate 5
+//! loadgen storm  ... --users 2000 --watch 100 --interval 10 --duration 60
 //! loadgen calendar ... --users 10100 --calendar-users 10000 --watch 8 --chat-rate 1000 \
 //!     --start-file start.txt   # with `loadgen caldav-serve` as the calendar gateway
 //! loadgen caldav-serve --listen 127.0.0.61:8443 --cert c.pem --key k.pem \
@@ -26,7 +27,9 @@ use herald_bench::caldav;
 use herald_bench::client::{tls_config, ConnectConfig};
 use herald_bench::report::{append_rows, machine, today, Row};
 use herald_bench::scenarios::worker::WorkerSlice;
-use herald_bench::scenarios::{calendar, chat, fanout, idle, isolation, login, sip_users, Common};
+use herald_bench::scenarios::{
+    calendar, chat, fanout, idle, isolation, login, sip_users, storm, Common,
+};
 use herald_bench::scram::Hash;
 
 #[derive(Parser)]
@@ -92,6 +95,21 @@ enum Cmd {
         rounds: u64,
         /// Seconds allowed for subscription setup (not measured).
         #[arg(long, default_value_t = 180)]
+        setup_timeout: u64,
+    },
+    /// Presence storm: --users users each watched by the next --watch (a ring), every one
+    /// changing status every --interval seconds for --duration seconds.
+    Storm {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Contacts each user watches (and watchers each user has).
+        #[arg(long, default_value_t = 100)]
+        watch: usize,
+        /// Seconds between two status changes of one user.
+        #[arg(long, default_value_t = 10.0)]
+        interval: f64,
+        /// Seconds of subscription setup allowed (not measured).
+        #[arg(long, default_value_t = 300)]
         setup_timeout: u64,
     },
     /// Calendar burst: --calendar-users users watch each other in a ring (--watch contacts
@@ -431,6 +449,22 @@ async fn run(cli: Cli) -> Result<(Vec<Row>, Option<PathBuf>), String> {
             };
             Ok((vec![fanout::run(&c, &plan).await], a.json))
         }
+        Cmd::Storm {
+            common: a,
+            watch,
+            interval,
+            setup_timeout,
+        } => {
+            let c = common(&a)?;
+            let plan = storm::StormPlan {
+                users: a.users,
+                watch,
+                interval: Duration::from_secs_f64(interval.max(0.1)),
+                duration: Duration::from_secs(a.duration.max(1)),
+                setup_timeout: Duration::from_secs(setup_timeout),
+            };
+            Ok((vec![storm::run(&c, &plan).await], a.json))
+        }
         Cmd::Calendar {
             common: a,
             calendar_users,
@@ -525,6 +559,7 @@ fn main() -> ExitCode {
         Cmd::Login(a) | Cmd::LoginWorker(a) | Cmd::Idle(a) | Cmd::IdleWorker(a) => a.threads,
         Cmd::Chat { common, .. }
         | Cmd::Fanout { common, .. }
+        | Cmd::Storm { common, .. }
         | Cmd::Isolation { common, .. }
         | Cmd::Calendar { common, .. }
         | Cmd::SipUsers { common, .. } => common.threads,

@@ -1,5 +1,5 @@
 //! The load scenarios: login storm, idle hold, chat at stepped rates, presence fan-out, the
-//! calendar burst, and the XMPP side of the SIP benchmark (`sip_users`).
+//! calendar burst, the presence storm, and the XMPP side of the SIP benchmark (`sip_users`).
 //!
 //! Every scenario is bounded by a session count and by time: logins by a per-login timeout,
 //! measurement phases by `--duration`, drains by a fixed grace period.
@@ -12,6 +12,7 @@ pub mod isolation;
 pub mod login;
 pub mod pace;
 pub mod sip_users;
+pub mod storm;
 pub mod worker;
 
 use std::sync::Arc;
