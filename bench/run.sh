@@ -90,6 +90,12 @@ C2S_PORT_HERALD=15222
 C2S_PORT_PROSODY=25222
 
 has_scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+# bench/rosters.py's flags: the subscriptions the selected storm and fan-out scenarios make.
+roster_args() {
+  has_scenario storm && echo --storm "$STORM_FIRST" "$STORM_USERS" "$STORM_WATCH"
+  has_scenario fanout && echo --fanout "$FANOUT_WATCHERS"
+  true
+}
 for pl in $PLACEMENTS; do
   case $pl in pinned | unpinned) ;; *) echo "PLACEMENTS: unknown placement $pl" >&2; exit 2 ;; esac
 done
@@ -487,32 +493,9 @@ for i in range(1, n + 1):
                 '\t["server_key"] = "%s";\n\t["stored_key"] = "%s";\n};\n'
                 % (salt, sk, hashlib.sha1(ck).hexdigest()))
 EOF
-  # The storm's subscriptions, written into Prosody's roster storage as the XMPP setup would
-  # leave them: its file storage rewrites a user's whole roster on every change, and 200,000
-  # subscription handshakes through it did not finish in the setup's 300 s (0 of 2,000 users
-  # ready). The scenario still sends its subscription requests; they change nothing.
-  if has_scenario storm; then
-    python3 - "$P/data" "$DOMAIN" "$STORM_FIRST" "$STORM_USERS" "$STORM_WATCH" <<'EOF'
-import os, sys
-data, domain = sys.argv[1], sys.argv[2]
-first, users, watch = (int(a) for a in sys.argv[3:6])
-watch = min(watch, users - 1)
-d = os.path.join(data, domain.replace(".", "%2e"), "roster")
-os.makedirs(d, exist_ok=True)
-jid = lambda slot: f"u{first + slot}@{domain}"
-for i in range(users):
-    to = {(i + k) % users for k in range(1, watch + 1)}
-    frm = {(i - k) % users for k in range(1, watch + 1)}
-    items = []
-    for c in sorted(to | frm):
-        sub = "both" if c in to and c in frm else ("to" if c in to else "from")
-        items.append('\t["%s"] = {\n\t\t["groups"] = {};\n\t\t["subscription"] = "%s";\n\t};\n'
-                     % (jid(c), sub))
-    with open(os.path.join(d, f"u{first + i}.dat"), "w") as f:
-        f.write('return {\n\t[false] = {\n\t\t["version"] = 1;\n\t\t["pending"] = {};\n\t};\n'
-                + "".join(items) + "};\n")
-EOF
-  fi
+  # The subscriptions of the storm and the fan-out, written into Prosody's roster storage as
+  # the XMPP setup would leave them (bench/rosters.py says why).
+  python3 "$BENCH/rosters.py" prosody "$P/data" "$DOMAIN" "$max_users" $(roster_args)
   prosody_restart() {
     [ -n "${pid:-}" ] && prosody_stop
     "${SRV[@]}" prosody --config "$P/prosody.cfg.lua" -F >>"$P/stdout" 2>&1 &
@@ -626,37 +609,13 @@ EOF
   # the spool dir, so they survive the restarts between scenario groups). In files of 1,000:
   # ejabberd hashes ~110 accounts/s here and ejabberdctl's call times out on one large file.
   log "ejabberd (beam pid $pid) up: importing $max_users accounts"
-  # XEP-0227 files of 1,000 accounts each; the storm's users come with their rosters (its
-  # 200,000 subscription handshakes would not finish in the setup's time on every server).
-  storm_users=0
-  has_scenario storm && storm_users=$STORM_USERS
-  python3 - "$E" "$DOMAIN" "$max_users" "$STORM_FIRST" "$storm_users" "$STORM_WATCH" <<'EOF'
-import os, sys
-out, domain = sys.argv[1], sys.argv[2]
-n, first, users, watch = (int(a) for a in sys.argv[3:7])
-watch = min(watch, max(users - 1, 0))
-def roster(i):
-    slot = i - first
-    if not 0 <= slot < users:
-        return ""
-    to = {(slot + k) % users for k in range(1, watch + 1)}
-    frm = {(slot - k) % users for k in range(1, watch + 1)}
-    items = "".join(
-        f"<item jid='u{first + c}@{domain}' subscription='"
-        + ("both" if c in to and c in frm else "to" if c in to else "from") + "'/>"
-        for c in sorted(to | frm))
-    return f"<query xmlns='jabber:iq:roster'>{items}</query>"
-for start in range(1, n + 1, 1000):
-    with open(os.path.join(out, f"users-{start}.xml"), "w") as f:
-        f.write("<?xml version='1.0' encoding='UTF-8'?>\n"
-                f"<server-data xmlns='urn:xmpp:pie:0'><host jid='{domain}'>\n")
-        for i in range(start, min(start + 999, n) + 1):
-            f.write(f"<user name='u{i}' password='pw{i}'>{roster(i)}</user>\n")
-        f.write("</host></server-data>\n")
-EOF
+  # XEP-0227 files of 1,000 accounts each, with the storm's and the fan-out's subscriptions in
+  # their rosters (bench/rosters.py); a large import takes longer than ejabberdctl's default
+  # call timeout.
+  python3 "$BENCH/rosters.py" piefxis "$E" "$DOMAIN" "$max_users" $(roster_args)
   for first in $(seq 1 1000 "$max_users"); do
     chown ejabberd "$E/users-$first.xml"
-    "${ectl[@]}" import_piefxis "$E/users-$first.xml"
+    "${ectl[@]}" --no-timeout import_piefxis "$E/users-$first.xml"
   done
   ejabberd_stop # the import ran on a server of the default placement
   for pl in $PLACEMENTS; do
