@@ -95,6 +95,11 @@ pub fn tls_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Cli
 const READ_BUF: usize = 16 * 1024;
 
 /// An XML stream over some byte stream: decoder plus read buffer.
+/// The largest stanza the generator reads. A client trusts its own server (a server's 256 KiB
+/// default is for what it reads from clients), and a publisher with 10,000 watchers gets its
+/// roster (~600 KB) in one result at sign-in.
+const CLIENT_MAX_STANZA: usize = 16 << 20;
+
 struct Xml<S> {
     io: S,
     dec: Decoder,
@@ -105,7 +110,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xml<S> {
     fn new(io: S) -> Self {
         Xml {
             io,
-            dec: Decoder::new(Limits::default()),
+            dec: Decoder::new(Limits {
+                max_stanza_bytes: CLIENT_MAX_STANZA,
+                ..Limits::default()
+            }),
             buf: vec![0u8; READ_BUF],
         }
     }
