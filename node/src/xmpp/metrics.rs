@@ -66,9 +66,11 @@ pub fn describe() {
     // (and alerts on increase() see the first drop or failure).
     metrics::counter!(USERS_REHOMED).absolute(0);
     metrics::counter!(HANDED_BACK).absolute(0);
-    for mailbox in ["registry", "user", "session", "socket"] {
+    for mailbox in ["registry", "user", "socket"] {
         metrics::counter!(MAILBOX_DROPS, "mailbox" => mailbox).absolute(0);
     }
+    // A full client-session mailbox closes the session; it drops nothing (`deliver.rs`).
+    metrics::counter!(LIMIT_HITS, "limit" => "session_queue").absolute(0);
     for result in ["success", "failure"] {
         metrics::counter!(AUTH, "result" => result).absolute(0);
     }
