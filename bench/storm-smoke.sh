@@ -8,6 +8,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d /tmp/herald-storm-smoke.XXXXXX)
 trap 'rm -rf "$out"' EXIT
+# ejabberd runs as its own user and must reach its files under WORK (mktemp made this 0700).
+chmod 755 "$out"
 SYSTEMS="herald prosody ejabberd" PLACEMENTS=pinned SCENARIOS=storm STORM_USERS=200 \
   STORM_WATCH=20 STORM_INTERVAL=5 STORM_SECS=10 BUILD=0 RESULTS="$out/results" \
   WORK="$out/work" timeout -k 10 420 bash "$ROOT/bench/run.sh"

@@ -21,14 +21,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_xmpp::{ns, Element};
+use herald_xmpp::ns;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::fanout::settle;
-use super::{close_all, iq_reply, login_all, Common};
+use super::{close_all, iq_reply, login_all, ring_reply, Common, Ring};
 use crate::client::Session;
 use crate::report::{percentiles, CpuMeter, Percentiles, Row};
 use crate::stamped::wall_us;
@@ -261,16 +261,10 @@ async fn member(
     t_start: Arc<std::sync::atomic::AtomicU64>,
 ) -> (Option<(usize, Session)>, Samples) {
     let mut samples = Vec::new();
-    let mut online: HashSet<String> = HashSet::new();
     let mut changed: HashSet<String> = HashSet::new();
-    let mut counted = false;
-    for c in &contacts {
-        let sub = Element::new("presence", ns::CLIENT)
-            .attr("to", c.as_str())
-            .attr("type", "subscribe");
-        if s.send(&sub).await.is_err() {
-            return (None, samples);
-        }
+    let mut ring = Ring::new(contacts, ready);
+    if ring.subscribe(&mut s).await.is_err() {
+        return (None, samples);
     }
     loop {
         loop {
@@ -279,38 +273,23 @@ async fn member(
                 Ok(None) => break,
                 Err(_) => return (None, samples),
             };
-            let reply = match (e.name(), e.get_attr("type")) {
-                ("presence", Some("subscribe")) => e.get_attr("from").map(|from| {
-                    Element::new("presence", ns::CLIENT)
-                        .attr("to", from)
-                        .attr("type", "subscribed")
-                }),
-                ("presence", None) => {
-                    let from = e
-                        .get_attr("from")
-                        .and_then(|f| f.split('/').next())
-                        .unwrap_or_default();
-                    if contacts.iter().any(|c| c == from) {
-                        if e.get_child("show", ns::CLIENT).is_some() {
-                            let t = t_start.load(Ordering::Relaxed);
-                            if t > 0 && changed.insert(from.to_owned()) {
-                                let rx = s.received_at_us();
-                                samples.push((rx.saturating_sub(t), wall_us().saturating_sub(rx)));
-                            }
-                        } else {
-                            online.insert(from.to_owned());
-                            if !counted && online.len() == contacts.len() {
-                                counted = true;
-                                ready.fetch_add(1, Ordering::Relaxed);
-                            }
+            if e.name() == "presence" && e.get_attr("type").is_none() {
+                let from = e
+                    .get_attr("from")
+                    .and_then(|f| f.split('/').next())
+                    .unwrap_or_default();
+                if ring.is_contact(from) {
+                    if e.get_child("show", ns::CLIENT).is_some() {
+                        let t = t_start.load(Ordering::Relaxed);
+                        if t > 0 && changed.insert(from.to_owned()) {
+                            let rx = s.received_at_us();
+                            samples.push((rx.saturating_sub(t), wall_us().saturating_sub(rx)));
                         }
+                    } else {
+                        ring.seen_online(from);
                     }
-                    None
                 }
-                ("iq", _) => iq_reply(&e),
-                _ => None,
-            };
-            if let Some(r) = reply {
+            } else if let Some(r) = ring_reply(&e) {
                 if s.send(&r).await.is_err() {
                     return (None, samples);
                 }

@@ -164,6 +164,75 @@ pub fn iq_reply(iq: &Element) -> Option<Element> {
     }
 }
 
+/// A member of a ring scenario (calendar, storm): the contacts it subscribes to, and whether it
+/// has seen every one of them online yet (`ready` counts it once when it has).
+pub(crate) struct Ring {
+    contacts: Vec<String>,
+    set: std::collections::HashSet<String>,
+    online: std::collections::HashSet<String>,
+    counted: bool,
+    ready: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Ring {
+    pub(crate) fn new(contacts: Vec<String>, ready: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        let mut r = Ring {
+            set: contacts.iter().cloned().collect(),
+            contacts,
+            online: Default::default(),
+            counted: false,
+            ready,
+        };
+        r.check();
+        r
+    }
+
+    /// Sends a subscription request to every contact, in order.
+    pub(crate) async fn subscribe(&self, s: &mut Session) -> Result<(), ClientError> {
+        for c in &self.contacts {
+            let sub = Element::new("presence", herald_xmpp::ns::CLIENT)
+                .attr("to", c.as_str())
+                .attr("type", "subscribe");
+            s.send(&sub).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_contact(&self, bare: &str) -> bool {
+        self.set.contains(bare)
+    }
+
+    /// Records that `bare` (a contact) was seen online.
+    pub(crate) fn seen_online(&mut self, bare: &str) {
+        if !self.counted && self.set.contains(bare) {
+            self.online.insert(bare.to_owned());
+            self.check();
+        }
+    }
+
+    fn check(&mut self) {
+        if !self.counted && self.online.len() == self.set.len() {
+            self.counted = true;
+            self.ready
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The approval a ring member sends for a subscription request (members approve every one),
+/// the reply owed for an iq, or None.
+pub(crate) fn ring_reply(e: &Element) -> Option<Element> {
+    match (e.name(), e.get_attr("type")) {
+        ("presence", Some("subscribe")) => e.get_attr("from").map(|from| {
+            Element::new("presence", herald_xmpp::ns::CLIENT)
+                .attr("to", from)
+                .attr("type", "subscribed")
+        }),
+        ("iq", _) => iq_reply(e),
+        _ => None,
+    }
+}
+
 /// Closes all sessions, a few at a time, within `limit`.
 pub async fn close_all(sessions: Vec<(usize, Session)>, limit: Duration) {
     let mut set = JoinSet::new();
@@ -176,6 +245,32 @@ pub async fn close_all(sessions: Vec<(usize, Session)>, limit: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ring_member_is_ready_once_every_contact_was_seen() {
+        let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut r = Ring::new(vec!["a@d".into(), "b@d".into()], ready.clone());
+        r.seen_online("a@d");
+        r.seen_online("x@d"); // not a contact
+        r.seen_online("a@d");
+        assert_eq!(ready.load(std::sync::atomic::Ordering::Relaxed), 0);
+        r.seen_online("b@d");
+        r.seen_online("b@d");
+        assert_eq!(ready.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // No contacts: ready at once.
+        let _ = Ring::new(Vec::new(), ready.clone());
+        assert_eq!(ready.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let sub = Element::new("presence", herald_xmpp::ns::CLIENT)
+            .attr("from", "a@d/r")
+            .attr("type", "subscribe");
+        let ok = ring_reply(&sub).unwrap();
+        assert_eq!(
+            (ok.get_attr("to"), ok.get_attr("type")),
+            (Some("a@d/r"), Some("subscribed"))
+        );
+        let avail = Element::new("presence", herald_xmpp::ns::CLIENT).attr("from", "a@d/r");
+        assert!(ring_reply(&avail).is_none());
+    }
 
     #[test]
     fn iq_replies() {

@@ -14,18 +14,17 @@
 //! The row: latency per delivery (p50 … max), deliveries/s, lost (changes sent × watchers −
 //! received), and the server's CPU per delivery over the whole window.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_xmpp::{ns, Element};
+use herald_xmpp::ns;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::fanout::settle;
-use super::{close_all, iq_reply, login_all, Common};
+use super::{close_all, login_all, ring_reply, Common, Ring};
 use crate::client::Session;
 use crate::report::{percentiles, CpuMeter, Row};
 use crate::stamped::wall_us;
@@ -196,19 +195,9 @@ async fn member(
 ) -> (Option<(usize, Session)>, u64, Samples) {
     let mut samples = Vec::new();
     let mut sent = 0u64;
-    let contact_set: HashSet<&str> = contacts.iter().map(String::as_str).collect();
-    let mut online: HashSet<String> = HashSet::new();
-    let mut counted = contacts.is_empty();
-    if counted {
-        ready.fetch_add(1, Ordering::Relaxed);
-    }
-    for c in &contacts {
-        let sub = Element::new("presence", ns::CLIENT)
-            .attr("to", c.as_str())
-            .attr("type", "subscribe");
-        if s.send(&sub).await.is_err() {
-            return (None, sent, samples);
-        }
+    let mut ring = Ring::new(contacts, ready);
+    if ring.subscribe(&mut s).await.is_err() {
+        return (None, sent, samples);
     }
     // The member's change times, once the window is known.
     let mut schedule: Option<Vec<u64>> = None;
@@ -220,39 +209,24 @@ async fn member(
                 Ok(None) => break,
                 Err(_) => return (None, sent, samples),
             };
-            let reply = match (e.name(), e.get_attr("type")) {
-                ("presence", Some("subscribe")) => e.get_attr("from").map(|from| {
-                    Element::new("presence", ns::CLIENT)
-                        .attr("to", from)
-                        .attr("type", "subscribed")
-                }),
-                ("presence", None) => {
-                    let from = e
-                        .get_attr("from")
-                        .and_then(|f| f.split('/').next())
+            if e.name() == "presence" && e.get_attr("type").is_none() {
+                let from = e
+                    .get_attr("from")
+                    .and_then(|f| f.split('/').next())
+                    .unwrap_or_default();
+                if ring.is_contact(from) {
+                    let status = e
+                        .get_child("status", ns::CLIENT)
+                        .map(|st| st.text())
                         .unwrap_or_default();
-                    if contact_set.contains(from) {
-                        let status = e
-                            .get_child("status", ns::CLIENT)
-                            .map(|st| st.text())
-                            .unwrap_or_default();
-                        if let Some(ts) = parse_status(&status) {
-                            let rx = s.received_at_us();
-                            samples.push((rx.saturating_sub(ts), wall_us().saturating_sub(rx)));
-                        } else if !counted {
-                            online.insert(from.to_owned());
-                            if online.len() == contacts.len() {
-                                counted = true;
-                                ready.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                    if let Some(ts) = parse_status(&status) {
+                        let rx = s.received_at_us();
+                        samples.push((rx.saturating_sub(ts), wall_us().saturating_sub(rx)));
+                    } else {
+                        ring.seen_online(from);
                     }
-                    None
                 }
-                ("iq", _) => iq_reply(&e),
-                _ => None,
-            };
-            if let Some(r) = reply {
+            } else if let Some(r) = ring_reply(&e) {
                 if s.send(&r).await.is_err() {
                     return (None, sent, samples);
                 }
