@@ -330,7 +330,7 @@ fn from_publisher(e: &Element, publisher: &str) -> bool {
 }
 
 /// `round:micros` from a status text.
-fn parse_status(status: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_status(status: &str) -> Option<(u64, u64)> {
     let (r, ts) = status.split_once(':')?;
     Some((r.parse().ok()?, ts.parse().ok()?))
 }

@@ -270,9 +270,7 @@ async fn member(
 
 /// The send time (µs) from a `change:micros` status text.
 fn parse_status(status: &str) -> Option<u64> {
-    let (n, ts) = status.split_once(':')?;
-    n.parse::<u64>().ok()?;
-    ts.parse().ok()
+    super::fanout::parse_status(status).map(|(_, ts)| ts)
 }
 
 #[cfg(test)]
