@@ -185,7 +185,7 @@ impl ClusterHandle {
     /// the view, else rendezvous hashing over the view's nodes. Every node computes the same
     /// answer from the same applied epoch.
     pub fn home_node(&self, user: &str, pinned: u64) -> Option<u64> {
-        self.placement().home(user, pinned)
+        self.with_placement(|v| v.home(user, pinned))
     }
 
     /// A value that changes whenever any user's home may have changed (the placement view or
@@ -203,17 +203,24 @@ impl ClusterHandle {
 
     /// The committed placement view this node has applied (noted for the hold rule).
     pub fn placement(&self) -> crate::ownership::View {
+        self.with_placement(|v| v.clone())
+    }
+
+    /// `f` over the committed placement view (as [`Self::placement`], without copying it: a
+    /// user actor looks at it for every input).
+    pub fn with_placement<R>(&self, f: impl FnOnce(&crate::ownership::View) -> R) -> R {
         use std::sync::atomic::Ordering;
-        let view = self.applied().placement().clone();
+        let applied = self.applied();
+        let view = applied.placement();
         if self.inner.seen_epoch.load(Ordering::Acquire) != view.epoch {
             let mut own = self.own();
-            own.tracker.observe(&view, Instant::now());
+            own.tracker.observe(view, Instant::now());
             if let Some(cur) = own.tracker.current() {
                 self.inner.seen_epoch.store(cur.epoch, Ordering::Release);
                 metrics::gauge!(m::PLACEMENT_EPOCH).set(cur.epoch as f64);
             }
         }
-        view
+        f(view)
     }
 
     fn own(&self) -> std::sync::MutexGuard<'_, Ownership> {
@@ -241,10 +248,14 @@ impl ClusterHandle {
         if self.inner.routes.is_stopping() {
             return false;
         }
-        let st = self.status();
-        let epoch = self.placement().epoch;
+        // The status is copied only on the leader (its voters); followers need its role.
+        let leader = {
+            let st = self.inner.status.borrow();
+            (st.role == Role::Leader).then(|| (st.term, st.voters.clone()))
+        };
+        let epoch = self.with_placement(|v| v.epoch);
         let mut own = self.own();
-        let leader = (st.role == Role::Leader).then_some((st.term, st.voters.as_slice()));
+        let leader = leader.as_ref().map(|(t, v)| (*t, v.as_slice()));
         let ok = own
             .lease
             .valid(Instant::now(), self.node_id(), leader, epoch);
@@ -276,7 +287,7 @@ impl ClusterHandle {
     /// [`Self::home_node`] and [`Self::may_serve`] from one look at the placement view (a
     /// user actor asks both for every input).
     pub fn home_and_may_serve(&self, user: &str, pinned: u64) -> (Option<u64>, bool) {
-        let home = self.placement().home(user, pinned);
+        let home = self.with_placement(|v| v.home(user, pinned));
         if home != Some(self.node_id()) || !self.serving() {
             return (home, false);
         }

@@ -107,7 +107,7 @@ impl UserCore {
         // Polite blocking: unavailable presence to what was receiving the user's presence.
         let subscribers = self.subscribers();
         for entry in &fresh {
-            for c in &subscribers {
+            for c in subscribers.iter() {
                 if blocks(entry, c) {
                     self.send_unavailable_to(c, out);
                 } else if let Ok(full) = Jid::parse(entry) {
@@ -170,7 +170,7 @@ impl UserCore {
         }
         out.changed();
         let subscribers = self.subscribers();
-        for c in &subscribers {
+        for c in subscribers.iter() {
             if removed.iter().any(|e| blocks(e, c)) {
                 self.send_current_presence(c, out);
             }

@@ -40,8 +40,8 @@ impl UserCore {
                 continue;
             };
             let shown = self.for_watchers(p);
-            for c in &subscribers {
-                out.route(readdress(&shown, c));
+            if let Some(full) = self.full_jid(res) {
+                out.broadcast(shown.clone(), &full, subscribers.clone());
             }
             if let Some(set) = self.directed.get(res) {
                 for to in set {

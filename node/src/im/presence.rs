@@ -1,11 +1,14 @@
 //! Presence (RFC 6121 §4): initial, subsequent and unavailable presence, probes, directed
 //! presence, and inbound presence from contacts.
 
+use std::cell::OnceCell;
+use std::sync::Arc;
+
 use herald_xmpp::{ns, Element, Jid};
 
 use super::errors::{Condition, StanzaError};
 use super::subscription::SubKind;
-use super::{presence, readdress, stanza_type, xml, Out, UserCore};
+use super::{presence, readdress, stanza_type, xml, Effect, Out, SharedStanza, UserCore};
 
 /// The `<priority/>` of a presence (RFC 6121 §4.7.2.3); absent or invalid is 0.
 pub fn priority_of(p: &Element) -> i8 {
@@ -47,7 +50,7 @@ impl UserCore {
         let mut stanza = stanza;
         stanza.set_attr("from", full.to_string());
         match (to, typ.as_str()) {
-            (None, "") => self.available_presence(resource, stanza, out),
+            (None, "") => self.available_presence(resource, &full, stanza, out),
             (None, "unavailable") => {
                 stanza.remove_attr("to");
                 let was = self.sessions.get(resource).is_some_and(|s| s.available);
@@ -96,7 +99,13 @@ impl UserCore {
     }
 
     /// Available presence without `to`: initial (§4.2.2) or subsequent (§4.4.2).
-    fn available_presence(&mut self, resource: &str, mut stanza: Element, out: &mut Out) {
+    fn available_presence(
+        &mut self,
+        resource: &str,
+        full: &Jid,
+        mut stanza: Element,
+        out: &mut Out,
+    ) {
         stanza.remove_attr("to");
         let prio = priority_of(&stanza);
         let Some(session) = self.sessions.get_mut(resource) else {
@@ -119,10 +128,7 @@ impl UserCore {
         }
         // §4.2.2 / §4.4.2: to every subscriber, and every available resource of the user
         // (the sender included).
-        let shown = self.for_watchers(&stanza);
-        for c in self.subscribers() {
-            out.route(readdress(&shown, &c));
-        }
+        out.broadcast(self.for_watchers(&stanza), full, self.subscribers());
         for (res, _) in self.available() {
             if let Some(full) = self.full_jid(res) {
                 out.send_session(res, readdress(&stanza, &full));
@@ -157,8 +163,18 @@ impl UserCore {
         }
     }
 
-    /// Bare JIDs of roster contacts that receive the user's presence (not blocked).
-    pub(crate) fn subscribers(&self) -> Vec<Jid> {
+    /// Bare JIDs of roster contacts that receive the user's presence (not blocked), from the
+    /// watcher index (built at the first broadcast after a change of roster or block list).
+    pub(crate) fn subscribers(&self) -> Arc<[Jid]> {
+        let index = self
+            .watchers
+            .get_or_init(|| self.find_subscribers().into())
+            .clone();
+        debug_assert_eq!(*index, *self.find_subscribers(), "stale watcher index");
+        index
+    }
+
+    fn find_subscribers(&self) -> Vec<Jid> {
         self.data
             .roster
             .iter()
@@ -166,6 +182,36 @@ impl UserCore {
             .filter_map(|i| Jid::parse(&i.jid).ok())
             .filter(|c| !self.is_blocked(c))
             .collect()
+    }
+
+    /// Drops the watcher and roster indexes (the roster or the block list may change).
+    pub(crate) fn forget_watchers(&mut self) {
+        self.watchers = OnceCell::new();
+        self.roster_index = OnceCell::new();
+    }
+
+    /// A contact's presence broadcast ([`Effect::Broadcast`]) reaching this user: what
+    /// [`UserCore::from_outside`] does with it addressed to the user's bare JID, without a copy
+    /// per resource — available or unavailable presence goes to every available resource if
+    /// the user is subscribed to the contact (§4.4.3, §4.5.3), and nowhere if the contact is
+    /// blocked (XEP-0191 §3.5). Other stanzas take the general path.
+    pub fn contact_presence(&mut self, stanza: &Arc<SharedStanza>, now_ms: u64) -> Vec<Effect> {
+        let el = stanza.stanza();
+        let plain = el.name() == "presence"
+            && el.ns() == ns::CLIENT
+            && matches!(stanza_type(el), "" | "unavailable");
+        if !plain {
+            let to = self.jid.clone();
+            return self.from_outside(stanza.addressed(&to), now_ms);
+        }
+        let mut out = Out::default();
+        let from = stanza.from();
+        if !self.is_blocked(from) && self.subscribed_to(from) {
+            for (res, _) in self.available() {
+                out.send_session_shared(res, stanza.clone());
+            }
+        }
+        out.finish()
     }
 
     /// Unavailable presence of `resource` (§4.5.2, §4.6.3): to subscribers and the user's other
@@ -177,13 +223,13 @@ impl UserCore {
         was_available: bool,
         out: &mut Out,
     ) {
-        let subscribers = if was_available {
+        let subscribers: Arc<[Jid]> = if was_available {
             self.subscribers()
         } else {
-            Vec::new()
+            Arc::new([])
         };
-        for c in &subscribers {
-            out.route(readdress(stanza, c));
+        if let Some(full) = self.full_jid(resource) {
+            out.broadcast(stanza.clone(), &full, subscribers.clone());
         }
         if let Some(set) = self.directed.remove(resource) {
             for to in set {

@@ -8,6 +8,7 @@ use herald_xmpp::Element;
 
 use super::metrics as xm;
 use super::Shared;
+use crate::im::SharedStanza;
 
 /// A stanza for the client. One that never reaches the handler (the session stopped with it
 /// still queued in its mailbox, or the mailbox was already closed) goes back to the account
@@ -60,6 +61,13 @@ pub const SESSION_MAILBOX: usize = 8_192;
 #[rtype(result = "()")]
 pub struct Overloaded;
 
+/// A shared stanza for the client, addressed to the session's bare JID (a contact's presence
+/// broadcast, [`crate::im::Effect::ToSessionShared`]): written from the shared encoding with
+/// the session's own `to`. Presence is not handed back when a session stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverShared(pub Arc<SharedStanza>);
+
 /// Queues `stanza` for the session at `addr`. A stopped session's message goes back to the
 /// account through `back` (the `Deliver` is dropped unhandled). A full mailbox (a client that
 /// does not read) loses nothing either: the stanza is queued past the bound behind an
@@ -71,7 +79,25 @@ where
         + actix::Handler<Deliver>
         + actix::Handler<Overloaded>,
 {
-    if let Err(actix::dev::SendError::Full(d)) = addr.try_send(Deliver::new(stanza, back)) {
+    queue(addr, Deliver::new(stanza, back));
+}
+
+/// [`to_session`] for a shared stanza.
+pub fn to_session_shared<A>(addr: &actix::Addr<A>, stanza: Arc<SharedStanza>)
+where
+    A: actix::Actor<Context = actix::Context<A>>
+        + actix::Handler<DeliverShared>
+        + actix::Handler<Overloaded>,
+{
+    queue(addr, DeliverShared(stanza));
+}
+
+fn queue<A, M>(addr: &actix::Addr<A>, msg: M)
+where
+    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<M> + actix::Handler<Overloaded>,
+    M: Message<Result = ()> + Send + 'static,
+{
+    if let Err(actix::dev::SendError::Full(d)) = addr.try_send(msg) {
         metrics::counter!(xm::LIMIT_HITS, "limit" => "session_queue").increment(1);
         addr.do_send(Overloaded);
         // Queued whatever the bound (or handed back at once if the mailbox just closed).

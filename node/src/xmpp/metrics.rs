@@ -33,6 +33,9 @@ pub const HANDED_OVER: &str = "herald_user_inputs_handed_over_total";
 /// an item handed on again after a node-to-node stream broke).
 pub const DUPLICATES: &str = "herald_im_duplicates_dropped_total";
 
+/// Histogram: recipients of one presence broadcast (a user's watchers).
+pub const BROADCAST_RECIPIENTS: &str = "herald_presence_broadcast_recipients";
+
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(SESSIONS, "Client sessions on this node, by state");
@@ -58,6 +61,10 @@ pub fn describe() {
         "Messages for a client session that stopped before writing them, handed back to the account (another resource or offline storage)"
     );
     describe_gauge!(USER_ACTORS, "User actors living on this node");
+    describe_histogram!(
+        BROADCAST_RECIPIENTS,
+        "Contacts one presence broadcast went to (routed once, encoded once for all of them)"
+    );
     describe_counter!(
         LIMIT_HITS,
         "Client limits enforced (connection refused, session slowed or cut, login delayed), by limit"
@@ -93,6 +100,19 @@ pub fn describe() {
     );
     for c in [HELD_INPUTS, HELD_GIVEN_UP, HANDED_OVER] {
         metrics::counter!(c).absolute(0);
+    }
+}
+
+/// Counts a stanza written to a client ([`STANZAS`], direction out). The presence counter is
+/// looked up once (it is counted per watcher of every status change); the recorder is
+/// installed before any session exists.
+pub fn stanza_out(name: &str) {
+    static PRESENCE: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    match kind(name) {
+        "presence" => PRESENCE
+            .get_or_init(|| metrics::counter!(STANZAS, "kind" => "presence", "direction" => "out"))
+            .increment(1),
+        k => metrics::counter!(STANZAS, "kind" => k, "direction" => "out").increment(1),
     }
 }
 

@@ -100,6 +100,38 @@ pub struct Shared {
     pub sip: std::sync::OnceLock<Arc<crate::sip::Sip>>,
 }
 
+/// A snapshot of where users live ([`Shared::homes`]).
+pub struct Homes {
+    applied: Arc<herald_cluster::Applied>,
+    view: herald_cluster::ownership::View,
+    node_id: u64,
+}
+
+impl Homes {
+    /// [`Shared::is_local_domain`] in this snapshot.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.applied
+            .state
+            .peek(ObjectKind::Domain, domain)
+            .is_some()
+    }
+
+    /// [`Shared::home_of_existing`] in this snapshot, for the bare JID `key` as text.
+    pub fn home_of_existing(&self, key: &str) -> Option<u64> {
+        let pinned = match self
+            .applied
+            .state
+            .peek(ObjectKind::User, key)
+            .map(|o| o.body.as_ref())
+        {
+            Some(Some(Body::User(u))) => u.pinned_home_node,
+            Some(_) => 0,
+            None => return None,
+        };
+        Some(self.view.home(key, pinned).unwrap_or(self.node_id))
+    }
+}
+
 impl Shared {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new(self.clone())
@@ -176,7 +208,7 @@ impl Shared {
     }
 
     /// The user's pinned home node (0: none).
-    fn pinned(&self, key: &str) -> u64 {
+    pub(crate) fn pinned(&self, key: &str) -> u64 {
         self.user_pin(key).unwrap_or(0)
     }
 
@@ -203,6 +235,16 @@ impl Shared {
         Some(self.cluster.home_node(&key, pinned).unwrap_or(self.node_id))
     }
 
+    /// The applied store and the placement view as they are now, read once for many lookups
+    /// (a presence broadcast to every watcher).
+    pub fn homes(&self) -> Homes {
+        Homes {
+            applied: self.cluster.applied(),
+            view: self.cluster.placement(),
+            node_id: self.node_id,
+        }
+    }
+
     /// The node a user's actor lives on, from the committed placement view: the pinned node if
     /// it is in the view, else rendezvous hashing over the view's nodes.
     pub fn home_of(&self, bare: &Jid) -> u64 {
@@ -215,7 +257,12 @@ impl Shared {
     pub fn serve_state(&self, bare: &Jid) -> users::Serve {
         let key = bare.to_string();
         let pinned = self.pinned(&key);
-        match self.cluster.home_and_may_serve(&key, pinned) {
+        self.serve_state_of(&key, pinned)
+    }
+
+    /// [`Self::serve_state`] for the bare JID `key` (as text) pinned to `pinned` (0: none).
+    pub fn serve_state_of(&self, key: &str, pinned: u64) -> users::Serve {
+        match self.cluster.home_and_may_serve(key, pinned) {
             (home, _) if home.unwrap_or(self.node_id) != self.node_id => users::Serve::Elsewhere,
             (_, true) => users::Serve::Now,
             (_, false) => users::Serve::Wait,

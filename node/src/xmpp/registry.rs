@@ -247,7 +247,7 @@ impl Handler<ToUser> for UserRegistry {
         };
         if self.elsewhere(&to) {
             if let Some(shared) = &self.shared {
-                hand_over(shared, Input::Outside(msg.0));
+                hand_over(shared, &to, Input::Outside(msg.0));
             }
             return;
         }
@@ -272,7 +272,7 @@ impl Handler<ClientStanzaMsg> for UserRegistry {
             }
         }
         if self.elsewhere(&msg.full_jid) {
-            hand_over(&shared, Input::Client(msg));
+            hand_over(&shared, &msg.full_jid.bare(), Input::Client(msg));
             return;
         }
         let jid = msg.full_jid.clone();

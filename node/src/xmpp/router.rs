@@ -2,13 +2,20 @@
 //! a user homed on another node (node-to-node stream), or another domain: a configured SIP
 //! federated domain (`crate::sip`), else XMPP federation (`crate::s2s`).
 
+use std::fmt::Write as _;
+
+use actix::dev::SendError;
+use actix::Addr;
 use std::sync::Arc;
 
 use herald_grpc::cluster::route_message::Kind;
 use herald_xmpp::error::{StanzaCondition, StanzaError};
 use herald_xmpp::{Element, Jid};
 
+use super::metrics as xm;
+use super::users::{ContactPresence, UserActor};
 use super::Shared;
+use crate::im::SharedStanza;
 
 #[derive(Clone)]
 pub struct Router {
@@ -66,6 +73,80 @@ impl Router {
         {
             tracing::warn!(user = %bare, home, error = %e, "stanza for a user on another node not sent; its sender is told");
             self.bounce(&stanza, StanzaCondition::ResourceConstraint);
+        }
+    }
+
+    /// Sends the shared `stanza` to each of `to` (bare JIDs: a presence broadcast). Users homed
+    /// on this node get the shared copy (no copy, parse or encode per watcher); users on other
+    /// nodes and in other domains get a copy addressed to them, as [`Router::route`] sends it.
+    /// The store and the placement view are read once for the whole broadcast.
+    ///
+    /// `actors` remembers, by position in `to`, the watchers' actors on this node (the caller
+    /// keeps it for as long as `to` is its watcher list), so a user's next status change is
+    /// sent to them without looking each one up again.
+    pub fn broadcast(
+        &self,
+        stanza: &Arc<SharedStanza>,
+        to: &[Jid],
+        actors: &mut Vec<Option<Addr<UserActor>>>,
+    ) {
+        metrics::histogram!(xm::BROADCAST_RECIPIENTS).record(to.len() as f64);
+        actors.resize(to.len(), None);
+        let homes = self.shared.homes();
+        let mut key = String::with_capacity(64);
+        let mut last_domain: Option<(&str, bool)> = None;
+        for (c, known) in to.iter().zip(actors.iter_mut()) {
+            // A watcher whose actor lives here gets it straight away (were its home to have
+            // moved meanwhile, the actor hands it on, as it does any input).
+            if known.is_none() {
+                *known = self.shared.directory.get(c);
+            }
+            if let Some(addr) = known {
+                match addr.try_send(ContactPresence(stanza.clone())) {
+                    Ok(()) => continue,
+                    Err(SendError::Full(_)) => {
+                        metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                        tracing::warn!(user = %c, "user actor mailbox full; presence not queued");
+                        continue;
+                    }
+                    // Stopped meanwhile: the general way below.
+                    Err(SendError::Closed(_)) => *known = None,
+                }
+            }
+            let local_domain = match last_domain {
+                Some((d, local)) if d == c.domain() => local,
+                _ => {
+                    let local = homes.is_local_domain(c.domain());
+                    last_domain = Some((c.domain(), local));
+                    local
+                }
+            };
+            if !local_domain || c.local().is_none() || c.resource().is_some() {
+                self.route(stanza.addressed(c));
+                continue;
+            }
+            key.clear();
+            let _ = write!(key, "{c}");
+            match homes.home_of_existing(&key) {
+                // No such user: presence is dropped, as `route` does.
+                None => {}
+                Some(home) if home == self.shared.node_id => {
+                    match self.shared.user_actor(c, ContactPresence(stanza.clone())) {
+                        Ok(addr) => *known = Some(addr),
+                        Err(_) => {
+                            metrics::counter!(xm::MAILBOX_DROPS, "mailbox" => "user").increment(1);
+                            tracing::warn!(user = %c, "user actor mailbox full; presence not queued");
+                        }
+                    }
+                }
+                Some(home) => {
+                    let xml = stanza.addressed(c).to_xml_string();
+                    if let Err(e) = self.shared.cluster.route(home, Kind::ToUser(xml)) {
+                        tracing::warn!(user = %c, home, error = %e,
+                            "presence for a user on another node not sent");
+                    }
+                }
+            }
         }
     }
 

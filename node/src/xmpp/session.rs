@@ -68,6 +68,8 @@ pub struct SessionActor {
     account: Option<String>,
     closing: bool,
     sm: StreamMgmt,
+    /// ` to='bare JID'`, escaped, for shared stanzas (made at the first).
+    to_attr: Option<Box<[u8]>>,
     /// Rate limits of what the client sends: stanzas and bytes per second.
     stanza_rate: Shaper,
     byte_rate: Shaper,
@@ -106,6 +108,7 @@ impl SessionActor {
             last_presence: None,
             auth_failures: 0,
             closing: false,
+            to_attr: None,
             sm: StreamMgmt::default(),
         }
     }
@@ -719,6 +722,26 @@ impl Handler<Deliver> for SessionActor {
                 return;
             }
         }
+        self.send_bytes(bytes, ctx);
+    }
+}
+
+impl Handler<super::deliver::DeliverShared> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: super::deliver::DeliverShared, ctx: &mut Context<Self>) {
+        let Some(bare) = self.bare.clone() else {
+            return;
+        };
+        if self.closing || self.sm.enabled() {
+            // Kept or counted as a stanza of its own: the general path.
+            let stanza = msg.0.addressed(&bare);
+            return Handler::handle(self, Deliver::new(stanza, None), ctx);
+        }
+        xm::stanza_out(msg.0.stanza().name());
+        let to = self
+            .to_attr
+            .get_or_insert_with(|| crate::im::shared::to_attribute(&bare).into());
+        let bytes = msg.0.encode_for_client(to);
         self.send_bytes(bytes, ctx);
     }
 }

@@ -22,7 +22,10 @@ use super::deliver;
 use super::metrics as xm;
 use super::session::{conflict, Kick, SessionActor};
 use super::Shared;
-use crate::im::{Effect, UserCore};
+use crate::im::{Effect, SharedStanza, UserCore};
+
+/// A watcher list and its watchers' actors on this node, by position.
+type WatcherActors = (Arc<[Jid]>, Vec<Option<Addr<UserActor>>>);
 
 /// Where a session lives.
 #[derive(Clone)]
@@ -46,6 +49,12 @@ pub use super::registry::*;
 #[rtype(result = "()")]
 pub struct FromOutside(pub Element);
 
+/// A contact's presence broadcast ([`crate::im::Effect::Broadcast`]) for this user, addressed
+/// to its bare JID; shared with the other watchers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ContactPresence(pub Arc<SharedStanza>);
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct StopUser;
@@ -61,6 +70,16 @@ pub struct UserActor {
     locations: crate::im::ResourceMap<SessionLoc>,
     /// Changes handled but not yet written, with every effect waiting for that write.
     batch: Option<Batch>,
+    /// The bare JID as text, and its pinned home node as of an applied index: what deciding
+    /// whether this node may serve the user needs for every input, read from the store only
+    /// when something was applied since.
+    key: Box<str>,
+    /// (applied index, pinned node); index 0: not read yet (applied indexes start at 1).
+    pin: (u64, u64),
+    /// The watcher list of the user's last broadcast (the core's watcher index, kept until the
+    /// roster changes) and its watchers' actors on this node, by position: see
+    /// [`super::router::Router::broadcast`].
+    watcher_actors: Option<Box<WatcherActors>>,
 }
 
 /// Group commit: the inputs a user actor handles back to back (those already in its mailbox)
@@ -88,13 +107,30 @@ impl UserActor {
     pub(super) fn new(shared: Arc<Shared>, jid: Jid) -> Self {
         UserActor {
             shared,
-            jid,
             core: None,
             revision: 0,
             checked_index: 0,
             locations: crate::im::ResourceMap::new(),
             batch: None,
+            key: jid.to_string().into(),
+            pin: (0, 0),
+            watcher_actors: None,
+            jid,
         }
+    }
+
+    /// Whether this node may serve the user now ([`Shared::serve_state`]).
+    fn serve_state(&mut self) -> Serve {
+        let index = self.shared.cluster.applied().state.applied_index();
+        let pinned = match self.pin {
+            (at, pinned) if at == index && at != 0 => pinned,
+            _ => {
+                let pinned = self.shared.pinned(&self.key);
+                self.pin = (index, pinned);
+                pinned
+            }
+        };
+        self.shared.serve_state_of(&self.key, pinned)
     }
 
     fn stored(&self) -> (UserData, u64) {
@@ -163,8 +199,31 @@ impl UserActor {
                 Effect::ToSession { resource, stanza } => {
                     self.deliver_to_session(&resource, stanza)
                 }
+                Effect::ToSessionShared { resource, stanza } => {
+                    self.deliver_shared(&resource, stanza)
+                }
                 Effect::Route(stanza) => self.shared.router().route(stanza),
+                Effect::Broadcast { stanza, to } => {
+                    let mut known = match self.watcher_actors.take() {
+                        Some(w) if Arc::ptr_eq(&w.0, &to) => w,
+                        _ => Box::new((to, Vec::new())),
+                    };
+                    let (list, actors) = &mut *known;
+                    self.shared.router().broadcast(&stanza, list, actors);
+                    self.watcher_actors = Some(known);
+                }
                 Effect::Persist => {}
+            }
+        }
+    }
+
+    /// A shared stanza to a session: one on this node writes it from the shared encoding.
+    fn deliver_shared(&mut self, resource: &str, stanza: Arc<SharedStanza>) {
+        match self.locations.get(resource) {
+            Some(SessionLoc::Local(addr)) => deliver::to_session_shared(addr, stanza),
+            _ => {
+                let addressed = stanza.addressed(&self.jid);
+                self.deliver_to_session(resource, addressed);
             }
         }
     }
@@ -300,7 +359,7 @@ impl UserActor {
         self.revision = revision;
         self.checked_index = self.shared.cluster.applied().state.applied_index();
         if let Some(core) = self.core.as_mut() {
-            core.data = data;
+            core.set_data(data);
         }
     }
 
@@ -316,7 +375,7 @@ impl UserActor {
         self.checked_index = index;
         let stored = applied
             .state
-            .peek(ObjectKind::UserData, &self.jid.to_string())
+            .peek(ObjectKind::UserData, &self.key)
             .map_or(0, |o| o.revision);
         // Only a newer revision counts: this node may not have applied our own last write yet
         // (it was committed through the leader), so an older stored revision is just lag.
@@ -396,6 +455,13 @@ impl Handler<FromOutside> for UserActor {
     }
 }
 
+impl Handler<ContactPresence> for UserActor {
+    type Result = ();
+    fn handle(&mut self, msg: ContactPresence, ctx: &mut Context<Self>) {
+        self.admit(Input::Contact(msg.0), ctx);
+    }
+}
+
 impl Handler<ClientStanzaMsg> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: ClientStanzaMsg, ctx: &mut Context<Self>) {
@@ -423,9 +489,9 @@ impl UserActor {
     /// previous home still running) waits — the actor handles nothing else meanwhile, so order
     /// is kept — and decides again.
     fn admit(&mut self, input: Input, ctx: &mut Context<Self>) {
-        match self.shared.serve_state(&self.jid) {
+        match self.serve_state() {
             Serve::Now => self.process(input, ctx),
-            Serve::Elsewhere => hand_over(&self.shared, input),
+            Serve::Elsewhere => hand_over(&self.shared, &self.jid, input),
             Serve::Wait => {
                 metrics::counter!(xm::HELD_INPUTS).increment(1);
                 let (shared, jid) = (self.shared.clone(), self.jid.clone());
@@ -433,7 +499,7 @@ impl UserActor {
                     actix::fut::wrap_future(wait_to_serve(shared, jid, SERVE_WAIT)).map(
                         move |state, act: &mut UserActor, ctx| match state {
                             Serve::Now => act.process(input, ctx),
-                            Serve::Elsewhere => hand_over(&act.shared, input),
+                            Serve::Elsewhere => hand_over(&act.shared, &act.jid, input),
                             Serve::Wait => act.give_up(input),
                         },
                     ),
@@ -475,7 +541,8 @@ impl UserActor {
                     self.locations.remove(resource);
                 }
             }
-            Input::Calendar(_) => {}
+            // Presence is not answered with errors (RFC 6121 §4.3 aside): dropped.
+            Input::Contact(_) | Input::Calendar(_) => {}
         }
     }
 
@@ -556,6 +623,15 @@ impl UserActor {
                 let effects = core.calendar_changed(state);
                 self.run(effects, Cause::Internal, ctx);
             }
+            Input::Contact(stanza) => {
+                self.refresh();
+                let Some(core) = self.core.as_mut() else {
+                    return;
+                };
+                let effects = core.contact_presence(&stanza, now_ms());
+                // Presence is never answered with an error, so its cause is not kept.
+                self.run(effects, Cause::Internal, ctx);
+            }
         }
     }
 }
@@ -570,6 +646,8 @@ pub(super) enum Input {
     Opened(SessionOpened),
     Closed(SessionClosed),
     Calendar(herald_federation::availability::CalendarState),
+    /// A contact's presence broadcast, addressed to the user's bare JID.
+    Contact(Arc<SharedStanza>),
 }
 
 /// Whether this node may serve a user now (see [`Shared::serve_state`]).
@@ -596,10 +674,11 @@ async fn wait_to_serve(shared: Arc<Shared>, jid: Jid, limit: Duration) -> Serve 
 
 /// Sends what a node that is not (or no longer) the user's home received for the user to the
 /// home in its placement view. A client stanza keeps naming the node its session is on.
-pub(super) fn hand_over(shared: &Arc<Shared>, input: Input) {
+pub(super) fn hand_over(shared: &Arc<Shared>, user: &Jid, input: Input) {
     metrics::counter!(xm::HANDED_OVER).increment(1);
     match input {
         Input::Outside(el) => shared.router().route(el),
+        Input::Contact(stanza) => shared.router().route(stanza.addressed(user)),
         Input::Client(msg) => {
             let home = shared.home_of(&msg.full_jid.bare());
             let session_node = match &msg.loc {

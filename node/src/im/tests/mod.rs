@@ -96,13 +96,23 @@ pub(super) fn brief(e: &Element) -> String {
 }
 
 /// One line per effect: `res <= stanza`, `route stanza`, `persist`.
+/// A broadcast reads as one `route` per recipient, a shared stanza as the copy it stands for.
 pub(super) fn summary(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
-        .map(|e| match e {
-            Effect::ToSession { resource, stanza } => format!("{resource} <= {}", brief(stanza)),
-            Effect::Route(s) => format!("route {}", brief(s)),
-            Effect::Persist => "persist".to_string(),
+        .flat_map(|e| match e {
+            Effect::ToSession { resource, stanza } => {
+                vec![format!("{resource} <= {}", brief(stanza))]
+            }
+            Effect::ToSessionShared { resource, stanza } => {
+                vec![format!("{resource} <= {} (shared)", brief(stanza.stanza()))]
+            }
+            Effect::Route(s) => vec![format!("route {}", brief(s))],
+            Effect::Broadcast { stanza, to } => to
+                .iter()
+                .map(|c| format!("route {}", brief(&stanza.addressed(c))))
+                .collect(),
+            Effect::Persist => vec!["persist".to_string()],
         })
         .collect()
 }

@@ -238,3 +238,101 @@ fn rebinding_a_resource_closes_the_old_session() {
     assert_eq!(c.sessions["a"], Default::default());
     assert!(c.session_bound("b").is_empty());
 }
+
+/// Where a contact's shared broadcast goes, as (resource, stanza addressed to the bare JID).
+fn shared_deliveries(fx: &[Effect]) -> Vec<(String, Element)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ToSessionShared { resource, stanza } => {
+                Some((resource.clone(), stanza.addressed(&j(ME))))
+            }
+            Effect::ToSession { resource, stanza } => Some((resource.clone(), stanza.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_contacts_shared_broadcast_reaches_what_a_routed_copy_reaches() {
+    use crate::im::SharedStanza;
+    for contact in ["to@x", "from@x", "both@x", "none@x", "blk@x", "stranger@x"] {
+        for typ in ["", "unavailable", "subscribe", "probe"] {
+            let mut c = contacts();
+            online(&mut c, "a", 0);
+            online(&mut c, "b", 3);
+            c.session_bound("quiet");
+            let mut general = c.clone();
+            let from = j(&format!("{contact}/phone"));
+            let stanza = pres(&from.to_string(), "", typ)
+                .child(Element::new("status", ns::CLIENT).text_node("busy"));
+            let shared = SharedStanza::new(stanza, from);
+            let fx = c.contact_presence(&shared, 0);
+            let want = general.from_outside(shared.addressed(&j(ME)), 0);
+            let (got, want_sessions) = (shared_deliveries(&fx), shared_deliveries(&want));
+            assert_eq!(got, want_sessions, "{contact} {typ:?}");
+            // Anything else (probe answers, subscription handling) is the general path's.
+            assert_eq!(
+                summary(&fx).len(),
+                summary(&want).len(),
+                "{contact} {typ:?}"
+            );
+            if typ.is_empty() && matches!(contact, "to@x" | "both@x") {
+                assert_eq!(got.len(), 2, "both available resources, not the quiet one");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_watcher_index_follows_roster_and_block_list_changes() {
+    let recipients = |fx: &[Effect]| -> Vec<String> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Broadcast { to, .. } => {
+                    Some(to.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let mut c = contacts();
+    online(&mut c, "a", 0);
+    assert_eq!(
+        recipients(&c.from_client("a", avail(1), 0)),
+        ["from@x", "both@x"]
+    );
+    // A new subscriber, approved: it is in the next broadcast.
+    c.from_outside(pres("new@x", ME, "subscribe"), 0);
+    c.from_client("a", pres("", "new@x", "subscribed"), 0);
+    assert_eq!(
+        recipients(&c.from_client("a", avail(2), 0)),
+        ["from@x", "both@x", "new@x"]
+    );
+    // Blocked: out of it (XEP-0191); unblocked: back.
+    let block = |name: &str| {
+        Element::new(name, ns::BLOCKING)
+            .child(Element::new("item", ns::BLOCKING).attr("jid", "both@x"))
+    };
+    c.from_client("a", iq("", "set", block("block")), 0);
+    assert_eq!(
+        recipients(&c.from_client("a", avail(3), 0)),
+        ["from@x", "new@x"]
+    );
+    c.from_client("a", iq("", "set", block("unblock")), 0);
+    assert_eq!(
+        recipients(&c.from_client("a", avail(4), 0)),
+        ["from@x", "both@x", "new@x"]
+    );
+    // The subscription cancelled by the contact: gone.
+    c.from_outside(pres("from@x", ME, "unsubscribe"), 0);
+    assert_eq!(
+        recipients(&c.from_client("a", avail(5), 0)),
+        ["both@x", "new@x"]
+    );
+    // A stored copy reloaded (the actor's refresh) replaces the index too.
+    let mut data = c.data.clone();
+    data.roster.retain(|i| i.jid != "new@x");
+    c.set_data(data);
+    assert_eq!(recipients(&c.from_client("a", avail(6), 0)), ["both@x"]);
+}
