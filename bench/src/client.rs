@@ -216,6 +216,9 @@ pub struct Session {
     pub jid: String,
     /// Number of roster items the server returned at login.
     pub roster_items: usize,
+    /// Bare JIDs of the items the user was subscribed to at login (subscription `to` or
+    /// `both`): a scenario need not ask for those again.
+    pub subscribed_to: std::collections::HashSet<String>,
     /// Negotiated TLS version and cipher suite.
     pub tls: TlsInfo,
 }
@@ -325,16 +328,23 @@ impl Session {
         xml.send(&roster).await?;
         let result = xml.iq_result("roster").await?;
         trace("roster received");
-        let roster_items = result
+        let items: Vec<&Element> = result
             .get_child("query", ns::ROSTER)
-            .map(|q| q.children().count())
-            .unwrap_or(0);
+            .map(|q| q.children().collect())
+            .unwrap_or_default();
+        let roster_items = items.len();
+        let subscribed_to = items
+            .iter()
+            .filter(|i| matches!(i.get_attr("subscription"), Some("to" | "both")))
+            .filter_map(|i| i.get_attr("jid").map(str::to_owned))
+            .collect();
         xml.send(&Element::new("presence", ns::CLIENT)).await?;
         Ok(Session {
             xml,
             rx,
             jid,
             roster_items,
+            subscribed_to,
             tls: tls_info,
         })
     }

@@ -187,9 +187,16 @@ impl Ring {
         r
     }
 
-    /// Sends a subscription request to every contact, in order.
+    /// Sends a subscription request to every contact the user is not subscribed to yet (its
+    /// roster at login), in order: a server whose subscriptions were written into its storage
+    /// beforehand (bench/rosters.py) is not kept busy with requests that change nothing.
     pub(crate) async fn subscribe(&self, s: &mut Session) -> Result<(), ClientError> {
-        for c in &self.contacts {
+        let missing: Vec<&String> = self
+            .contacts
+            .iter()
+            .filter(|c| !s.subscribed_to.contains(c.as_str()))
+            .collect();
+        for c in missing {
             let sub = Element::new("presence", herald_xmpp::ns::CLIENT)
                 .attr("to", c.as_str())
                 .attr("type", "subscribe");
