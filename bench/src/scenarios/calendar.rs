@@ -273,21 +273,15 @@ async fn member(
                 Ok(None) => break,
                 Err(_) => return (None, samples),
             };
-            if e.name() == "presence" && e.get_attr("type").is_none() {
-                let from = e
-                    .get_attr("from")
-                    .and_then(|f| f.split('/').next())
-                    .unwrap_or_default();
-                if ring.is_contact(from) {
-                    if e.get_child("show", ns::CLIENT).is_some() {
-                        let t = t_start.load(Ordering::Relaxed);
-                        if t > 0 && changed.insert(from.to_owned()) {
-                            let rx = s.received_at_us();
-                            samples.push((rx.saturating_sub(t), wall_us().saturating_sub(rx)));
-                        }
-                    } else {
-                        ring.seen_online(from);
+            if let Some(from) = ring.contact_available(&e) {
+                if e.get_child("show", ns::CLIENT).is_some() {
+                    let t = t_start.load(Ordering::Relaxed);
+                    if t > 0 && changed.insert(from.to_owned()) {
+                        let rx = s.received_at_us();
+                        samples.push((rx.saturating_sub(t), wall_us().saturating_sub(rx)));
                     }
+                } else {
+                    ring.seen_online(from);
                 }
             } else if let Some(r) = ring_reply(&e) {
                 if s.send(&r).await.is_err() {

@@ -205,8 +205,17 @@ impl Ring {
         Ok(())
     }
 
-    pub(crate) fn is_contact(&self, bare: &str) -> bool {
-        self.set.contains(bare)
+    /// The bare JID of the contact that sent `e`, when `e` is an available presence from one
+    /// of the member's contacts.
+    pub(crate) fn contact_available<'a>(&self, e: &'a Element) -> Option<&'a str> {
+        if e.name() != "presence" || e.get_attr("type").is_some() {
+            return None;
+        }
+        let from = e
+            .get_attr("from")
+            .and_then(|f| f.split('/').next())
+            .unwrap_or_default();
+        self.set.contains(from).then_some(from)
     }
 
     /// Records that `bare` (a contact) was seen online.

@@ -209,22 +209,16 @@ async fn member(
                 Ok(None) => break,
                 Err(_) => return (None, sent, samples),
             };
-            if e.name() == "presence" && e.get_attr("type").is_none() {
-                let from = e
-                    .get_attr("from")
-                    .and_then(|f| f.split('/').next())
+            if let Some(from) = ring.contact_available(&e) {
+                let status = e
+                    .get_child("status", ns::CLIENT)
+                    .map(|st| st.text())
                     .unwrap_or_default();
-                if ring.is_contact(from) {
-                    let status = e
-                        .get_child("status", ns::CLIENT)
-                        .map(|st| st.text())
-                        .unwrap_or_default();
-                    if let Some(ts) = parse_status(&status) {
-                        let rx = s.received_at_us();
-                        samples.push((rx.saturating_sub(ts), wall_us().saturating_sub(rx)));
-                    } else {
-                        ring.seen_online(from);
-                    }
+                if let Some(ts) = parse_status(&status) {
+                    let rx = s.received_at_us();
+                    samples.push((rx.saturating_sub(ts), wall_us().saturating_sub(rx)));
+                } else {
+                    ring.seen_online(from);
                 }
             } else if let Some(r) = ring_reply(&e) {
                 if s.send(&r).await.is_err() {

@@ -110,25 +110,32 @@ pub struct Homes {
 impl Homes {
     /// [`Shared::is_local_domain`] in this snapshot.
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.applied
-            .state
-            .peek(ObjectKind::Domain, domain)
-            .is_some()
+        domain_in(&self.applied, domain)
     }
 
     /// [`Shared::home_of_existing`] in this snapshot, for the bare JID `key` as text.
     pub fn home_of_existing(&self, key: &str) -> Option<u64> {
-        let pinned = match self
-            .applied
-            .state
-            .peek(ObjectKind::User, key)
-            .map(|o| o.body.as_ref())
-        {
-            Some(Some(Body::User(u))) => u.pinned_home_node,
-            Some(_) => 0,
-            None => return None,
-        };
+        let pinned = pin_in(&self.applied, key)?;
         Some(self.view.home(key, pinned).unwrap_or(self.node_id))
+    }
+}
+
+/// Whether `domain` is one of the local domains in `applied`.
+fn domain_in(applied: &herald_cluster::Applied, domain: &str) -> bool {
+    applied.state.peek(ObjectKind::Domain, domain).is_some()
+}
+
+/// The pinned home node of an existing user in `applied` (0: none); `None` when there is no
+/// such user.
+fn pin_in(applied: &herald_cluster::Applied, key: &str) -> Option<u64> {
+    match applied
+        .state
+        .peek(ObjectKind::User, key)
+        .map(|o| o.body.as_ref())
+    {
+        Some(Some(Body::User(u))) => Some(u.pinned_home_node),
+        Some(_) => Some(0),
+        None => None,
     }
 }
 
@@ -200,11 +207,7 @@ impl Shared {
 
     /// Whether `domain` is one of the cluster's local domains.
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.cluster
-            .applied()
-            .state
-            .peek(ObjectKind::Domain, domain)
-            .is_some()
+        domain_in(&self.cluster.applied(), domain)
     }
 
     /// The user's pinned home node (0: none).
@@ -214,17 +217,7 @@ impl Shared {
 
     /// The pinned home node of an existing user (0: none); `None` when there is no such user.
     fn user_pin(&self, key: &str) -> Option<u64> {
-        match self
-            .cluster
-            .applied()
-            .state
-            .peek(ObjectKind::User, key)
-            .map(|o| o.body.as_ref())
-        {
-            Some(Some(Body::User(u))) => Some(u.pinned_home_node),
-            Some(_) => Some(0),
-            None => None,
-        }
+        pin_in(&self.cluster.applied(), key)
     }
 
     /// [`Self::home_of`] for a user that exists; `None` when there is no such user (one look

@@ -701,8 +701,7 @@ impl Handler<Deliver> for SessionActor {
             self.sm.keep_unsent(stanza);
             return;
         }
-        metrics::counter!(xm::STANZAS, "kind" => xm::kind(stanza.name()), "direction" => "out")
-            .increment(1);
+        xm::stanza_out(stanza.name());
         let mut bytes = herald_xmpp::codec::encode(&stanza, ns::CLIENT);
         match self.sm.sent(&stanza, bytes.len()) {
             Ok(Some(request)) => bytes.extend(herald_xmpp::codec::encode(&request, ns::CLIENT)),
