@@ -61,3 +61,52 @@ def test_subscriptions_presence_and_chat_across_nodes(cluster: Cluster) -> None:
                                         ptype="unavailable")
             assert str(p["from"]) == full
     run(body())
+
+
+def _batches(cluster: Cluster, path: str) -> tuple[float, float]:
+    """(batches, recipients) of `herald_presence_batch_recipients{path}` summed over nodes."""
+    from s2s_fed import scrape
+    count = total = 0.0
+    for n in (1, 2, 3):
+        m = scrape(cluster, n)
+        count += sum(v for lab, v in m.get("herald_presence_batch_recipients_count", [])
+                     if lab.get("path") == path)
+        total += sum(v for lab, v in m.get("herald_presence_batch_recipients_sum", [])
+                     if lab.get("path") == path)
+    return count, total
+
+
+def test_a_status_change_reaches_watchers_on_other_nodes_in_one_message_per_node(
+        cluster: Cluster) -> None:
+    """alice's watchers are homed on all three nodes: her status change reaches each exactly
+    once, and the watchers homed away from her home node are sent one message per node."""
+    alice, apw = cluster.new_user("alice")
+    watchers = [cluster.new_user(f"w{i}") for i in range(9)]
+    home = cluster.home_node(alice)
+    homes = {w: cluster.home_node(w) for w, _ in watchers}
+    away = [w for w in homes if homes[w] != home]
+    assert away, f"all nine watchers homed with alice on node {home}: {homes}"
+
+    async def body() -> None:
+        async with Clients(cluster) as xc:
+            a = await xc.login(alice, apw, 1)
+            # Subscription requests go to resources that asked for the roster (RFC 6121).
+            assert await a.online() == {}, "a new user's roster should be empty"
+            ws = [await xc.login(w, pw, 1 + i % 3) for i, (w, pw) in enumerate(watchers)]
+            for w in ws:
+                assert await w.online() == {}, f"{w.user}: a new user's roster should be empty"
+            for w in ws:
+                await subscribe(w, a)
+            before = _batches(cluster, "node")
+            a.send_presence(pshow="xa", pstatus="one message per node")
+            for w in ws:
+                await w.expect_presence(alice, f"{w.user} to get alice's change", show="xa",
+                                        status="one message per node")
+            for w in ws:
+                again = [p for p in await w.drain(w.presences, 0.3)
+                         if bare(p["from"]) == alice]
+                assert not again, f"{w.user} got alice's presence again: {again}"
+            after = _batches(cluster, "node")
+            assert after[0] - before[0] == len({homes[w] for w in away}), (before, after, homes)
+            assert after[1] - before[1] == len(away), (before, after, homes)
+    run(body())

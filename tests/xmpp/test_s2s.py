@@ -463,3 +463,40 @@ def test_direct_tls_xep_0368_inbound(federation) -> None:
                     break
                 data += chunk
             assert b"<stream:features>" in data and b"starttls" not in data, data
+
+
+def test_a_status_change_reaches_every_federated_watcher_in_one_batch(federation) -> None:
+    """Three Prosody users watch alice (logged in on a node that does not federate): her status
+    change reaches each of them exactly once, and it is handed to p.test's link as one batch of
+    three (encoded once) rather than as three stanzas."""
+    fed = federation("required")
+
+    def batches() -> tuple[float, float]:
+        nodes = (1, 2, 3)
+        is_s2s = lambda lab: lab.get("path") == "s2s"  # noqa: E731
+        return (metric_total(fed.cluster, "herald_presence_batch_recipients_count", nodes,
+                             is_s2s),
+                metric_total(fed.cluster, "herald_presence_batch_recipients_sum", nodes,
+                             is_s2s))
+
+    async def body() -> None:
+        try:
+            alice = await fed.herald_client(fed.herald_user("alice"))
+            watchers = [await fed.prosody_client(fed.prosody_user(n))
+                        for n in ("bob", "carol", "dave")]
+            for w in watchers:
+                await subscribe(w, alice)
+            before = batches()
+            alice.send_presence(pshow="xa", pstatus="one batch")
+            for w in watchers:
+                await w.expect_presence(alice.user, f"{w.user} to get alice's change", show="xa",
+                                        status="one batch", timeout=DELIVERY_TIMEOUT)
+            for w in watchers:
+                again = [p for p in await w.drain(w.presences, 0.5)
+                         if str(p["from"]).split("/")[0] == alice.user]
+                assert not again, f"{w.user} got alice's presence again: {again}"
+            after = batches()
+            assert (after[0] - before[0], after[1] - before[1]) == (1, 3), (before, after)
+        finally:
+            await fed.close_clients()
+    run(body(), BODY_TIMEOUT)

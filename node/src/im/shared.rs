@@ -63,14 +63,21 @@ impl SharedStanza {
         let enc = self
             .encoded
             .get_or_init(|| herald_xmpp::codec::encode(&self.stanza, ns::CLIENT));
-        // `<` and the element name: the stanza is in the stream's namespace, unprefixed.
-        let at = (1 + self.stanza.name().len()).min(enc.len());
         let mut out = Vec::with_capacity(enc.len() + to_attr.len());
-        out.extend_from_slice(&enc[..at]);
-        out.extend_from_slice(to_attr);
-        out.extend_from_slice(&enc[at..]);
+        splice_to(&mut out, enc, self.stanza.name(), to_attr);
         out
     }
+}
+
+/// Appends to `out` the encoding `enc` of an unprefixed element named `name` (a stanza in its
+/// stream's default namespace, without `to`) with `to_attr` (made by [`to_attribute`])
+/// spliced in after the name: the stanza addressed, without encoding it again.
+pub fn splice_to(out: &mut Vec<u8>, enc: &[u8], name: &str, to_attr: &[u8]) {
+    // `<` and the element name.
+    let at = (1 + name.len()).min(enc.len());
+    out.extend_from_slice(&enc[..at]);
+    out.extend_from_slice(to_attr);
+    out.extend_from_slice(&enc[at..]);
 }
 
 /// ` to='…'` for `to`, escaped: what [`SharedStanza::encode_for_client`] splices in (a session
@@ -124,6 +131,40 @@ mod tests {
             assert!(back.is_ok(), "{back:?}");
             assert_eq!(shared.addressed(&to).get_attr("to"), Some(&*to.to_string()));
         }
+    }
+
+    #[test]
+    fn a_server_stream_encoding_spliced_is_the_addressed_copy() {
+        // What the federation link does: the stanza moved to jabber:server, encoded once,
+        // then each recipient's `to` spliced in.
+        let mut el = SharedStanza::new(presence(), Jid::parse("a@x.org/r").unwrap())
+            .stanza()
+            .clone();
+        herald_xmpp::s2s::swap_ns(&mut el, ns::CLIENT, ns::SERVER);
+        let enc = herald_xmpp::codec::encode(&el, ns::SERVER);
+        let mut out = Vec::new();
+        let to: Vec<Jid> = ["b@p.test", "zoë@p.test"]
+            .iter()
+            .map(|t| Jid::parse(t).unwrap())
+            .collect();
+        for t in &to {
+            splice_to(&mut out, &enc, el.name(), &to_attribute(t));
+        }
+        let mut want = Vec::new();
+        for t in &to {
+            let mut a = Element::new("presence", ns::SERVER).attr("to", t.to_string());
+            for (k, v) in el.attrs() {
+                a.set_attr(k, v);
+            }
+            for n in el.nodes() {
+                a.nodes_mut().push(n.clone());
+            }
+            want.extend(herald_xmpp::codec::encode(&a, ns::SERVER));
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 
     #[test]

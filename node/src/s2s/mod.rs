@@ -322,14 +322,7 @@ impl S2s {
             );
             return;
         }
-        let live = self.cluster.live_nodes();
-        let mut carriers: Vec<u64> = s
-            .federation
-            .enabled_nodes
-            .iter()
-            .copied()
-            .filter(|n| live.contains(n))
-            .collect();
+        let carriers = self.carriers(&s, &remote);
         if carriers.is_empty() {
             tracing::info!(domain = %remote, "no live node carries XMPP federation");
             metrics::failure("outbound", "disabled");
@@ -340,7 +333,6 @@ impl S2s {
             );
             return;
         }
-        carriers.sort_by_key(|n| spread(&remote, *n));
         let xml = stanza.to_xml_string();
         for n in carriers {
             match self.cluster.route(n, Kind::ToRemote(xml.clone())) {
@@ -358,6 +350,90 @@ impl S2s {
             StanzaCondition::RemoteServerTimeout,
             "no federation node could be reached",
         );
+    }
+
+    /// The live federation-enabled nodes that may carry `remote`'s traffic, the preferred
+    /// first (the domain's rendezvous hash).
+    fn carriers(&self, s: &Settings, remote: &str) -> Vec<u64> {
+        let live = self.cluster.live_nodes();
+        let mut carriers: Vec<u64> = s
+            .federation
+            .enabled_nodes
+            .iter()
+            .copied()
+            .filter(|n| live.contains(n))
+            .collect();
+        carriers.sort_by_key(|n| spread(remote, *n));
+        carriers
+    }
+
+    /// The recipients in the XMPP federated domain `remote` of one presence broadcast (see
+    /// [`crate::xmpp::router::Router::broadcast`]): the outbound policy is decided once, the
+    /// sender's federated address looked up once, and on a node that carries federation the
+    /// domain's link encodes the stanza once and writes it to all of them in one go. A node
+    /// that does not carry federation forwards them in one message to a node that does
+    /// (`forwarded`: this node is that node; they go no further).
+    pub fn broadcast(
+        self: &Arc<Self>,
+        stanza: &Arc<crate::im::SharedStanza>,
+        remote: &str,
+        to: Vec<Jid>,
+        forwarded: bool,
+    ) {
+        let s = self.settings();
+        let d = s.decide(remote, Direction::Outbound);
+        if !d.allowed {
+            tracing::info!(domain = %remote, rule = %d.rule, recipients = to.len(),
+                "outbound federation denied by policy: presence not sent");
+            metrics::failure("outbound", "policy");
+            return;
+        }
+        let from = stanza.from();
+        if self.enabled_here(&s) {
+            let mut el = stanza.stanza().clone();
+            if let Some(mail) = self.federated_address(from) {
+                el.set_attr("from", mail.to_string());
+            }
+            self.link(from.domain(), remote)
+                .do_send(outbound::PushShared { stanza: el, to });
+            return;
+        }
+        if forwarded {
+            tracing::info!(domain = %remote, recipients = to.len(),
+                "presence forwarded for XMPP federation, which this node no longer carries: dropped");
+            metrics::failure("outbound", "disabled");
+            return;
+        }
+        let carriers = self.carriers(&s, remote);
+        if carriers.is_empty() {
+            tracing::info!(domain = %remote, "no live node carries XMPP federation; presence not sent");
+            metrics::failure("outbound", "disabled");
+            return;
+        }
+        let xml = stanza.stanza().to_xml_string();
+        let to: Vec<String> = to.iter().map(|j| j.to_string()).collect();
+        for chunk in to.chunks(crate::xmpp::router::BATCH) {
+            let sent = carriers.iter().any(|&n| {
+                let batch = herald_grpc::cluster::Broadcast {
+                    stanza: xml.clone(),
+                    to: chunk.to_vec(),
+                    forwarded: true,
+                };
+                match self.cluster.route(n, Kind::Broadcast(batch)) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(node = n, domain = %remote, error = %e,
+                            "forwarding presence to a federation node failed");
+                        false
+                    }
+                }
+            });
+            if sent {
+                ::metrics::counter!(metrics::FORWARDED).increment(1);
+            } else {
+                metrics::failure("outbound", "forward");
+            }
+        }
     }
 
     /// The link actor of a (local, remote) domain pair, started on first use.

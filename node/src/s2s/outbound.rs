@@ -68,6 +68,15 @@ impl From<ReadError> for Failure {
 #[rtype(result = "()")]
 pub struct Push(pub Element);
 
+/// One stanza for several recipients in the link's domain (a presence broadcast): `stanza`
+/// without `to`, in `jabber:client`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PushShared {
+    pub stanza: Element,
+    pub to: Vec<herald_xmpp::Jid>,
+}
+
 /// Close the link (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -229,6 +238,44 @@ impl Handler<Push> for LinkActor {
             }
         }
         self.set_state_gauge();
+    }
+}
+
+impl Handler<PushShared> for LinkActor {
+    type Result = ();
+    /// While the stream is up: the stanza is rewritten for the peer and encoded once, and
+    /// every recipient's copy (the encoding with its `to` spliced in) goes to the writer as one
+    /// buffer. Otherwise each recipient's copy is queued as any stanza is.
+    fn handle(&mut self, PushShared { stanza, to }: PushShared, ctx: &mut Context<Self>) {
+        metrics::histogram!(crate::xmpp::metrics::BATCH_RECIPIENTS, "path" => "s2s")
+            .record(to.len() as f64);
+        if let (LinkState::Up, Some(w)) = (self.link.state(), &self.writer) {
+            let mut el = stanza.clone();
+            wire::swap_ns(&mut el, ns::CLIENT, ns::SERVER);
+            super::rewrite_presence(&mut el, "outbound");
+            let enc = encode(&el, ns::SERVER);
+            let mut out = Vec::with_capacity((enc.len() + 48) * to.len());
+            for j in &to {
+                crate::im::shared::splice_to(
+                    &mut out,
+                    &enc,
+                    el.name(),
+                    &crate::im::shared::to_attribute(j),
+                );
+            }
+            if w.try_send(out).is_ok() {
+                metrics::counter!(m::STANZAS, "direction" => "outbound").increment(to.len() as u64);
+                return;
+            }
+            // As in `Push`: this writer finishes what it has; the copies wait for a new stream.
+            self.writer = None;
+            self.link.down();
+        }
+        for j in to {
+            let mut s = stanza.clone();
+            s.set_attr("to", j.to_string());
+            self.handle(Push(s), ctx);
+        }
     }
 }
 

@@ -36,9 +36,18 @@ pub const DUPLICATES: &str = "herald_im_duplicates_dropped_total";
 /// Histogram: recipients of one presence broadcast (a user's watchers).
 pub const BROADCAST_RECIPIENTS: &str = "herald_presence_broadcast_recipients";
 
+/// Histogram: recipients of one batch of a broadcast handed on at once, by `path`: `node`
+/// (users homed on another node), `s2s` (one XMPP federated domain), `sip` (one SIP domain).
+pub const BATCH_RECIPIENTS: &str = "herald_presence_batch_recipients";
+
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(SESSIONS, "Client sessions on this node, by state");
+    describe_histogram!(
+        BATCH_RECIPIENTS,
+        "Recipients of one presence batch handed on at once (path: node, s2s, sip): the stanza \
+         is sent, encoded and mapped once per batch"
+    );
     describe_counter!(STANZAS, "Client stanzas, by kind and direction");
     describe_counter!(
         DUPLICATES,

@@ -326,6 +326,34 @@ pub fn parse_stanza(xml: &str) -> Option<Element> {
     }
 }
 
+/// A presence broadcast received from another node (or handed back as lost), decoded.
+struct SharedBroadcast {
+    stanza: Arc<crate::im::SharedStanza>,
+    to: Vec<Jid>,
+    forwarded: bool,
+}
+
+impl SharedBroadcast {
+    /// `None` when the stanza does not parse or has no usable `from`; recipients that are
+    /// not JIDs are left out.
+    fn decode(b: &herald_grpc::cluster::Broadcast) -> Option<SharedBroadcast> {
+        let el = parse_stanza(&b.stanza)?;
+        let from = Jid::parse(el.get_attr("from")?).ok()?;
+        Some(SharedBroadcast {
+            stanza: crate::im::SharedStanza::new(el, from),
+            to: b.to.iter().filter_map(|t| Jid::parse(t).ok()).collect(),
+            forwarded: b.forwarded,
+        })
+    }
+
+    /// On to the recipients, as a broadcast made on this node.
+    fn send(&self, shared: &Arc<Shared>) {
+        shared
+            .router()
+            .broadcast_as(&self.stanza, &self.to, &mut Vec::new(), self.forwarded);
+    }
+}
+
 /// Receives what other nodes route here and hands it to the user's registry shard.
 struct NodeSink {
     shards: Vec<Addr<UserRegistry>>,
@@ -407,6 +435,16 @@ impl RouteSink for NodeSink {
                         from_node,
                         "presence for a SIP domain dropped: no SIP edge here"
                     ),
+                }
+                true
+            }
+            Kind::Broadcast(b) => {
+                match (self.shared.upgrade(), SharedBroadcast::decode(&b)) {
+                    (Some(shared), Some(sb)) => sb.send(&shared),
+                    (_, None) => {
+                        tracing::warn!(from_node, "undecodable presence broadcast dropped")
+                    }
+                    (None, _) => {}
                 }
                 true
             }
@@ -562,6 +600,12 @@ fn lost_target(shared: &Shared, kind: &Kind) -> Option<u64> {
             .filter(|to| shared.is_local_domain(to.domain())),
         Kind::FromClient(cs) => Jid::parse(&cs.full_jid).ok(),
         Kind::SessionOpened(j) | Kind::SessionClosed(j) => Jid::parse(j).ok(),
+        // All of a batch had the same home (users of other domains: sent again at once).
+        Kind::Broadcast(b) => {
+            b.to.first()
+                .and_then(|t| Jid::parse(t).ok())
+                .filter(|to| shared.is_local_domain(to.domain()))
+        }
         Kind::ToSession(_) | Kind::ToRemote(_) | Kind::ToSip(_) => None,
     }?;
     Some(shared.home_of(&user.bare()))
@@ -691,6 +735,16 @@ fn resend_lost(shared: &Arc<Shared>, kind: Kind) {
                 s2s.send(el, false);
             }
         }
+        // Each recipient to where it goes now; from here, federated recipients may go to
+        // another carrier or routing node.
+        Kind::Broadcast(b) => match SharedBroadcast::decode(&b) {
+            Some(sb) => SharedBroadcast {
+                forwarded: false,
+                ..sb
+            }
+            .send(shared),
+            None => tracing::warn!("undecodable presence broadcast dropped"),
+        },
         // Goes to the routing node in office now.
         Kind::ToSip(xml) => {
             if let (Some(sip), Some(el)) = (shared.sip.get(), parse_stanza(&xml)) {

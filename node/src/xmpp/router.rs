@@ -9,6 +9,7 @@ use actix::Addr;
 use std::sync::Arc;
 
 use herald_grpc::cluster::route_message::Kind;
+use herald_grpc::cluster::Broadcast;
 use herald_xmpp::error::{StanzaCondition, StanzaError};
 use herald_xmpp::{Element, Jid};
 
@@ -16,6 +17,10 @@ use super::metrics as xm;
 use super::users::{ContactPresence, UserActor};
 use super::Shared;
 use crate::im::SharedStanza;
+
+/// Recipients per node-to-node broadcast message (a few dozen bytes each: far below the
+/// message cap).
+pub(crate) const BATCH: usize = 1000;
 
 #[derive(Clone)]
 pub struct Router {
@@ -77,9 +82,11 @@ impl Router {
     }
 
     /// Sends the shared `stanza` to each of `to` (bare JIDs: a presence broadcast). Users homed
-    /// on this node get the shared copy (no copy, parse or encode per watcher); users on other
-    /// nodes and in other domains get a copy addressed to them, as [`Router::route`] sends it.
-    /// The store and the placement view are read once for the whole broadcast.
+    /// on this node get the shared copy (no copy, parse or encode per watcher); users homed on
+    /// another node get one message per node carrying the stanza once and their JIDs; users of
+    /// another domain one hand-over per domain to its federation edge (XMPP or SIP), which
+    /// encodes and maps the stanza once for all of them. The store and the placement view are
+    /// read once for the whole broadcast.
     ///
     /// `actors` remembers, by position in `to`, the watchers' actors on this node (the caller
     /// keeps it for as long as `to` is its watcher list), so a user's next status change is
@@ -90,11 +97,26 @@ impl Router {
         to: &[Jid],
         actors: &mut Vec<Option<Addr<UserActor>>>,
     ) {
+        self.broadcast_as(stanza, to, actors, false)
+    }
+
+    /// [`Router::broadcast`]; `forwarded`: this node received the broadcast as the federation
+    /// carrier or SIP routing node, so recipients of other domains are not forwarded again.
+    pub fn broadcast_as(
+        &self,
+        stanza: &Arc<SharedStanza>,
+        to: &[Jid],
+        actors: &mut Vec<Option<Addr<UserActor>>>,
+        forwarded: bool,
+    ) {
         metrics::histogram!(xm::BROADCAST_RECIPIENTS).record(to.len() as f64);
         actors.resize(to.len(), None);
         let homes = self.shared.homes();
         let mut key = String::with_capacity(64);
         let mut last_domain: Option<(&str, bool)> = None;
+        // Recipients homed on other nodes, by node; recipients of other domains, by domain.
+        let mut nodes: Vec<(u64, Vec<String>)> = Vec::new();
+        let mut domains: Vec<(&str, Vec<Jid>)> = Vec::new();
         for (c, known) in to.iter().zip(actors.iter_mut()) {
             // A watcher whose actor lives here gets it straight away (were its home to have
             // moved meanwhile, the actor hands it on, as it does any input).
@@ -121,8 +143,15 @@ impl Router {
                     local
                 }
             };
-            if !local_domain || c.local().is_none() || c.resource().is_some() {
+            if c.resource().is_some() || (local_domain && c.local().is_none()) {
                 self.route(stanza.addressed(c));
+                continue;
+            }
+            if !local_domain {
+                match domains.iter_mut().find(|(d, _)| *d == c.domain()) {
+                    Some((_, v)) => v.push(c.clone()),
+                    None => domains.push((c.domain(), vec![c.clone()])),
+                }
                 continue;
             }
             key.clear();
@@ -139,14 +168,58 @@ impl Router {
                         }
                     }
                 }
-                Some(home) => {
-                    let xml = stanza.addressed(c).to_xml_string();
-                    if let Err(e) = self.shared.cluster.route(home, Kind::ToUser(xml)) {
-                        tracing::warn!(user = %c, home, error = %e,
-                            "presence for a user on another node not sent");
-                    }
-                }
+                Some(home) => match nodes.iter_mut().find(|(n, _)| *n == home) {
+                    Some((_, v)) => v.push(key.clone()),
+                    None => nodes.push((home, vec![key.clone()])),
+                },
             }
+        }
+        if !nodes.is_empty() {
+            let xml = stanza.stanza().to_xml_string();
+            for (home, users) in nodes {
+                self.to_node(home, &xml, users, false);
+            }
+        }
+        for (domain, users) in domains {
+            self.to_domain(stanza, domain, users, forwarded);
+        }
+    }
+
+    /// Recipients of a broadcast homed on (or, `forwarded`, carried by) node `node`: one
+    /// message per [`BATCH`] of them.
+    pub(crate) fn to_node(&self, node: u64, xml: &str, users: Vec<String>, forwarded: bool) {
+        let mut users = users;
+        while !users.is_empty() {
+            let rest = users.split_off(users.len().min(BATCH));
+            let n = users.len();
+            metrics::histogram!(xm::BATCH_RECIPIENTS, "path" => "node").record(n as f64);
+            let batch = Broadcast {
+                stanza: xml.to_string(),
+                to: std::mem::replace(&mut users, rest),
+                forwarded,
+            };
+            if let Err(e) = self.shared.cluster.route(node, Kind::Broadcast(batch)) {
+                tracing::warn!(node, recipients = n, error = %e,
+                    "presence for users on another node not sent");
+            }
+        }
+    }
+
+    /// Recipients of a broadcast in another domain: to its federation edge, once.
+    fn to_domain(
+        &self,
+        stanza: &Arc<SharedStanza>,
+        domain: &str,
+        users: Vec<Jid>,
+        forwarded: bool,
+    ) {
+        if let Some(sip) = self.shared.sip.get().filter(|s| s.is_sip_domain(domain)) {
+            sip.broadcast(stanza, domain, users, forwarded);
+            return;
+        }
+        match self.shared.s2s.get() {
+            Some(s2s) => s2s.broadcast(stanza, domain, users, forwarded),
+            None => tracing::debug!(domain, "no federation edge on this node; presence dropped"),
         }
     }
 

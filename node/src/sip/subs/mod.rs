@@ -568,32 +568,76 @@ impl Table {
                 actions
             }
             "" | "unavailable" => {
-                let pair = (contact_jid.clone(), user.clone());
-                let resource = from.resource().unwrap_or("").to_string();
-                let entry = self.seen.entry(pair).or_default();
-                if typ == "unavailable" {
-                    if resource.is_empty() {
-                        entry.clear();
-                    } else {
-                        entry.remove(&resource);
-                    }
-                    // Remember "known offline" so the first NOTIFY need not wait.
-                } else if let Ok(a) = availability::xmpp::from_presence_with_priority(stanza) {
-                    entry.insert(resource, a);
-                }
-                let keys: Vec<(String, String)> = self
-                    .inbound_of(&contact_jid, &user)
-                    .into_iter()
-                    .filter(|k| self.inbound.get(k).is_some_and(|s| s.auth == Auth::Active))
-                    .collect();
-                let mut actions = Vec::new();
-                for k in keys {
-                    actions.extend(self.notify(&k, None, now, env));
-                }
-                actions
+                let seen = match typ {
+                    "" => availability::xmpp::from_presence_with_priority(stanza).ok(),
+                    _ => None,
+                };
+                self.presence_seen(&from, &contact_jid, typ, seen.as_ref(), now, env)
             }
             _ => Vec::new(),
         }
+    }
+
+    /// One availability broadcast (`stanza`: presence of type "" or "unavailable", without
+    /// `to`) from the local user `from` to `watchers`, bare JIDs of SIP users: mapped once,
+    /// then noted and notified per watcher as [`Table::on_xmpp`] does for each addressed copy.
+    pub fn on_xmpp_broadcast(
+        &mut self,
+        stanza: &Element,
+        from: &Jid,
+        watchers: &[Jid],
+        now: Instant,
+        env: &mut impl Env,
+    ) -> Vec<Action> {
+        let typ = stanza.get_attr("type").unwrap_or("");
+        let seen = match typ {
+            "" => availability::xmpp::from_presence_with_priority(stanza).ok(),
+            "unavailable" => None,
+            _ => return Vec::new(),
+        };
+        let mut actions = Vec::new();
+        for w in watchers.iter().filter(|w| w.local().is_some()) {
+            actions.extend(self.presence_seen(from, &w.bare(), typ, seen.as_ref(), now, env));
+        }
+        actions
+    }
+
+    /// The local user `from` (a full or bare JID) sent `typ` ("" with the availability it
+    /// maps to, or "unavailable") to `contact_jid`: kept per resource, and the active inbound
+    /// subscriptions of the pair are notified.
+    fn presence_seen(
+        &mut self,
+        from: &Jid,
+        contact_jid: &Jid,
+        typ: &str,
+        seen: Option<&(Availability, i8)>,
+        now: Instant,
+        env: &mut impl Env,
+    ) -> Vec<Action> {
+        let user = from.bare();
+        let pair = (contact_jid.clone(), user.clone());
+        let resource = from.resource().unwrap_or("").to_string();
+        let entry = self.seen.entry(pair).or_default();
+        if typ == "unavailable" {
+            if resource.is_empty() {
+                entry.clear();
+            } else {
+                entry.remove(&resource);
+            }
+            // Remember "known offline" so the first NOTIFY need not wait.
+        } else if let Some(a) = seen {
+            entry.insert(resource, a.clone());
+        }
+        let keys: Vec<(String, String)> = self
+            .inbound_of(contact_jid, &user)
+            .into_iter()
+            .filter(|k| self.inbound.get(k).is_some_and(|s| s.auth == Auth::Active))
+            .collect();
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.extend(self.notify(&k, None, now, env));
+        }
+        actions
     }
 
     /// Timers: expired inbound subscriptions end (`timeout`), owed first NOTIFYs go out,

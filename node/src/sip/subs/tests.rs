@@ -989,3 +989,5 @@ fn email_for_federation_names_the_user_by_email_on_the_wire() {
         .unwrap()
         .starts_with("<sip:first.last@mail.test>"));
 }
+
+mod broadcast;
