@@ -438,16 +438,32 @@ impl RouteSink for NodeSink {
                 }
                 true
             }
-            Kind::Broadcast(b) => {
-                match (self.shared.upgrade(), SharedBroadcast::decode(&b)) {
-                    (Some(shared), Some(sb)) => sb.send(&shared),
-                    (_, None) => {
-                        tracing::warn!(from_node, "undecodable presence broadcast dropped")
+            // Through the recipients' shards, as `ToUser` (the order of a sender's stanzas).
+            Kind::Broadcast(b) => match SharedBroadcast::decode(&b) {
+                Some(sb) => {
+                    let mut by_shard: Vec<Vec<Jid>> = vec![Vec::new(); self.shards.len()];
+                    for j in sb.to {
+                        by_shard[shard_index(&j, self.shards.len())].push(j);
                     }
-                    (None, _) => {}
+                    let mut all = true;
+                    for (shard, to) in self.shards.iter().zip(by_shard) {
+                        if !to.is_empty() {
+                            all &= shard
+                                .try_send(registry::ToUsers {
+                                    stanza: sb.stanza.clone(),
+                                    to,
+                                    forwarded: sb.forwarded,
+                                })
+                                .is_ok();
+                        }
+                    }
+                    all
                 }
-                true
-            }
+                None => {
+                    tracing::warn!(from_node, "undecodable presence broadcast dropped");
+                    true
+                }
+            },
             Kind::ToSession(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
                 (Some(full), Some(stanza)) => self
                     .shard(&full)

@@ -22,6 +22,17 @@ use super::Shared;
 #[rtype(result = "()")]
 pub struct ToUser(pub Element);
 
+/// A presence broadcast from another node for the users of this shard (and, `forwarded`,
+/// users of other domains this node carries): it takes the same way as [`ToUser`], so a
+/// sender's stanzas reach each recipient in the order sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToUsers {
+    pub stanza: Arc<crate::im::SharedStanza>,
+    pub to: Vec<Jid>,
+    pub forwarded: bool,
+}
+
 /// A stanza a user's session sent.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -252,6 +263,17 @@ impl Handler<ToUser> for UserRegistry {
             return;
         }
         self.forward(&to, FromOutside(msg.0));
+    }
+}
+
+impl Handler<ToUsers> for UserRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: ToUsers, _: &mut Context<Self>) {
+        if let Some(shared) = &self.shared {
+            shared
+                .router()
+                .broadcast_as(&msg.stanza, &msg.to, &mut Vec::new(), msg.forwarded);
+        }
     }
 }
 

@@ -97,6 +97,8 @@ impl Router {
         to: &[Jid],
         actors: &mut Vec<Option<Addr<UserActor>>>,
     ) {
+        // Counted where the broadcast starts (not again by the nodes that hand out batches).
+        metrics::histogram!(xm::BROADCAST_RECIPIENTS).record(to.len() as f64);
         self.broadcast_as(stanza, to, actors, false)
     }
 
@@ -109,7 +111,6 @@ impl Router {
         actors: &mut Vec<Option<Addr<UserActor>>>,
         forwarded: bool,
     ) {
-        metrics::histogram!(xm::BROADCAST_RECIPIENTS).record(to.len() as f64);
         actors.resize(to.len(), None);
         let homes = self.shared.homes();
         let mut key = String::with_capacity(64);
