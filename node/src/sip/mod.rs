@@ -27,6 +27,7 @@
 //! Settings (`sip-domain`, `acl`, `static-route`, `routing-node`) are read from the replicated
 //! store on every decision, so changes apply without a restart.
 
+mod broadcast;
 pub mod edge;
 pub mod inbound;
 pub mod metrics;
@@ -50,6 +51,7 @@ use herald_xmpp::{Element, Jid};
 use tokio::sync::mpsc;
 
 use crate::xmpp::Shared;
+use broadcast::{forward_failed, not_routing_node};
 use route::{SrvEntry, REROUTED_ATTR};
 pub use route::{DOWN_FOR, MAX_WAITING_FOR_DNS, SRV_TTL};
 
@@ -344,91 +346,6 @@ impl Sip {
         self.route_and_send(stanza, domain);
     }
 
-    /// The recipients in the SIP domain `domain` of one presence broadcast (see
-    /// [`crate::xmpp::router::Router::broadcast`]): the sender is checked once, the routing
-    /// node gets them in one message (`forwarded`: this node was sent them as the routing
-    /// node), and there the presence is mapped once and each watcher's subscriptions notified.
-    pub fn broadcast(
-        self: &Arc<Self>,
-        stanza: &Arc<crate::im::SharedStanza>,
-        domain: &str,
-        to: Vec<Jid>,
-        forwarded: bool,
-    ) {
-        let from = stanza.from();
-        let local = self
-            .cluster
-            .applied()
-            .state
-            .peek(ObjectKind::Domain, from.domain())
-            .is_some();
-        if !local {
-            tracing::info!(domain, from = %from, "presence for a SIP domain from outside refused (no relaying)");
-            metrics::failure("outbound", "not_local_sender");
-            return;
-        }
-        match self.routing_node() {
-            Some(n) if n == self.node_id => {}
-            Some(n) if !forwarded => {
-                let xml = stanza.stanza().to_xml_string();
-                for chunk in to.chunks(crate::xmpp::router::BATCH) {
-                    let batch = herald_grpc::cluster::Broadcast {
-                        stanza: xml.clone(),
-                        to: chunk.iter().map(|j| j.to_string()).collect(),
-                        forwarded: true,
-                    };
-                    let kind = herald_grpc::cluster::route_message::Kind::Broadcast(batch);
-                    match self.cluster.route(n, kind) {
-                        Ok(()) => ::metrics::counter!(metrics::FORWARDED, "kind" => "presence")
-                            .increment(1),
-                        Err(e) => {
-                            tracing::warn!(routing_node = n, domain, recipients = chunk.len(), error = %e,
-                                "presence for a SIP domain not forwarded to the routing node");
-                            metrics::failure("outbound", "forward");
-                            let reason = match e {
-                                herald_cluster::routing::RouteError::UnknownNode(_) => {
-                                    "unknown_node"
-                                }
-                                herald_cluster::routing::RouteError::Overloaded(_) => "queue_full",
-                            };
-                            ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => reason)
-                                .increment(1);
-                        }
-                    }
-                }
-                return;
-            }
-            Some(_) => {
-                tracing::info!(
-                    domain,
-                    "presence for a SIP domain dropped: this node is no longer the routing node"
-                );
-                metrics::failure("outbound", "not_routing_node");
-                ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => "not_routing_node")
-                    .increment(1);
-                return;
-            }
-            None => {
-                tracing::info!(
-                    domain,
-                    "presence for a SIP domain dropped: no routing node is live"
-                );
-                metrics::failure("outbound", "no_routing_node");
-                return;
-            }
-        }
-        ::metrics::histogram!(crate::xmpp::metrics::BATCH_RECIPIENTS, "path" => "sip")
-            .record(to.len() as f64);
-        let now = std::time::Instant::now();
-        let actions = {
-            let mut env = self.env();
-            self.table()
-                .on_xmpp_broadcast(stanza.stanza(), from, &to, now, &mut env)
-        };
-        self.gauges();
-        self.execute(actions);
-    }
-
     /// Sends `stanza` from this node (the routing node): presence through the subscription
     /// table, a chat message inside the pair's IM session if one is open, else page mode.
     fn send_here(self: &Arc<Self>, stanza: Element, hop: Option<outbound::Hop>, domain: String) {
@@ -526,12 +443,7 @@ impl Sip {
             herald_grpc::cluster::route_message::Kind::ToSip(stanza.to_xml_string()),
         ) {
             tracing::warn!(routing_node = n, error = %e, "stanza for a SIP domain not forwarded to the routing node");
-            metrics::failure("outbound", "forward");
-            let reason = match e {
-                herald_cluster::routing::RouteError::UnknownNode(_) => "unknown_node",
-                herald_cluster::routing::RouteError::Overloaded(_) => "queue_full",
-            };
-            ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => reason).increment(1);
+            forward_failed(&e);
             self.bounce(
                 &stanza,
                 StanzaCondition::RemoteServerTimeout,
@@ -602,13 +514,7 @@ impl Sip {
         };
         metrics::forward_leg(&stanza, "to_routing_node");
         if stanza.name() == "presence" && self.routing_node() != Some(self.node_id) {
-            tracing::info!(
-                from_node,
-                "presence for a SIP domain dropped: this node is no longer the routing node"
-            );
-            metrics::failure("outbound", "not_routing_node");
-            ::metrics::counter!(metrics::FORWARD_FAILURES, "reason" => "not_routing_node")
-                .increment(1);
+            not_routing_node(&domain, 1, Some(from_node));
             return;
         }
         self.route_and_send(stanza, domain);
