@@ -412,14 +412,9 @@ impl S2s {
         }
         let xml = stanza.stanza().to_xml_string();
         let to: Vec<String> = to.iter().map(|j| j.to_string()).collect();
-        for chunk in to.chunks(crate::xmpp::router::BATCH) {
+        for batch in crate::xmpp::router::batches(&xml, &to, true) {
             let sent = carriers.iter().any(|&n| {
-                let batch = herald_grpc::cluster::Broadcast {
-                    stanza: xml.clone(),
-                    to: chunk.to_vec(),
-                    forwarded: true,
-                };
-                match self.cluster.route(n, Kind::Broadcast(batch)) {
+                match self.cluster.route(n, Kind::Broadcast(batch.clone())) {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(node = n, domain = %remote, error = %e,

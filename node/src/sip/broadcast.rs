@@ -36,18 +36,15 @@ impl Sip {
             Some(n) if n == self.node_id => {}
             Some(n) if !forwarded => {
                 let xml = stanza.stanza().to_xml_string();
-                for chunk in to.chunks(crate::xmpp::router::BATCH) {
-                    let batch = herald_grpc::cluster::Broadcast {
-                        stanza: xml.clone(),
-                        to: chunk.iter().map(|j| j.to_string()).collect(),
-                        forwarded: true,
-                    };
+                let to: Vec<String> = to.iter().map(|j| j.to_string()).collect();
+                for batch in crate::xmpp::router::batches(&xml, &to, true) {
+                    let n_batch = batch.to.len();
                     let kind = herald_grpc::cluster::route_message::Kind::Broadcast(batch);
                     match self.cluster.route(n, kind) {
                         Ok(()) => ::metrics::counter!(metrics::FORWARDED, "kind" => "presence")
                             .increment(1),
                         Err(e) => {
-                            tracing::warn!(routing_node = n, domain, recipients = chunk.len(), error = %e,
+                            tracing::warn!(routing_node = n, domain, recipients = n_batch, error = %e,
                                 "presence for a SIP domain not forwarded to the routing node");
                             forward_failed(&e);
                         }

@@ -20,6 +20,7 @@ pub mod directory;
 pub mod io;
 pub mod limiter;
 pub mod metrics;
+mod node_sink;
 pub mod registry;
 pub mod router;
 pub mod server_iq;
@@ -30,7 +31,6 @@ pub mod users;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use herald_cluster::routing::RouteSink;
 use herald_cluster::ClusterHandle;
 use herald_grpc::cluster::route_message::Kind;
 use herald_grpc::config::{config_object::Body, ObjectKind};
@@ -40,6 +40,7 @@ use herald_xmpp::sasl::Mechanism;
 use herald_xmpp::{ns, Element, Jid};
 
 use crate::im::ImLimits;
+use node_sink::{NodeSink, SharedBroadcast};
 use router::Router;
 use session::SessionActor;
 use users::{
@@ -323,178 +324,6 @@ pub fn parse_stanza(xml: &str) -> Option<Element> {
             Ok(Some(_)) => continue,
             Ok(None) | Err(_) => return None,
         }
-    }
-}
-
-/// A presence broadcast received from another node (or handed back as lost), decoded.
-struct SharedBroadcast {
-    stanza: Arc<crate::im::SharedStanza>,
-    to: Vec<Jid>,
-    forwarded: bool,
-}
-
-impl SharedBroadcast {
-    /// `None` when the stanza does not parse or has no usable `from`; recipients that are
-    /// not JIDs are left out.
-    fn decode(b: &herald_grpc::cluster::Broadcast) -> Option<SharedBroadcast> {
-        let el = parse_stanza(&b.stanza)?;
-        let from = Jid::parse(el.get_attr("from")?).ok()?;
-        Some(SharedBroadcast {
-            stanza: crate::im::SharedStanza::new(el, from),
-            to: b.to.iter().filter_map(|t| Jid::parse(t).ok()).collect(),
-            forwarded: b.forwarded,
-        })
-    }
-
-    /// On to the recipients, as a broadcast made on this node.
-    fn send(&self, shared: &Arc<Shared>) {
-        shared
-            .router()
-            .broadcast_as(&self.stanza, &self.to, &mut Vec::new(), self.forwarded);
-    }
-}
-
-/// Receives what other nodes route here and hands it to the user's registry shard.
-struct NodeSink {
-    shards: Vec<Addr<UserRegistry>>,
-    shared: std::sync::Weak<Shared>,
-}
-
-impl NodeSink {
-    fn shard(&self, jid: &Jid) -> &Addr<UserRegistry> {
-        &self.shards[shard_index(jid, self.shards.len())]
-    }
-}
-
-impl RouteSink for NodeSink {
-    fn deliver(&self, from_node: u64, kind: Kind) -> bool {
-        let parse_full = |s: &str| Jid::parse(s).ok().filter(|j| !j.is_bare());
-        let sent = match kind {
-            Kind::ToUser(xml) => match parse_stanza(&xml) {
-                Some(el) => match el.get_attr("to").and_then(|t| Jid::parse(t).ok()) {
-                    Some(to) => self.shard(&to).try_send(ToUser(el)).is_ok(),
-                    None => {
-                        tracing::warn!(from_node, "routed stanza without a usable 'to' dropped");
-                        true
-                    }
-                },
-                None => {
-                    tracing::warn!(from_node, "undecodable routed stanza dropped");
-                    true
-                }
-            },
-            Kind::FromClient(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
-                (Some(full_jid), Some(stanza)) => self
-                    .shard(&full_jid)
-                    .try_send(ClientStanzaMsg {
-                        full_jid,
-                        stanza,
-                        // A previous home handing a stanza over names the session's node.
-                        loc: SessionLoc::Remote(if cs.session_node != 0 {
-                            cs.session_node
-                        } else {
-                            from_node
-                        }),
-                    })
-                    .is_ok(),
-                _ => true,
-            },
-            Kind::SessionOpened(full) => match parse_full(&full) {
-                Some(full_jid) => self
-                    .shard(&full_jid)
-                    .try_send(SessionOpened {
-                        full_jid,
-                        loc: SessionLoc::Remote(from_node),
-                    })
-                    .is_ok(),
-                None => true,
-            },
-            Kind::SessionClosed(full) => match parse_full(&full) {
-                Some(full_jid) => self
-                    .shard(&full_jid)
-                    .try_send(SessionClosed { full_jid })
-                    .is_ok(),
-                None => true,
-            },
-            Kind::ToRemote(xml) => {
-                let s2s = self.shared.upgrade().and_then(|s| s.s2s.get().cloned());
-                match (s2s, parse_stanza(&xml)) {
-                    (Some(s2s), Some(el)) => s2s.send(el, true),
-                    _ => tracing::warn!(
-                        from_node,
-                        "stanza for another domain dropped: no federation edge here"
-                    ),
-                }
-                true
-            }
-            Kind::ToSip(xml) => {
-                let sip = self.shared.upgrade().and_then(|s| s.sip.get().cloned());
-                match (sip, parse_stanza(&xml)) {
-                    (Some(sip), Some(el)) => sip.from_cluster(el, from_node),
-                    _ => tracing::warn!(
-                        from_node,
-                        "presence for a SIP domain dropped: no SIP edge here"
-                    ),
-                }
-                true
-            }
-            // Through the recipients' shards, as `ToUser` (the order of a sender's stanzas).
-            Kind::Broadcast(b) => match SharedBroadcast::decode(&b) {
-                Some(sb) => {
-                    let mut by_shard: Vec<Vec<Jid>> = vec![Vec::new(); self.shards.len()];
-                    for j in sb.to {
-                        by_shard[shard_index(&j, self.shards.len())].push(j);
-                    }
-                    let mut all = true;
-                    for (shard, to) in self.shards.iter().zip(by_shard) {
-                        if !to.is_empty() {
-                            all &= shard
-                                .try_send(registry::ToUsers {
-                                    stanza: sb.stanza.clone(),
-                                    to,
-                                    forwarded: sb.forwarded,
-                                })
-                                .is_ok();
-                        }
-                    }
-                    all
-                }
-                None => {
-                    tracing::warn!(from_node, "undecodable presence broadcast dropped");
-                    true
-                }
-            },
-            Kind::ToSession(cs) => match (parse_full(&cs.full_jid), parse_stanza(&cs.stanza)) {
-                (Some(full), Some(stanza)) => self
-                    .shard(&full)
-                    .try_send(ToLocalSession {
-                        full_jid: cs.full_jid,
-                        stanza,
-                    })
-                    .is_ok(),
-                _ => true,
-            },
-        };
-        if !sent {
-            ::metrics::counter!(metrics::MAILBOX_DROPS, "mailbox" => "registry").increment(1);
-        }
-        sent
-    }
-
-    fn local_sessions(
-        &self,
-        bare: String,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>> {
-        let shard = Jid::parse(&bare).ok().map(|j| (self.shard(&j).clone(), j));
-        Box::pin(async move {
-            match shard {
-                Some((registry, j)) => registry
-                    .send(users::LocalSessionsOf(j))
-                    .await
-                    .unwrap_or_default(),
-                None => vec![],
-            }
-        })
     }
 }
 

@@ -22,6 +22,20 @@ use crate::im::SharedStanza;
 /// message cap).
 pub(crate) const BATCH: usize = 1000;
 
+/// The node-to-node messages carrying a broadcast's stanza (`xml`, without `to`) to `to`,
+/// [`BATCH`] recipients each; `forwarded`: for a federation carrier or the SIP routing node.
+pub(crate) fn batches<'a>(
+    xml: &'a str,
+    to: &'a [String],
+    forwarded: bool,
+) -> impl Iterator<Item = Broadcast> + 'a {
+    to.chunks(BATCH).map(move |c| Broadcast {
+        stanza: xml.to_string(),
+        to: c.to_vec(),
+        forwarded,
+    })
+}
+
 #[derive(Clone)]
 pub struct Router {
     shared: Arc<Shared>,
@@ -178,7 +192,7 @@ impl Router {
         if !nodes.is_empty() {
             let xml = stanza.stanza().to_xml_string();
             for (home, users) in nodes {
-                self.to_node(home, &xml, users, false);
+                self.to_node(home, &xml, &users);
             }
         }
         for (domain, users) in domains {
@@ -186,19 +200,11 @@ impl Router {
         }
     }
 
-    /// Recipients of a broadcast homed on (or, `forwarded`, carried by) node `node`: one
-    /// message per [`BATCH`] of them.
-    pub(crate) fn to_node(&self, node: u64, xml: &str, users: Vec<String>, forwarded: bool) {
-        let mut users = users;
-        while !users.is_empty() {
-            let rest = users.split_off(users.len().min(BATCH));
-            let n = users.len();
+    /// Recipients of a broadcast homed on node `node`: one message per [`BATCH`] of them.
+    fn to_node(&self, node: u64, xml: &str, users: &[String]) {
+        for batch in batches(xml, users, false) {
+            let n = batch.to.len();
             metrics::histogram!(xm::BATCH_RECIPIENTS, "path" => "node").record(n as f64);
-            let batch = Broadcast {
-                stanza: xml.to_string(),
-                to: std::mem::replace(&mut users, rest),
-                forwarded,
-            };
             if let Err(e) = self.shared.cluster.route(node, Kind::Broadcast(batch)) {
                 tracing::warn!(node, recipients = n, error = %e,
                     "presence for users on another node not sent");
