@@ -1,8 +1,11 @@
 //! Log compaction with snapshots encoded off the Raft thread.
 //!
-//! Every `snapshot_entries` applied entries (and after each membership change) the loop hands the
-//! state it just published (an immutable `Arc`) to a thread of its own, which turns it into the
-//! snapshot bytes; the loop keeps serving Raft meanwhile. When the bytes are ready the loop
+//! Every `snapshot_entries` applied entries — and, once the state is larger than
+//! [`SMALL_SNAPSHOT`], not before the entries applied since the last snapshot add up to
+//! [`LOG_TO_SNAPSHOT`] times its size, so that a large state (many users' rosters) is not
+//! rewritten every few hundred milliseconds under a steady stream of user writes —
+//! and after each membership change, the loop hands the state it just published (an immutable
+//! `Arc`) to a thread of its own, which encodes the snapshot bytes straight from it; the loop keeps serving Raft meanwhile. When the bytes are ready the loop
 //! stores the snapshot, with the conf state as of its index, and drops the log before a trailing
 //! window of `compaction_lag` entries. One build at a time.
 //!
@@ -11,11 +14,18 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use prost::Message as _;
 use raft::eraftpb::ConfState;
 
 use super::{Applied, LoopError, RaftLoop};
 use crate::metrics as m;
+
+/// A snapshot of a large state is due once the log applied since the last one is this many times
+/// its size (and `snapshot_entries` long): taking snapshots then costs at most half the log's own
+/// writes.
+pub(super) const LOG_TO_SNAPSHOT: u64 = 2;
+
+/// Up to this size a snapshot is taken every `snapshot_entries` entries whatever their size.
+pub(super) const SMALL_SNAPSHOT: u64 = 1 << 20;
 
 /// A snapshot being encoded.
 pub(super) struct Build {
@@ -33,7 +43,9 @@ impl RaftLoop {
             return Ok(());
         }
         let applied = self.state.applied_index();
-        let due = applied >= self.last_snapshot_index + self.cfg.snapshot_entries;
+        let due = applied >= self.last_snapshot_index + self.cfg.snapshot_entries
+            && (self.snapshot_bytes <= SMALL_SNAPSHOT
+                || self.log_bytes >= LOG_TO_SNAPSHOT * self.snapshot_bytes);
         if !(due || self.force_snapshot) || applied <= self.last_snapshot_index {
             return Ok(());
         }
@@ -43,11 +55,13 @@ impl RaftLoop {
             return Ok(());
         }
         self.force_snapshot = false;
+        // Entries applied from here on count toward the next snapshot.
+        self.log_bytes = 0;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new()
             .name(format!("raft-snap-{}", self.cfg.node_id))
             .spawn(move || {
-                let bytes = published.state.to_snapshot().encode_to_vec();
+                let bytes = published.state.encode_snapshot();
                 let _ = tx.send(bytes);
             });
         if let Err(e) = spawned {
@@ -90,6 +104,7 @@ impl RaftLoop {
             .mut_store()
             .compact(b.index, data, keep_from, b.conf)?;
         self.last_snapshot_index = b.index;
+        self.snapshot_bytes = bytes as u64;
         metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
         tracing::debug!(index = b.index, bytes, "log compacted behind a snapshot");
         Ok(())

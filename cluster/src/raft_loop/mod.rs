@@ -76,6 +76,10 @@ pub struct RaftLoop {
     answers: Vec<Answer>,
     next_seq: u64,
     last_snapshot_index: u64,
+    /// Size of the last snapshot's state, and bytes of entries applied since a snapshot was
+    /// last started (see `compaction`).
+    snapshot_bytes: u64,
+    log_bytes: u64,
     last_leader: u64,
     snapshots_installed: u64,
     removed: bool,
@@ -153,6 +157,8 @@ impl RaftLoop {
             answers: Vec::new(),
             next_seq: 1,
             last_snapshot_index: applied,
+            snapshot_bytes: snap.data.len() as u64,
+            log_bytes: 0,
             last_leader: 0,
             snapshots_installed: 0,
             removed: false,
@@ -374,11 +380,14 @@ impl RaftLoop {
 
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), LoopError> {
         let index = snap.get_metadata().index;
+        let snap_bytes = snap.data.len() as u64;
         let state = restore_state(&snap)?;
         self.raw.mut_store().apply_snapshot(snap)?;
         self.state = state;
         self.state.set_applied_index(index);
         self.last_snapshot_index = index;
+        self.snapshot_bytes = snap_bytes;
+        self.log_bytes = 0;
         for n in self.state.nodes() {
             self.transport.learn_address(n.node_id, &n.cluster_address);
         }
@@ -402,6 +411,7 @@ impl RaftLoop {
                 }
             }
             self.state.set_applied_index(e.index);
+            self.log_bytes += e.data.len() as u64;
             self.dirty = true;
         }
         Ok(())

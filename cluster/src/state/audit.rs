@@ -141,10 +141,13 @@ impl StateMachine {
         } else {
             keep as usize
         };
+        self.hash.add_record(&record);
         let log = Arc::make_mut(&mut self.audit);
         log.push_back(record);
         while log.len() > keep {
-            log.pop_front();
+            if let Some(old) = log.pop_front() {
+                self.hash.remove_record(&old);
+            }
         }
     }
 

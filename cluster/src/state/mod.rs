@@ -22,6 +22,7 @@ pub mod routes;
 mod rules;
 pub mod validate;
 
+mod digest;
 #[cfg(test)]
 mod tests;
 
@@ -30,8 +31,8 @@ use herald_grpc::config::{
     write_outcome, AuditRecord, Command, ConfigObject, ErrorCode, ErrorDetail, LocalDomain,
     NodeInfo, ObjectKind, StoreSnapshot, WriteOutcome,
 };
-use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, VecDeque};
+use imbl::{OrdMap, OrdSet};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub use derived::default_singleton;
@@ -68,21 +69,24 @@ pub struct StateMachine {
     applied_index: u64,
     /// Stored objects keyed by (kind, key), derived fields cleared (except the owner of
     /// automatic ACL entries, which only the state machine writes).
-    /// Values are shared: the published copy of the state (one per applied batch) clones
-    /// the map, not the objects.
-    objects: BTreeMap<ObjectKey, Arc<ConfigObject>>,
+    /// Persistent maps: the published copy of the state (one per applied batch) shares their
+    /// structure (a clone copies nothing; a write copies the path to its key), so publishing
+    /// costs the same with 10 objects or 100,000 users' data.
+    objects: OrdMap<ObjectKey, Arc<ConfigObject>>,
     /// Index: local domain name → number of users in it.
-    users_per_domain: BTreeMap<String, u64>,
+    users_per_domain: OrdMap<String, u64>,
     /// Index: email domain → number of users whose `mail_id` is in it.
-    users_per_mail_domain: BTreeMap<String, u64>,
+    users_per_mail_domain: OrdMap<String, u64>,
     /// Index: full `mail_id` (lower case) → the JIDs of the users that have it.
-    users_by_mail: BTreeMap<String, std::collections::BTreeSet<String>>,
+    users_by_mail: OrdMap<String, OrdSet<String>>,
     /// The audit log of admin changes, oldest first, bounded (see [`audit`]). Shared with the
     /// published copies: only an audited write clones it.
     audit: Arc<VecDeque<AuditRecord>>,
     /// Index: a fingerprint of every user's pinned home node (XOR of a hash per pinned user),
     /// so that "did any pin change?" is one comparison.
     pins: u64,
+    /// Index: the sum behind [`Self::digest`], kept as objects and audit records come and go.
+    hash: digest::SetHash,
 }
 
 impl StateMachine {
@@ -220,6 +224,25 @@ impl StateMachine {
         }
     }
 
+    /// The encoding of [`Self::to_snapshot`], written straight from the stored objects (no copy
+    /// of the state first: a snapshot of 100,000 users' data is built without doubling it in
+    /// memory).
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        use prost::encoding::{encode_key, encode_varint, message, WireType};
+        let mut buf = Vec::new();
+        if self.applied_index != 0 {
+            encode_key(1, WireType::Varint, &mut buf);
+            encode_varint(self.applied_index, &mut buf);
+        }
+        for o in self.objects.values() {
+            message::encode(2, &**o, &mut buf);
+        }
+        for r in self.audit.iter() {
+            message::encode(3, r, &mut buf);
+        }
+        buf
+    }
+
     /// Rebuilds a state machine from a snapshot. Objects are not revalidated (rules may have
     /// changed since they were written); a missing body, an unspecified kind or a duplicate
     /// key returns `INTERNAL`.
@@ -249,31 +272,19 @@ impl StateMachine {
             sm.commit(vec![Change::put(o.clone())]);
         }
         sm.audit = Arc::new(s.audit.iter().cloned().collect());
+        for r in sm.audit.iter() {
+            sm.hash.add_record(r);
+        }
         Ok(sm)
     }
 
-    /// Hex SHA-256 over the canonical prost encoding of the sorted stored objects and the audit
-    /// log (the bytes of a [`StoreSnapshot`] with applied index 0, without the placement view),
-    /// so two nodes holding the same config report the same digest whatever their applied
-    /// index. The placement view is not operator config (it changes whenever a node stops or
-    /// starts); each node's placement epoch is reported next to its digest instead.
+    /// Hex digest of the stored objects and the audit log (see [`digest`]: a SHA-256 over the
+    /// sum of each one's SHA-256, kept current as they change, so reading it is cheap at any
+    /// size), so two nodes holding the same config report the same digest whatever their
+    /// applied index. The placement view is not operator config (it changes whenever a node
+    /// stops or starts); each node's placement epoch is reported next to its digest instead.
     pub fn digest(&self) -> String {
-        let mut hasher = Sha256::new();
-        let mut buf = Vec::new();
-        for o in self.objects.values() {
-            if o.kind() == ObjectKind::Placement {
-                continue;
-            }
-            buf.clear();
-            prost::encoding::message::encode(2, &**o, &mut buf);
-            hasher.update(&buf);
-        }
-        for r in self.audit.iter() {
-            buf.clear();
-            prost::encoding::message::encode(3, r, &mut buf);
-            hasher.update(&buf);
-        }
-        hex::encode(hasher.finalize())
+        self.hash.hex()
     }
 
     fn advance(&mut self, index: u64) {
@@ -326,6 +337,7 @@ impl StateMachine {
     }
 
     fn index(&mut self, o: &ConfigObject) {
+        self.hash.add_object(o);
         if let Some(Body::User(u)) = &o.body {
             self.pins ^= pin_hash(&u.jid, u.pinned_home_node);
             if let Some(d) = user_domain(&u.jid) {
@@ -342,6 +354,7 @@ impl StateMachine {
     }
 
     fn unindex(&mut self, o: &ConfigObject) {
+        self.hash.remove_object(o);
         if let Some(Body::User(u)) = &o.body {
             self.pins ^= pin_hash(&u.jid, u.pinned_home_node);
             if let Some(d) = user_domain(&u.jid) {
@@ -373,7 +386,7 @@ fn pin_hash(jid: &str, pinned: u64) -> u64 {
     h.finish()
 }
 
-fn decrement(map: &mut BTreeMap<String, u64>, key: &str) {
+fn decrement(map: &mut OrdMap<String, u64>, key: &str) {
     if let Some(n) = map.get_mut(key) {
         *n = n.saturating_sub(1);
         if *n == 0 {
