@@ -90,14 +90,19 @@ struct LoopbackCluster {
     next_write: Cell<u64>,
 }
 
-/// The Raft timing a node gets by default (`[raft]` in herald.toml).
+/// The Raft timing a node gets by default (`[raft]` in herald.toml); `RAFT_SNAPSHOT_ENTRIES`
+/// overrides the snapshot interval (to show what snapshots cost in the mixed-load run).
 fn raft_config(node_id: u64) -> RaftConfig {
+    let snapshot_entries = std::env::var("RAFT_SNAPSHOT_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     RaftConfig {
         node_id,
         tick: Duration::from_millis(100),
         election_ticks: 10,
         heartbeat_ticks: 2,
-        snapshot_entries: std::env::var("SNAP").ok().and_then(|v| v.parse().ok()).unwrap_or(1000),
+        snapshot_entries,
         compaction_lag: 5000,
         promote_lag: 100,
         max_size_per_msg: 1 << 20,
