@@ -290,6 +290,39 @@ async fn config_writes(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(tasks)).await;
 }
 
+/// A running [`config_writes`] task and what it measured.
+struct ConfigWrites {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Samples>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConfigWrites {
+    fn start(handles: &Arc<Vec<ClusterHandle>>, rate: f64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Samples::default()));
+        let task = tokio::spawn(config_writes(
+            handles.clone(),
+            rate,
+            stop.clone(),
+            samples.clone(),
+        ));
+        ConfigWrites {
+            stop,
+            samples,
+            task,
+        }
+    }
+
+    /// Stops issuing, waits (bounded) for the writes in flight, and returns the latencies.
+    async fn stop(self) -> Samples {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let mut samples = self.samples.lock().expect("samples");
+        std::mem::take(&mut *samples)
+    }
+}
+
 /// One user's writer state: the revision it last saw and whether a write is in flight.
 struct Writer {
     revision: AtomicU64,
@@ -349,28 +382,13 @@ pub fn run(cluster: &LoopbackCluster, o: Options) -> Result<Report, String> {
         );
 
         // Config writes alone.
-        let alone = Arc::new(Mutex::new(Samples::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(config_writes(
-            handles.clone(),
-            o.config_rate,
-            stop.clone(),
-            alone.clone(),
-        ));
+        let alone = ConfigWrites::start(&handles, o.config_rate);
         tokio::time::sleep(Duration::from_secs_f64(o.baseline)).await;
-        stop.store(true, Ordering::Relaxed);
-        let _ = task.await;
+        let alone = alone.stop().await;
 
         // Config writes under user-state load.
-        let loaded = Arc::new(Mutex::new(Samples::default()));
+        let loaded = ConfigWrites::start(&handles, o.config_rate);
         let user = Arc::new(Mutex::new(Samples::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(config_writes(
-            handles.clone(),
-            o.config_rate,
-            stop.clone(),
-            loaded.clone(),
-        ));
         let start = Instant::now();
         let mut skipped = 0u64;
         let mut issued = 0u64;
@@ -420,16 +438,14 @@ pub fn run(cluster: &LoopbackCluster, o: Options) -> Result<Report, String> {
             }
         }
         let window = start.elapsed().as_secs_f64();
-        stop.store(true, Ordering::Relaxed);
-        let _ = task.await;
+        let loaded = loaded.stop().await;
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(tasks)).await;
-        let take = |s: &Arc<Mutex<Samples>>| std::mem::take(&mut *s.lock().expect("samples"));
-        let user = take(&user);
+        let user = std::mem::take(&mut *user.lock().expect("samples"));
         let user_rate_done = user.ms.len() as f64 / window;
         Ok(Report {
             options: o,
-            config_alone: take(&alone),
-            config_loaded: take(&loaded),
+            config_alone: alone,
+            config_loaded: loaded,
             user,
             user_skipped: skipped,
             user_rate_done,
