@@ -3,11 +3,12 @@
 //! Every `snapshot_entries` applied entries — and, once the state is larger than
 //! [`SMALL_SNAPSHOT`], not before the entries applied since the last snapshot add up to
 //! [`LOG_TO_SNAPSHOT`] times its size, so that a large state (many users' rosters) is not
-//! rewritten every few hundred milliseconds under a steady stream of user writes —
-//! and after each membership change, the loop hands the state it just published (an immutable
-//! `Arc`) to a thread of its own, which encodes the snapshot bytes straight from it; the loop keeps serving Raft meanwhile. When the bytes are ready the loop
-//! stores the snapshot, with the conf state as of its index, and drops the log before a trailing
-//! window of `compaction_lag` entries. One build at a time.
+//! rewritten every few hundred milliseconds under a steady stream of user writes — and after
+//! each membership change, the loop hands the state it just published (an immutable `Arc`) to a
+//! thread of its own, which encodes the snapshot bytes straight from it; the loop keeps serving
+//! Raft meanwhile. When the bytes are ready the loop stores the snapshot, with the conf state as
+//! of its index, and drops the log before a trailing window of `compaction_lag` entries. One
+//! build at a time.
 //!
 //! What is still on the Raft thread: storing the snapshot (one redb write and fsync of its bytes).
 
