@@ -31,10 +31,7 @@ use herald_cluster::client::PeerOptions;
 use herald_cluster::raft_loop::LoopError;
 use herald_cluster::service::NodeApiService;
 use herald_cluster::{ClusterConfig, ClusterHandle, RaftConfig, Role};
-use herald_grpc::config::{
-    command::Op, config_object::Body, Command, ConfigObject, ErrorDetail, LocalDomain, NodeInfo,
-    PutObject, WriteMode,
-};
+use herald_grpc::config::{config_object::Body, Command, ErrorDetail, LocalDomain, NodeInfo};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -251,20 +248,15 @@ impl LoopbackCluster {
     fn next_command(&self) -> Command {
         let i = self.next_write.get();
         self.next_write.set(i + 1);
-        Command {
-            audit: None,
-            op: Some(Op::Put(PutObject {
-                object: Some(ConfigObject::new(Body::Domain(LocalDomain {
-                    name: format!("d{}.bench.test", i % KEYS),
-                    description: format!("write {i}"),
-                    ..Default::default()
-                }))),
-                mode: WriteMode::Upsert as i32,
-                expected_revision: 0,
-                confirm: false,
-                fence: None,
-            })),
-        }
+        mixed::put(
+            Body::Domain(LocalDomain {
+                name: format!("d{}.bench.test", i % KEYS),
+                description: format!("write {i}"),
+                ..Default::default()
+            }),
+            0,
+            None,
+        )
     }
 
     /// Runs `iters` rounds of `batch` concurrent writes through node index `node`; returns the

@@ -197,7 +197,8 @@ impl Report {
     }
 }
 
-fn put(object: Body, expected_revision: u64, fence: Option<Fence>) -> Command {
+/// An upsert of `object`, as every write of these benchmarks is.
+pub fn put(object: Body, expected_revision: u64, fence: Option<Fence>) -> Command {
     Command {
         audit: None,
         op: Some(Op::Put(PutObject {
