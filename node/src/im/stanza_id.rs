@@ -72,6 +72,40 @@ pub fn of<'a>(el: &'a Element, by: &Jid) -> Option<&'a str> {
         .and_then(|c| c.get_attr("id"))
 }
 
+/// Marks a message that a session could not take (it stopped first, or its client never
+/// acknowledged it) as it goes back to the account `by`: the home has handled its id already,
+/// and would take the hand-back for a repeat of the original hand-on and drop it. The id
+/// becomes `<id>.rN` (N counts hand-backs), derived from the original rather than drawn fresh,
+/// so that two copies of the same hand-back (the same message queued for two sessions that
+/// both stop, or one hand-back routed twice between nodes) still count once. A message
+/// without an id of ours is left as it is.
+pub fn handed_back(el: &mut Element, by: &Jid) {
+    let by = by.to_string();
+    let Some(c) = el.nodes_mut().iter_mut().find_map(|n| match n {
+        herald_xmpp::Node::Element(c)
+            if c.is("stanza-id", ns::SID) && c.get_attr("by") == Some(by.as_str()) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    }) else {
+        return;
+    };
+    let Some(id) = c.get_attr("id") else {
+        return;
+    };
+    let next = match id.rsplit_once(".r") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            format!(
+                "{base}.r{}",
+                n.parse::<u64>().unwrap_or(0).saturating_add(1)
+            )
+        }
+        _ => format!("{id}.r1"),
+    };
+    c.set_attr("id", next);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +179,34 @@ mod tests {
                 el.to_xml_string()
             );
         }
+    }
+
+    #[test]
+    fn a_handed_back_message_gets_an_id_derived_from_its_own() {
+        let ann = Jid::parse("ann@example.com").unwrap();
+        let mut m = msg("ann@example.com").child(
+            Element::new("stanza-id", ns::SID)
+                .attr("id", "abc-1")
+                .attr("by", "ann@example.com"),
+        );
+        let mut twin = m.clone();
+        handed_back(&mut m, &ann);
+        assert_eq!(of(&m, &ann), Some("abc-1.r1"));
+        handed_back(&mut twin, &ann);
+        assert_eq!(
+            of(&twin, &ann),
+            of(&m, &ann),
+            "two copies of one hand-back count once"
+        );
+        handed_back(&mut m, &ann);
+        assert_eq!(of(&m, &ann), Some("abc-1.r2"));
+        // Another account's id, or none: nothing to mark.
+        let bob = Jid::parse("bob@example.com").unwrap();
+        let before = m.to_xml_string();
+        handed_back(&mut m, &bob);
+        assert_eq!(m.to_xml_string(), before);
+        let mut bare = msg("ann@example.com");
+        handed_back(&mut bare, &ann);
+        assert_eq!(of(&bare, &ann), None);
     }
 }

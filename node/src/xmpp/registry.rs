@@ -386,12 +386,15 @@ impl Handler<ToLocalSession> for UserRegistry {
 }
 
 /// `stanza` readdressed to its bare JID when it is a message worth redelivering (a body, not an
-/// error), for a session that ended before it could be written.
+/// error), for a session that ended before it could be written (or whose client never
+/// acknowledged it), with its stanza id marked as handed back: the home has handled the
+/// original and would otherwise drop this as a repeat of it.
 pub fn for_the_account(mut stanza: Element) -> Option<Element> {
     if !super::sm::worth_redelivering(&stanza) {
         return None;
     }
     let bare = Jid::parse(stanza.get_attr("to")?).ok()?.bare();
+    crate::im::stanza_id::handed_back(&mut stanza, &bare);
     stanza.set_attr("to", bare.to_string());
     Some(stanza)
 }

@@ -334,6 +334,9 @@ impl SessionActor {
         tracing::info!(jid = %full, count = back.len(), "returning unacknowledged messages to the account");
         for mut m in back {
             m.set_attr("to", full.bare().to_string());
+            let Some(m) = super::registry::for_the_account(m) else {
+                continue;
+            };
             if home == self.shared.node_id {
                 let _ = self.shared.to_user(&full.bare(), m);
             } else {

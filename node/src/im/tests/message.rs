@@ -238,3 +238,35 @@ fn a_message_arriving_twice_counts_once() {
     }
     assert_eq!(c.seen_ids.len(), crate::im::stanza_id::REMEMBERED);
 }
+
+/// A message that reached a session which stopped before writing it (or whose client never
+/// acknowledged it) comes back to the account with the id the home already handled: it goes
+/// to another resource or offline, not dropped as a repeat; two copies of that hand-back still
+/// count once.
+#[test]
+fn a_message_handed_back_by_a_stopped_session_is_kept() {
+    let stamped = msg(BOB, ME, "chat").child(
+        Element::new("stanza-id", ns::SID)
+            .attr("id", "m1")
+            .attr("by", "alice@example.com"),
+    );
+    let mut c = core();
+    online(&mut c, "a", 0);
+    let fx = c.from_outside(stamped, 1);
+    let delivered = match to_sessions(&fx).as_slice() {
+        [(res, stanza)] if *res == "a" => (*stanza).clone(),
+        other => panic!("delivered to {other:?}"),
+    };
+    // The session stops with it unwritten; its resource is gone when the hand-back arrives.
+    c.session_closed("a", 2);
+    let back = crate::xmpp::users::for_the_account(delivered).expect("a chat message goes back");
+    assert_eq!(back.get_attr("to"), Some(ME));
+    let fx = c.from_outside(back.clone(), 3);
+    assert!(fx.contains(&Effect::Persist), "{}", summary(&fx).join("; "));
+    assert_eq!(c.data.offline.len(), 1, "stored for the next sign-in");
+    assert!(
+        c.from_outside(back, 4).is_empty(),
+        "the same hand-back twice counts once"
+    );
+    assert_eq!(c.data.offline.len(), 1);
+}
