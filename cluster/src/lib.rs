@@ -27,6 +27,7 @@ pub mod raft_loop;
 pub mod routing;
 pub mod secrets;
 pub mod service;
+pub mod snapfile;
 pub mod state;
 pub mod storage;
 pub(crate) mod stream;

@@ -17,6 +17,7 @@ pub const READ_INDEX_ROUNDS: &str = "herald_raft_read_index_rounds_total";
 /// Linearizable read barriers served by those rounds.
 pub const LINEARIZABLE_READS: &str = "herald_raft_linearizable_reads_total";
 pub const SNAPSHOTS_TAKEN: &str = "herald_raft_snapshots_taken_total";
+pub const SNAPSHOT_FAILURES: &str = "herald_raft_snapshot_failures_total";
 /// Snapshots sent to followers over InstallSnapshot.
 pub const SNAPSHOTS_SENT: &str = "herald_raft_snapshots_sent_total";
 pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
@@ -83,6 +84,10 @@ pub fn describe() {
         "Linearizable read barriers asked of Raft"
     );
     describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken to compact the Raft log");
+    describe_counter!(
+        SNAPSHOT_FAILURES,
+        "Snapshots that could not be written to their file (disk full, permissions); retried"
+    );
     describe_counter!(
         SNAPSHOTS_SENT,
         "Snapshots sent to followers in chunks (InstallSnapshot)"

@@ -7,12 +7,18 @@
 //! index need not survive a crash (a restarted node learns it again from the leader, and never
 //! below its snapshot, which [`DiskStorage::compact`] records with it).
 //!
+//! The latest snapshot this node took itself lives in a file of its own next to the store
+//! ([`crate::snapfile`]), written and fsynced by the thread that encodes it; the store commits
+//! only a pointer to it (name and SHA-256) with the log truncation, so storing a snapshot of
+//! megabytes costs the Raft thread one small write. A snapshot installed from the leader (rare)
+//! is stored inline in the store, as all snapshots were by earlier builds; both are read back.
+//!
 //! Reads come from an in-memory mirror that is loaded at open and kept in step with each write.
 //! The log is compacted behind each snapshot but keeps a trailing window of entries (the
 //! snapshot may sit inside the log): a follower that lags by less than the window catches up
 //! from the log instead of receiving a whole snapshot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use protobuf::Message as _;
@@ -20,11 +26,15 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::snapfile;
+
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const KEY_HARD_STATE: &str = "hard_state";
 const KEY_CONF_STATE: &str = "conf_state";
 const KEY_SNAPSHOT: &str = "snapshot";
+/// A [`crate::snapfile::Pointer`] to the snapshot file, when the snapshot is not inline.
+const KEY_SNAPSHOT_FILE: &str = "snapshot_file";
 
 /// Durable (fsynced) write transactions of every store in this process (for benchmarks and
 /// tests; `/metrics` has [`crate::metrics::FSYNCS`]).
@@ -63,6 +73,10 @@ fn redb_err(e: impl Into<redb::Error>) -> StorageError {
 /// Raft storage backed by one redb file.
 pub struct DiskStorage {
     db: Database,
+    /// The directory of the store: snapshot files live there.
+    dir: PathBuf,
+    /// The file the latest snapshot was read from or stored to (`None`: inline, or none).
+    snapshot_file: Option<String>,
     hard_state: HardState,
     conf_state: ConfState,
     snapshot: Snapshot,
@@ -85,8 +99,14 @@ impl DiskStorage {
             tx.open_table(META).map_err(redb_err)?;
             tx.commit().map_err(redb_err)?;
         }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let mut s = DiskStorage {
             db,
+            dir,
+            snapshot_file: None,
             hard_state: HardState::default(),
             conf_state: ConfState::default(),
             snapshot: Snapshot::default(),
@@ -105,9 +125,18 @@ impl DiskStorage {
         if let Some(v) = meta.get(KEY_CONF_STATE).map_err(redb_err)? {
             self.conf_state = decode(v.value(), "conf state")?;
         }
-        if let Some(v) = meta.get(KEY_SNAPSHOT).map_err(redb_err)? {
+        let file = match meta.get(KEY_SNAPSHOT_FILE).map_err(redb_err)? {
+            Some(v) => Some(snapfile::Pointer::decode(v.value())?),
+            None => None,
+        };
+        if let Some(p) = &file {
+            self.snapshot = snapfile::read(&self.dir, p)?;
+        } else if let Some(v) = meta.get(KEY_SNAPSHOT).map_err(redb_err)? {
             self.snapshot = decode(v.value(), "snapshot")?;
         }
+        // Files of builds that a crash or a newer snapshot overtook.
+        self.snapshot_file = file.map(|p| p.name);
+        snapfile::remove_others(&self.dir, self.snapshot_file.as_deref(), u64::MAX);
         let entries = tx.open_table(ENTRIES).map_err(redb_err)?;
         let snap_index = self.snapshot_index();
         let mut expected: Option<u64> = None;
@@ -324,8 +353,12 @@ impl DiskStorage {
                     })?;
                 m.insert(key, bytes.as_slice()).map_err(redb_err)?;
             }
+            m.remove(KEY_SNAPSHOT_FILE).map_err(redb_err)?;
         }
         commit_durable(tx)?;
+        // Older files; a newer one may be a build being written (it will be ignored).
+        snapfile::remove_others(&self.dir, None, meta.index);
+        self.snapshot_file = None;
         self.entries.clear();
         self.conf_state = meta.get_conf_state().clone();
         self.hard_state = hs;
@@ -334,9 +367,9 @@ impl DiskStorage {
     }
 
     /// Stores a snapshot of the applied state at `index` and drops the log before `keep_from`
-    /// (clamped to `..= index + 1`): entries from `keep_from` on stay, so that followers that
-    /// lag a little catch up from the log. The commit index stored is at least `index`.
-    /// `conf` is the conf state as of `index`.
+    /// (see [`Self::store_snapshot_file`]), writing its file on this thread: the Raft loop
+    /// writes the file on the thread that encodes the snapshot instead
+    /// ([`Self::snapshot_at`], [`snapfile::write`]).
     pub fn compact(
         &mut self,
         index: u64,
@@ -347,6 +380,19 @@ impl DiskStorage {
         if index <= self.snapshot_index() {
             return Ok(());
         }
+        let snap = self.snapshot_at(index, data, conf)?;
+        let file = snapfile::write(&self.dir, &snap)?;
+        self.store_snapshot_file(snap, file, keep_from)
+    }
+
+    /// A snapshot of the applied state at `index` (which must be in the log): its term comes
+    /// from the log, `conf` is the conf state as of `index`.
+    pub fn snapshot_at(
+        &self,
+        index: u64,
+        data: Vec<u8>,
+        conf: ConfState,
+    ) -> Result<Snapshot, StorageError> {
         if index > self.last_idx() {
             return Err(StorageError::Invalid(format!(
                 "compact to {index} beyond last index {}",
@@ -363,12 +409,38 @@ impl DiskStorage {
         let mut snap = Snapshot::default();
         snap.set_metadata(meta);
         snap.data = data.into();
-        let bytes = snap
-            .write_to_bytes()
-            .map_err(|source| StorageError::Corrupt {
-                what: "snapshot",
-                source,
-            })?;
+        Ok(snap)
+    }
+
+    /// The directory snapshot files go to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes `snap`, already written durably to the file `file` names, the latest snapshot,
+    /// and drops the log before `keep_from` (clamped to `..= index + 1`): entries from
+    /// `keep_from` on stay, so that followers that lag a little catch up from the log. One
+    /// small write: the pointer, the hard state (its commit at least the snapshot's index) and
+    /// the truncation. Older snapshot files are removed after it. A snapshot not newer than the
+    /// one held is ignored (its file removed).
+    pub fn store_snapshot_file(
+        &mut self,
+        snap: Snapshot,
+        file: snapfile::Pointer,
+        keep_from: u64,
+    ) -> Result<(), StorageError> {
+        let index = snap.get_metadata().index;
+        let current = self.snapshot_index();
+        if index <= current {
+            snapfile::remove_others(&self.dir, self.snapshot_file.as_deref(), current);
+            return Ok(());
+        }
+        if index > self.last_idx() || self.entry_term(index)? != snap.get_metadata().term {
+            return Err(StorageError::Invalid(format!(
+                "snapshot at {index} (term {}) is not in the log",
+                snap.get_metadata().term
+            )));
+        }
         let keep_from = keep_from.clamp(self.first_idx(), index + 1);
         let mut hs = self.hard_state.clone();
         hs.commit = hs.commit.max(index);
@@ -381,13 +453,17 @@ impl DiskStorage {
         let tx = self.db.begin_write().map_err(redb_err)?;
         {
             let mut m = tx.open_table(META).map_err(redb_err)?;
-            m.insert(KEY_SNAPSHOT, bytes.as_slice()).map_err(redb_err)?;
+            m.insert(KEY_SNAPSHOT_FILE, file.encode().as_slice())
+                .map_err(redb_err)?;
+            m.remove(KEY_SNAPSHOT).map_err(redb_err)?;
             m.insert(KEY_HARD_STATE, hs_bytes.as_slice())
                 .map_err(redb_err)?;
             let mut t = tx.open_table(ENTRIES).map_err(redb_err)?;
             t.retain_in(..keep_from, |_, _| false).map_err(redb_err)?;
         }
         commit_durable(tx)?;
+        snapfile::remove_others(&self.dir, Some(&file.name), index);
+        self.snapshot_file = Some(file.name);
         let drop = (keep_from - self.first_idx()) as usize;
         self.entries.drain(..drop);
         self.hard_state = hs;

@@ -5,20 +5,21 @@
 //! [`LOG_TO_SNAPSHOT`] times its size, so that a large state (many users' rosters) is not
 //! rewritten every few hundred milliseconds under a steady stream of user writes — and after
 //! each membership change, the loop hands the state it just published (an immutable `Arc`) to a
-//! thread of its own, which encodes the snapshot bytes straight from it; the loop keeps serving
-//! Raft meanwhile. When the bytes are ready the loop stores the snapshot, with the conf state as
-//! of its index, and drops the log before a trailing window of `compaction_lag` entries. One
-//! build at a time.
-//!
-//! What is still on the Raft thread: storing the snapshot (one redb write and fsync of its bytes).
+//! thread of its own, which encodes the snapshot straight from it (with the term and conf state
+//! as of its index) and writes it durably to a file of its own ([`crate::snapfile`]); the loop
+//! keeps serving Raft meanwhile. When the file is written the loop makes it the latest snapshot
+//! and drops the log before a trailing window of `compaction_lag` entries: one small redb write
+//! (pointer, hard state, truncation). One build at a time.
 
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use raft::eraftpb::ConfState;
+use raft::eraftpb::Snapshot;
 
 use super::{Applied, LoopError, RaftLoop};
 use crate::metrics as m;
+use crate::snapfile;
+use crate::storage::StorageError;
 
 /// A snapshot of a large state is due once the log applied since the last one is this many times
 /// its size (and `snapshot_entries` long): taking snapshots then costs at most half the log's own
@@ -28,13 +29,14 @@ pub(super) const LOG_TO_SNAPSHOT: u64 = 2;
 /// Up to this size a snapshot is taken every `snapshot_entries` entries whatever their size.
 pub(super) const SMALL_SNAPSHOT: u64 = 1 << 20;
 
-/// A snapshot being encoded.
+/// A snapshot being encoded and written.
 pub(super) struct Build {
     index: u64,
-    /// The conf state at `index` (a later membership change must not leak into it).
-    conf: ConfState,
-    bytes: Receiver<Vec<u8>>,
+    done: Receiver<Built>,
 }
+
+/// A snapshot written to its file (or why it could not be).
+type Built = Result<(Snapshot, snapfile::Pointer), StorageError>;
 
 impl RaftLoop {
     /// Starts a snapshot build when one is due and none is running.
@@ -55,6 +57,11 @@ impl RaftLoop {
             // Not published yet (cannot happen: on_ready publishes first); try next round.
             return Ok(());
         }
+        // The term and the conf state as of `applied` (a later membership change must not leak
+        // into it); the data is filled in by the build.
+        let store = self.raw.store();
+        let shell = store.snapshot_at(applied, Vec::new(), store.conf_state().clone())?;
+        let dir = store.dir().to_path_buf();
         self.force_snapshot = false;
         // Entries applied from here on count toward the next snapshot.
         self.log_bytes = 0;
@@ -62,8 +69,11 @@ impl RaftLoop {
         let spawned = std::thread::Builder::new()
             .name(format!("raft-snap-{}", self.cfg.node_id))
             .spawn(move || {
-                let bytes = published.state.encode_snapshot();
-                let _ = tx.send(bytes);
+                let mut snap = shell;
+                snap.data = published.state.encode_snapshot().into();
+                drop(published);
+                let built = snapfile::write(&dir, &snap).map(|p| (snap, p));
+                let _ = tx.send(built);
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start a snapshot build; retrying later");
@@ -71,8 +81,7 @@ impl RaftLoop {
         }
         self.building = Some(Build {
             index: applied,
-            conf: self.raw.store().conf_state().clone(),
-            bytes: rx,
+            done: rx,
         });
         Ok(())
     }
@@ -82,8 +91,14 @@ impl RaftLoop {
         let Some(b) = &self.building else {
             return Ok(());
         };
-        let data = match b.bytes.try_recv() {
-            Ok(data) => data,
+        let (snap, file) = match b.done.try_recv() {
+            Ok(Ok(built)) => built,
+            Ok(Err(e)) => {
+                tracing::error!(index = b.index, error = %e, "cannot write a snapshot file; retrying later");
+                metrics::counter!(m::SNAPSHOT_FAILURES).increment(1);
+                self.building = None;
+                return Ok(());
+            }
             Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => {
                 tracing::error!(index = b.index, "a snapshot build died; retrying later");
@@ -94,16 +109,16 @@ impl RaftLoop {
         let Some(b) = self.building.take() else {
             return Ok(());
         };
-        if b.index <= self.last_snapshot_index {
-            // A newer snapshot (installed from the leader) superseded it.
-            return Ok(());
-        }
-        let bytes = data.len();
-        // Keep a trailing window of entries behind the snapshot for lagging followers.
+        let bytes = snap.data.len();
+        // Keep a trailing window of entries behind the snapshot for lagging followers. (One
+        // that a newer snapshot, installed from the leader, superseded is ignored.)
         let keep_from = (b.index + 1).saturating_sub(self.cfg.compaction_lag);
         self.raw
             .mut_store()
-            .compact(b.index, data, keep_from, b.conf)?;
+            .store_snapshot_file(snap, file, keep_from)?;
+        if b.index <= self.last_snapshot_index {
+            return Ok(());
+        }
         self.last_snapshot_index = b.index;
         self.snapshot_bytes = bytes as u64;
         metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
