@@ -367,5 +367,56 @@ mod tests {
             let e = DiskStorage::open(&path).err().expect("refused").to_string();
             assert!(e.contains("raft-snapshot-00000000000000000003.bin"), "{e}");
         }
+
+        #[test]
+        fn the_log_behind_a_snapshot_is_deleted_a_chunk_per_write() {
+            use crate::storage::TRIM_CHUNK;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("raft.redb");
+            let n = 3 * TRIM_CHUNK + 50;
+            {
+                let mut s = DiskStorage::open(&path).unwrap();
+                s.append(&entries(1, n)).unwrap();
+                s.compact(n - 10, b"s".to_vec(), n - 20, voters(vec![1]))
+                    .unwrap();
+                // In memory the log starts at once where asked; on disk one chunk went.
+                assert_eq!(s.first_index().unwrap(), n - 20);
+                assert_eq!(s.untrimmed(), n - 21 - TRIM_CHUNK);
+            }
+            let last;
+            {
+                // What is still on disk comes back as a longer trailing window: committed
+                // entries, consistent with the snapshot.
+                let mut s = DiskStorage::open(&path).unwrap();
+                assert_eq!(s.first_index().unwrap(), TRIM_CHUNK + 1);
+                assert_eq!(
+                    s.entries(
+                        TRIM_CHUNK + 1,
+                        n + 1,
+                        None,
+                        raft::GetEntriesContext::empty(false)
+                    )
+                    .unwrap()
+                    .len() as u64,
+                    n - TRIM_CHUNK
+                );
+                s.compact(n - 5, b"t".to_vec(), n - 5, voters(vec![1]))
+                    .unwrap();
+                let mut next = n + 1;
+                while s.untrimmed() > 0 {
+                    assert!(
+                        next < n + 10,
+                        "trimming does not advance: {}",
+                        s.untrimmed()
+                    );
+                    s.append(&entries(next, next)).unwrap();
+                    next += 1;
+                }
+                last = next - 1;
+            }
+            let s = DiskStorage::open(&path).unwrap();
+            assert_eq!(s.first_index().unwrap(), n - 5);
+            assert_eq!(s.last_index().unwrap(), last);
+        }
     }
 }

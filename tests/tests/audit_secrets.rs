@@ -167,9 +167,9 @@ fn token_changes_are_audited_and_secrets_sealed_at_rest() -> Result<()> {
         "{last}"
     );
 
-    // The raw store files: sealed values only.
+    // The raw store files (the store and its snapshot files): sealed values only.
     for node in [1, 2] {
-        let raw = std::fs::read(sb.data_dir(node).join("raft.redb"))?;
+        let raw = store_files(&sb.data_dir(node))?;
         assert!(
             !contains(&raw, CAL_PASSWORD),
             "node {node}: calendar password in the clear"
@@ -305,7 +305,7 @@ fn certificate_changes_are_audited_with_the_certificate_subject() -> Result<()> 
         assert!(actor.contains("DNS:alice.ops.test"), "{r}");
     }
     assert!(!out.contains(CAL_PASSWORD), "{out}");
-    let raw = std::fs::read(sb.data_dir(1).join("raft.redb"))?;
+    let raw = store_files(&sb.data_dir(1))?;
     assert!(!contains(&raw, CAL_PASSWORD));
     Ok(())
 }
@@ -359,4 +359,20 @@ fn readable_key_files_are_refused_at_start() -> Result<()> {
         "{log}"
     );
     Ok(())
+}
+
+/// The bytes of a node's Raft store and of its snapshot files, one after the other.
+fn store_files(data_dir: &std::path::Path) -> Result<Vec<u8>> {
+    let mut raw = std::fs::read(data_dir.join("raft.redb"))?;
+    for ent in std::fs::read_dir(data_dir)? {
+        let ent = ent?;
+        if ent
+            .file_name()
+            .to_string_lossy()
+            .starts_with("raft-snapshot-")
+        {
+            raw.extend(std::fs::read(ent.path())?);
+        }
+    }
+    Ok(raw)
 }
