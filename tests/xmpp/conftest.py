@@ -21,6 +21,19 @@ from s2s_harness import S2SEnv, s2s_env  # noqa: E402,F401 - the federation peer
 logging.getLogger("slixmpp").setLevel(logging.CRITICAL)
 
 
+# Files with a test of minutes, run first: `scripts/test` spreads files over parallel workers
+# (pytest-xdist, `--dist loadfile`, in collection order), and a long file started last would
+# be the whole run's tail.
+LONG_FILES = ("test_faults.py", "test_s2s_more.py", "test_outside_fuzz.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
