@@ -337,13 +337,17 @@ impl SessionActor {
             let Some(m) = super::registry::for_the_account(m) else {
                 continue;
             };
+            // A failure is logged and counted where it happens (mailbox full); a route to
+            // another node that cannot be queued is logged here.
             if home == self.shared.node_id {
                 let _ = self.shared.to_user(&full.bare(), m);
-            } else {
-                let _ = self
-                    .shared
-                    .cluster
-                    .route(home, Kind::ToUser(m.to_xml_string()));
+            } else if let Err(e) = self
+                .shared
+                .cluster
+                .route(home, Kind::ToUser(m.to_xml_string()))
+            {
+                tracing::warn!(jid = %full, home, error = %e,
+                    "an unacknowledged message could not be returned to the account's home");
             }
         }
     }
