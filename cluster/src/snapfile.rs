@@ -36,7 +36,7 @@ impl Pointer {
         let bad = || StorageError::Invalid("undecodable snapshot file pointer".into());
         let s = std::str::from_utf8(bytes).map_err(|_| bad())?;
         let (name, sha256) = s.split_once('\n').ok_or_else(bad)?;
-        if !is_snapshot_file(name) || sha256.len() != 64 {
+        if index_of(name).is_none() || sha256.len() != 64 {
             return Err(bad());
         }
         Ok(Self {
@@ -44,10 +44,6 @@ impl Pointer {
             sha256: sha256.to_string(),
         })
     }
-}
-
-fn is_snapshot_file(name: &str) -> bool {
-    index_of(name).is_some()
 }
 
 /// The index a snapshot file's name carries.
@@ -65,12 +61,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> StorageError {
 /// Writes `snap` durably to a file of its own in `dir` and returns the pointer to it. Safe to
 /// call off the Raft thread: it touches no file the store uses.
 pub fn write(dir: &Path, snap: &Snapshot) -> Result<Pointer, StorageError> {
-    let bytes = snap
-        .write_to_bytes()
-        .map_err(|source| StorageError::Corrupt {
-            what: "snapshot",
-            source,
-        })?;
+    let bytes = crate::storage::encode(snap, "snapshot")?;
     let name = format!("{PREFIX}{:020}{SUFFIX}", snap.get_metadata().index);
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(&name);
@@ -155,6 +146,16 @@ mod tests {
         s
     }
 
+    /// Every file name in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn written_read_back_and_checked() {
         let dir = tempfile::tempdir().unwrap();
@@ -201,13 +202,8 @@ mod tests {
         fs::write(dir.path().join("raft-snapshot-notes.txt"), b"x").unwrap();
         // Up to index 5: the newer file (a build being written) stays.
         remove_others(dir.path(), Some(&new.name), 5);
-        let mut left: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
         assert_eq!(
-            left,
+            names(dir.path()),
             vec![
                 new.name.clone(),
                 newer.name.clone(),
@@ -248,14 +244,12 @@ mod tests {
                 .collect()
         }
 
+        /// The snapshot files in `dir`, sorted.
         fn files(dir: &Path) -> Vec<String> {
-            let mut v: Vec<_> = fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
+            names(dir)
+                .into_iter()
                 .filter(|n| n.starts_with(PREFIX))
-                .collect();
-            v.sort();
-            v
+                .collect()
         }
 
         fn voters(v: Vec<u64>) -> ConfState {

@@ -269,21 +269,12 @@ impl DiskStorage {
             }
             trimmed = self.trim_chunk(&mut t, self.first_idx().min(first.index))?;
             for e in ents {
-                let bytes = e.write_to_bytes().map_err(|source| StorageError::Corrupt {
-                    what: "log entry",
-                    source,
-                })?;
+                let bytes = encode(e, "log entry")?;
                 t.insert(e.index, bytes.as_slice()).map_err(redb_err)?;
             }
             // Without a new hard state, the current one goes along: it carries a commit index
             // that may have been kept in memory only so far.
-            let bytes = hs
-                .unwrap_or(&self.hard_state)
-                .write_to_bytes()
-                .map_err(|source| StorageError::Corrupt {
-                    what: "meta",
-                    source,
-                })?;
+            let bytes = encode(hs.unwrap_or(&self.hard_state), "meta")?;
             let mut m = tx.open_table(META).map_err(redb_err)?;
             m.insert(KEY_HARD_STATE, bytes.as_slice())
                 .map_err(redb_err)?;
@@ -324,12 +315,7 @@ impl DiskStorage {
     }
 
     fn put_meta(&self, key: &str, msg: &dyn protobuf::Message) -> Result<(), StorageError> {
-        let bytes = msg
-            .write_to_bytes()
-            .map_err(|source| StorageError::Corrupt {
-                what: "meta",
-                source,
-            })?;
+        let bytes = encode(msg, "meta")?;
         let tx = self.db.begin_write().map_err(redb_err)?;
         {
             let mut t = tx.open_table(META).map_err(redb_err)?;
@@ -362,12 +348,7 @@ impl DiskStorage {
                 (KEY_CONF_STATE, meta.get_conf_state()),
                 (KEY_HARD_STATE, &hs),
             ] {
-                let bytes = msg
-                    .write_to_bytes()
-                    .map_err(|source| StorageError::Corrupt {
-                        what: "meta",
-                        source,
-                    })?;
+                let bytes = encode(msg, "meta")?;
                 m.insert(key, bytes.as_slice()).map_err(redb_err)?;
             }
             m.remove(KEY_SNAPSHOT_FILE).map_err(redb_err)?;
@@ -462,12 +443,7 @@ impl DiskStorage {
         let keep_from = keep_from.clamp(self.first_idx(), index + 1);
         let mut hs = self.hard_state.clone();
         hs.commit = hs.commit.max(index);
-        let hs_bytes = hs
-            .write_to_bytes()
-            .map_err(|source| StorageError::Corrupt {
-                what: "meta",
-                source,
-            })?;
+        let hs_bytes = encode(&hs, "meta")?;
         let tx = self.db.begin_write().map_err(redb_err)?;
         let trimmed;
         {
@@ -526,6 +502,15 @@ impl DiskStorage {
             .map(|e| e.term)
             .ok_or_else(|| StorageError::Invalid(format!("no entry at {idx}")))
     }
+}
+
+/// `msg`'s encoding (`what` names it in the error).
+pub(crate) fn encode(
+    msg: &dyn protobuf::Message,
+    what: &'static str,
+) -> Result<Vec<u8>, StorageError> {
+    msg.write_to_bytes()
+        .map_err(|source| StorageError::Corrupt { what, source })
 }
 
 fn decode<M: protobuf::Message>(bytes: &[u8], what: &'static str) -> Result<M, StorageError> {
