@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The calendar burst benchmark, short (CI): bench/run.sh SCENARIOS=calendar with 200 users,
 # 4 watchers each, 20 chatting at 200 msgs/s, calendars polled every 5 s; fails unless every
-# watcher got its update and no chat message was lost. Needs release herald and loadgen.
+# watcher got its update and no chat message was lost. Needs herald and loadgen built
+# (release, or the directory BIN_DIR names: CI passes its debug build).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d /tmp/herald-cal-smoke.XXXXXX)

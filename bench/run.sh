@@ -19,7 +19,8 @@
 # a 3-node cluster on 127.0.0.11-13 under chat at RATE msgs/s, default ISOLATION_FACTOR 1.2 x
 # the Herald chat peak of the same placement in results/chat.json, for DURATION s, 60, while
 # `cluster status` is called once per second), BUILD=0 (use the existing release binaries, no
-# cargo build), PROSODY_OPPORTUNISTIC_WRITES (true/false), PROSODY_GC (incremental or
+# cargo build), BIN_DIR (where herald and loadgen are; default the release build's directory —
+# the CI smokes pass the debug one with BUILD=0), PROSODY_OPPORTUNISTIC_WRITES (true/false), PROSODY_GC (incremental or
 # generational), TSUNG=1 (also run the Tsung cross-check, bench/tsung/, on every system in the
 # pinned placement: TSUNG_USERS, TSUNG_RATE total msgs/s, TSUNG_SECS of chat; TSUNG_ORDER
 # "loadgen tsung" or "tsung loadgen": which generator goes first). SCENARIOS may also name
@@ -119,8 +120,9 @@ STORM_FIRST=$((max_users + 1))
 has_scenario storm && max_users=$((max_users + STORM_USERS))
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-HERALD=$CARGO_TARGET_DIR/release/herald
-LOADGEN=$CARGO_TARGET_DIR/release/loadgen
+BIN_DIR=${BIN_DIR:-$CARGO_TARGET_DIR/release}
+HERALD=$BIN_DIR/herald
+LOADGEN=$BIN_DIR/loadgen
 PIDS=()
 
 log() { echo "[$(date +%T)] $*" >&2; }

@@ -3,7 +3,8 @@
 # ejabberd (pinned) with 200 users, 20 watchers each, a change every 5 s for 10 s (8,000
 # deliveries per system); fails unless every system delivered every change to every watcher.
 # Exercises the scenario and bench/rosters.py (Prosody's and ejabberd's stored subscriptions).
-# Needs release herald and loadgen; Prosody and ejabberd installed.
+# Needs herald and loadgen built (release, or the directory BIN_DIR names: CI passes its debug
+# build); Prosody and ejabberd installed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d /tmp/herald-storm-smoke.XXXXXX)

@@ -13,7 +13,8 @@
 //! - `raft/propose_apply_leader_x16`: 16 concurrent writes through the leader; time until all
 //!   16 are applied (several proposals share one Ready, hence one fsync per node).
 //!
-//! `cargo bench -p herald-bench --bench raft`; CI runs `cargo bench -p herald-bench -- --test`.
+//! `cargo bench -p herald-bench --bench raft`; CI runs them once from its debug build:
+//! `cargo test --workspace --benches -- --test`.
 //! The cluster starts only when one of these benchmarks is selected, and is stopped (Raft
 //! threads joined, runtime shut down, data dir removed) when the group is done.
 //!
