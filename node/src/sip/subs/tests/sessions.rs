@@ -37,6 +37,20 @@ fn invite_key(actions: &[Action]) -> (ReqKey, Request) {
     }
 }
 
+/// Sends `text` from `from` to `to` when no session is open: the message must wait (`Held`) for
+/// the one INVITE it starts, whose key and request are returned.
+fn held_invite(
+    t: &mut Table,
+    env: &mut TestEnv,
+    now: Instant,
+    (from, to, text): (&str, &str, &str),
+) -> (ReqKey, Request) {
+    match t.session_message(&chat(from, to, text), text, now, env) {
+        SessionSend::Held(actions) => invite_key(&actions),
+        other => panic!("{text:?} from {from} should wait for an INVITE, got {other:?}"),
+    }
+}
+
 #[test]
 fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
     let mut t = Table::new();
@@ -44,12 +58,7 @@ fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
     let now = Instant::now();
     let (alice, erin) = ("alice@h.test/phone", "erin@sip.test");
     // The first message opens the session: one INVITE offering m=message, the message waits.
-    let SessionSend::Held(actions) =
-        t.session_message(&chat(alice, erin, "one"), "one", now, &mut env)
-    else {
-        panic!("the first message should wait for the INVITE");
-    };
-    let (key, invite) = invite_key(&actions);
+    let (key, invite) = held_invite(&mut t, &mut env, now, (alice, erin, "one"));
     assert!(
         body(&invite).contains("m=message 5061 sip null"),
         "{}",
@@ -140,12 +149,7 @@ fn outbound_im_opens_one_session_and_reuses_it_both_ways() {
         other => panic!("{other:?}"),
     }
     assert_eq!(t.counts().sessions, 0);
-    let SessionSend::Held(actions) =
-        t.session_message(&chat(alice, erin, "four"), "four", now, &mut env)
-    else {
-        panic!("a new session after BYE");
-    };
-    let (_, again) = invite_key(&actions);
+    let (_, again) = held_invite(&mut t, &mut env, now, (alice, erin, "four"));
     assert_ne!(
         again.headers.call_id().unwrap(),
         invite.headers.call_id().unwrap()
@@ -158,12 +162,7 @@ fn refused_invite_falls_back_to_page_mode_for_a_while() {
     let mut env = TestEnv::new();
     let now = Instant::now();
     let (alice, erin) = ("alice@h.test/phone", "erin@sip.test");
-    let SessionSend::Held(actions) =
-        t.session_message(&chat(alice, erin, "one"), "one", now, &mut env)
-    else {
-        panic!("INVITE expected");
-    };
-    let (key, invite) = invite_key(&actions);
+    let (key, invite) = held_invite(&mut t, &mut env, now, (alice, erin, "one"));
     let _ = t.session_message(&chat(alice, erin, "two"), "two", now, &mut env);
     // 488 (no IM sessions here): both waiting messages go again, in page mode, in order.
     let mut refused = Response::for_request(&invite, 488, Some("Not Acceptable Here"));
@@ -199,12 +198,7 @@ fn refused_invite_falls_back_to_page_mode_for_a_while() {
         SessionSend::PageMode
     ));
     // No answer at all (the link made up a 408 without a To tag): the waiting message bounces.
-    let SessionSend::Held(actions) =
-        t.session_message(&chat(alice, "bob@sip.test", "lost"), "lost", now, &mut env)
-    else {
-        panic!("INVITE expected");
-    };
-    let (key, invite) = invite_key(&actions);
+    let (key, invite) = held_invite(&mut t, &mut env, now, (alice, "bob@sip.test", "lost"));
     let made_up = Response::for_request(&invite, 408, Some("Request Timeout (connect)"));
     match t.on_response(&key, &made_up, now, &mut env).as_slice() {
         [Action::Fail { text, .. }] => assert!(text.contains("cannot be reached"), "{text}"),
@@ -230,15 +224,12 @@ fn confirmed_outbound_session_ends_with_bye_when_idle() {
     let mut t = Table::new();
     let mut env = TestEnv::new();
     let now = Instant::now();
-    let SessionSend::Held(actions) = t.session_message(
-        &chat("alice@h.test", "erin@sip.test", "hi"),
-        "hi",
-        now,
+    let (key, invite) = held_invite(
+        &mut t,
         &mut env,
-    ) else {
-        panic!("INVITE expected");
-    };
-    let (key, invite) = invite_key(&actions);
+        now,
+        ("alice@h.test", "erin@sip.test", "hi"),
+    );
     let _ = t.on_response(&key, &invite_ok(&invite), now, &mut env);
     let actions = t.tick(now + SESSION_IDLE, &mut env);
     let reqs = sent(&actions);
@@ -259,15 +250,12 @@ fn email_for_federation_names_the_user_by_email_on_the_wire() {
     env.mail
         .insert("alice@h.test".into(), "first.last@mail.test".into());
     let now = Instant::now();
-    let SessionSend::Held(actions) = t.session_message(
-        &chat("alice@h.test/pc", "erin@sip.test", "hi"),
-        "hi",
-        now,
+    let (_, invite) = held_invite(
+        &mut t,
         &mut env,
-    ) else {
-        panic!("INVITE expected");
-    };
-    let (_, invite) = invite_key(&actions);
+        now,
+        ("alice@h.test/pc", "erin@sip.test", "hi"),
+    );
     assert!(
         invite
             .headers
