@@ -20,8 +20,8 @@
 # the Herald chat peak of the same placement in results/chat.json, for DURATION s, 60, while
 # `cluster status` is called once per second), BUILD=0 (use the existing release binaries, no
 # cargo build), BIN_DIR (where herald and loadgen are; default the release build's directory —
-# the CI smokes pass the debug one with BUILD=0), PROSODY_OPPORTUNISTIC_WRITES (true/false), PROSODY_GC (incremental or
-# generational), TSUNG=1 (also run the Tsung cross-check, bench/tsung/, on every system in the
+# the CI smokes pass the debug one with BUILD=0), PROSODY_OPPORTUNISTIC_WRITES (true/false),
+# PROSODY_GC (incremental or generational), TSUNG=1 (also run the Tsung cross-check, bench/tsung/, on every system in the
 # pinned placement: TSUNG_USERS, TSUNG_RATE total msgs/s, TSUNG_SECS of chat; TSUNG_ORDER
 # "loadgen tsung" or "tsung loadgen": which generator goes first). SCENARIOS may also name
 # calendar (Herald only, not in the default): CAL_USERS calendar-enabled users (10,000) whose
