@@ -640,28 +640,52 @@ async fn accept_loop(
         };
         let i = workers.least_loaded();
         workers.load[i].fetch_add(1, Relaxed);
-        let (shared, tls, w, c) = (shared.clone(), tls.clone(), workers.clone(), conns.clone());
+        // Boxed: the connection's task keeps it, and 40 bytes more would move that task into
+        // a larger allocation size class (see `io::run`).
+        let release = Box::new(Release {
+            workers: workers.clone(),
+            worker: i,
+            conns: conns.clone(),
+            source,
+        });
+        let (shared, tls) = (shared.clone(), tls.clone());
         let handed = workers.arbiters[i].spawn_fn(move || {
-            actix_rt::spawn(async move {
-                match tokio::net::TcpStream::from_std(tcp) {
-                    Ok(tcp) => {
-                        let (tx, rx) = io::out_queue(io::OUT_QUEUE_LIMIT);
-                        let session = SessionActor::new(shared, tx, peer, direct_tls).start();
-                        io::run(tcp, direct_tls, tls, session, rx).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "cannot register a client connection")
-                    }
+            // Set up here, not in the task: what the task's future captures it keeps for the
+            // connection's whole life (see `io::run`).
+            match tokio::net::TcpStream::from_std(tcp) {
+                Ok(tcp) => {
+                    let (tx, rx) = io::out_queue(io::OUT_QUEUE_LIMIT);
+                    let session = SessionActor::new(shared, tx, peer, direct_tls).start();
+                    let fut = io::run(tcp, direct_tls, tls, session, rx, release);
+                    actix_rt::spawn(fut);
                 }
-                w.load[i].fetch_sub(1, Relaxed);
-                c.close(source);
-            });
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot register a client connection")
+                }
+            }
         });
         if !handed {
-            // The arbiter is gone (the node is stopping): the connection closes with it.
-            workers.load[i].fetch_sub(1, Relaxed);
-            conns.close(source);
+            // The arbiter is gone (the node is stopping): the connection closes with it (and
+            // `release` with the dropped closure).
+            tracing::debug!(%peer, "client connection dropped: the node is stopping");
         }
+    }
+}
+
+/// A client connection's claims on its arbiter's load and its source's connection count,
+/// given back when the connection's task ends (or never starts).
+struct Release {
+    workers: Arc<Workers>,
+    worker: usize,
+    conns: Arc<limiter::ConnLimits>,
+    source: limiter::SourcePrefix,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.workers.load[self.worker].fetch_sub(1, Relaxed);
+        self.conns.close(self.source);
     }
 }
 
@@ -681,5 +705,28 @@ mod tests {
         }
         assert!(counts.iter().all(|&c| c > 50), "uneven spread: {counts:?}");
         assert_eq!(shard_index(&Jid::parse("a@b").unwrap(), 1), 0);
+    }
+}
+#[cfg(test)]
+mod task_sizes {
+    /// An actor's task is tokio's task cell around actix' `ContextFut` (the actor, its context
+    /// and mailbox): the future plus 96 bytes, rounded up to 128 (the cell's alignment). Every
+    /// signed-in client has one session actor and one user actor; up to 928 bytes of future
+    /// each is one 1,024-byte allocation, a few bytes more the next size class (1,280). So the
+    /// rarely used parts of both actors are boxed: bench/README.md, "Fixes and their effect".
+    #[test]
+    fn session_and_user_actor_tasks_stay_in_their_size_class() {
+        use std::mem::size_of;
+        type Fut<A> = actix::dev::ContextFut<A, actix::Context<A>>;
+        let session = size_of::<Fut<super::session::SessionActor>>();
+        let user = size_of::<Fut<super::users::UserActor>>();
+        assert!(
+            session <= 928,
+            "a session actor's task future is {session} bytes (> 928)"
+        );
+        assert!(
+            user <= 928,
+            "a user actor's task future is {user} bytes (> 928)"
+        );
     }
 }

@@ -54,8 +54,6 @@ pub struct SessionActor {
     c2s: C2s,
     out: OutQueue,
     peer: SocketAddr,
-    /// The authenticated bare JID.
-    bare: Option<Jid>,
     full_jid: Option<Jid>,
     /// Node of the user's actor, once bound.
     home: Option<u64>,
@@ -65,7 +63,7 @@ pub struct SessionActor {
     last_presence: Option<Box<Element>>,
     auth_failures: u32,
     /// The account (`local@domain`) the client last tried to log in as.
-    account: Option<String>,
+    account: Option<Box<str>>,
     closing: bool,
     sm: StreamMgmt,
     /// ` to='bare JID'`, escaped, for shared stanzas (made at the first).
@@ -101,7 +99,6 @@ impl SessionActor {
             c2s,
             out,
             peer,
-            bare: None,
             full_jid: None,
             home: None,
             user: None,
@@ -141,7 +138,7 @@ impl SessionActor {
                     let found = lookup(&self.shared, &account);
                     let shared = self.shared.clone();
                     let jid = account.clone();
-                    self.account = Some(account.clone());
+                    self.account = Some(account.as_str().into());
                     let placeholder =
                         C2s::new(self.c2s.config().clone(), String::new(), vec![0; 16]);
                     let mut c2s = std::mem::replace(&mut self.c2s, placeholder);
@@ -187,7 +184,6 @@ impl SessionActor {
                 }
                 Action::Authenticated { jid, mechanism } => {
                     metrics::counter!(xm::AUTH, "result" => "success").increment(1);
-                    self.bare = Some(jid.clone());
                     // Only failures are counted per account: nothing to keep for the session.
                     self.account = None;
                     tracing::debug!(%jid, mechanism = mechanism.name(), peer = %self.peer, "authenticated");
@@ -199,7 +195,7 @@ impl SessionActor {
                         "SASL authentication failed");
                     self.shared.auth_limiter.do_send(super::limiter::Failed {
                         ip: self.peer.ip(),
-                        account: self.account.clone(),
+                        account: self.account.as_deref().map(String::from),
                     });
                     queue.extend(self.c2s.handle(Input::Nonce(nonce())));
                     // Slow down guessing: nothing more is read from this client for a while.
@@ -367,7 +363,7 @@ impl SessionActor {
     }
 
     fn c2s_bare(&self) -> Option<Jid> {
-        self.bare.clone()
+        self.c2s.authenticated().cloned()
     }
 
     fn established(&mut self, full: Jid, ctx: &mut Context<Self>) {
@@ -735,18 +731,18 @@ impl Handler<Deliver> for SessionActor {
 impl Handler<super::deliver::DeliverShared> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: super::deliver::DeliverShared, ctx: &mut Context<Self>) {
-        let Some(bare) = self.bare.clone() else {
+        let Some(bare) = self.c2s.authenticated() else {
             return;
         };
         if self.closing || self.sm.enabled() {
             // Kept or counted as a stanza of its own: the general path.
-            let stanza = msg.0.addressed(&bare);
+            let stanza = msg.0.addressed(bare);
             return Handler::handle(self, Deliver::new(stanza, None), ctx);
         }
         xm::stanza_out(msg.0.stanza().name());
         let to = self
             .to_attr
-            .get_or_insert_with(|| crate::im::shared::to_attribute(&bare).into());
+            .get_or_insert_with(|| crate::im::shared::to_attribute(bare).into());
         let bytes = msg.0.encode_for_client(to);
         self.send_bytes(bytes, ctx);
     }

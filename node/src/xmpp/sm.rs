@@ -16,8 +16,15 @@ pub const MAX_UNACKED: usize = 10_000;
 /// that never acknowledges large messages cannot pin more than this in the server's memory.
 pub const MAX_UNACKED_BYTES: usize = 4 * 1024 * 1024;
 
+/// Stream management of one session: nothing until the client enables it (or a closing
+/// session keeps a stanza), then its state, boxed: many sessions never use it, and an idle
+/// session's actor should stay small (see `SessionActor`).
 #[derive(Debug, Default)]
-pub struct StreamMgmt {
+pub struct StreamMgmt(Option<Box<SmState>>);
+
+#[derive(Debug, Default)]
+struct SmState {
+    /// The client enabled stream management.
     enabled: bool,
     /// Stanzas received from the client since enabling.
     inbound: u32,
@@ -48,7 +55,12 @@ pub enum SmReply {
 
 impl StreamMgmt {
     pub fn enabled(&self) -> bool {
-        self.enabled
+        self.0.as_ref().is_some_and(|sm| sm.enabled)
+    }
+
+    /// The state, when the client enabled stream management.
+    fn on(&mut self) -> Option<&mut SmState> {
+        self.0.as_deref_mut().filter(|sm| sm.enabled)
     }
 
     /// Whether `el` is a stream management element.
@@ -58,36 +70,36 @@ impl StreamMgmt {
 
     /// Handles `<enable/>`, `<r/>` and `<a/>` from the client.
     pub fn handle(&mut self, el: &Element, stream_id: &str) -> SmReply {
-        match el.name() {
-            "enable" if !self.enabled => {
-                self.enabled = true;
+        match (el.name(), self.on()) {
+            ("enable", None) => {
+                self.0.get_or_insert_with(Box::default).enabled = true;
                 // No resumption: `resume` is not offered back.
                 SmReply::Send(Element::new("enabled", ns::SM).attr("id", stream_id))
             }
-            "enable" => SmReply::Send(
+            ("enable", Some(_)) => SmReply::Send(
                 Element::new("failed", ns::SM)
                     .child(Element::new("unexpected-request", ns::STANZAS_ERR)),
             ),
-            "r" if self.enabled => {
-                SmReply::Send(Element::new("a", ns::SM).attr("h", self.inbound.to_string()))
+            ("r", Some(sm)) => {
+                SmReply::Send(Element::new("a", ns::SM).attr("h", sm.inbound.to_string()))
             }
-            "a" if self.enabled => {
+            ("a", Some(sm)) => {
                 let Some(h) = el.get_attr("h").and_then(|h| h.parse::<u32>().ok()) else {
                     return SmReply::Violation("<a/> without a valid h".into());
                 };
-                let newly = h.wrapping_sub(self.acked) as usize;
-                if newly > self.unacked.len() {
+                let newly = h.wrapping_sub(sm.acked) as usize;
+                if newly > sm.unacked.len() {
                     return SmReply::Violation(format!(
                         "acknowledged {h} stanzas but only {} were sent",
-                        self.acked as usize + self.unacked.len()
+                        sm.acked as usize + sm.unacked.len()
                     ));
                 }
-                let freed: usize = self.unacked.drain(..newly).map(|(_, n)| n as usize).sum();
-                self.unacked_bytes -= freed;
-                self.acked = h;
+                let freed: usize = sm.unacked.drain(..newly).map(|(_, n)| n as usize).sum();
+                sm.unacked_bytes -= freed;
+                sm.acked = h;
                 SmReply::Nothing
             }
-            "resume" => SmReply::Send(
+            ("resume", _) => SmReply::Send(
                 Element::new("failed", ns::SM)
                     .child(Element::new("item-not-found", ns::STANZAS_ERR)),
             ),
@@ -97,8 +109,8 @@ impl StreamMgmt {
 
     /// Counts a stanza received from the client.
     pub fn received(&mut self) {
-        if self.enabled {
-            self.inbound = self.inbound.wrapping_add(1);
+        if let Some(sm) = self.on() {
+            sm.inbound = sm.inbound.wrapping_add(1);
         }
     }
 
@@ -106,21 +118,21 @@ impl StreamMgmt {
     /// acknowledgement should be requested now, and `Err` (what is unacknowledged) when too much
     /// is, in stanzas or in bytes.
     pub fn sent(&mut self, el: &Element, bytes: usize) -> Result<Option<Element>, Unacked> {
-        if !self.enabled {
+        let Some(sm) = self.on() else {
             return Ok(None);
-        }
-        if self.unacked.len() >= MAX_UNACKED || self.unacked_bytes + bytes > MAX_UNACKED_BYTES {
+        };
+        if sm.unacked.len() >= MAX_UNACKED || sm.unacked_bytes + bytes > MAX_UNACKED_BYTES {
             return Err(Unacked {
-                stanzas: self.unacked.len(),
-                bytes: self.unacked_bytes,
+                stanzas: sm.unacked.len(),
+                bytes: sm.unacked_bytes,
             });
         }
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        self.unacked_bytes += bytes as usize;
-        self.unacked.push_back((el.clone(), bytes));
-        self.since_request += 1;
-        if self.since_request >= REQUEST_EVERY {
-            self.since_request = 0;
+        sm.unacked_bytes += bytes as usize;
+        sm.unacked.push_back((el.clone(), bytes));
+        sm.since_request += 1;
+        if sm.since_request >= REQUEST_EVERY {
+            sm.since_request = 0;
             return Ok(Some(Element::new("r", ns::SM)));
         }
         Ok(None)
@@ -129,13 +141,19 @@ impl StreamMgmt {
     /// Keeps `el` with the unacknowledged stanzas without sending it (the session is closing
     /// over the limit): it goes back to the account with them.
     pub fn keep_unsent(&mut self, el: Element) {
-        self.unacked.push_back((el, 0));
+        self.0
+            .get_or_insert_with(Box::default)
+            .unacked
+            .push_back((el, 0));
     }
 
     /// The unacknowledged messages worth redelivering (with a body), in order; clears the queue.
     pub fn take_unacked_messages(&mut self) -> Vec<Element> {
-        self.unacked_bytes = 0;
-        self.unacked
+        let Some(sm) = self.0.as_deref_mut() else {
+            return Vec::new();
+        };
+        sm.unacked_bytes = 0;
+        sm.unacked
             .drain(..)
             .map(|(e, _)| e)
             .filter(worth_redelivering)
@@ -143,7 +161,7 @@ impl StreamMgmt {
     }
 
     pub fn unacked(&self) -> usize {
-        self.unacked.len()
+        self.0.as_ref().map_or(0, |sm| sm.unacked.len())
     }
 }
 

@@ -69,7 +69,9 @@ pub struct UserActor {
     checked_index: u64,
     locations: crate::im::ResourceMap<SessionLoc>,
     /// Changes handled but not yet written, with every effect waiting for that write.
-    batch: Option<Batch>,
+    /// Boxed: only there while a write is pending, and 48 bytes less keep the actor's task
+    /// in a smaller allocation size class (1,024 bytes instead of 1,280).
+    batch: Option<Box<Batch>>,
     /// The bare JID as text, and its pinned home node as of an applied index: what deciding
     /// whether this node may serve the user needs for every input, read from the store only
     /// when something was applied since.
@@ -166,7 +168,7 @@ impl UserActor {
         let batch = self.batch.get_or_insert_with(|| {
             // Runs once the mailbox has no more input ready (or after a write in flight).
             ctx.notify(Flush);
-            Batch::default()
+            Box::default()
         });
         batch.persist |= persist;
         batch.effects.extend(
@@ -185,6 +187,7 @@ impl UserActor {
         let Some(batch) = self.batch.take() else {
             return;
         };
+        let batch = *batch;
         metrics::histogram!(xm::BATCH_INPUTS).record(batch.causes.len() as f64);
         if batch.persist {
             self.persist_then(batch.effects, batch.causes, ctx);

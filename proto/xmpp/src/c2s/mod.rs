@@ -224,7 +224,7 @@ pub fn sasl_server_start(
 #[derive(Debug)]
 pub struct C2s {
     cfg: Arc<C2sConfig>,
-    stream_id: String,
+    stream_id: Box<str>,
     nonce: Vec<u8>,
     sasl_start: SaslStart,
     decoder: Decoder,
@@ -261,7 +261,7 @@ impl C2s {
             decoder: Decoder::new(cfg.limits),
             tls: cfg.direct_tls,
             cfg,
-            stream_id,
+            stream_id: stream_id.into_boxed_str(),
             nonce,
             sasl_start,
             state: State::AwaitHeader,
@@ -278,6 +278,11 @@ impl C2s {
     /// The negotiation settings this machine runs with.
     pub fn config(&self) -> &Arc<C2sConfig> {
         &self.cfg
+    }
+
+    /// The bare JID the client authenticated as (SASL succeeded).
+    pub fn authenticated(&self) -> Option<&Jid> {
+        self.authenticated.as_deref()
     }
 
     /// The id sent in our stream headers.
@@ -383,7 +388,7 @@ impl C2s {
                 .domain
                 .clone()
                 .or_else(|| self.cfg.domains.first().cloned()),
-            id: Some(self.stream_id.clone()),
+            id: Some(self.stream_id.to_string()),
             version: Some("1.0".to_string()),
             lang: Some("en".to_string()),
             default_ns: ns::CLIENT.to_string(),

@@ -190,7 +190,8 @@ pub struct Decoder {
     pos: usize,
     phase: Phase,
     scopes: Scopes,
-    head: Option<Head>,
+    /// Boxed: only there while a start tag is read, and an idle session keeps its decoder.
+    head: Option<Box<Head>>,
     /// Elements being built; `stack[0]` is the stanza.
     stack: Vec<Element>,
     /// Input bytes consumed since the last top-level event.
@@ -348,7 +349,7 @@ impl Decoder {
                         format!("elements nested deeper than {}", self.limits.max_depth),
                     ));
                 }
-                self.head = Some(Head::new(prefix, local));
+                self.head = Some(Box::new(Head::new(prefix, local)));
                 Ok(None)
             }
             RawEvent::Attribute(_, name, value) => {
@@ -361,7 +362,7 @@ impl Decoder {
                 let Some(head) = self.head.take() else {
                     return Err(not_well_formed("attribute outside an element"));
                 };
-                self.head_closed(head)
+                self.head_closed(*head)
             }
             RawEvent::ElementFoot(_) => self.element_end(),
             RawEvent::Text(_, text) => self.text(text),
