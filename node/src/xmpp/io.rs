@@ -439,10 +439,6 @@ impl Conn {
         self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
 
-    fn extra(&mut self) -> &mut Extra {
-        self.extra.get_or_insert_with(Box::default)
-    }
-
     /// Drops the rarely used part once it holds nothing.
     fn tidy(&mut self) {
         if self.extra.as_ref().is_some_and(|x| x.is_empty()) {
@@ -453,7 +449,7 @@ impl Conn {
     /// Once a STARTTLS handshake completed: sends what the session wrote meanwhile, and says
     /// whether the upgrade just finished (the session is told then).
     fn handshake_done(&mut self) -> Result<bool, End> {
-        if self.extra.is_none() || self.handshaking() {
+        if self.handshaking() {
             return Ok(false);
         }
         let Some(x) = self.extra.as_mut() else {
@@ -647,7 +643,7 @@ impl Conn {
                 Wake::Out(Some(Out::StartTls)) => {
                     Box::pin(self.flush()).await?;
                     self.start_tls(cfg)?;
-                    self.extra().upgrading = true;
+                    self.extra.get_or_insert_with(Box::default).upgrading = true;
                 }
                 Wake::Out(Some(Out::Bytes(mut b))) => {
                     while b.len() < BATCH {

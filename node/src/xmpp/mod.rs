@@ -706,9 +706,7 @@ mod tests {
         assert!(counts.iter().all(|&c| c > 50), "uneven spread: {counts:?}");
         assert_eq!(shard_index(&Jid::parse("a@b").unwrap(), 1), 0);
     }
-}
-#[cfg(test)]
-mod task_sizes {
+
     /// An actor's task is tokio's task cell around actix' `ContextFut` (the actor, its context
     /// and mailbox): the future plus 96 bytes, rounded up to 128 (the cell's alignment). Every
     /// signed-in client has one session actor and one user actor; up to 928 bytes of future
@@ -718,8 +716,8 @@ mod task_sizes {
     fn session_and_user_actor_tasks_stay_in_their_size_class() {
         use std::mem::size_of;
         type Fut<A> = actix::dev::ContextFut<A, actix::Context<A>>;
-        let session = size_of::<Fut<super::session::SessionActor>>();
-        let user = size_of::<Fut<super::users::UserActor>>();
+        let session = size_of::<Fut<session::SessionActor>>();
+        let user = size_of::<Fut<users::UserActor>>();
         assert!(
             session <= 928,
             "a session actor's task future is {session} bytes (> 928)"
