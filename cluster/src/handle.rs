@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::client::{peer_client, PeerClient, PeerOptions};
 use crate::metrics as m;
-use crate::raft_loop::{Applied, Input, RaftStatus, Role};
+use crate::raft_loop::{Applied, Group, Input, RaftStatus, Role};
 
 /// Message of the retryable error a non-leader gives.
 pub const NOT_LEADER: &str = "not the leader";
@@ -33,6 +33,13 @@ const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Written {
     pub revision: u64,
     pub warnings: Vec<String>,
+}
+
+/// A Raft group's owner loop as the handle reaches it: its inbox and what it publishes.
+pub struct GroupLink {
+    pub inbox: Sender<Input>,
+    pub status: watch::Receiver<RaftStatus>,
+    pub applied: watch::Receiver<Arc<Applied>>,
 }
 
 #[derive(Clone)]
@@ -59,6 +66,9 @@ struct Inner {
     own: Mutex<Ownership>,
     /// The placement epoch last given to `own.tracker` (a lock-free fast path).
     seen_epoch: std::sync::atomic::AtomicU64,
+    /// The user-state group's loop (set once at start; absent in tests that run the config
+    /// group alone, where users' data is written to the config group as before).
+    users: OnceLock<GroupLink>,
 }
 
 #[derive(Default)]
@@ -103,12 +113,79 @@ impl ClusterHandle {
                 secrets: OnceLock::new(),
                 own: Mutex::new(Ownership::default()),
                 seen_epoch: std::sync::atomic::AtomicU64::new(u64::MAX),
+                users: OnceLock::new(),
             }),
         }
     }
 
     pub fn node_id(&self) -> u64 {
         self.inner.me.node_id
+    }
+
+    /// Connects the user-state group's loop (once, at start).
+    pub fn set_users_group(&self, link: GroupLink) {
+        let _ = self.inner.users.set(link);
+    }
+
+    /// The user-state group's loop, when this node runs one.
+    pub fn users_group(&self) -> Option<&GroupLink> {
+        self.inner.users.get()
+    }
+
+    /// The group users' data is written to: the user-state group, or the config group when
+    /// this node runs no other.
+    fn user_group(&self) -> Group {
+        if self.inner.users.get().is_some() {
+            Group::Users
+        } else {
+            Group::Config
+        }
+    }
+
+    fn inbox_of(&self, group: Group) -> &Sender<Input> {
+        match (group, self.inner.users.get()) {
+            (Group::Users, Some(u)) => &u.inbox,
+            _ => &self.inner.inbox,
+        }
+    }
+
+    fn status_rx(&self, group: Group) -> &watch::Receiver<RaftStatus> {
+        match (group, self.inner.users.get()) {
+            (Group::Users, Some(u)) => &u.status,
+            _ => &self.inner.status,
+        }
+    }
+
+    /// A group's Raft status on this node.
+    pub fn status_of(&self, group: Group) -> RaftStatus {
+        self.status_rx(group).borrow().clone()
+    }
+
+    /// The applied state that holds users' data on this node: the user-state group's (the
+    /// config group's when this node runs no other).
+    pub fn user_applied(&self) -> Arc<Applied> {
+        match self.inner.users.get() {
+            Some(u) => u.applied.borrow().clone(),
+            None => self.applied(),
+        }
+    }
+
+    /// A user's stored data and its revision in the group that holds it. Data that an older
+    /// version kept in the config group (before the user-state group existed) is returned with
+    /// revision 0 until the user's first write moves it; `None`: nothing stored.
+    pub fn user_data(&self, jid: &str) -> Option<(herald_grpc::config::UserData, u64)> {
+        use herald_grpc::config::{config_object::Body, ObjectKind};
+        let read = |a: &Applied| match a.state.get(ObjectKind::UserData, jid) {
+            Some(herald_grpc::config::ConfigObject {
+                revision,
+                body: Some(Body::UserData(d)),
+            }) => Some((d, revision)),
+            _ => None,
+        };
+        if self.inner.users.get().is_none() {
+            return read(&self.applied());
+        }
+        read(&self.user_applied()).or_else(|| read(&self.applied()).map(|(d, _)| (d, 0)))
     }
 
     pub fn me(&self) -> &NodeInfo {
@@ -387,8 +464,11 @@ impl ClusterHandle {
         }
     }
 
-    /// Asks the owner loop to stop after its current round.
+    /// Asks the owner loops to stop after their current round.
     pub fn shutdown(&self) {
+        if let Some(u) = self.inner.users.get() {
+            let _ = u.inbox.send(Input::Shutdown);
+        }
         let _ = self.inner.inbox.send(Input::Shutdown);
     }
 
@@ -402,8 +482,8 @@ impl ClusterHandle {
         &self.inner.inbox
     }
 
-    fn submit(&self, input: Input) -> Result<(), ErrorDetail> {
-        match self.inner.inbox.try_send(input) {
+    fn submit_to(&self, group: Group, input: Input) -> Result<(), ErrorDetail> {
+        match self.inbox_of(group).try_send(input) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(unavailable("raft inbox is full; retry")),
             Err(TrySendError::Disconnected(_)) => Err(unavailable("raft loop has stopped")),
@@ -412,8 +492,17 @@ impl ClusterHandle {
 
     /// Proposes on this node, which must be the leader; answers once applied here.
     pub async fn propose_local(&self, command: Vec<u8>) -> Result<WriteOutcome, ErrorDetail> {
+        self.propose_local_in(Group::Config, command).await
+    }
+
+    /// [`Self::propose_local`] in either group.
+    pub async fn propose_local_in(
+        &self,
+        group: Group,
+        command: Vec<u8>,
+    ) -> Result<WriteOutcome, ErrorDetail> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Input::Propose { command, reply: tx })?;
+        self.submit_to(group, Input::Propose { command, reply: tx })?;
         rx.await
             .map_err(|_| unavailable("raft loop stopped before answering"))?
     }
@@ -434,13 +523,28 @@ impl ClusterHandle {
         node: NodeInfo,
         audit: Option<AuditContext>,
     ) -> Result<Vec<u64>, ErrorDetail> {
+        self.change_membership_in(Group::Config, add, node, audit)
+            .await
+    }
+
+    /// A membership change of either group on this node, which must lead it.
+    pub async fn change_membership_in(
+        &self,
+        group: Group,
+        add: bool,
+        node: NodeInfo,
+        audit: Option<AuditContext>,
+    ) -> Result<Vec<u64>, ErrorDetail> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Input::ConfChange {
-            add,
-            node,
-            audit,
-            reply: tx,
-        })?;
+        self.submit_to(
+            group,
+            Input::ConfChange {
+                add,
+                node,
+                audit,
+                reply: tx,
+            },
+        )?;
         rx.await
             .map_err(|_| unavailable("raft loop stopped before answering"))?
     }
@@ -478,7 +582,11 @@ impl ClusterHandle {
 
     /// Waits (bounded) until the status changes.
     async fn wait_change(&self, deadline: Instant) {
-        let mut rx = self.inner.status.clone();
+        self.wait_change_in(Group::Config, deadline).await
+    }
+
+    async fn wait_change_in(&self, group: Group, deadline: Instant) {
+        let mut rx = self.status_rx(group).clone();
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), rx.changed()).await;
     }
@@ -486,24 +594,34 @@ impl ClusterHandle {
     /// Writes a command through the leader. `Ok` carries the revision; a validation failure
     /// comes back as the state machine's error.
     pub async fn write(&self, cmd: &Command) -> Result<Written, ErrorDetail> {
+        self.write_in(Group::Config, cmd).await
+    }
+
+    /// Writes a user's data (a fenced `UserData` put, or its delete) through the leader of the
+    /// user-state group ([`Self::write`] when this node runs no other group).
+    pub async fn write_user(&self, cmd: &Command) -> Result<Written, ErrorDetail> {
+        self.write_in(self.user_group(), cmd).await
+    }
+
+    async fn write_in(&self, group: Group, cmd: &Command) -> Result<Written, ErrorDetail> {
         let bytes = cmd.encode_to_vec();
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            let st = self.status();
+            let st = self.status_of(group);
             if st.stopped {
                 return Err(unavailable("this node has stopped"));
             }
             let res = if st.role == Role::Leader {
-                self.propose_local(bytes.clone()).await
+                self.propose_local_in(group, bytes.clone()).await
             } else if st.leader_id != 0 {
-                self.forward(st.leader_id, bytes.clone()).await
+                self.forward(group, st.leader_id, bytes.clone()).await
             } else {
                 Err(unavailable("no leader"))
             };
             match res {
                 Ok(outcome) => return outcome_result(outcome),
                 Err(e) if is_not_leader(&e) && Instant::now() < deadline => {
-                    self.wait_change(deadline).await;
+                    self.wait_change_in(group, deadline).await;
                 }
                 Err(e) => {
                     let reason = if is_not_leader(&e) {
@@ -518,12 +636,18 @@ impl ClusterHandle {
         }
     }
 
-    async fn forward(&self, leader: u64, command: Vec<u8>) -> Result<WriteOutcome, ErrorDetail> {
-        metrics::counter!(m::FORWARDED_WRITES).increment(1);
+    async fn forward(
+        &self,
+        group: Group,
+        leader: u64,
+        command: Vec<u8>,
+    ) -> Result<WriteOutcome, ErrorDetail> {
+        metrics::counter!(m::FORWARDED_WRITES, "group" => group.label()).increment(1);
         let mut client = self.peer(leader)?;
         let mut req = tonic::Request::new(ProposeRequest {
             command,
             origin_node: self.node_id(),
+            group: group.wire(),
         });
         req.set_timeout(PEER_CALL_TIMEOUT);
         match client.propose(req).await {
@@ -607,16 +731,25 @@ impl ClusterHandle {
     /// Linearizable read barrier: returns once this node applied everything the leader had
     /// committed when the read was issued.
     pub async fn read_barrier(&self) -> Result<u64, ErrorDetail> {
+        self.read_barrier_in(Group::Config).await
+    }
+
+    /// [`Self::read_barrier`] on the group that holds users' data.
+    pub async fn user_read_barrier(&self) -> Result<u64, ErrorDetail> {
+        self.read_barrier_in(self.user_group()).await
+    }
+
+    async fn read_barrier_in(&self, group: Group) -> Result<u64, ErrorDetail> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let (tx, rx) = oneshot::channel();
-            self.submit(Input::ReadIndex { reply: tx })?;
+            self.submit_to(group, Input::ReadIndex { reply: tx })?;
             let res = rx
                 .await
                 .map_err(|_| unavailable("raft loop stopped before answering"))?;
             match res {
                 Err(e) if e.code() == ErrorCode::Unavailable && Instant::now() < deadline => {
-                    self.wait_change(deadline).await;
+                    self.wait_change_in(group, deadline).await;
                 }
                 other => return other,
             }
@@ -686,6 +819,20 @@ impl ClusterHandle {
             stopping: self.routes().is_stopping(),
             placement_epoch: grant.unwrap_or(applied.placement().epoch),
             grants_lease: grant.is_some(),
+            users_group: self.inner.users.get().map(|u| {
+                let st = u.status.borrow().clone();
+                let applied = u.applied.borrow().clone();
+                herald_grpc::cluster::GroupStatus {
+                    leader_id: st.leader_id,
+                    role: st.role.as_str().to_string(),
+                    term: st.term,
+                    commit_index: st.commit,
+                    applied_index: applied.state.applied_index(),
+                    voters: st.voters,
+                    learners: st.learners,
+                    digest: applied.digest().to_string(),
+                }
+            }),
         }
     }
 

@@ -1,4 +1,12 @@
-//! Herald's cluster layer: the Raft-replicated config store and the node-to-node API.
+//! Herald's cluster layer: the Raft-replicated config store, the user-state store, and the
+//! node-to-node API.
+//!
+//! Every node runs two Raft groups with the same code (a [`raft_loop::RaftLoop`] each, on its own
+//! thread, with its own redb file, snapshots and leader): the **config group** (`raft.redb`) and
+//! the **user-state group** (`users/raft.redb`: users' rosters, block lists and offline
+//! messages, fenced by the placement view; see [`users_group`]). Their messages share the
+//! node-to-node port (`Raft`/`InstallSnapshot` for the config group, `GroupRaft`/
+//! `GroupInstallSnapshot` for the other).
 //!
 //! Layout and message flow:
 //! - [`storage`]: durable Raft log, hard state, conf state and snapshots on redb (fsync per write).
@@ -13,6 +21,8 @@
 //!   Facts, LogFilter).
 //! - [`local`]: [`local::LocalNode`], the node layer's facts and log filter, and their fan-out
 //!   to every member (troubleshooter, `herald log`).
+//! - [`users_group`]: the user-state group's upkeep by its leader (membership and placement
+//!   follow the config group; data of deleted users is deleted).
 //! - [`start`] wires them together for one node: bootstrap or join on an empty data dir, resume
 //!   otherwise.
 
@@ -32,6 +42,7 @@ pub mod state;
 pub mod storage;
 pub(crate) mod stream;
 pub mod transport;
+pub mod users_group;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,10 +55,11 @@ pub use handle::{ClusterHandle, Written};
 pub use raft_loop::{Applied, RaftConfig, RaftStatus, Role};
 
 use crate::client::PeerOptions;
-use crate::raft_loop::{bootstrap_snapshot, Event, LoopError, RaftLoop};
+use crate::raft_loop::{bootstrap_snapshot, Event, Group, LoopError, RaftLoop};
 use crate::state::StateMachine;
 use crate::storage::DiskStorage;
 use crate::transport::grpc::GrpcTransport;
+use crate::transport::Transport as _;
 
 /// How one node takes part in the cluster.
 #[derive(Debug, Clone)]
@@ -88,8 +100,10 @@ pub enum StartError {
 /// A running cluster member.
 pub struct Cluster {
     pub handle: ClusterHandle,
-    /// The owner loop's thread; joins when the loop stops.
+    /// The config group's owner loop thread; joins when the loop stops.
     pub thread: std::thread::JoinHandle<Result<(), LoopError>>,
+    /// The user-state group's owner loop thread.
+    pub users_thread: std::thread::JoinHandle<Result<(), LoopError>>,
 }
 
 /// Starts this node's Raft group. Call inside a tokio runtime (the transport spawns its tasks
@@ -128,8 +142,14 @@ pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, Start
         inbox_tx.clone(),
         cfg.peer.clone(),
     ));
-    let (raft_loop, outputs) =
-        RaftLoop::new(cfg.raft.clone(), storage, inbox_rx, transport, logger)?;
+    let config_voters = storage.conf_state().voters.clone();
+    let (raft_loop, outputs) = RaftLoop::new(
+        cfg.raft.clone(),
+        storage,
+        inbox_rx,
+        transport.clone(),
+        logger,
+    )?;
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", cfg.me.node_id))
         .spawn(move || raft_loop.run())
@@ -142,6 +162,7 @@ pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, Start
         cfg.peer.clone(),
     );
     handle.set_secrets(cfg.secrets.clone());
+    let users_thread = start_users_group(&cfg, fresh, &config_voters, &transport, &handle, logger)?;
     rt.spawn(notify_removed(handle.clone(), outputs.events));
     rt.spawn(routing::liveness_loop(handle.clone()));
     // A member that still lacks the cluster's secrets key (it stopped between joining and
@@ -149,7 +170,81 @@ pub fn start(cfg: ClusterConfig, logger: &slog::Logger) -> Result<Cluster, Start
     if let (Some(target), true) = (cfg.join.clone(), !is_member || awaiting_key) {
         rt.spawn(join_loop(handle.clone(), target));
     }
-    Ok(Cluster { handle, thread })
+    Ok(Cluster {
+        handle,
+        thread,
+        users_thread,
+    })
+}
+
+/// Opens (and when it is this node's to start, bootstraps) the user-state Raft group in
+/// `<data dir>/users/`, starts its owner loop and connects it to the handle and the transport
+/// (see [`users_group`]).
+fn start_users_group(
+    cfg: &ClusterConfig,
+    config_fresh: bool,
+    config_voters: &[u64],
+    config_transport: &Arc<GrpcTransport>,
+    handle: &ClusterHandle,
+    logger: &slog::Logger,
+) -> Result<std::thread::JoinHandle<Result<(), LoopError>>, StartError> {
+    let dir = cfg.data_dir.join("users");
+    std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut storage = DiskStorage::open(&dir.join("raft.redb"))?;
+    let me = cfg.me.node_id;
+    if storage.is_empty() {
+        let starts = if config_fresh {
+            cfg.join.is_none()
+        } else {
+            users_group::starts_the_group(me, config_voters)
+        };
+        if starts {
+            let mut state = StateMachine::for_users_group();
+            state.add_node(1, cfg.me.clone());
+            storage.apply_snapshot(bootstrap_snapshot(me, &state))?;
+            tracing::info!(node = me, "started the user-state group");
+        } else {
+            tracing::info!(node = me, "waiting to be added to the user-state group");
+        }
+    }
+    let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(65_536);
+    let rt = tokio::runtime::Handle::current();
+    let transport = Arc::new(GrpcTransport::for_group(
+        Group::Users,
+        me,
+        cfg.me.cluster_address.clone(),
+        rt.clone(),
+        inbox_tx.clone(),
+        cfg.peer.clone(),
+    ));
+    // Only the config group's state names the members: this group's transport learns their
+    // addresses from it.
+    for n in handle.applied().state.nodes() {
+        transport.learn_address(n.node_id, &n.cluster_address);
+    }
+    config_transport.set_followers(vec![transport.clone()]);
+    let (raft_loop, outputs) = RaftLoop::new_group(
+        cfg.raft.clone(),
+        Group::Users,
+        storage,
+        inbox_rx,
+        transport,
+        logger,
+    )?;
+    let thread = std::thread::Builder::new()
+        .name(format!("raft-users-{me}"))
+        .spawn(move || raft_loop.run())
+        .map_err(StartError::Thread)?;
+    handle.set_users_group(handle::GroupLink {
+        inbox: inbox_tx,
+        status: outputs.status,
+        applied: outputs.applied,
+    });
+    rt.spawn(users_group::follow(handle.clone()));
+    Ok(thread)
 }
 
 /// Tells removed peers that they were removed, so that they stop (a few tries each).

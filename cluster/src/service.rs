@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::client::check_token;
 use crate::handle::{ClusterHandle, NOT_LEADER};
 use crate::metrics as m;
-use crate::raft_loop::{Input, Role};
+use crate::raft_loop::{Group, Input, Role};
 
 /// Largest snapshot a node accepts over InstallSnapshot (it is assembled in memory).
 const MAX_SNAPSHOT_BYTES: u64 = 8 << 30;
@@ -97,33 +97,37 @@ impl NodeApiService {
         })
     }
 
-    /// Refuses a caller that is not a member of the cluster (with mutual TLS on).
-    fn member_only<T>(&self, req: &Request<T>, rpc: &'static str) -> Result<(), Status> {
-        if let Some(id) = self.caller(req, rpc)? {
-            let members = self.handle.applied().state.nodes();
-            if !members.iter().any(|n| n.node_id == id) {
-                return Err(refuse(
-                    rpc,
-                    format!("node {id} is not a member of this cluster"),
-                ));
-            }
+    /// The inbox of one of this node's Raft groups.
+    fn group_inbox(&self, group: Group) -> Result<crossbeam_channel::Sender<Input>, Status> {
+        match group {
+            Group::Config => Ok(self.handle.inbox().clone()),
+            Group::Users => self
+                .handle
+                .users_group()
+                .map(|u| u.inbox.clone())
+                .ok_or_else(|| Status::unavailable("this node does not run the user-state group")),
         }
-        Ok(())
     }
-}
 
-#[tonic::async_trait]
-impl NodeApi for NodeApiService {
-    async fn raft(
+    async fn raft_stream(
         &self,
         request: Request<Streaming<RaftEnvelope>>,
+        group: Group,
     ) -> Result<Response<RaftAck>, Status> {
         let me = self.handle.node_id();
         let caller = self.caller(&request, "raft")?;
+        let inbox = self.group_inbox(group)?;
         let mut stream: Pin<Box<Streaming<RaftEnvelope>>> = Box::pin(request.into_inner());
         while let Some(env) = stream.next().await {
             let env = env?;
             check_claim("raft", caller, env.from, "raft message claims to be from")?;
+            if env.group != group.wire() {
+                return Err(Status::invalid_argument(format!(
+                    "raft message of group {} on the stream of group {}",
+                    env.group,
+                    group.wire()
+                )));
+            }
             if env.to != me {
                 return Err(Status::failed_precondition(format!(
                     "raft message for node {} reached node {me}",
@@ -140,24 +144,33 @@ impl NodeApi for NodeApiService {
                 message: Box::new(msg),
                 from_address: env.from_address,
             };
-            if self.handle.inbox().try_send(input).is_err() {
+            if inbox.try_send(input).is_err() {
                 metrics::counter!(m::MESSAGES_DROPPED, "direction" => "in").increment(1);
             }
         }
         Ok(Response::new(RaftAck {}))
     }
 
-    async fn install_snapshot(
+    async fn snapshot_stream(
         &self,
         request: Request<Streaming<SnapshotChunk>>,
+        group: Group,
     ) -> Result<Response<RaftAck>, Status> {
         let me = self.handle.node_id();
         let caller = self.caller(&request, "install_snapshot")?;
+        let inbox = self.group_inbox(group)?;
         let mut stream = request.into_inner();
         let head = stream
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        if head.group != group.wire() {
+            return Err(Status::invalid_argument(format!(
+                "snapshot of group {} on the stream of group {}",
+                head.group,
+                group.wire()
+            )));
+        }
         check_claim(
             "install_snapshot",
             caller,
@@ -205,12 +218,62 @@ impl NodeApi for NodeApiService {
             message: Box::new(msg),
             from_address: head.from_address,
         };
-        if self.handle.inbox().try_send(input).is_err() {
+        if inbox.try_send(input).is_err() {
             metrics::counter!(m::MESSAGES_DROPPED, "direction" => "in").increment(1);
             return Err(Status::unavailable("raft inbox is full; retry"));
         }
-        tracing::info!(from = head.from, bytes = total, "snapshot received");
+        tracing::info!(
+            from = head.from,
+            bytes = total,
+            group = group.label(),
+            "snapshot received"
+        );
         Ok(Response::new(RaftAck {}))
+    }
+
+    /// Refuses a caller that is not a member of the cluster (with mutual TLS on).
+    fn member_only<T>(&self, req: &Request<T>, rpc: &'static str) -> Result<(), Status> {
+        if let Some(id) = self.caller(req, rpc)? {
+            let members = self.handle.applied().state.nodes();
+            if !members.iter().any(|n| n.node_id == id) {
+                return Err(refuse(
+                    rpc,
+                    format!("node {id} is not a member of this cluster"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl NodeApi for NodeApiService {
+    async fn raft(
+        &self,
+        request: Request<Streaming<RaftEnvelope>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        self.raft_stream(request, Group::Config).await
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        self.snapshot_stream(request, Group::Config).await
+    }
+
+    async fn group_raft(
+        &self,
+        request: Request<Streaming<RaftEnvelope>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        self.raft_stream(request, Group::Users).await
+    }
+
+    async fn group_install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        self.snapshot_stream(request, Group::Users).await
     }
 
     async fn propose(
@@ -218,12 +281,20 @@ impl NodeApi for NodeApiService {
         request: Request<ProposeRequest>,
     ) -> Result<Response<WriteOutcome>, Status> {
         self.member_only(&request, "propose")?;
-        if self.handle.status().role != Role::Leader {
+        let group = Group::from_wire(request.get_ref().group).ok_or_else(|| {
+            Status::invalid_argument(format!("no Raft group {}", request.get_ref().group))
+        })?;
+        if group == Group::Users && self.handle.users_group().is_none() {
+            return Err(Status::unavailable(
+                "this node does not run the user-state group",
+            ));
+        }
+        if self.handle.status_of(group).role != Role::Leader {
             return Err(Status::unavailable(NOT_LEADER));
         }
         let req = request.into_inner();
         self.handle
-            .propose_local(req.command)
+            .propose_local_in(group, req.command)
             .await
             .map(Response::new)
             .map_err(|e| e.to_status())
@@ -448,6 +519,9 @@ impl NodeApi for NodeApiService {
         // The leader sends this only after applying the removal; the removed node may never learn
         // that the entry committed, since the leader stops replicating to it.
         tracing::warn!("the leader removed this node from the cluster; stopping");
+        if let Some(u) = self.handle.users_group() {
+            let _ = u.inbox.send(Input::Removed);
+        }
         let _ = self.handle.inbox().send(Input::Removed);
         Ok(Response::new(RaftAck {}))
     }

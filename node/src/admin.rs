@@ -298,6 +298,15 @@ fn kind_of(k: i32) -> Result<ObjectKind, Status> {
 }
 
 /// Removes secrets from an object on its way out.
+/// Users' data is written by each user's home node only (fenced, in the user-state group).
+fn user_data_is_not_admin() -> Status {
+    Status::failed_precondition(
+        "user data is written by the user's home node only (its roster, block list and offline \
+         messages change through the user's sessions); read it with `get user-data`, remove it \
+         by deleting the user",
+    )
+}
+
 pub fn scrub(mut o: ConfigObject) -> ConfigObject {
     match &mut o.body {
         Some(Body::User(u)) => {
@@ -350,6 +359,7 @@ impl AdminService {
         let applied = self.cluster.applied();
         let stored = applied.state.get(object.kind(), &object.key());
         match (&mut object.body, stored.and_then(|s| s.body)) {
+            (Some(Body::UserData(_)), _) => return Err(user_data_is_not_admin()),
             (Some(Body::User(u)), _) => {
                 u.scram_sha256 = None;
                 u.scram_sha1 = None;
@@ -448,6 +458,13 @@ impl Admin for AdminService {
                         admin_address: info.admin_address,
                         placement_epoch: s.placement_epoch,
                         membership: raft.membership_of(info.node_id).into(),
+                        users_role: s
+                            .users_group
+                            .as_ref()
+                            .map(|g| g.role.clone())
+                            .unwrap_or_default(),
+                        users_applied_index: s.users_group.as_ref().map_or(0, |g| g.applied_index),
+                        users_digest: s.users_group.map(|g| g.digest).unwrap_or_default(),
                     }
                 }
                 Err(e) => {
@@ -470,6 +487,13 @@ impl Admin for AdminService {
         let digests_agree = reachable
             .windows(2)
             .all(|w| w[0].config_digest == w[1].config_digest);
+        let users_digests_agree = reachable
+            .windows(2)
+            .all(|w| w[0].users_digest == w[1].users_digest);
+        let users_leader_id = reachable
+            .iter()
+            .find(|n| n.users_role == "leader")
+            .map_or(0, |n| n.id);
         observe(
             "ClusterStatus",
             t,
@@ -480,6 +504,8 @@ impl Admin for AdminService {
                 placement_epoch: view.epoch,
                 placement_nodes: view.nodes,
                 placement_reason,
+                users_leader_id,
+                users_digests_agree,
             })),
         )
     }
@@ -555,11 +581,24 @@ impl Admin for AdminService {
             } else {
                 req.key.clone()
             };
+            if kind == ObjectKind::UserData && req.linearizable {
+                self.cluster
+                    .user_read_barrier()
+                    .await
+                    .map_err(|e| e.to_status())?;
+            }
             let applied = self.cluster.applied();
-            let obj = applied
-                .state
-                .get(kind, &key)
-                .ok_or_else(|| not_found(kind, &req.key))?;
+            let stored_data = self.cluster.user_data(&key);
+            let obj = if kind == ObjectKind::UserData {
+                // Users' data lives in the user-state group.
+                stored_data.clone().map(|(d, revision)| ConfigObject {
+                    revision,
+                    body: Some(Body::UserData(d)),
+                })
+            } else {
+                applied.state.get(kind, &key)
+            }
+            .ok_or_else(|| not_found(kind, &req.key))?;
             let (home, sessions) = match &obj.body {
                 Some(Body::User(User {
                     jid,
@@ -576,12 +615,8 @@ impl Admin for AdminService {
                 ),
                 _ => (0, vec![]),
             };
-            let owners = match applied
-                .state
-                .peek(ObjectKind::UserData, &key)
-                .and_then(|o| o.body.as_ref())
-            {
-                Some(Body::UserData(d)) if kind == ObjectKind::User => d.owners.clone(),
+            let owners = match stored_data {
+                Some((d, _)) if kind == ObjectKind::User => d.owners,
                 _ => vec![],
             };
             Ok(Response::new(GetReply {
@@ -601,7 +636,17 @@ impl Admin for AdminService {
             let req = req.into_inner();
             let kind = kind_of(req.kind)?;
             self.barrier(req.linearizable).await?;
-            let applied = self.cluster.applied();
+            if kind == ObjectKind::UserData && req.linearizable {
+                self.cluster
+                    .user_read_barrier()
+                    .await
+                    .map_err(|e| e.to_status())?;
+            }
+            let applied = if kind == ObjectKind::UserData {
+                self.cluster.user_applied()
+            } else {
+                self.cluster.applied()
+            };
             Ok(Response::new(ListReply {
                 objects: applied.state.list(kind).into_iter().map(scrub).collect(),
                 revision: applied.state.applied_index(),
@@ -648,7 +693,9 @@ impl Admin for AdminService {
         let r = async {
             let actor = self.actor(&req);
             let req = req.into_inner();
-            kind_of(req.kind)?;
+            if kind_of(req.kind)? == ObjectKind::UserData {
+                return Err(user_data_is_not_admin());
+            }
             self.write(
                 Op::Delete(DeleteObject {
                     kind: req.kind,

@@ -604,11 +604,15 @@ async fn run_planes(
     }
     // 3. Stop the Raft loop and wait for its thread.
     handle.shutdown();
-    let joined = tokio::task::spawn_blocking(move || cluster.thread.join()).await;
+    let (config_thread, users_thread) = (cluster.thread, cluster.users_thread);
+    let joined =
+        tokio::task::spawn_blocking(move || (config_thread.join(), users_thread.join())).await;
     let loop_result = match joined {
-        Ok(Ok(r)) => r.map_err(anyhow::Error::from),
-        Ok(Err(_)) => Err(anyhow::anyhow!("the raft thread panicked")),
-        Err(e) => Err(anyhow::anyhow!("joining the raft thread: {e}")),
+        Ok((Ok(c), Ok(u))) => c
+            .map_err(anyhow::Error::from)
+            .and(u.map_err(|e| anyhow::anyhow!("user-state group: {e}"))),
+        Ok(_) => Err(anyhow::anyhow!("a raft thread panicked")),
+        Err(e) => Err(anyhow::anyhow!("joining the raft threads: {e}")),
     };
     // 4. Node-to-node and HTTP last.
     let _ = cluster_stop_tx.send(true);

@@ -175,6 +175,7 @@ fn nodes_talk_over_mutual_tls_and_forged_identities_are_refused() -> Result<()> 
             .propose(ProposeRequest {
                 command: Vec::new(),
                 origin_node: 9,
+                group: 0,
             })
             .await
             .expect_err("a write proposed by non-member node 9");

@@ -394,7 +394,8 @@ class Cluster:
     def wait_converged(self, nodes: Iterable[int], via: Optional[int] = None,
                        timeout: float = 30.0) -> str:
         """Waits until `cluster status` shows exactly `nodes`, none unreachable, a leader, and
-        one config digest and applied index everywhere; returns the digest."""
+        one config digest and applied index everywhere, and the same of the user-state group;
+        returns the config digest."""
         want = sorted(nodes)
         seen: dict = {}
 
@@ -417,6 +418,14 @@ class Cluster:
             if sorted(int(n) for n in placement.get("nodes") or []) != want:
                 return None
             if len({n.get("placement_epoch") for n in lst}) != 1:
+                return None
+            # The user-state group too: a leader, every node in it, one digest at one index.
+            if not st.get("users_leader_id"):
+                return None
+            users = [n.get("users_group") or {} for n in lst]
+            if any(u.get("role") not in ("leader", "follower") for u in users):
+                return None
+            if len({(u.get("digest"), u.get("applied_index")) for u in users}) != 1:
                 return None
             return str(next(iter(digests)))
         try:

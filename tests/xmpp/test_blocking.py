@@ -23,6 +23,7 @@ def test_block_and_unblock(cluster: Cluster) -> None:
             await subscribe(a, b)
             await subscribe(b, a)
             assert await b.blocked() == set(), "bob's block list should start empty"
+            before = cluster.status()
 
             await b.block(alice)
             # Polite block: alice sees bob go offline.
@@ -30,6 +31,15 @@ def test_block_and_unblock(cluster: Cluster) -> None:
                                     ptype="unavailable")
             assert await b.blocked() == {alice}, (
                 f"bob's block list: expected {{{alice}}}, got {await b.blocked()}")
+            # The block list is stored in the user-state Raft group, not the config group: the
+            # config digest (which covers every stored config object) did not change.
+            after = cluster.status()
+            assert {n["config_digest"] for n in after["nodes"]} == {
+                n["config_digest"] for n in before["nodes"]}, (before, after)
+            def users_index(st: dict) -> int:
+                return max(int(n["users_group"]["applied_index"]) for n in st["nodes"])
+            assert users_index(after) > users_index(before), (before, after)
+            assert after["users_leader_id"], after
 
             # alice's messages do not reach bob; alice may get an error or nothing.
             b.messages = type(b.messages)()

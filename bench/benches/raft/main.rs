@@ -75,6 +75,7 @@ enum BenchError {
 struct Node {
     handle: ClusterHandle,
     thread: Option<JoinHandle<Result<(), LoopError>>>,
+    users_thread: Option<JoinHandle<Result<(), LoopError>>>,
     stop_server: watch::Sender<bool>,
 }
 
@@ -170,6 +171,7 @@ fn start_node(rt: &Runtime, id: u64, dir: &Path, join: Option<String>) -> Result
     Ok(Node {
         handle: cluster.handle,
         thread: Some(cluster.thread),
+        users_thread: Some(cluster.users_thread),
         stop_server,
     })
 }
@@ -292,10 +294,12 @@ impl Drop for LoopbackCluster {
         }
         for n in &mut self.nodes {
             let id = n.handle.node_id();
-            match n.thread.take().map(JoinHandle::join) {
-                Some(Ok(Err(e))) => eprintln!("raft loop of node {id} failed: {e}"),
-                Some(Err(_)) => eprintln!("raft thread of node {id} panicked"),
-                Some(Ok(Ok(()))) | None => {}
+            for thread in [n.thread.take(), n.users_thread.take()] {
+                match thread.map(JoinHandle::join) {
+                    Some(Ok(Err(e))) => eprintln!("raft loop of node {id} failed: {e}"),
+                    Some(Err(_)) => eprintln!("raft thread of node {id} panicked"),
+                    Some(Ok(Ok(()))) | None => {}
+                }
             }
             let _ = n.stop_server.send(true);
         }

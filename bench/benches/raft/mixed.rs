@@ -6,8 +6,8 @@
 //! (`config_rate` per second, through the three nodes in turn, as admin calls land on any node);
 //! then for `secs` seconds the same config writes while user-state writes run at `user_rate` per
 //! second. Each user-state write is what a user actor sends: the user's whole `UserData` (one
-//! roster item changed), through the user's home node, fenced with that node and the placement
-//! epoch, with the revision the writer last saw (a user with a write in flight is skipped and
+//! roster item changed), through the user's home node into the user-state Raft group, fenced
+//! with that node and the placement view, with the revision the writer last saw (a user with a write in flight is skipped and
 //! counted, as an actor's batching would merge it). Every latency is from the call until the
 //! write is committed and applied on the node that was called.
 //!
@@ -257,6 +257,15 @@ async fn timed(h: &ClusterHandle, cmd: &Command) -> Result<(Duration, u64), Stri
     }
 }
 
+/// A user-state write, as a user actor makes it: through the user-state group.
+async fn timed_user(h: &ClusterHandle, cmd: &Command) -> Result<(Duration, u64), String> {
+    let start = Instant::now();
+    match h.write_user(cmd).await {
+        Ok(w) => Ok((start.elapsed(), w.revision)),
+        Err(e) => Err(format!("node {}: {e:?}", h.node_id())),
+    }
+}
+
 /// Config writes through the nodes in turn at `rate` per second until `stop`; each write is its
 /// own task, so a slow one does not delay the next one's start.
 async fn config_writes(
@@ -372,6 +381,21 @@ pub fn run(cluster: &LoopbackCluster, o: Options) -> Result<Report, String> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Every node a voter of the user-state group too (its leader adds them one by one).
+        while handles.iter().any(|h| {
+            h.status_of(herald_cluster::raft_loop::Group::Users)
+                .voters
+                .len()
+                != handles.len()
+        }) {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the user-state group did not hold all nodes within {VIEW_TIMEOUT:?}: {:?}",
+                    handles[0].status_of(herald_cluster::raft_loop::Group::Users)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let writers: Arc<Vec<Writer>> = Arc::new(
             (0..o.users)
                 .map(|_| Writer {
@@ -424,11 +448,17 @@ pub fn run(cluster: &LoopbackCluster, o: Options) -> Result<Report, String> {
                     Some(Fence {
                         owner_node: home,
                         epoch: view.epoch,
+                        view: Some(herald_grpc::config::PlacementView {
+                            epoch: view.epoch,
+                            nodes: view.nodes.clone(),
+                            reason: String::new(),
+                        }),
+                        pinned: 0,
                     }),
                 );
                 let (writers, user) = (writers.clone(), user.clone());
                 tasks.push(tokio::spawn(async move {
-                    let r = timed(&h, &cmd).await;
+                    let r = timed_user(&h, &cmd).await;
                     let w = &writers[i];
                     if let Ok((_, revision)) = &r {
                         w.revision.store(*revision, Ordering::Release);

@@ -57,6 +57,7 @@ pub static READ_INDEX_ROUNDS: std::sync::atomic::AtomicU64 = std::sync::atomic::
 /// The owner loop. Create with [`RaftLoop::new`], then [`RaftLoop::run`] on its own thread.
 pub struct RaftLoop {
     cfg: RaftConfig,
+    group: Group,
     raw: RawNode<DiskStorage>,
     state: StateMachine,
     inbox: Receiver<Input>,
@@ -112,11 +113,23 @@ impl RaftLoop {
         transport: Arc<dyn Transport>,
         logger: &slog::Logger,
     ) -> Result<(Self, LoopOutputs), LoopError> {
+        Self::new_group(cfg, Group::Config, storage, inbox, transport, logger)
+    }
+
+    /// [`Self::new`] for either of a node's groups.
+    pub fn new_group(
+        cfg: RaftConfig,
+        group: Group,
+        storage: DiskStorage,
+        inbox: Receiver<Input>,
+        transport: Arc<dyn Transport>,
+        logger: &slog::Logger,
+    ) -> Result<(Self, LoopOutputs), LoopError> {
         let snap = storage.latest_snapshot().clone();
-        let state = if snap.data.is_empty() {
-            StateMachine::default()
-        } else {
-            restore_state(&snap)?
+        let state = match (snap.data.is_empty(), group) {
+            (true, Group::Config) => StateMachine::default(),
+            (true, Group::Users) => StateMachine::for_users_group(),
+            (false, _) => restore_state(&snap, group)?,
         };
         let applied = snap.get_metadata().index;
         let raft_cfg = raft::Config {
@@ -143,6 +156,7 @@ impl RaftLoop {
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let mut me = RaftLoop {
             cfg,
+            group,
             raw,
             state,
             inbox,
@@ -238,7 +252,7 @@ impl RaftLoop {
         st.leader_id = 0;
         let _ = self.status_tx.send(st);
         if let Err(e) = &result {
-            tracing::error!(error = %e, "raft loop stopped on a storage failure");
+            tracing::error!(error = %e, group = self.group.label(), "raft loop stopped on a storage failure");
         }
         result
     }
@@ -381,7 +395,7 @@ impl RaftLoop {
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), LoopError> {
         let index = snap.get_metadata().index;
         let snap_bytes = snap.data.len() as u64;
-        let state = restore_state(&snap)?;
+        let state = restore_state(&snap, self.group)?;
         self.raw.mut_store().apply_snapshot(snap)?;
         self.state = state;
         self.state.set_applied_index(index);
@@ -393,7 +407,11 @@ impl RaftLoop {
         }
         metrics::counter!(m::SNAPSHOTS_INSTALLED).increment(1);
         self.snapshots_installed += 1;
-        tracing::info!(index, "installed a snapshot from the leader");
+        tracing::info!(
+            index,
+            group = self.group.label(),
+            "installed a snapshot from the leader"
+        );
         self.dirty = true;
         Ok(())
     }
@@ -613,17 +631,27 @@ impl RaftLoop {
         };
         if st.leader_id != self.last_leader {
             if st.leader_id != 0 {
-                metrics::counter!(m::LEADER_CHANGES).increment(1);
-                tracing::info!(leader = st.leader_id, term = st.term, "raft leader changed");
+                metrics::counter!(m::LEADER_CHANGES, "group" => self.group.label()).increment(1);
+                tracing::info!(
+                    leader = st.leader_id,
+                    term = st.term,
+                    group = self.group.label(),
+                    "raft leader changed"
+                );
             }
             self.last_leader = st.leader_id;
         }
-        metrics::gauge!(m::TERM).set(st.term as f64);
-        metrics::gauge!(m::COMMIT_INDEX).set(st.commit as f64);
-        metrics::gauge!(m::APPLIED_INDEX).set(st.applied as f64);
-        metrics::gauge!(m::IS_LEADER).set(if role == Role::Leader { 1.0 } else { 0.0 });
-        metrics::gauge!(m::VOTERS).set(st.voters.len() as f64);
-        metrics::gauge!(m::LEARNERS).set(st.learners.len() as f64);
+        let g = self.group.label();
+        metrics::gauge!(m::TERM, "group" => g).set(st.term as f64);
+        metrics::gauge!(m::COMMIT_INDEX, "group" => g).set(st.commit as f64);
+        metrics::gauge!(m::APPLIED_INDEX, "group" => g).set(st.applied as f64);
+        metrics::gauge!(m::IS_LEADER, "group" => g).set(if role == Role::Leader {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!(m::VOTERS, "group" => g).set(st.voters.len() as f64);
+        metrics::gauge!(m::LEARNERS, "group" => g).set(st.learners.len() as f64);
         self.status_tx.send_if_modified(|cur| {
             if *cur != st {
                 *cur = st;
@@ -635,11 +663,14 @@ impl RaftLoop {
     }
 }
 
-fn restore_state(snap: &Snapshot) -> Result<StateMachine, LoopError> {
+fn restore_state(snap: &Snapshot, group: Group) -> Result<StateMachine, LoopError> {
     let s = StoreSnapshot::decode(&snap.data[..])
         .map_err(|e| LoopError::Corrupt(format!("snapshot data: {e}")))?;
     let mut sm = StateMachine::from_snapshot(&s)
         .map_err(|e| LoopError::Corrupt(format!("snapshot state: {e}")))?;
+    if group == Group::Users {
+        sm.set_users_group();
+    }
     sm.set_applied_index(snap.get_metadata().index);
     Ok(sm)
 }

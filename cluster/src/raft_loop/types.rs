@@ -31,6 +31,42 @@ pub struct RaftConfig {
     pub proposal_timeout: Duration,
 }
 
+/// Which of a node's Raft groups a loop runs. Every member runs both, over the same transport
+/// and node-to-node API: the config group (domains, users, policies, placement) and the
+/// user-state group (each user's roster, block list and offline messages), so that config
+/// writes never queue behind user traffic and the config stays small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Config,
+    Users,
+}
+
+impl Group {
+    /// The group's number on the wire (`RaftEnvelope.group`, `ProposeRequest.group`).
+    pub fn wire(self) -> u32 {
+        match self {
+            Group::Config => 0,
+            Group::Users => 1,
+        }
+    }
+
+    pub fn from_wire(n: u32) -> Option<Group> {
+        match n {
+            0 => Some(Group::Config),
+            1 => Some(Group::Users),
+            _ => None,
+        }
+    }
+
+    /// Metric label and log field.
+    pub fn label(self) -> &'static str {
+        match self {
+            Group::Config => "config",
+            Group::Users => "users",
+        }
+    }
+}
+
 impl RaftConfig {
     pub fn for_test(node_id: u64) -> Self {
         RaftConfig {

@@ -55,6 +55,9 @@ pub const OWNER_HISTORY: usize = 16;
 impl StateMachine {
     /// Validates a command against the current state and returns its effects.
     pub(super) fn plan(&self, index: u64, cmd: &Command) -> Result<Plan, ErrorDetail> {
+        if self.users_group {
+            return self.plan_users(index, cmd);
+        }
         match &cmd.op {
             None => Err(ErrorDetail::invalid("op", "the command has no operation")),
             Some(Op::Put(p)) => self.plan_put(index, p),
@@ -63,7 +66,75 @@ impl StateMachine {
             Some(Op::RemovePolicyException(r)) => self.plan_remove_exception(index, r),
             Some(Op::SetUserSecrets(s)) => self.plan_set_secrets(index, s),
             Some(Op::SetPlacement(p)) => self.plan_set_placement(index, p),
+            Some(Op::MirrorPlacement(_)) => Err(failed(
+                "a placement mirror belongs to the user-state group, not the config group",
+            )),
         }
+    }
+
+    /// The user-state group takes user-data writes and deletes and placement mirrors only.
+    fn plan_users(&self, index: u64, cmd: &Command) -> Result<Plan, ErrorDetail> {
+        match &cmd.op {
+            None => Err(ErrorDetail::invalid("op", "the command has no operation")),
+            Some(Op::Put(p))
+                if matches!(
+                    p.object.as_ref().and_then(|o| o.body.as_ref()),
+                    Some(Body::UserData(_))
+                ) =>
+            {
+                self.plan_put(index, p)
+            }
+            Some(Op::Delete(d)) if d.kind == ObjectKind::UserData as i32 => {
+                self.plan_delete(index, d)
+            }
+            Some(Op::MirrorPlacement(m)) => {
+                let view = m
+                    .view
+                    .as_ref()
+                    .ok_or_else(|| ErrorDetail::invalid("view", "missing"))?;
+                let mut plan = Plan::default();
+                if let Some(change) = self.adopt_view(index, view) {
+                    plan.changes.push(change);
+                }
+                Ok(plan)
+            }
+            Some(_) => Err(failed(
+                "the user-state group stores users' data only: config writes go to the config group",
+            )),
+        }
+    }
+
+    /// The user-state group's view of placement, as the config group last committed it (as far
+    /// as this group has seen): `None` before the first.
+    fn users_view(&self) -> Option<crate::ownership::View> {
+        match self
+            .stored(ObjectKind::Placement, "")
+            .and_then(|o| o.body.as_ref())
+        {
+            Some(Body::Placement(p)) => Some(crate::ownership::View::new(p.epoch, p.nodes.clone())),
+            _ => None,
+        }
+    }
+
+    /// A committed view of the config group that the user-state group has not seen yet (newer
+    /// epoch; at epoch 0, before the config group committed any view, more members) becomes
+    /// its own. Views never go back.
+    fn adopt_view(&self, index: u64, v: &herald_grpc::config::PlacementView) -> Option<Change> {
+        let next = crate::ownership::View::new(v.epoch, v.nodes.clone());
+        let newer = match self.users_view() {
+            None => true,
+            Some(cur) => crate::users_group::view_is_newer(&next, &cur),
+        };
+        newer.then(|| {
+            Change::put(ConfigObject {
+                revision: index,
+                body: Some(Body::Placement(herald_grpc::config::PlacementView {
+                    epoch: next.epoch,
+                    nodes: next.nodes,
+                    reason: v.reason.chars().take(512).collect(),
+                })),
+            })
+        })
     }
 
     fn plan_put(&self, index: u64, p: &PutObject) -> Result<Plan, ErrorDetail> {
@@ -114,7 +185,9 @@ impl StateMachine {
         let mut plan = Plan::default();
         let mut body = self.check_put(index, body, current, p.confirm, &mut plan)?;
         if let Body::UserData(d) = &mut body {
-            self.fence_user_data(index, d, current, p.fence.as_ref())?;
+            if let Some(view) = self.fence_user_data(index, d, current, p.fence.as_ref())? {
+                plan.changes.push(view);
+            }
         }
         plan.changes.insert(
             0,
@@ -251,6 +324,12 @@ impl StateMachine {
     /// The placement view now: the stored one (members only), or every member at epoch 0
     /// before the leader first set it.
     pub fn placement(&self) -> crate::ownership::View {
+        if self.users_group {
+            // The config group's view as committed there (its members already applied).
+            return self
+                .users_view()
+                .unwrap_or_else(|| crate::ownership::View::new(0, Vec::new()));
+        }
         let members: Vec<u64> = self.nodes().iter().map(|n| n.node_id).collect();
         match self
             .stored(ObjectKind::Placement, "")
@@ -321,13 +400,17 @@ impl StateMachine {
     /// A user-data write: with a fence, refused unless its owner is the user's home in the
     /// current epoch; the owner and its history are stamped on the stored data (a write
     /// without a fence, e.g. by an operator, keeps the last owner).
+    ///
+    /// In the user-state group the view and the pin come with the fence (the group keeps no
+    /// config): a committed view newer than the group's is adopted first (returned, to be
+    /// stored with the write), so an owner of an older epoch is refused from then on.
     fn fence_user_data(
         &self,
         index: u64,
         d: &mut herald_grpc::config::UserData,
         current: Option<&ConfigObject>,
         fence: Option<&herald_grpc::config::Fence>,
-    ) -> Result<(), ErrorDetail> {
+    ) -> Result<Option<Change>, ErrorDetail> {
         let old = match current.and_then(|o| o.body.as_ref()) {
             Some(Body::UserData(old)) => Some(old),
             _ => None,
@@ -336,10 +419,19 @@ impl StateMachine {
         d.owner_node = old.map_or(0, |o| o.owner_node);
         d.owner_epoch = old.map_or(0, |o| o.owner_epoch);
         let Some(f) = fence else {
-            return Ok(());
+            return Ok(None);
         };
-        let view = self.placement();
-        let home = self.home_of(&d.jid);
+        let (view, home, adopted) = if self.users_group {
+            let adopted = f.view.as_ref().and_then(|v| self.adopt_view(index, v));
+            let view = match (&adopted, &f.view) {
+                (Some(_), Some(v)) => crate::ownership::View::new(v.epoch, v.nodes.clone()),
+                _ => self.placement(),
+            };
+            let home = view.home(&d.jid, f.pinned);
+            (view, home, adopted)
+        } else {
+            (self.placement(), self.home_of(&d.jid), None)
+        };
         if f.epoch != view.epoch || home != Some(f.owner_node) {
             return Err(failed(format!(
                 "fenced: node {} in placement epoch {} is not the home of {} \
@@ -364,7 +456,7 @@ impl StateMachine {
         }
         d.owner_node = f.owner_node;
         d.owner_epoch = f.epoch;
-        Ok(())
+        Ok(adopted)
     }
 }
 

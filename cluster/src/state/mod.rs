@@ -87,6 +87,10 @@ pub struct StateMachine {
     pins: u64,
     /// Index: the sum behind [`Self::digest`], kept as objects and audit records come and go.
     hash: digest::SetHash,
+    /// This is the user-state Raft group's state: users' data and the placement view that
+    /// fences their writes, nothing else (see `apply::plan_users`). Set by the owner loop of
+    /// that group; not part of snapshots or the digest.
+    users_group: bool,
 }
 
 impl StateMachine {
@@ -117,6 +121,24 @@ impl StateMachine {
         sm.add_node(INDEX, first_node);
         sm.applied_index = INDEX;
         Ok(sm)
+    }
+
+    /// An empty state for the user-state Raft group.
+    pub fn for_users_group() -> Self {
+        StateMachine {
+            users_group: true,
+            ..Default::default()
+        }
+    }
+
+    /// Marks a state (restored from a snapshot) as the user-state group's.
+    pub fn set_users_group(&mut self) {
+        self.users_group = true;
+    }
+
+    /// Whether this is the user-state group's state.
+    pub fn is_users_group(&self) -> bool {
+        self.users_group
     }
 
     /// Applies a committed command at Raft index `index` (greater than every earlier index).

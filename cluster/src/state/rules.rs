@@ -52,7 +52,9 @@ impl StateMachine {
                 Body::Domain(d)
             }
             Body::UserData(d) => {
-                if self.stored(ObjectKind::User, &d.jid).is_none() {
+                // The user-state group holds no users: the config group deletes a user, and
+                // the user-state group's leader then deletes its data (`users_group` module).
+                if !self.users_group && self.stored(ObjectKind::User, &d.jid).is_none() {
                     return Err(failed_on(
                         "jid",
                         format!("no user '{}': user data needs an existing user", d.jid),

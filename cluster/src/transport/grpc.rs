@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use super::Transport;
 use crate::client::PeerOptions;
 use crate::metrics as m;
-use crate::raft_loop::Input;
+use crate::raft_loop::{Group, Input};
 use crate::stream::{pump, Hooks, Open};
 
 const QUEUE: usize = 1024;
@@ -35,6 +35,11 @@ struct Peer {
 /// The real transport.
 pub struct GrpcTransport {
     me: u64,
+    /// The Raft group whose messages this transport carries (its own streams per peer).
+    group: Group,
+    /// Transports of this node's other groups: they learn and forget peer addresses with this
+    /// one (only the config group's state names the members).
+    followers: std::sync::OnceLock<Vec<std::sync::Arc<GrpcTransport>>>,
     my_address: String,
     rt: tokio::runtime::Handle,
     inbox: Sender<Input>,
@@ -53,12 +58,33 @@ impl GrpcTransport {
     ) -> Self {
         GrpcTransport {
             me,
+            group: Group::Config,
+            followers: std::sync::OnceLock::new(),
             my_address,
             rt,
             inbox,
             opts,
             peers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A transport for another Raft group of this node (messages go on `GroupRaft`).
+    pub fn for_group(
+        group: Group,
+        me: u64,
+        my_address: String,
+        rt: tokio::runtime::Handle,
+        inbox: Sender<Input>,
+        opts: PeerOptions,
+    ) -> Self {
+        let mut t = Self::new(me, my_address, rt, inbox, opts);
+        t.group = group;
+        t
+    }
+
+    /// Makes `others` learn and forget peer addresses whenever this transport does.
+    pub fn set_followers(&self, others: Vec<std::sync::Arc<GrpcTransport>>) {
+        let _ = self.followers.set(others);
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Peer>> {
@@ -98,24 +124,27 @@ impl GrpcTransport {
             let _ = self.inbox.try_send(Input::SnapshotSent { to, ok: false });
             return;
         };
-        let (me, my_address, opts, inbox) = (
+        let (me, my_address, opts, inbox, group) = (
             self.me,
             self.my_address.clone(),
             self.opts.clone(),
             self.inbox.clone(),
+            self.group,
         );
         let fallback = self.peers().get(&to).map(|p| p.queue.clone());
         self.rt.spawn(async move {
             let bytes = msg.get_snapshot().get_data().len();
             let started = std::time::Instant::now();
-            match send_snapshot_chunks(&address, &opts, me, &my_address, &msg).await {
+            match send_snapshot_chunks(&address, &opts, me, &my_address, &msg, group).await {
                 Ok(chunks) => {
                     metrics::counter!(m::SNAPSHOTS_SENT).increment(1);
                     tracing::info!(peer = to, bytes, chunks, elapsed = ?started.elapsed(),
-                        "snapshot sent");
+                        group = group.label(), "snapshot sent");
                     let _ = inbox.try_send(Input::SnapshotSent { to, ok: true });
                 }
-                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                Err(status)
+                    if status.code() == tonic::Code::Unimplemented && group == Group::Config =>
+                {
                     // An older peer: the Raft stream, as it expects (bounded by the cap).
                     let env = msg.write_to_bytes().ok().map(|message| RaftEnvelope {
                         from: me,
@@ -123,6 +152,7 @@ impl GrpcTransport {
                         from_address: my_address,
                         message,
                         snapshot: true,
+                        group: 0,
                     });
                     let queued = match (env, fallback) {
                         (Some(env), Some(q)) => q.try_send(env).is_ok(),
@@ -133,7 +163,8 @@ impl GrpcTransport {
                     }
                 }
                 Err(status) => {
-                    tracing::warn!(peer = to, bytes, %status, "sending a snapshot failed");
+                    tracing::warn!(peer = to, bytes, %status, group = group.label(),
+                        "sending a snapshot failed");
                     let _ = inbox.try_send(Input::SnapshotSent { to, ok: false });
                 }
             }
@@ -148,6 +179,7 @@ async fn send_snapshot_chunks(
     me: u64,
     my_address: &str,
     msg: &Message,
+    group: Group,
 ) -> Result<usize, tonic::Status> {
     let data = msg.get_snapshot().data.clone();
     let mut head = msg.clone();
@@ -169,6 +201,7 @@ async fn send_snapshot_chunks(
         message,
         total_bytes: total as u64,
         data: Vec::new(),
+        group: group.wire(),
     };
     // Pieces are copied out of the snapshot lazily, as the stream is polled.
     let body = (0..total.div_ceil(chunk)).map(move |i| SnapshotChunk {
@@ -179,7 +212,10 @@ async fn send_snapshot_chunks(
     let mut client = crate::client::peer_client_connected(address, opts).await?;
     let mut req = tonic::Request::new(tokio_stream::iter(std::iter::once(head).chain(body)));
     req.set_timeout(std::time::Duration::from_secs(600));
-    client.install_snapshot(req).await?;
+    match group {
+        Group::Config => client.install_snapshot(req).await?,
+        Group::Users => client.group_install_snapshot(req).await?,
+    };
     Ok(n)
 }
 
@@ -198,6 +234,7 @@ impl Transport for GrpcTransport {
                 from_address: self.my_address.clone(),
                 message: bytes,
                 snapshot,
+                group: self.group.wire(),
             },
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode a raft message");
@@ -228,6 +265,9 @@ impl Transport for GrpcTransport {
         if node_id == self.me || address.is_empty() {
             return;
         }
+        for f in self.followers.get().into_iter().flatten() {
+            f.learn_address(node_id, address);
+        }
         let mut peers = self.peers();
         if let Some(p) = peers.get(&node_id) {
             if *p.address.borrow() != address {
@@ -238,9 +278,14 @@ impl Transport for GrpcTransport {
         }
         let (addr_tx, addr_rx) = watch::channel(address.to_string());
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE);
-        let open: Open<RaftEnvelope> = Box::new(|mut client, stream| {
-            Box::pin(async move { client.raft(stream).await.map(|_| ()) })
-        });
+        let open: Open<RaftEnvelope> = match self.group {
+            Group::Config => Box::new(|mut client, stream| {
+                Box::pin(async move { client.raft(stream).await.map(|_| ()) })
+            }),
+            Group::Users => Box::new(|mut client, stream| {
+                Box::pin(async move { client.group_raft(stream).await.map(|_| ()) })
+            }),
+        };
         self.rt.spawn(pump(
             node_id,
             addr_rx,
@@ -259,6 +304,9 @@ impl Transport for GrpcTransport {
     }
 
     fn forget(&self, node_id: u64) {
+        for f in self.followers.get().into_iter().flatten() {
+            f.forget(node_id);
+        }
         self.peers().remove(&node_id);
     }
 }

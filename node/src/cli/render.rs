@@ -602,12 +602,19 @@ pub fn cluster_status(reply: &ClusterStatusReply, format: OutputFormat) -> Strin
                         "config_digest": n.config_digest,
                         "admin_address": n.admin_address,
                         "placement_epoch": n.placement_epoch,
+                        "users_group": {
+                            "role": n.users_role,
+                            "applied_index": n.users_applied_index,
+                            "digest": n.users_digest,
+                        },
                     })
                 })
                 .collect();
             to_json_text(&json!({
                 "leader_id": reply.leader_id,
                 "digests_agree": reply.digests_agree,
+                "users_leader_id": reply.users_leader_id,
+                "users_digests_agree": reply.users_digests_agree,
                 "nodes": nodes,
                 "placement": {
                     "epoch": reply.placement_epoch,
@@ -651,8 +658,18 @@ pub fn cluster_status(reply: &ClusterStatusReply, format: OutputFormat) -> Strin
             if !reply.placement_reason.is_empty() {
                 placement.push_str(&format!(" ({})", reply.placement_reason));
             }
+            let users_leader = match reply.users_leader_id {
+                0 => "none".to_string(),
+                id => id.to_string(),
+            };
+            let users_agree = if reply.users_digests_agree {
+                "yes"
+            } else {
+                "no"
+            };
             format!(
-                "{}leader: {leader}\ndigests agree: {agree}\n{placement}\n",
+                "{}leader: {leader}\ndigests agree: {agree}\n{placement}\n\
+                 user-state group: leader {users_leader}, digests agree: {users_agree}\n",
                 t.render()
             )
         }

@@ -423,6 +423,9 @@ fn cluster_status_and_membership() {
                 admin_address: "127.0.0.1:7471".into(),
                 placement_epoch: 3,
                 membership: "voter".into(),
+                users_role: "leader".into(),
+                users_applied_index: 40,
+                users_digest: "u1".into(),
             },
             NodeStatus {
                 id: 2,
@@ -435,17 +438,29 @@ fn cluster_status_and_membership() {
                 admin_address: "127.0.0.2:7471".into(),
                 placement_epoch: 3,
                 membership: "learner".into(),
+                users_role: "follower".into(),
+                users_applied_index: 40,
+                users_digest: "u1".into(),
             },
         ],
         placement_epoch: 3,
         placement_nodes: vec![1, 2],
         placement_reason: "node 2 is back".into(),
+        users_leader_id: 1,
+        users_digests_agree: true,
     };
     let v: Value = serde_json::from_str(&render::cluster_status(&reply, OutputFormat::Json))
         .expect("valid JSON");
     assert_eq!(
         keys(&v),
-        sorted(&["leader_id", "digests_agree", "nodes", "placement"])
+        sorted(&[
+            "leader_id",
+            "digests_agree",
+            "nodes",
+            "placement",
+            "users_leader_id",
+            "users_digests_agree"
+        ])
     );
     assert_eq!(
         v["placement"],
@@ -458,6 +473,7 @@ fn cluster_status_and_membership() {
             "applied_index": 9,
             "commit_index": 10, "term": 2, "config_digest": digest,
             "admin_address": "127.0.0.2:7471", "placement_epoch": 3,
+            "users_group": {"role": "follower", "applied_index": 40, "digest": "u1"},
         })
     );
     assert_eq!(
@@ -466,7 +482,8 @@ fn cluster_status_and_membership() {
          1   127.0.0.1:7470  leader    voter    10             2     0123456789ab\n\
          2   127.0.0.2:7470  follower  learner  9              2     0123456789ab\n\
          leader: 1\ndigests agree: yes\n\
-         placement: epoch 3 on nodes [1, 2] (node 2 is back)\n"
+         placement: epoch 3 on nodes [1, 2] (node 2 is back)\n\
+         user-state group: leader 1, digests agree: yes\n"
     );
     let m = MembershipReply {
         voters: vec![1, 2, 3],

@@ -166,20 +166,33 @@ pub struct Sip {
 struct SubsEnv<'a> {
     sip: &'a Sip,
     applied: Arc<Applied>,
+    /// The applied state that holds users' data (the user-state group's).
+    users: Arc<Applied>,
 }
 
 impl SubsEnv<'_> {
     /// The user's stored data, borrowed (read on every NOTIFY and inbound message: no copy of
     /// the roster and offline queue).
+    /// Data an older version kept in the config group is read there until the user's first
+    /// write moves it.
     fn user_data(&self, user: &Jid) -> Option<&herald_grpc::config::UserData> {
+        let key = user.to_string();
         match self
-            .applied
+            .users
             .state
-            .peek(ObjectKind::UserData, &user.to_string())
+            .peek(ObjectKind::UserData, &key)
             .and_then(|o| o.body.as_ref())
         {
             Some(Body::UserData(d)) => Some(d),
-            _ => None,
+            _ => match self
+                .applied
+                .state
+                .peek(ObjectKind::UserData, &key)
+                .and_then(|o| o.body.as_ref())
+            {
+                Some(Body::UserData(d)) => Some(d),
+                _ => None,
+            },
         }
     }
 }
@@ -524,6 +537,7 @@ impl Sip {
         SubsEnv {
             sip: self,
             applied: self.cluster.applied(),
+            users: self.cluster.user_applied(),
         }
     }
 

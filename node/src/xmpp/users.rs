@@ -136,23 +136,15 @@ impl UserActor {
     }
 
     fn stored(&self) -> (UserData, u64) {
-        let applied = self.shared.cluster.applied();
-        match applied
-            .state
-            .get(ObjectKind::UserData, &self.jid.to_string())
-        {
-            Some(ConfigObject {
-                revision,
-                body: Some(Body::UserData(d)),
-            }) => (d, revision),
-            _ => (
+        self.shared.cluster.user_data(&self.key).unwrap_or_else(|| {
+            (
                 UserData {
                     jid: self.jid.to_string(),
                     ..Default::default()
                 },
                 0,
-            ),
-        }
+            )
+        })
     }
 
     /// Executes the effects of one input. When the input changed the user's durable state,
@@ -278,18 +270,33 @@ impl UserActor {
         let cluster = self.shared.cluster.clone();
         let expected = self.revision;
         // The state machine refuses the write unless this node is the user's home in this
-        // epoch when it applies it (a stale owner never overwrites).
+        // epoch when it applies it (a stale owner never overwrites). The user-state group keeps
+        // no config: the write brings the committed view and the user's pin it was made under.
+        let view = cluster.placement();
         let fence = Fence {
             owner_node: self.shared.node_id,
-            epoch: cluster.placement().epoch,
+            epoch: view.epoch,
+            view: Some(herald_grpc::config::PlacementView {
+                epoch: view.epoch,
+                nodes: view.nodes,
+                reason: String::new(),
+            }),
+            pinned: self.shared.pinned(&self.key),
+        };
+        // Never stored (in the group that holds it): create, so that a second writer that also
+        // saw nothing is refused instead of overwriting.
+        let mode = if expected == 0 {
+            WriteMode::Create
+        } else {
+            WriteMode::Upsert
         };
         let fut = async move {
             cluster
-                .write(&Command {
+                .write_user(&Command {
                     audit: None,
                     op: Some(Op::Put(PutObject {
                         object: Some(ConfigObject::new(Body::UserData(data))),
-                        mode: WriteMode::Upsert as i32,
+                        mode: mode as i32,
                         expected_revision: expected,
                         confirm: false,
                         fence: Some(fence),
@@ -305,7 +312,10 @@ impl UserActor {
                     act.execute(rest);
                 }
                 Err(e) => {
-                    let conflict = e.code() == ErrorCode::FailedPrecondition;
+                    let conflict = matches!(
+                        e.code(),
+                        ErrorCode::FailedPrecondition | ErrorCode::AlreadyExists
+                    );
                     metrics::counter!(xm::PERSISTS, "result" => if conflict { "conflict" } else { "error" })
                         .increment(1);
                     tracing::warn!(user = %act.jid, error = %e, conflict,
@@ -360,7 +370,7 @@ impl UserActor {
     fn reload(&mut self) {
         let (data, revision) = self.stored();
         self.revision = revision;
-        self.checked_index = self.shared.cluster.applied().state.applied_index();
+        self.checked_index = self.shared.cluster.user_applied().state.applied_index();
         if let Some(core) = self.core.as_mut() {
             core.set_data(data);
         }
@@ -370,7 +380,7 @@ impl UserActor {
     /// user's state than the one this actor knows (another node was the user's home meanwhile, e.g. while this
     /// node was paused or cut off), take it. Cheap when nothing was applied since the last look.
     fn refresh(&mut self) {
-        let applied = self.shared.cluster.applied();
+        let applied = self.shared.cluster.user_applied();
         let index = applied.state.applied_index();
         if index == self.checked_index {
             return;
@@ -431,7 +441,7 @@ impl Actor for UserActor {
         ctx.wait(
             actix::fut::wrap_future(async move {
                 wait_to_serve(shared.clone(), jid, SERVE_WAIT).await;
-                shared.cluster.read_barrier().await
+                shared.cluster.user_read_barrier().await
             })
             .map(|res, act: &mut UserActor, _| {
                 if let Err(e) = res {
@@ -440,7 +450,7 @@ impl Actor for UserActor {
                 }
                 let (data, revision) = act.stored();
                 act.revision = revision;
-                act.checked_index = act.shared.cluster.applied().state.applied_index();
+                act.checked_index = act.shared.cluster.user_applied().state.applied_index();
                 act.core = Some(UserCore::new(
                     act.jid.clone(),
                     data,

@@ -29,7 +29,11 @@ fn data_put(jid: &str, blocked: &str, fence: Option<(u64, u64)>) -> Command {
             mode: WriteMode::Upsert as i32,
             expected_revision: 0,
             confirm: false,
-            fence: fence.map(|(owner_node, epoch)| Fence { owner_node, epoch }),
+            fence: fence.map(|(owner_node, epoch)| Fence {
+                owner_node,
+                epoch,
+                ..Default::default()
+            }),
         })),
         audit: None,
     }
@@ -165,4 +169,108 @@ fn the_pins_fingerprint_changes_with_pins_only() {
     pinned.pinned_home_node = 0;
     h.ok(&upsert(Body::User(pinned)));
     assert_eq!(h.sm.pins_fingerprint(), none, "unpinned again");
+}
+
+/// A fenced write to the user-state group: the writer brings its view and the user's pin.
+fn group_put(jid: &str, blocked: &str, owner: u64, view: (u64, &[u64]), pinned: u64) -> Command {
+    let mut cmd = data_put(jid, blocked, Some((owner, view.0)));
+    if let Some(Op::Put(p)) = cmd.op.as_mut() {
+        let f = p.fence.as_mut().expect("fence");
+        f.view = Some(herald_grpc::config::PlacementView {
+            epoch: view.0,
+            nodes: view.1.to_vec(),
+            reason: String::new(),
+        });
+        f.pinned = pinned;
+    }
+    cmd
+}
+
+fn mirror(epoch: u64, nodes: &[u64]) -> Command {
+    Command {
+        op: Some(Op::MirrorPlacement(herald_grpc::config::MirrorPlacement {
+            view: Some(herald_grpc::config::PlacementView {
+                epoch,
+                nodes: nodes.to_vec(),
+                reason: "test".into(),
+            }),
+        })),
+        audit: None,
+    }
+}
+
+#[test]
+fn the_user_state_group_fences_with_the_views_its_writers_bring() {
+    let mut h = Harness {
+        sm: StateMachine::for_users_group(),
+        next: 2,
+    };
+    let jid = "ann@example.com";
+    let all: &[u64] = &[1, 2, 3];
+    let home = crate::ownership::View::new(1, all.to_vec())
+        .home(jid, 0)
+        .unwrap();
+    let other = all.iter().copied().find(|n| *n != home).unwrap();
+    // No user object is needed (the config group has them); the first write brings epoch 1.
+    h.ok(&group_put(jid, "a@x", home, (1, all), 0));
+    assert_eq!(h.sm.placement().epoch, 1, "the writer's view is adopted");
+    let d = stored_data(&h, jid);
+    assert_eq!((d.owner_node, d.owner_epoch), (home, 1));
+    // Another node claiming the same epoch is not the home there.
+    let e = h.err_with(
+        &group_put(jid, "b@x", other, (1, all), 0),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    assert!(e.message.starts_with("fenced:"), "{e:?}");
+    // ... unless the user is pinned to it (the pin comes with the fence).
+    h.ok(&group_put(jid, "b@x", other, (1, all), other));
+    // The config group moves on (home's node leaves): the mirror lands before anyone writes,
+    // and the old owner, still in epoch 1, is refused from then on.
+    let rest: Vec<u64> = all.iter().copied().filter(|n| *n != home).collect();
+    h.ok(&mirror(2, &rest));
+    assert_eq!(h.sm.placement().epoch, 2);
+    h.err_with(
+        &group_put(jid, "c@x", home, (1, all), 0),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    // A mirror or a writer's view never takes the group back.
+    h.ok(&mirror(1, all));
+    assert_eq!(h.sm.placement().nodes, rest);
+    let new_home = h.sm.placement().home(jid, 0).unwrap();
+    h.ok(&group_put(jid, "d@x", new_home, (2, &rest), 0));
+    // A writer that saw a newer view than the group's brings it, and it fences the others.
+    h.ok(&group_put(jid, "e@x", home, (3, all), 0));
+    assert_eq!(h.sm.placement().epoch, 3);
+    h.err_with(
+        &group_put(jid, "f@x", new_home, (2, &rest), 0),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    let owners: Vec<(u64, u64)> = stored_data(&h, jid)
+        .owners
+        .iter()
+        .map(|o| (o.epoch, o.node))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![(1, home), (1, other), (2, new_home), (3, home)]
+    );
+    // Config writes have no place here, and a mirror none in the config group.
+    h.err_with(
+        &create(user("bob@example.com")),
+        ErrorCode::FailedPrecondition,
+        "",
+    );
+    let mut config = Harness::new();
+    config.err_with(&mirror(5, all), ErrorCode::FailedPrecondition, "");
+    // Deleting a user's data (the leader's clean-up of a deleted user) works without a user.
+    h.ok(&delete(ObjectKind::UserData, jid));
+    assert!(h.sm.peek(ObjectKind::UserData, jid).is_none());
+    // The group's flag survives a snapshot only through the loop (it is not replicated).
+    let mut restored = StateMachine::from_snapshot(&h.sm.to_snapshot()).expect("restore");
+    assert!(!restored.is_users_group());
+    restored.set_users_group();
+    assert_eq!(restored.placement().epoch, 3);
 }
