@@ -127,6 +127,25 @@ impl ClusterHandle {
         let _ = self.inner.users.set(link);
     }
 
+    /// Waits (at most `limit`) until this node, removed from the config group, is out of the
+    /// user-state group too (its leader removes it, and this node must still answer for that
+    /// to commit: a two-node cluster that loses one keeps a working group). True when it is.
+    pub async fn leave_users_group(&self, limit: Duration) -> bool {
+        let Some(u) = self.inner.users.get() else {
+            return true;
+        };
+        let me = self.node_id();
+        let mut rx = u.status.clone();
+        let out = tokio::time::timeout(
+            limit,
+            rx.wait_for(|st| {
+                st.stopped || st.removed || !st.voters.contains(&me) && !st.learners.contains(&me)
+            }),
+        )
+        .await;
+        matches!(out, Ok(Ok(_)))
+    }
+
     /// The user-state group's loop, when this node runs one.
     pub fn users_group(&self) -> Option<&GroupLink> {
         self.inner.users.get()

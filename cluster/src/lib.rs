@@ -236,7 +236,10 @@ fn start_users_group(
     )?;
     let thread = std::thread::Builder::new()
         .name(format!("raft-users-{me}"))
-        .spawn(move || raft_loop.run())
+        .spawn(move || {
+            lower_priority(USERS_GROUP_NICE);
+            raft_loop.run()
+        })
         .map_err(StartError::Thread)?;
     handle.set_users_group(handle::GroupLink {
         inbox: inbox_tx,
@@ -245,6 +248,24 @@ fn start_users_group(
     });
     rt.spawn(users_group::follow(handle.clone()));
     Ok(thread)
+}
+
+/// How much nicer than the config group's the user-state group's Raft thread runs: users'
+/// data is data-plane work (like the node's data-plane threads, which run 5 nicer), while the
+/// config group carries the cluster's control plane (placement, membership, operators' writes).
+/// When both want a core, config writes go first; with a core to spare it changes nothing.
+pub const USERS_GROUP_NICE: i32 = 5;
+
+/// Raises the calling thread's nice value by `by` (Linux: nice is per thread), up to 19; a
+/// failure is logged and the thread keeps the process's priority.
+fn lower_priority(by: i32) {
+    use rustix::process::{getpriority_process, setpriority_process};
+    let me = Some(rustix::thread::gettid());
+    let result =
+        getpriority_process(me).and_then(|now| setpriority_process(me, (now + by).min(19)));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot lower the user-state Raft thread's priority");
+    }
 }
 
 /// Tells removed peers that they were removed, so that they stop (a few tries each).

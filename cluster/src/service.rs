@@ -519,9 +519,8 @@ impl NodeApi for NodeApiService {
         // The leader sends this only after applying the removal; the removed node may never learn
         // that the entry committed, since the leader stops replicating to it.
         tracing::warn!("the leader removed this node from the cluster; stopping");
-        if let Some(u) = self.handle.users_group() {
-            let _ = u.inbox.send(Input::Removed);
-        }
+        // The user-state group's loop stays: its leader removes this node from that group too
+        // (it must acknowledge that), and the agent stops it afterwards.
         let _ = self.handle.inbox().send(Input::Removed);
         Ok(Response::new(RaftAck {}))
     }

@@ -46,7 +46,10 @@ pub async fn follow(handle: ClusterHandle) {
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
         let users = handle.status_of(Group::Users);
-        if users.stopped || handle.status().stopped {
+        let config = handle.status();
+        // A node removed from the config keeps following until it is out of this group too
+        // (if it leads here, it removes itself); a node shutting down stops here.
+        if users.stopped || (config.stopped && !config.removed) {
             return;
         }
         if users.role != Role::Leader {

@@ -602,7 +602,11 @@ async fn run_planes(
     if tokio::time::timeout(grace, admin_server).await.is_err() {
         tracing::warn!("admin calls still running after the grace period; stopping anyway");
     }
-    // 3. Stop the Raft loop and wait for its thread.
+    // 3. Stop the Raft loops and wait for their threads. A removed node first waits to be out
+    //    of the user-state group as well (that removal needs its acknowledgement).
+    if matches!(exit, Exit::Removed) && !handle.leave_users_group(Duration::from_secs(5)).await {
+        tracing::warn!("still a member of the user-state group after 5 s; stopping anyway");
+    }
     handle.shutdown();
     let (config_thread, users_thread) = (cluster.thread, cluster.users_thread);
     let joined =

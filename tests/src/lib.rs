@@ -385,7 +385,8 @@ impl Sandbox {
     }
 
     /// Waits until `cluster status` through `via` shows exactly `nodes`, all reachable, one
-    /// leader, and the same digest and applied index everywhere. Returns the digest.
+    /// leader, and the same digest and applied index everywhere, in the config group and the
+    /// user-state group. Returns the config digest.
     pub fn wait_converged(&self, via: u64, nodes: &[u64]) -> Result<String> {
         wait_until("cluster convergence", Duration::from_secs(30), || {
             let st = self.status(via)?;
@@ -411,7 +412,27 @@ impl Sandbox {
             let roles_ok = list.iter().all(|n| n["role"] != "unreachable");
             let same = digests.windows(2).all(|w| w[0] == w[1])
                 && applied.windows(2).all(|w| w[0] == w[1]);
-            Ok((roles_ok && same && !digests[0].is_empty()).then(|| digests[0].to_string()))
+            // The user-state group too: a leader, every node in it, one digest at one index.
+            let users: Vec<(String, u64)> = list
+                .iter()
+                .map(|n| {
+                    let g = &n["users_group"];
+                    (
+                        g["digest"].as_str().unwrap_or("").to_string(),
+                        g["applied_index"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            let users_ok = st["users_leader_id"].as_u64().unwrap_or(0) != 0
+                && list.iter().all(|n| {
+                    matches!(
+                        n["users_group"]["role"].as_str(),
+                        Some("leader" | "follower")
+                    )
+                })
+                && users.windows(2).all(|w| w[0] == w[1]);
+            Ok((roles_ok && same && users_ok && !digests[0].is_empty())
+                .then(|| digests[0].to_string()))
         })
     }
 

@@ -208,6 +208,19 @@ fn add_and_remove_nodes() -> Result<()> {
     let out = sb.cli(1, &["cluster", "remove-node", "--id", "9"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a member"));
+    // Down to one node: each removed node waits until it is out of the user-state group too,
+    // so the survivor keeps a user-state group with a quorum (it would lose its leader, with
+    // check-quorum, if the group still counted a stopped node).
+    for (gone, left) in [(4, &[1, 2][..]), (2, &[1][..])] {
+        sb.cli_ok(1, &["cluster", "remove-node", "--id", &gone.to_string()])?;
+        let st = sb.wait_exit(gone, Duration::from_secs(20))?;
+        assert!(st.success(), "removed node {gone} exit status {st}");
+        sb.wait_converged(1, left)?;
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let st = sb.status(1)?;
+    assert_eq!(st["users_leader_id"], 1, "{st}");
+    assert_eq!(st["nodes"][0]["users_group"]["role"], "leader", "{st}");
     Ok(())
 }
 
