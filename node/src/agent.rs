@@ -550,10 +550,28 @@ async fn run_planes(
     );
 
     let mut status = handle.watch_status();
+    // The user-state group's loop stopping on its own (a storage failure) stops the node too:
+    // a node that cannot store users' data must not keep serving them.
+    let mut users_status = handle.users_group().map(|u| u.status.clone());
+    let users_stopped = async {
+        match users_status.as_mut() {
+            Some(rx) => wait_stopped(rx).await,
+            None => std::future::pending().await,
+        }
+    };
     let exit = tokio::select! {
         _ = shutdown => Exit::Shutdown,
         st = wait_stopped(&mut status) => {
             if st.removed { Exit::Removed } else { Exit::Shutdown }
+        }
+        st = users_stopped => {
+            if st.removed {
+                // Its leader removes a node from that group once the config group did.
+                Exit::Removed
+            } else {
+                tracing::error!("the user-state Raft loop stopped; stopping the node");
+                Exit::Shutdown
+            }
         }
     };
     match exit {
@@ -681,13 +699,15 @@ async fn wait_stopped(rx: &mut watch::Receiver<RaftStatus>) -> RaftStatus {
     }
 }
 
-/// Ready when this node is a voter, knows a leader, and has applied what it knows committed.
+/// Ready when this node is a voter, knows a leader, and has applied what it knows committed,
+/// and is a member of the user-state group that knows its leader.
 async fn track_readiness(
     handle: ClusterHandle,
     tx: std::sync::Arc<watch::Sender<Readiness>>,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut rx = handle.watch_status();
+    let mut urx = handle.users_group().map(|u| u.status.clone());
     loop {
         if *stopping.borrow_and_update() {
             // The shutdown path has said "shutting down"; nothing overrides it.
@@ -712,6 +732,17 @@ async fn track_readiness(
                 st.applied, st.commit
             ));
         }
+        if let Some(u) = urx.as_mut().map(|rx| rx.borrow_and_update().clone()) {
+            if u.stopped {
+                reasons.push("user-state raft loop stopped".to_string());
+            } else if !u.voters.contains(&handle.node_id())
+                && !u.learners.contains(&handle.node_id())
+            {
+                reasons.push("not (yet) a member of the user-state group".to_string());
+            } else if u.leader_id == 0 {
+                reasons.push("no user-state group leader known".to_string());
+            }
+        }
         let r = Readiness {
             ready: reasons.is_empty(),
             reasons,
@@ -731,8 +762,15 @@ async fn track_readiness(
         if st.stopped {
             return;
         }
+        let users_changed = async {
+            match urx.as_mut() {
+                Some(u) => u.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
+            ok = users_changed => if !ok { urx = None },
             _ = stopping.changed() => {}
         }
     }
