@@ -258,13 +258,15 @@ pub const USERS_GROUP_NICE: i32 = 5;
 
 /// Raises the calling thread's nice value by `by` (Linux: nice is per thread), up to 19; a
 /// failure is logged and the thread keeps the process's priority.
-fn lower_priority(by: i32) {
+pub fn lower_priority(by: i32) {
     use rustix::process::{getpriority_process, setpriority_process};
     let me = Some(rustix::thread::gettid());
     let result =
         getpriority_process(me).and_then(|now| setpriority_process(me, (now + by).min(19)));
     if let Err(e) = result {
-        tracing::warn!(error = %e, "cannot lower the user-state Raft thread's priority");
+        let thread = std::thread::current();
+        tracing::warn!(error = %e, thread = thread.name().unwrap_or("?"),
+            "cannot lower a thread's priority");
     }
 }
 

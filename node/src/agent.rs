@@ -92,18 +92,6 @@ pub const CONTROL_THREADS: usize = 2;
 /// competing as equals; with a core to spare it changes nothing.
 pub const DATA_PLANE_NICE: i32 = 5;
 
-/// Raises the calling thread's nice value by `by` (Linux: nice is per thread), up to 19. A
-/// failure is logged and the thread runs at the process's priority.
-fn lower_priority(by: i32) {
-    use rustix::process::{getpriority_process, setpriority_process};
-    let me = Some(rustix::thread::gettid());
-    let result =
-        getpriority_process(me).and_then(|now| setpriority_process(me, (now + by).min(19)));
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "cannot lower a data-plane thread's priority");
-    }
-}
-
 /// Runs a node until `shutdown` resolves or the node is removed from its cluster. Call it inside
 /// an actix `System` (the data-plane arbiters are started from it).
 pub async fn run(
@@ -121,7 +109,7 @@ pub async fn run(
     let arbiters: Vec<actix_rt::Arbiter> = (0..workers)
         .map(|i| {
             actix_rt::Arbiter::with_tokio_rt(move || {
-                lower_priority(DATA_PLANE_NICE);
+                herald_cluster::lower_priority(DATA_PLANE_NICE);
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .thread_name(format!("herald-data-{i}"))
