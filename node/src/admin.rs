@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use herald_cluster::client::constant_time_eq;
 use herald_cluster::secrets::{Keyring, FIELD_CALENDAR_PASSWORD, FIELD_DIALBACK_SECRET};
 use herald_cluster::state::validate::MIN_DIALBACK_SECRET_CHARS;
 use herald_cluster::ClusterHandle;
@@ -31,6 +30,12 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::scram;
+
+mod auth;
+pub use auth::{cert_actor, token_actor, AuthCheck};
+
+#[cfg(test)]
+mod tests;
 
 /// What a masked secret looks like on the way out (and means "unchanged" on the way in).
 pub const MASK: &str = "********";
@@ -68,76 +73,6 @@ pub struct AuditOptions {
     pub secrets: Keyring,
     /// Audit records kept in the store.
     pub keep: u32,
-}
-
-/// How the audit log names a bearer token: `token:` and 8 hex digits of its SHA-256, enough to
-/// tell tokens apart, useless to recover one.
-pub fn token_actor(token: &str) -> String {
-    use sha2::Digest as _;
-    let h = sha2::Sha256::digest(token.as_bytes());
-    format!("token:{}", hex::encode(&h[..4]))
-}
-
-/// How the audit log names an mTLS client: its certificate's subject and its SANs.
-pub fn cert_actor(cert_der: &[u8]) -> String {
-    use x509_parser::extensions::GeneralName;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
-        return "cert:<unparsable>".to_string();
-    };
-    let mut s = format!("cert:{}", cert.subject());
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        let names: Vec<String> = san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|n| match n {
-                GeneralName::DNSName(d) => Some(format!("DNS:{d}")),
-                GeneralName::RFC822Name(e) => Some(format!("email:{e}")),
-                GeneralName::URI(u) => Some(format!("URI:{u}")),
-                _ => None,
-            })
-            .collect();
-        if !names.is_empty() {
-            s.push_str(&format!(" san={}", names.join(",")));
-        }
-    }
-    s
-}
-
-/// Rejects admin calls without the configured bearer token.
-///
-/// The expected header is kept as raw bytes built from the token, never parsed: a token that
-/// could not travel in a header (the config refuses those at start, see
-/// `config::validate::check_secret`) would then simply match nothing. There is no input that
-/// turns the check off; only `None` (no token configured) does, which the agent allows on
-/// loopback or behind mutual TLS only.
-#[derive(Clone)]
-pub struct AuthCheck(Option<std::sync::Arc<[u8]>>);
-
-impl AuthCheck {
-    /// The check for `token` (`None`: no token configured, calls pass).
-    pub fn new(token: Option<&str>) -> Self {
-        AuthCheck(token.map(|t| format!("Bearer {t}").into_bytes().into()))
-    }
-}
-
-impl tonic::service::Interceptor for AuthCheck {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(exp) = &self.0 {
-            let ok = req
-                .metadata()
-                .get("authorization")
-                .is_some_and(|v| constant_time_eq(v.as_bytes(), exp));
-            if !ok {
-                metrics::counter!(ADMIN_REQUESTS, "method" => "any", "code" => "Unauthenticated")
-                    .increment(1);
-                return Err(Status::unauthenticated(
-                    "admin API: missing or wrong bearer token (set --admin-token / HERALD_ADMIN_TOKEN)",
-                ));
-            }
-        }
-        Ok(req)
-    }
 }
 
 pub type AdminGrpc = InterceptedService<AdminServer<AdminService>, AuthCheck>;
@@ -892,119 +827,5 @@ impl Admin for AdminService {
         }
         .await;
         observe("AuditList", t, r)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use herald_grpc::config::{CalendarCredentials, ScramSecret};
-
-    #[test]
-    fn scrub_removes_secrets() {
-        let u = scrub(ConfigObject::new(Body::User(User {
-            jid: "a@b".into(),
-            scram_sha256: Some(ScramSecret::default()),
-            scram_sha1: Some(ScramSecret::default()),
-            ..Default::default()
-        })));
-        match u.body {
-            Some(Body::User(u)) => assert!(u.scram_sha1.is_none() && u.scram_sha256.is_none()),
-            _ => panic!(),
-        }
-        let c = scrub(ConfigObject::new(Body::CalendarCredentials(
-            CalendarCredentials {
-                password: "hunter2".into(),
-                ..Default::default()
-            },
-        )));
-        match c.body {
-            Some(Body::CalendarCredentials(c)) => assert_eq!(c.password, MASK),
-            _ => panic!(),
-        }
-    }
-
-    #[test]
-    fn actors_name_tokens_by_fingerprint_and_clients_by_certificate() {
-        let a = token_actor("tok-123456");
-        assert!(a.starts_with("token:") && a.len() == 14, "{a}");
-        assert!(!a.contains("tok-123456"));
-        assert_eq!(a, token_actor("tok-123456"));
-        assert_ne!(a, token_actor("tok-123457"));
-        let mut params = rcgen::CertificateParams::new(vec!["ops.example".into()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ops-alice");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let c = cert_actor(cert.der());
-        assert!(c.starts_with("cert:") && c.contains("CN=ops-alice"), "{c}");
-        assert!(c.contains("san=DNS:ops.example"), "{c}");
-        assert_eq!(cert_actor(b"garbage"), "cert:<unparsable>");
-    }
-
-    #[test]
-    fn addresses_and_kinds() {
-        assert!(check_address("127.0.0.1:7470").is_ok());
-        assert!(check_address("node-1.herald:7470").is_ok());
-        assert!(check_address("127.0.0.1").is_err());
-        assert!(check_address(":7470").is_err());
-        assert!(check_address("h:0").is_err());
-        assert!(kind_of(0).is_err());
-        assert!(kind_of(999).is_err());
-        assert_eq!(kind_of(1).unwrap(), ObjectKind::Domain);
-        assert!(constant_time_eq(b"Bearer x", b"Bearer x"));
-        assert!(!constant_time_eq(b"Bearer x", b"Bearer y"));
-        assert!(!constant_time_eq(b"Bearer", b"Bearer x"));
-    }
-
-    fn call(check: &mut AuthCheck, header: Option<&str>) -> Result<(), tonic::Code> {
-        use tonic::service::Interceptor as _;
-        let mut req = Request::new(());
-        if let Some(h) = header {
-            req.metadata_mut()
-                .insert("authorization", h.parse().expect("test header"));
-        }
-        check.call(req).map(|_| ()).map_err(|s| s.code())
-    }
-
-    #[test]
-    fn auth_check_refuses_missing_wrong_and_malformed() {
-        let mut check = AuthCheck::new(Some("tok-123456"));
-        assert_eq!(call(&mut check, None), Err(tonic::Code::Unauthenticated));
-        assert_eq!(
-            call(&mut check, Some("Bearer tok-123457")),
-            Err(tonic::Code::Unauthenticated)
-        );
-        assert_eq!(
-            call(&mut check, Some("tok-123456")),
-            Err(tonic::Code::Unauthenticated)
-        );
-        assert_eq!(
-            call(&mut check, Some("Bearer tok-1234567")),
-            Err(tonic::Code::Unauthenticated)
-        );
-        assert_eq!(call(&mut check, Some("Bearer tok-123456")), Ok(()));
-        // No token configured: the agent allows this on loopback or behind mutual TLS only.
-        assert_eq!(call(&mut AuthCheck::new(None), None), Ok(()));
-    }
-
-    /// The old check parsed `Bearer {token}` into a header value and dropped the check when
-    /// that failed: a token with a newline turned authentication off. Now it refuses everyone.
-    #[test]
-    fn a_token_that_is_not_a_header_value_fails_closed() {
-        for token in ["tok\n123456", "jeton-sécurité", "tok\u{0}123456"] {
-            let mut check = AuthCheck::new(Some(token));
-            assert_eq!(
-                call(&mut check, None),
-                Err(tonic::Code::Unauthenticated),
-                "{token:?}"
-            );
-            assert_eq!(
-                call(&mut check, Some("Bearer tok")),
-                Err(tonic::Code::Unauthenticated),
-                "{token:?}"
-            );
-        }
     }
 }
