@@ -274,3 +274,95 @@ fn the_user_state_group_fences_with_the_views_its_writers_bring() {
     restored.set_users_group();
     assert_eq!(restored.placement().epoch, 3);
 }
+
+/// Random interleavings of mirrors and fenced writes in the user-state group, each carrying a
+/// view the config group committed (any of them: writers and mirrors may be stale), from any
+/// node, with or without a pin. Whatever the order: the group's epoch never goes back, its view
+/// is always the committed view of that epoch, and an accepted write comes from the home of the
+/// newest epoch the group has seen (under the writer's pin), never from an older epoch.
+#[test]
+fn the_user_state_group_never_accepts_an_owner_of_an_older_epoch() {
+    use rand::{Rng, SeedableRng};
+    let seeds: u64 = std::env::var("HERALD_FENCE_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let jids = ["ann@example.com", "bob@example.com", "cy@example.com"];
+    for seed in 0..seeds {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        // The config group's committed views, epoch 1.. (random non-empty subsets of 1..=5).
+        let views: Vec<Vec<u64>> = (0..8)
+            .map(|_| {
+                let mut n: Vec<u64> = (1..=5).filter(|_| rng.random_bool(0.6)).collect();
+                if n.is_empty() {
+                    n.push(rng.random_range(1..=5));
+                }
+                n
+            })
+            .collect();
+        let view_of = |e: u64| crate::ownership::View::new(e, views[e as usize - 1].clone());
+        let mut h = Harness {
+            sm: StateMachine::for_users_group(),
+            next: 2,
+        };
+        let mut newest = 0u64;
+        for step in 0..60 {
+            // Views become known over time: at most `step / 6 + 1`.
+            let known = (step / 6 + 1).min(views.len()) as u64;
+            let e = rng.random_range(1..=known);
+            let before = h.sm.placement().epoch;
+            if rng.random_bool(0.2) {
+                let out = h.apply(&mirror(e, &views[e as usize - 1]));
+                assert!(
+                    matches!(out.result, Some(write_outcome::Result::Revision(_))),
+                    "seed {seed}: a mirror is never refused: {out:?}"
+                );
+            } else {
+                let jid = jids[rng.random_range(0..jids.len())];
+                let owner = rng.random_range(1..=5);
+                let pinned = if rng.random_bool(0.2) {
+                    rng.random_range(1..=5)
+                } else {
+                    0
+                };
+                let out = h.apply(&group_put(
+                    jid,
+                    "x@x",
+                    owner,
+                    (e, &views[e as usize - 1]),
+                    pinned,
+                ));
+                if let Some(write_outcome::Result::Revision(_)) = out.result {
+                    assert!(
+                        e >= newest,
+                        "seed {seed} step {step}: an owner of epoch {e} wrote after epoch {newest} was seen"
+                    );
+                    assert_eq!(
+                        view_of(e).home(jid, pinned),
+                        Some(owner),
+                        "seed {seed} step {step}: a write accepted from a node that is not the home"
+                    );
+                }
+            }
+            let v = h.sm.placement();
+            assert!(
+                v.epoch >= before,
+                "seed {seed} step {step}: the group's epoch went back"
+            );
+            newest = newest.max(v.epoch);
+            assert_eq!(v.epoch, newest, "seed {seed}");
+            if v.epoch == 0 {
+                assert!(
+                    v.nodes.is_empty(),
+                    "seed {seed}: a view before any was adopted"
+                );
+            } else {
+                assert_eq!(
+                    v,
+                    view_of(v.epoch),
+                    "seed {seed}: a view that was never committed"
+                );
+            }
+        }
+    }
+}
