@@ -21,6 +21,8 @@ use crate::client::{peer_client, PeerClient, PeerOptions};
 use crate::metrics as m;
 use crate::raft_loop::{Applied, Group, Input, RaftStatus, Role};
 
+mod users;
+
 /// Message of the retryable error a non-leader gives.
 pub const NOT_LEADER: &str = "not the leader";
 
@@ -122,45 +124,6 @@ impl ClusterHandle {
         self.inner.me.node_id
     }
 
-    /// Connects the user-state group's loop (once, at start).
-    pub fn set_users_group(&self, link: GroupLink) {
-        let _ = self.inner.users.set(link);
-    }
-
-    /// Waits (at most `limit`) until this node, removed from the config group, is out of the
-    /// user-state group too (its leader removes it, and this node must still answer for that
-    /// to commit: a two-node cluster that loses one keeps a working group). True when it is.
-    pub async fn leave_users_group(&self, limit: Duration) -> bool {
-        let Some(u) = self.inner.users.get() else {
-            return true;
-        };
-        let me = self.node_id();
-        let mut rx = u.status.clone();
-        let out = tokio::time::timeout(
-            limit,
-            rx.wait_for(|st| {
-                st.stopped || st.removed || !st.voters.contains(&me) && !st.learners.contains(&me)
-            }),
-        )
-        .await;
-        matches!(out, Ok(Ok(_)))
-    }
-
-    /// The user-state group's loop, when this node runs one.
-    pub fn users_group(&self) -> Option<&GroupLink> {
-        self.inner.users.get()
-    }
-
-    /// The group users' data is written to: the user-state group, or the config group when
-    /// this node runs no other.
-    fn user_group(&self) -> Group {
-        if self.inner.users.get().is_some() {
-            Group::Users
-        } else {
-            Group::Config
-        }
-    }
-
     fn inbox_of(&self, group: Group) -> &Sender<Input> {
         match (group, self.inner.users.get()) {
             (Group::Users, Some(u)) => &u.inbox,
@@ -178,33 +141,6 @@ impl ClusterHandle {
     /// A group's Raft status on this node.
     pub fn status_of(&self, group: Group) -> RaftStatus {
         self.status_rx(group).borrow().clone()
-    }
-
-    /// The applied state that holds users' data on this node: the user-state group's (the
-    /// config group's when this node runs no other).
-    pub fn user_applied(&self) -> Arc<Applied> {
-        match self.inner.users.get() {
-            Some(u) => u.applied.borrow().clone(),
-            None => self.applied(),
-        }
-    }
-
-    /// A user's stored data and its revision in the group that holds it. Data that an older
-    /// version kept in the config group (before the user-state group existed) is returned with
-    /// revision 0 until the user's first write moves it; `None`: nothing stored.
-    pub fn user_data(&self, jid: &str) -> Option<(herald_grpc::config::UserData, u64)> {
-        use herald_grpc::config::{config_object::Body, ObjectKind};
-        let read = |a: &Applied| match a.state.get(ObjectKind::UserData, jid) {
-            Some(herald_grpc::config::ConfigObject {
-                revision,
-                body: Some(Body::UserData(d)),
-            }) => Some((d, revision)),
-            _ => None,
-        };
-        if self.inner.users.get().is_none() {
-            return read(&self.applied());
-        }
-        read(&self.user_applied()).or_else(|| read(&self.applied()).map(|(d, _)| (d, 0)))
     }
 
     pub fn me(&self) -> &NodeInfo {
@@ -616,12 +552,6 @@ impl ClusterHandle {
         self.write_in(Group::Config, cmd).await
     }
 
-    /// Writes a user's data (a fenced `UserData` put, or its delete) through the leader of the
-    /// user-state group ([`Self::write`] when this node runs no other group).
-    pub async fn write_user(&self, cmd: &Command) -> Result<Written, ErrorDetail> {
-        self.write_in(self.user_group(), cmd).await
-    }
-
     async fn write_in(&self, group: Group, cmd: &Command) -> Result<Written, ErrorDetail> {
         let bytes = cmd.encode_to_vec();
         let deadline = Instant::now() + LEADER_WAIT;
@@ -751,11 +681,6 @@ impl ClusterHandle {
     /// committed when the read was issued.
     pub async fn read_barrier(&self) -> Result<u64, ErrorDetail> {
         self.read_barrier_in(Group::Config).await
-    }
-
-    /// [`Self::read_barrier`] on the group that holds users' data.
-    pub async fn user_read_barrier(&self) -> Result<u64, ErrorDetail> {
-        self.read_barrier_in(self.user_group()).await
     }
 
     async fn read_barrier_in(&self, group: Group) -> Result<u64, ErrorDetail> {

@@ -212,14 +212,16 @@ fn start_users_group(
     }
     let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(65_536);
     let rt = tokio::runtime::Handle::current();
-    let transport = Arc::new(GrpcTransport::for_group(
-        Group::Users,
-        me,
-        cfg.me.cluster_address.clone(),
-        rt.clone(),
-        inbox_tx.clone(),
-        cfg.peer.clone(),
-    ));
+    let transport = Arc::new(
+        GrpcTransport::new(
+            me,
+            cfg.me.cluster_address.clone(),
+            rt.clone(),
+            inbox_tx.clone(),
+            cfg.peer.clone(),
+        )
+        .in_group(Group::Users),
+    );
     // Only the config group's state names the members: this group's transport learns their
     // addresses from it.
     for n in handle.applied().state.nodes() {

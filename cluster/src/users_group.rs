@@ -26,6 +26,7 @@ use herald_grpc::config::{
 
 use crate::handle::ClusterHandle;
 use crate::raft_loop::{Group, Role};
+use crate::state::StateMachine;
 
 /// How often the leader compares the groups.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
@@ -77,9 +78,8 @@ pub fn view_is_newer(next: &crate::ownership::View, cur: &crate::ownership::View
 async fn mirror_placement(handle: &ClusterHandle) {
     let config = handle.applied().placement().clone();
     let users = handle.user_applied();
-    let has_view = users.state.peek(ObjectKind::Placement, "").is_some();
-    let cur = users.state.placement();
-    if has_view && !view_is_newer(&config, &cur) {
+    // Before the group has any view its placement is epoch 0 with no nodes: any view is newer.
+    if !view_is_newer(&config, &users.state.placement()) {
         return;
     }
     let cmd = Command {
@@ -168,28 +168,10 @@ async fn follow_membership(handle: &ClusterHandle, adding: &mut Option<(u64, Ins
 async fn clean_up(handle: &ClusterHandle) {
     let users = handle.user_applied();
     let config = handle.applied();
-    let orphans: Vec<(String, u64)> = users
-        .state
-        .peek_all(ObjectKind::UserData)
-        .filter_map(|o| match &o.body {
-            Some(Body::UserData(d)) if config.state.peek(ObjectKind::User, &d.jid).is_none() => {
-                Some((d.jid.clone(), o.revision))
-            }
-            _ => None,
-        })
-        .take(CLEANUP_BATCH)
-        .collect();
-    let legacy: Vec<(String, u64)> = config
-        .state
-        .peek_all(ObjectKind::UserData)
-        .filter_map(|o| match &o.body {
-            Some(Body::UserData(d)) if users.state.peek(ObjectKind::UserData, &d.jid).is_some() => {
-                Some((d.jid.clone(), o.revision))
-            }
-            _ => None,
-        })
-        .take(CLEANUP_BATCH)
-        .collect();
+    let orphans = data_where(&users.state, |jid| {
+        config.state.peek(ObjectKind::User, jid).is_none()
+    });
+    let legacy = data_where(&config.state, |jid| users.state.user_data(jid).is_some());
     drop((users, config));
     if !orphans.is_empty() {
         // A user created since this node last applied the config must not lose its data: look
@@ -218,6 +200,18 @@ async fn clean_up(handle: &ClusterHandle) {
                 "old copy of a user's data in the config group not deleted"),
         }
     }
+}
+
+/// The users (and revisions) whose data `state` holds and `keep` picks, a batch at most.
+fn data_where(state: &StateMachine, keep: impl Fn(&str) -> bool) -> Vec<(String, u64)> {
+    state
+        .peek_all(ObjectKind::UserData)
+        .filter_map(|o| match &o.body {
+            Some(Body::UserData(d)) if keep(&d.jid) => Some((d.jid.clone(), o.revision)),
+            _ => None,
+        })
+        .take(CLEANUP_BATCH)
+        .collect()
 }
 
 fn delete(jid: &str, revision: u64) -> Command {

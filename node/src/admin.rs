@@ -523,7 +523,9 @@ impl Admin for AdminService {
                     .map_err(|e| e.to_status())?;
             }
             let applied = self.cluster.applied();
-            let stored_data = self.cluster.user_data(&key);
+            let stored_data = matches!(kind, ObjectKind::User | ObjectKind::UserData)
+                .then(|| self.cluster.user_data(&key))
+                .flatten();
             let obj = if kind == ObjectKind::UserData {
                 // Users' data lives in the user-state group.
                 stored_data.clone().map(|(d, revision)| ConfigObject {

@@ -72,6 +72,17 @@ impl StateMachine {
         self.stored(kind, &normal)
     }
 
+    /// A user's stored data and its revision, borrowed (as [`Self::peek`] finds it).
+    pub fn user_data(&self, jid: &str) -> Option<(&herald_grpc::config::UserData, u64)> {
+        match self.peek(ObjectKind::UserData, jid) {
+            Some(ConfigObject {
+                revision,
+                body: Some(Body::UserData(d)),
+            }) => Some((d, *revision)),
+            _ => None,
+        }
+    }
+
     /// The stored objects of a kind, sorted by key, as stored (derived fields not filled) and
     /// without copying them: for passes over many objects that read stored fields (a node's
     /// calendar service reading 10,000 users every time the store changes).

@@ -68,18 +68,10 @@ impl GrpcTransport {
         }
     }
 
-    /// A transport for another Raft group of this node (messages go on `GroupRaft`).
-    pub fn for_group(
-        group: Group,
-        me: u64,
-        my_address: String,
-        rt: tokio::runtime::Handle,
-        inbox: Sender<Input>,
-        opts: PeerOptions,
-    ) -> Self {
-        let mut t = Self::new(me, my_address, rt, inbox, opts);
-        t.group = group;
-        t
+    /// This transport for another Raft group of this node (messages go on `GroupRaft`).
+    pub fn in_group(mut self, group: Group) -> Self {
+        self.group = group;
+        self
     }
 
     /// Makes `others` learn and forget peer addresses whenever this transport does.

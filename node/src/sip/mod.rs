@@ -177,23 +177,11 @@ impl SubsEnv<'_> {
     /// write moves it.
     fn user_data(&self, user: &Jid) -> Option<&herald_grpc::config::UserData> {
         let key = user.to_string();
-        match self
-            .users
+        self.users
             .state
-            .peek(ObjectKind::UserData, &key)
-            .and_then(|o| o.body.as_ref())
-        {
-            Some(Body::UserData(d)) => Some(d),
-            _ => match self
-                .applied
-                .state
-                .peek(ObjectKind::UserData, &key)
-                .and_then(|o| o.body.as_ref())
-            {
-                Some(Body::UserData(d)) => Some(d),
-                _ => None,
-            },
-        }
+            .user_data(&key)
+            .or_else(|| self.applied.state.user_data(&key))
+            .map(|(d, _)| d)
     }
 }
 
